@@ -1,0 +1,169 @@
+//! The one error type of p8fs. Backends map driver errors into it; front-ends map it to their
+//! wire forms at the edge. Callers branch on [`ErrorKind`], never on message text.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The result type used across p8fs.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed underlying cause, kept for logs; never shown on the wire.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of thing an error is about, so front-ends can choose a precise wire code
+/// (`NoSuchKey` versus `NoSuchBucket`, for instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Key,
+    Collection,
+    VectorRecord,
+    Node,
+    Edge,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Key => "key",
+            Resource::Collection => "collection",
+            Resource::VectorRecord => "vector record",
+            Resource::Node => "node",
+            Resource::Edge => "edge",
+        })
+    }
+}
+
+/// Every failure a backend or a shared algorithm can report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The addressed record is absent or invisible (expired).
+    #[error("{resource} not found: {id}")]
+    NotFound { resource: Resource, id: String },
+    /// A create-only operation met a visible record.
+    #[error("{resource} already exists: {id}")]
+    AlreadyExists { resource: Resource, id: String },
+    /// A version or shape mismatch (compare-and-swap, collection spec).
+    #[error("conflict: {reason}")]
+    Conflict { reason: Cow<'static, str> },
+    /// Input outside the contract; `field` names the offending field.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        field: Cow<'static, str>,
+        reason: Cow<'static, str>,
+    },
+    /// No valid credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(Cow<'static, str>),
+    /// Valid credentials without the right to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(Cow<'static, str>),
+    /// A transient failure; the caller may retry.
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        reason: Cow<'static, str>,
+        #[source]
+        source: Option<Source>,
+    },
+    /// A bug or an unexpected state; details go to logs only.
+    #[error("internal error: {reason}")]
+    Internal {
+        reason: Cow<'static, str>,
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+/// The variant of an [`Error`] without its payload, for matching and comparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    Unauthorized,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The field named by an `InvalidInput` error.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidInput { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// An `InvalidInput` error naming `field`.
+    pub fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A `NotFound` error.
+    pub fn not_found(resource: Resource, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    /// An `AlreadyExists` error.
+    pub fn already_exists(resource: Resource, id: impl fmt::Display) -> Self {
+        Error::AlreadyExists {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    /// A `Conflict` error.
+    pub fn conflict(reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::Conflict {
+            reason: reason.into(),
+        }
+    }
+
+    /// An `Unavailable` error with its cause.
+    pub fn unavailable(
+        reason: impl Into<Cow<'static, str>>,
+        source: impl Into<Option<Source>>,
+    ) -> Self {
+        Error::Unavailable {
+            reason: reason.into(),
+            source: source.into(),
+        }
+    }
+
+    /// An `Internal` error with its cause.
+    pub fn internal(reason: impl Into<Cow<'static, str>>, source: impl Into<Option<Source>>) -> Self {
+        Error::Internal {
+            reason: reason.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
+    }
+}

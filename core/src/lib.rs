@@ -1,0 +1,42 @@
+//! p8fs-core: the domain types, backend traits, errors, clock, validation and the shared
+//! algorithms of p8fs. It owns the semantic contract (`DESIGN.md`, "The semantic contract").
+//!
+//! Traits, one capability each, bundled by [`Backend`]:
+//! - [`KvStore`]: versioned JSON values with ttl, put-if-absent, compare-and-swap, scans;
+//! - [`VectorStore`]: collections and exact nearest-neighbour candidates;
+//! - [`GraphStore`]: nodes, edges and the `edges_of` traversal primitive;
+//! - [`Maintenance`]: physical removal of expired records.
+//!
+//! Semantics that must not drift between backends are free functions here, not overridable
+//! trait methods: [`kv::find_by_field`], [`vector::search`] (f64 rescoring and ordering),
+//! [`traverse::neighbors`] and [`traverse::shortest_path`].
+//!
+//! Invariants:
+//! - no storage driver and no front-end framework is a dependency of this crate;
+//! - nothing here does IO or reads the wall clock except [`SystemClock`]; backends take time from
+//!   an injected [`Clock`];
+//! - every limit of the contract is checked in [`validate`], and identifier types can only be
+//!   built there, so a backend never sees unvalidated input.
+//!
+//! Adding a backend: implement the four traits in a crate under `backends/`, add one
+//! `suite!` instantiation in `conformance/tests/all/`, and one arm where the gateway builds its
+//! backend from configuration.
+
+pub mod backend;
+pub mod clock;
+pub mod error;
+pub mod graph;
+pub mod json;
+pub mod kv;
+pub mod traverse;
+pub mod types;
+pub mod validate;
+pub mod vector;
+
+pub use backend::{Backend, Maintenance};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorKind, Resource, Result};
+pub use graph::{Direction, EdgeRecord, GraphStore, NodeRecord};
+pub use kv::{KvEntry, KvStore};
+pub use types::*;
+pub use vector::{SearchHit, VectorRecord, VectorStore};

@@ -1,0 +1,195 @@
+//! The vector capability: collections of fixed-dimension f32 vectors with JSON metadata, and
+//! exact k-nearest search. Scoring and ordering are decided once, here: backends return
+//! candidates ([`VectorStore::search_candidates`]) and [`search`] rescores them in f64 and orders
+//! by distance, then id.
+
+mod bound;
+mod distance;
+
+use std::cmp::Ordering;
+
+use async_trait::async_trait;
+
+pub use bound::CandidateSelector;
+pub use distance::{distance, norm};
+
+use crate::error::{Error, Resource, Result};
+use crate::types::{
+    CollectionName, CollectionSpec, Embedding, Filter, JsonMap, JsonObject, Limit, Page, RecordId,
+    TenantId, Timestamp, Ttl,
+};
+
+/// A visible vector record.
+#[derive(Clone, PartialEq, Debug)]
+pub struct VectorRecord {
+    pub id: RecordId,
+    pub vector: Vec<f32>,
+    pub metadata: JsonMap,
+    /// When the record stops being visible; `None` is forever.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One result of a search.
+#[derive(Clone, PartialEq, Debug)]
+pub struct SearchHit {
+    pub id: RecordId,
+    /// The metric's distance, computed in f64 from the stored f32 values.
+    pub distance: f64,
+    pub metadata: JsonMap,
+}
+
+/// A page of records; the cursor is the last id of the page.
+pub type VectorPage = Page<VectorRecord, RecordId>;
+
+/// Vector storage. Every method is scoped to one tenant and sees only records visible at the
+/// backend clock's `now`.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Creates a collection: `Ok(true)` when created, `Ok(false)` when an identical one exists,
+    /// `Conflict` when one of that name has another dimension or metric.
+    async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool>;
+
+    /// The collection's spec, or `None`.
+    async fn collection(&self, tenant: &TenantId, name: &CollectionName)
+    -> Result<Option<CollectionSpec>>;
+
+    /// Every collection of the tenant, names ascending by raw bytes.
+    async fn list_collections(&self, tenant: &TenantId) -> Result<Vec<CollectionSpec>>;
+
+    /// Drops a collection and all its records; returns whether it existed.
+    async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool>;
+
+    /// Upserts a record. `NotFound` if the collection does not exist, `Conflict` if `vector` was
+    /// validated for another dimension or metric than the collection now has.
+    async fn upsert_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+        vector: &Embedding,
+        metadata: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()>;
+
+    /// The visible record, or `None`; `NotFound` if the collection does not exist.
+    async fn get_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<Option<VectorRecord>>;
+
+    /// Deletes a record; returns whether a visible one existed. `NotFound` if the collection
+    /// does not exist.
+    async fn delete_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<bool>;
+
+    /// Visible records with ids after `start_after`, ascending by raw bytes, at most `limit`;
+    /// `next` is `Some` exactly when more exist.
+    async fn list_vectors(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        start_after: Option<&RecordId>,
+        limit: Limit,
+    ) -> Result<VectorPage>;
+
+    /// The primitive behind [`search`]: a set of visible records matching `filter` that
+    /// contains every record among the exact top `k` (ties at the k-th distance included).
+    /// Extra candidates are fine; a missing one is a contract violation. `NotFound` if the
+    /// collection does not exist, `Conflict` if `query` does not fit it.
+    async fn search_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+    ) -> Result<Vec<VectorRecord>>;
+}
+
+/// The spec of an existing collection, or `NotFound`.
+pub async fn require_collection(
+    store: &dyn VectorStore,
+    tenant: &TenantId,
+    name: &CollectionName,
+) -> Result<CollectionSpec> {
+    store
+        .collection(tenant, name)
+        .await?
+        .ok_or_else(|| Error::not_found(Resource::Collection, name))
+}
+
+/// Validates `vector` against the collection and upserts the record.
+pub async fn upsert(
+    store: &dyn VectorStore,
+    tenant: &TenantId,
+    collection: &CollectionName,
+    id: &RecordId,
+    vector: Vec<f32>,
+    metadata: &JsonObject,
+    ttl: Option<Ttl>,
+) -> Result<()> {
+    let spec = require_collection(store, tenant, collection).await?;
+    let vector = Embedding::new("vector", &spec, vector)?;
+    store
+        .upsert_vector(tenant, collection, id, &vector, metadata, ttl)
+        .await
+}
+
+/// The `k` visible records nearest to `query` that match `filter`: distance ascending, then id
+/// ascending by raw bytes. Exact: distances are computed here, in f64, from the stored values.
+pub async fn search(
+    store: &dyn VectorStore,
+    tenant: &TenantId,
+    collection: &CollectionName,
+    query: Vec<f32>,
+    k: Limit,
+    filter: &Filter,
+) -> Result<Vec<SearchHit>> {
+    let spec = require_collection(store, tenant, collection).await?;
+    let query = Embedding::new("query", &spec, query)?;
+    let candidates = store
+        .search_candidates(tenant, collection, &query, k, filter)
+        .await?;
+    rank(&query, candidates, k, filter)
+}
+
+/// Scores candidates in f64 and keeps the best `k` that match `filter`, ordered by distance, then
+/// id. Shared by [`search`] and by backends' tests.
+pub fn rank(
+    query: &Embedding,
+    candidates: Vec<VectorRecord>,
+    k: Limit,
+    filter: &Filter,
+) -> Result<Vec<SearchHit>> {
+    let mut hits = Vec::with_capacity(candidates.len());
+    for record in candidates {
+        if record.vector.len() != query.dimension() {
+            return Err(Error::conflict("the collection changed during the search"));
+        }
+        if !filter.matches(&record.metadata) {
+            continue;
+        }
+        hits.push(SearchHit {
+            distance: distance(query.metric(), query.values(), &record.vector),
+            id: record.id,
+            metadata: record.metadata,
+        });
+    }
+    hits.sort_by(compare_hits);
+    hits.dedup_by(|a, b| a.id == b.id);
+    hits.truncate(k.get());
+    Ok(hits)
+}
+
+/// The result order: distance ascending, then id ascending by raw bytes.
+pub fn compare_hits(a: &SearchHit, b: &SearchHit) -> Ordering {
+    a.distance
+        .total_cmp(&b.distance)
+        .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+}
