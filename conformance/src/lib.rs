@@ -1,1 +1,218 @@
-//! conformance.
+//! The p8fs conformance suite: the contract of `DESIGN.md` ("The semantic contract") as
+//! executable scenarios, a reference model, and property-based differential tests.
+//!
+//! Scenarios are async functions over a [`Harness`], grouped by contract area (`kv`, `ttl`,
+//! `vector`, `graph`, `tenancy`, `limits`). [`suite!`] instantiates every scenario and every
+//! differential test for one backend factory as separate tests, so a failure is reported as
+//! `rocksdb::kv::cas_has_exactly_one_winner` and one failure does not hide the rest. A factory
+//! that cannot reach its server panics: a missing server is a failure, never a pass.
+
+pub mod differential;
+pub mod graph;
+pub mod kv;
+pub mod limits;
+pub mod model;
+pub mod support;
+pub mod tenancy;
+pub mod ttl;
+pub mod vector;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use p8fs_core::{Backend, ManualClock, TenantId, Timestamp};
+
+pub use model::ModelBackend;
+
+/// The time every case starts at (2023-11-14T22:13:20Z).
+pub const START: Timestamp = 1_700_000_000_000;
+
+/// A backend built for one case, with whatever must live as long as it (a temporary directory,
+/// a database handle).
+pub struct Built {
+    pub backend: Arc<dyn Backend>,
+    pub keep: Box<dyn Any + Send + Sync>,
+}
+
+/// Builds a fresh backend reading time from the given clock. Panics when its server is missing.
+pub type Factory = fn(Arc<ManualClock>) -> BoxFuture<'static, Built>;
+
+/// What a scenario gets: a backend, its manual clock, and two fresh tenants.
+pub struct Harness {
+    pub backend: Arc<dyn Backend>,
+    pub clock: Arc<ManualClock>,
+    /// The tenant a scenario works in.
+    pub tenant: TenantId,
+    /// A second tenant, for isolation checks.
+    pub other: TenantId,
+    pub factory: Factory,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Harness {
+    /// Builds a backend with `factory` and picks two fresh random tenants, so cases can share a
+    /// database server and run concurrently.
+    pub async fn start(factory: Factory) -> Self {
+        let clock = Arc::new(ManualClock::new(START));
+        let built = factory(clock.clone()).await;
+        Self {
+            backend: built.backend,
+            clock,
+            tenant: support::fresh_tenant(),
+            other: support::fresh_tenant(),
+            factory,
+            _keep: built.keep,
+        }
+    }
+
+    /// The backend, as the bundle trait object.
+    pub fn b(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, millis: i64) -> Timestamp {
+        self.clock.advance(millis)
+    }
+}
+
+/// A factory for the reference model.
+pub fn model_factory(clock: Arc<ManualClock>) -> BoxFuture<'static, Built> {
+    Box::pin(async move {
+        Built {
+            backend: Arc::new(ModelBackend::new(clock)),
+            keep: Box::new(()),
+        }
+    })
+}
+
+/// Instantiates the whole suite for one backend: `suite!(rocksdb, crate::rocksdb::factory);`
+/// expands to `mod rocksdb { mod kv { #[tokio::test] async fn ... } ... }`. The factory must be
+/// an absolute path (`crate::...`).
+#[macro_export]
+macro_rules! suite {
+    ($name:ident, $factory:path) => {
+        mod $name {
+            $crate::__scenarios! { $factory;
+                kv: [
+                    put_then_get_returns_value_and_version,
+                    put_replaces_and_versions_increase,
+                    versions_increase_across_delete_and_recreate,
+                    get_missing_is_none,
+                    delete_reports_whether_visible,
+                    put_if_absent_creates_once,
+                    compare_and_swap_semantics,
+                    cas_has_exactly_one_winner,
+                    put_if_absent_has_exactly_one_winner,
+                    empty_and_unicode_keys,
+                    scan_orders_by_raw_bytes,
+                    scan_pages_with_cursor,
+                    scan_prefix_and_start_after,
+                    find_by_field_json_equality,
+                    find_by_field_null_matches_only_null,
+                    find_by_field_dot_paths,
+                    find_by_field_pages,
+                    find_by_field_spans_candidate_pages,
+                ],
+                ttl: [
+                    visible_until_exactly_expires_at,
+                    put_without_ttl_makes_permanent,
+                    expired_key_is_absent_for_writes,
+                    cas_sets_ttl_from_the_call,
+                    scan_skips_expired,
+                    find_by_field_skips_expired,
+                    purge_is_unobservable,
+                    expired_vector_is_invisible,
+                    expired_node_hides_its_edges,
+                    traversal_never_passes_expired_edge,
+                    recreated_node_does_not_revive_old_edges,
+                ],
+                vector: [
+                    create_collection_is_idempotent_and_conflicts,
+                    list_and_drop_collections,
+                    upsert_get_delete,
+                    missing_collection_is_not_found,
+                    search_orders_by_distance_then_id,
+                    search_ties_break_by_id,
+                    search_metrics_match_pgvector,
+                    search_with_filter,
+                    zero_vectors_rejected_in_cosine,
+                    dimension_mismatch_rejected,
+                    non_finite_rejected,
+                    search_k_larger_than_collection,
+                    list_vectors_pages,
+                    drop_removes_records,
+                ],
+                graph: [
+                    nodes_and_edges_round_trip,
+                    edge_needs_visible_endpoints,
+                    delete_node_deletes_edges,
+                    neighbors_by_hops_then_id,
+                    neighbors_directions_and_rel_filter,
+                    neighbors_limit_and_depth,
+                    shortest_path_fewest_hops,
+                    shortest_path_tie_smallest_sequence,
+                    shortest_path_weighted,
+                    shortest_path_weighted_ties,
+                    shortest_path_respects_max_depth,
+                    shortest_path_none_and_same_node,
+                    shortest_path_parallel_edges,
+                    list_nodes_pages,
+                ],
+                tenancy: [
+                    kv_invisible_across_tenants,
+                    vectors_invisible_across_tenants,
+                    graph_invisible_across_tenants,
+                ],
+                limits: [
+                    oversized_value_changes_nothing,
+                    failed_cas_changes_nothing,
+                    kv_input_limits_name_their_field,
+                    vector_errors_change_nothing,
+                    graph_errors_change_nothing,
+                    collection_spec_conflict_changes_nothing,
+                ],
+            }
+            $crate::__differential! { $factory;
+                kv_matches_model,
+                ttl_matches_model,
+                vectors_match_model,
+                graph_matches_model,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenarios {
+    ($factory:path; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        $(
+            mod $area {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let harness = $crate::Harness::start($factory).await;
+                        $crate::$area::$case(&harness).await;
+                    }
+                )*
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __differential {
+    ($factory:path; $($case:ident),* $(,)?) => {
+        mod differential {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::differential::$case($factory);
+                }
+            )*
+        }
+    };
+}

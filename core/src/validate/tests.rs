@@ -1,3 +1,5 @@
+//! Tests of every limit in `validate.rs`: each rejection names its field.
+
 use serde_json::json;
 
 use super::*;

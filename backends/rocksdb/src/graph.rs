@@ -1,0 +1,370 @@
+//! Graph records: nodes in `nodes`, each edge twice (`edges_out` keyed by source, `edges_in` keyed
+//! by destination) so both directions are prefix scans.
+//!
+//! Atomicity: graph writes hold one graph lock while they check endpoints or cascade to edges and
+//! then write one `WriteBatch`, so an edge is never written beside a node being deleted and both
+//! copies of an edge always change together. Reads take no lock.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use rocksdb::WriteBatch;
+
+use p8fs_core::graph::NodePage;
+use p8fs_core::{
+    Direction, EdgeRecord, Error, GraphStore, JsonMap, JsonObject, Label, Limit, NodeId, NodeRecord,
+    Page, Rel, RelFilter, Resource, Result, TenantId, Timestamp, Ttl, Weight, expires_at, is_visible,
+};
+
+use crate::RocksBackend;
+use crate::schema::{self, CF_EDGES_IN, CF_EDGES_OUT, CF_NODES, Reader};
+
+fn node_key(tenant: &TenantId, id: &NodeId) -> Vec<u8> {
+    schema::key(&[tenant.as_bytes(), id.as_bytes()])
+}
+
+/// `tenant 0 a 0 rel 0 b`: `(src, dst)` in `edges_out`, `(dst, src)` in `edges_in`.
+fn edge_key(tenant: &TenantId, a: &[u8], rel: &[u8], b: &[u8]) -> Vec<u8> {
+    schema::key(&[tenant.as_bytes(), a, rel, b])
+}
+
+fn encode_node(label: &Label, properties: &JsonMap, expires_at: Option<Timestamp>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(32 + label.as_bytes().len());
+    out.extend_from_slice(&schema::encode_expiry(expires_at).to_be_bytes());
+    out.extend_from_slice(&(label.as_bytes().len() as u32).to_be_bytes());
+    out.extend_from_slice(label.as_bytes());
+    schema::json_bytes(properties, &mut out)?;
+    Ok(out)
+}
+
+fn node_expiry(raw: &[u8]) -> Result<Option<Timestamp>> {
+    Ok(schema::decode_expiry(Reader::new(raw, "node").i64()?))
+}
+
+fn decode_node(id: NodeId, raw: &[u8]) -> Result<NodeRecord> {
+    let mut reader = Reader::new(raw, "node");
+    let expires_at = schema::decode_expiry(reader.i64()?);
+    let label_len = reader.u32()? as usize;
+    let label = Label::new(schema::text(reader.bytes(label_len)?, "node label")?)?;
+    Ok(NodeRecord {
+        id,
+        label,
+        properties: reader.json()?,
+        expires_at,
+    })
+}
+
+fn encode_edge(weight: f64, properties: &JsonMap, expires_at: Option<Timestamp>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&schema::encode_expiry(expires_at).to_be_bytes());
+    out.extend_from_slice(&weight.to_le_bytes());
+    schema::json_bytes(properties, &mut out)?;
+    Ok(out)
+}
+
+fn edge_expiry(raw: &[u8]) -> Result<Option<Timestamp>> {
+    Ok(schema::decode_expiry(Reader::new(raw, "edge").i64()?))
+}
+
+fn decode_edge(src: NodeId, rel: Rel, dst: NodeId, raw: &[u8]) -> Result<EdgeRecord> {
+    let mut reader = Reader::new(raw, "edge");
+    let expires_at = schema::decode_expiry(reader.i64()?);
+    let weight = reader.f64()?;
+    Ok(EdgeRecord {
+        src,
+        rel,
+        dst,
+        weight,
+        properties: reader.json()?,
+        expires_at,
+    })
+}
+
+/// The `(a, rel, b)` components of an edge key.
+fn edge_parts(raw_key: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
+    let mut parts = schema::split(raw_key).skip(1);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(rel), Some(b), None) => Ok((a, rel, b)),
+        _ => Err(crate::error::corrupt("edge key")),
+    }
+}
+
+fn text_node(bytes: &[u8]) -> Result<NodeId> {
+    NodeId::new(schema::text(bytes, "node id")?)
+}
+
+fn text_rel(bytes: &[u8]) -> Result<Rel> {
+    Rel::new(schema::text(bytes, "rel")?)
+}
+
+impl RocksBackend {
+    fn node_visible(&self, tenant: &TenantId, id: &[u8], now: Timestamp) -> Result<bool> {
+        match self.get_raw(CF_NODES, &schema::key(&[tenant.as_bytes(), id]))? {
+            Some(raw) => Ok(is_visible(node_expiry(&raw)?, now)),
+            None => Ok(false),
+        }
+    }
+
+    /// Adds to `batch` the deletion of both copies of every edge touching `id`, and returns how
+    /// many edges that is.
+    fn delete_edges_touching(&self, tenant: &TenantId, id: &NodeId, batch: &mut WriteBatch) -> Result<u64> {
+        let prefix = schema::prefix(&[tenant.as_bytes(), id.as_bytes()]);
+        let mut doomed: HashSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = HashSet::new();
+        self.scan_raw(CF_EDGES_OUT, &prefix, None, |raw_key, _| {
+            let (src, rel, dst) = edge_parts(raw_key)?;
+            doomed.insert((src.to_vec(), rel.to_vec(), dst.to_vec()));
+            Ok(true)
+        })?;
+        self.scan_raw(CF_EDGES_IN, &prefix, None, |raw_key, _| {
+            let (dst, rel, src) = edge_parts(raw_key)?;
+            doomed.insert((src.to_vec(), rel.to_vec(), dst.to_vec()));
+            Ok(true)
+        })?;
+        for (src, rel, dst) in &doomed {
+            batch.delete_cf(self.cf(CF_EDGES_OUT)?, edge_key(tenant, src, rel, dst));
+            batch.delete_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst, rel, src));
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    /// Physically removes expired nodes (with their edges) and expired edges.
+    pub(crate) fn purge_graph(&self, now: Timestamp) -> Result<u64> {
+        let _guard = self.graph_lock.lock();
+        let mut batch = WriteBatch::default();
+        let mut removed = 0;
+        let mut expired_nodes = Vec::new();
+        self.scan_raw(CF_NODES, &[], None, |raw_key, raw| {
+            if !is_visible(node_expiry(raw)?, now) {
+                expired_nodes.push(raw_key.to_vec());
+            }
+            Ok(true)
+        })?;
+        let mut gone: HashSet<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = HashSet::new();
+        for raw_key in &expired_nodes {
+            let mut parts = schema::split(raw_key);
+            let tenant = TenantId::new(schema::text(parts.next().unwrap_or_default(), "node key")?)?;
+            let id = text_node(parts.next().unwrap_or_default())?;
+            batch.delete_cf(self.cf(CF_NODES)?, raw_key);
+            removed += 1;
+            let prefix = schema::prefix(&[tenant.as_bytes(), id.as_bytes()]);
+            self.scan_raw(CF_EDGES_OUT, &prefix, None, |edge, _| {
+                let (src, rel, dst) = edge_parts(edge)?;
+                gone.insert((tenant.as_bytes().to_vec(), src.to_vec(), rel.to_vec(), dst.to_vec()));
+                Ok(true)
+            })?;
+            self.scan_raw(CF_EDGES_IN, &prefix, None, |edge, _| {
+                let (dst, rel, src) = edge_parts(edge)?;
+                gone.insert((tenant.as_bytes().to_vec(), src.to_vec(), rel.to_vec(), dst.to_vec()));
+                Ok(true)
+            })?;
+        }
+        self.scan_raw(CF_EDGES_OUT, &[], None, |raw_key, raw| {
+            if !is_visible(edge_expiry(raw)?, now) {
+                let tenant = schema::split(raw_key).next().unwrap_or_default().to_vec();
+                let (src, rel, dst) = edge_parts(raw_key)?;
+                gone.insert((tenant, src.to_vec(), rel.to_vec(), dst.to_vec()));
+            }
+            Ok(true)
+        })?;
+        for (tenant, src, rel, dst) in &gone {
+            batch.delete_cf(self.cf(CF_EDGES_OUT)?, schema::key(&[tenant, src, rel, dst]));
+            batch.delete_cf(self.cf(CF_EDGES_IN)?, schema::key(&[tenant, dst, rel, src]));
+        }
+        removed += gone.len() as u64;
+        self.write(batch)?;
+        Ok(removed)
+    }
+
+    /// Visits the visible edges stored in `family` under `a` (optionally only relation `rel`),
+    /// calling `visit(a, rel, b, value)` for each whose edge record is unexpired.
+    fn scan_edges(
+        &self,
+        family: &'static str,
+        tenant: &TenantId,
+        a: &NodeId,
+        rel: Option<&Rel>,
+        now: Timestamp,
+        mut visit: impl FnMut(&[u8], &[u8], &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let prefix = match rel {
+            Some(rel) => schema::prefix(&[tenant.as_bytes(), a.as_bytes(), rel.as_bytes()]),
+            None => schema::prefix(&[tenant.as_bytes(), a.as_bytes()]),
+        };
+        self.scan_raw(family, &prefix, None, |raw_key, raw| {
+            if is_visible(edge_expiry(raw)?, now) {
+                let (a, rel, b) = edge_parts(raw_key)?;
+                visit(a, rel, b, raw)?;
+            }
+            Ok(true)
+        })
+    }
+}
+
+#[async_trait]
+impl GraphStore for RocksBackend {
+    async fn put_node(&self, tenant: &TenantId, id: &NodeId, label: &Label, properties: &JsonObject, ttl: Option<Ttl>) -> Result<()> {
+        let _guard = self.graph_lock.lock();
+        let now = self.now();
+        let mut batch = WriteBatch::default();
+        if !self.node_visible(tenant, id.as_bytes(), now)? {
+            self.delete_edges_touching(tenant, id, &mut batch)?;
+        }
+        batch.put_cf(
+            self.cf(CF_NODES)?,
+            node_key(tenant, id),
+            encode_node(label, properties.get(), expires_at(now, ttl))?,
+        );
+        self.write(batch)
+    }
+
+    async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
+        let now = self.now();
+        match self.get_raw(CF_NODES, &node_key(tenant, id))? {
+            Some(raw) => {
+                let node = decode_node(id.clone(), &raw)?;
+                Ok(is_visible(node.expires_at, now).then_some(node))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
+        let _guard = self.graph_lock.lock();
+        let now = self.now();
+        let existed = self.node_visible(tenant, id.as_bytes(), now)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_NODES)?, node_key(tenant, id));
+        self.delete_edges_touching(tenant, id, &mut batch)?;
+        self.write(batch)?;
+        Ok(existed)
+    }
+
+    async fn list_nodes(&self, tenant: &TenantId, start_after: Option<&NodeId>, limit: Limit) -> Result<NodePage> {
+        let now = self.now();
+        let prefix = schema::prefix(&[tenant.as_bytes()]);
+        let start = start_after.map(|id| node_key(tenant, id));
+        let mut items = Vec::new();
+        self.scan_raw(CF_NODES, &prefix, start.as_deref(), |raw_key, raw| {
+            if start.as_deref() == Some(raw_key) {
+                return Ok(true);
+            }
+            if is_visible(node_expiry(raw)?, now) {
+                items.push(decode_node(text_node(&raw_key[prefix.len()..])?, raw)?);
+            }
+            Ok(items.len() <= limit.get())
+        })?;
+        Ok(Page::from_overfetch(items, limit, |n| n.id.clone()))
+    }
+
+    async fn put_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+        weight: Weight,
+        properties: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()> {
+        let _guard = self.graph_lock.lock();
+        let now = self.now();
+        for endpoint in [src, dst] {
+            if !self.node_visible(tenant, endpoint.as_bytes(), now)? {
+                return Err(Error::not_found(Resource::Node, endpoint));
+            }
+        }
+        let value = encode_edge(weight.get(), properties.get(), expires_at(now, ttl))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_EDGES_OUT)?, edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes()), &value);
+        batch.put_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()), &value);
+        self.write(batch)
+    }
+
+    async fn get_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<Option<EdgeRecord>> {
+        let now = self.now();
+        let raw_key = edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes());
+        let Some(raw) = self.get_raw(CF_EDGES_OUT, &raw_key)? else {
+            return Ok(None);
+        };
+        let edge = decode_edge(src.clone(), rel.clone(), dst.clone(), &raw)?;
+        let visible = is_visible(edge.expires_at, now)
+            && self.node_visible(tenant, src.as_bytes(), now)?
+            && self.node_visible(tenant, dst.as_bytes(), now)?;
+        Ok(visible.then_some(edge))
+    }
+
+    async fn delete_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<bool> {
+        let _guard = self.graph_lock.lock();
+        let now = self.now();
+        let raw_key = edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes());
+        let Some(raw) = self.get_raw(CF_EDGES_OUT, &raw_key)? else {
+            return Ok(false);
+        };
+        let visible = is_visible(edge_expiry(&raw)?, now)
+            && self.node_visible(tenant, src.as_bytes(), now)?
+            && self.node_visible(tenant, dst.as_bytes(), now)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_EDGES_OUT)?, raw_key);
+        batch.delete_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()));
+        self.write(batch)?;
+        Ok(visible)
+    }
+
+    async fn edges_of(&self, tenant: &TenantId, nodes: &[NodeId], direction: Direction, rels: &RelFilter) -> Result<Vec<EdgeRecord>> {
+        let now = self.now();
+        let mut visible: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut is_node_visible = |id: &[u8]| -> Result<bool> {
+            if let Some(known) = visible.get(id) {
+                return Ok(*known);
+            }
+            let known = self.node_visible(tenant, id, now)?;
+            visible.insert(id.to_vec(), known);
+            Ok(known)
+        };
+        let rel_list: Vec<Option<&Rel>> = if rels.rels().is_empty() {
+            vec![None]
+        } else {
+            rels.rels().iter().map(Some).collect()
+        };
+        let mut edges = Vec::new();
+        let mut seen: HashSet<(NodeId, Rel, NodeId)> = HashSet::new();
+        for node in nodes {
+            if !is_node_visible(node.as_bytes())? {
+                continue;
+            }
+            for rel in &rel_list {
+                if direction != Direction::In {
+                    let mut found = Vec::new();
+                    self.scan_edges(CF_EDGES_OUT, tenant, node, *rel, now, |_, rel, dst, raw| {
+                        found.push((rel.to_vec(), dst.to_vec(), raw.to_vec()));
+                        Ok(())
+                    })?;
+                    for (rel, dst, raw) in found {
+                        if is_node_visible(&dst)? {
+                            let edge = decode_edge(node.clone(), text_rel(&rel)?, text_node(&dst)?, &raw)?;
+                            if direction == Direction::Out || seen.insert((edge.src.clone(), edge.rel.clone(), edge.dst.clone())) {
+                                edges.push(edge);
+                            }
+                        }
+                    }
+                }
+                if direction != Direction::Out {
+                    let mut found = Vec::new();
+                    self.scan_edges(CF_EDGES_IN, tenant, node, *rel, now, |_, rel, src, raw| {
+                        found.push((rel.to_vec(), src.to_vec(), raw.to_vec()));
+                        Ok(())
+                    })?;
+                    for (rel, src, raw) in found {
+                        if is_node_visible(&src)? {
+                            let edge = decode_edge(text_node(&src)?, text_rel(&rel)?, node.clone(), &raw)?;
+                            if direction == Direction::In || seen.insert((edge.src.clone(), edge.rel.clone(), edge.dst.clone())) {
+                                edges.push(edge);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(edges)
+    }
+}

@@ -1,0 +1,152 @@
+//! Column families, key encoding and record encoding.
+//!
+//! Keys start with `tenant 0x00`. Tenant ids never contain 0x00 and no other component may
+//! (core rejects U+0000), so the tenant prefix keeps tenants apart and, within a tenant, keys
+//! sort by the raw bytes of their components, which RocksDB's bytewise comparator preserves.
+//!
+//! | column family | key                                 | value                                   |
+//! |---------------|-------------------------------------|-----------------------------------------|
+//! | `kv`          | tenant 0 key                        | version u64, expires i64, JSON          |
+//! | `collections` | tenant 0 name                       | dimension u32, metric u8                |
+//! | `vectors`     | tenant 0 collection 0 id            | expires i64, f32 × dimension, JSON      |
+//! | `nodes`       | tenant 0 id                         | expires i64, label length u32, label, JSON |
+//! | `edges_out`   | tenant 0 src 0 rel 0 dst            | expires i64, weight f64, JSON           |
+//! | `edges_in`    | tenant 0 dst 0 rel 0 src            | the same record as `edges_out`          |
+//! | `meta`        | name                                | store-wide values (version reservation) |
+//!
+//! Integers are big-endian, f32 and f64 little-endian; an expiry of `i64::MAX` means never.
+
+use p8fs_core::{Error, Result, Timestamp};
+
+use crate::error::corrupt;
+
+pub(crate) const CF_KV: &str = "kv";
+pub(crate) const CF_COLLECTIONS: &str = "collections";
+pub(crate) const CF_VECTORS: &str = "vectors";
+pub(crate) const CF_NODES: &str = "nodes";
+pub(crate) const CF_EDGES_OUT: &str = "edges_out";
+pub(crate) const CF_EDGES_IN: &str = "edges_in";
+pub(crate) const CF_META: &str = "meta";
+
+pub(crate) const ALL_CFS: [&str; 7] = [
+    CF_KV,
+    CF_COLLECTIONS,
+    CF_VECTORS,
+    CF_NODES,
+    CF_EDGES_OUT,
+    CF_EDGES_IN,
+    CF_META,
+];
+
+/// The `meta` key holding the end of the reserved version range.
+pub(crate) const META_VERSION_RESERVED: &[u8] = b"version_reserved";
+
+const NEVER: i64 = i64::MAX;
+
+/// Joins components with 0x00 separators: `a 0 b 0 c`.
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len() + 1).sum();
+    let mut out = Vec::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The prefix shared by every key that begins with `parts`: `a 0 b 0`.
+pub(crate) fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = key(parts);
+    out.push(0);
+    out
+}
+
+/// Splits an encoded key into its 0x00-separated components.
+pub(crate) fn split(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    key.split(|b| *b == 0)
+}
+
+/// The UTF-8 text of a key component.
+pub(crate) fn text(bytes: &[u8], what: &'static str) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| corrupt(what))
+}
+
+pub(crate) fn encode_expiry(expires_at: Option<Timestamp>) -> i64 {
+    expires_at.unwrap_or(NEVER)
+}
+
+pub(crate) fn decode_expiry(raw: i64) -> Option<Timestamp> {
+    (raw != NEVER).then_some(raw)
+}
+
+/// A cursor over an encoded record.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Self { buf, what }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let (head, rest) = self.buf.split_first_chunk::<N>().ok_or_else(|| corrupt(self.what))?;
+        self.buf = rest;
+        Ok(*head)
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(self.take()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_be_bytes(self.take()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.take()?))
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    pub(crate) fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.take()?))
+    }
+
+    pub(crate) fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
+        let bytes = n.checked_mul(4).ok_or_else(|| corrupt(self.what))?;
+        if self.buf.len() < bytes {
+            return Err(corrupt(self.what));
+        }
+        let (head, rest) = self.buf.split_at(bytes);
+        self.buf = rest;
+        Ok(head
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() < n {
+            return Err(corrupt(self.what));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    /// The remaining bytes, parsed as JSON.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        serde_json::from_slice(self.buf).map_err(|_| corrupt(self.what))
+    }
+}
+
+/// Serialises JSON for storage.
+pub(crate) fn json_bytes<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, value).map_err(|e| Error::internal("cannot serialise JSON", Some(Box::new(e) as _)))
+}

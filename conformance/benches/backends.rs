@@ -1,0 +1,248 @@
+//! Backend benchmarks through the `Backend` trait, one thread, in process:
+//! - key-value: gets/s and puts/s;
+//! - exact vector search, 100k × 384 cosine, k = 10: p50/p90, against a naive scalar loop over
+//!   `Vec<Vec<f32>>` on the same data;
+//! - shortest path (unweighted, max depth 6) and neighbors on a 100k-node, 1M-edge random graph.
+//!
+//! `cargo bench -p p8fs-conformance --bench backends [-- kv vector graph]`
+//! Sizes scale with `P8FS_BENCH_SCALE` (default 1.0); the backend is chosen with
+//! `P8FS_BENCH_BACKEND` (default `rocksdb`).
+
+#![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
+use p8fs_conformance::support::{collection, key, label, node, object, rel, spec, value};
+use p8fs_core::traverse::{self, PathQuery};
+use p8fs_core::vector;
+use p8fs_core::{Backend, Clock, Depth, Direction, Filter, JsonObject, Limit, Metric, RecordId, RelFilter, SystemClock, TenantId, Weight};
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+use serde_json::json;
+
+struct Bench {
+    backend: Arc<dyn Backend>,
+    tenant: TenantId,
+    scale: f64,
+    rng: StdRng,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let scale: f64 = std::env::var("P8FS_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let backend_name = std::env::var("P8FS_BENCH_BACKEND").unwrap_or_else(|_| "rocksdb".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let backend: Arc<dyn Backend> = match backend_name.as_str() {
+        "rocksdb" => Arc::new(RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb")),
+        other => panic!("unknown P8FS_BENCH_BACKEND {other}; known: rocksdb"),
+    };
+    println!("# p8fs backend benchmarks: backend {backend_name}, scale {scale}");
+    println!("# machine: {} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    let mut bench = Bench {
+        backend,
+        tenant: TenantId::new("bench").expect("tenant"),
+        scale,
+        rng: StdRng::seed_from_u64(42),
+    };
+    runtime.block_on(async {
+        if wanted("kv") {
+            bench.kv().await;
+        }
+        if wanted("vector") {
+            bench.vector().await;
+        }
+        if wanted("graph") {
+            bench.graph().await;
+        }
+    });
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown cpu".into())
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl Bench {
+    fn n(&self, base: usize) -> usize {
+        ((base as f64 * self.scale) as usize).max(10)
+    }
+
+    async fn kv(&mut self) {
+        let keys: Vec<_> = (0..self.n(100_000)).map(|i| key(&format!("user/{i:08}"))).collect();
+        let payload = value(json!({"name": "a memory", "tags": ["x", "y"], "n": 42}));
+        let puts = self.n(200_000);
+        let started = Instant::now();
+        for i in 0..puts {
+            self.backend.put(&self.tenant, &keys[i % keys.len()], &payload, None).await.expect("put");
+        }
+        let put_rate = puts as f64 / started.elapsed().as_secs_f64();
+        let gets = self.n(1_000_000);
+        let order: Vec<usize> = (0..gets).map(|_| self.rng.random_range(0..keys.len())).collect();
+        let started = Instant::now();
+        for i in order {
+            let found = self.backend.get(&self.tenant, &keys[i]).await.expect("get");
+            assert!(found.is_some());
+        }
+        let get_rate = gets as f64 / started.elapsed().as_secs_f64();
+        println!("kv: {} keys; put {put_rate:.0}/s ({puts} puts); get {get_rate:.0}/s ({gets} random gets)", keys.len());
+    }
+
+    async fn vector(&mut self) {
+        let (n, dim, k) = (self.n(100_000), 384, 10);
+        let name = collection("bench-vectors");
+        self.backend
+            .create_collection(&self.tenant, &spec("bench-vectors", dim as u64, Metric::Cosine))
+            .await
+            .expect("create collection");
+        let data: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..dim).map(|_| self.rng.random_range(-1.0_f32..1.0)).collect())
+            .collect();
+        let started = Instant::now();
+        let metadata = JsonObject::empty();
+        for (i, v) in data.iter().enumerate() {
+            let id = RecordId::new(format!("doc-{i:07}")).expect("id");
+            vector::upsert(self.backend.as_ref(), &self.tenant, &name, &id, v.clone(), &metadata, None)
+                .await
+                .expect("upsert");
+        }
+        let load = started.elapsed();
+        let queries: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..dim).map(|_| self.rng.random_range(-1.0_f32..1.0)).collect())
+            .collect();
+        let limit = Limit::top_k(k as u64).expect("k");
+        let mut ours = Vec::new();
+        let mut naive = Vec::new();
+        for q in &queries {
+            let started = Instant::now();
+            let hits = vector::search(self.backend.as_ref(), &self.tenant, &name, q.clone(), limit, &Filter::none())
+                .await
+                .expect("search");
+            ours.push(started.elapsed());
+            let started = Instant::now();
+            let baseline = naive_top_k(&data, q, k);
+            naive.push(started.elapsed());
+            assert_eq!(hits.len(), k);
+            assert_eq!(hits[0].id.as_str(), format!("doc-{:07}", baseline[0]), "exact search must agree with the naive loop");
+        }
+        let (p50, p90) = (percentile(&mut ours, 0.5), percentile(&mut ours, 0.9));
+        let naive_p50 = percentile(&mut naive, 0.5);
+        println!(
+            "vector: {n} x {dim} cosine, k={k}, load {:.1}s; search p50 {:.2} ms, p90 {:.2} ms; naive scalar loop p50 {:.2} ms; naive/ours {:.2}x",
+            load.as_secs_f64(),
+            ms(p50),
+            ms(p90),
+            ms(naive_p50),
+            naive_p50.as_secs_f64() / p50.as_secs_f64()
+        );
+    }
+
+    async fn graph(&mut self) {
+        let (n, m) = (self.n(100_000), self.n(1_000_000));
+        let ids: Vec<_> = (0..n).map(|i| node(&format!("n{i:06}"))).collect();
+        let started = Instant::now();
+        let properties = object(json!({}));
+        for id in &ids {
+            self.backend.put_node(&self.tenant, id, &label("thing"), &properties, None).await.expect("node");
+        }
+        let link = rel("links");
+        for _ in 0..m {
+            let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
+            self.backend
+                .put_edge(&self.tenant, &ids[a], &link, &ids[b], Weight::ONE, &properties, None)
+                .await
+                .expect("edge");
+        }
+        let load = started.elapsed();
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..50 {
+            let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
+            let query = PathQuery {
+                src: ids[a].clone(),
+                dst: ids[b].clone(),
+                direction: Direction::Out,
+                rels: RelFilter::any(),
+                max_depth: Depth::path(6).expect("depth"),
+                weighted: false,
+            };
+            let started = Instant::now();
+            let path = traverse::shortest_path(self.backend.as_ref(), &self.tenant, &query).await.expect("path");
+            times.push(started.elapsed());
+            found += usize::from(path.is_some());
+        }
+        let (p50, p90) = (percentile(&mut times, 0.5), percentile(&mut times, 0.9));
+        let mut neighbor_times = Vec::new();
+        for _ in 0..50 {
+            let start = &ids[self.rng.random_range(0..n)];
+            let started = Instant::now();
+            traverse::neighbors(
+                self.backend.as_ref(),
+                &self.tenant,
+                start,
+                Direction::Out,
+                &RelFilter::any(),
+                Depth::neighbors(2).expect("depth"),
+                Limit::MAX,
+            )
+            .await
+            .expect("neighbors");
+            neighbor_times.push(started.elapsed());
+        }
+        println!(
+            "graph: {n} nodes, {m} edges, load {:.1}s; shortest path (unweighted, max depth 6, {found}/50 found) p50 {:.2} ms, p90 {:.2} ms; neighbors depth 2 p50 {:.2} ms",
+            load.as_secs_f64(),
+            ms(p50),
+            ms(p90),
+            ms(percentile(&mut neighbor_times, 0.5))
+        );
+    }
+}
+
+/// The baseline: a plain scalar loop over `Vec<Vec<f32>>`, cosine distance in f32, full sort.
+fn naive_top_k(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
+    let query_norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut scored: Vec<(f32, usize)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut dot = 0.0_f32;
+            let mut norm = 0.0_f32;
+            for (a, b) in v.iter().zip(query) {
+                dot += a * b;
+                norm += a * a;
+            }
+            (1.0 - dot / (norm.sqrt() * query_norm), i)
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.truncate(k);
+    scored.into_iter().map(|(_, i)| i).collect()
+}

@@ -1,0 +1,479 @@
+//! The reference model: every backend trait implemented in plain in-memory Rust, written to be
+//! obviously correct rather than fast. Every read filters by visibility at the clock's `now`;
+//! nothing is ever purged except by [`Maintenance::purge_expired`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use p8fs_core::graph::NodePage;
+use p8fs_core::kv::KvPage;
+use p8fs_core::vector::VectorPage;
+use p8fs_core::{
+    Clock, CollectionName, CollectionSpec, Direction, EdgeRecord, Embedding, Error, Filter,
+    GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Label, Limit,
+    Maintenance, NodeId, NodeRecord, Page, RecordId, Rel, RelFilter, Resource, Result, TenantId,
+    Timestamp, Ttl, VectorRecord, VectorStore, Version, Weight, expires_at, is_visible,
+};
+
+/// The in-memory reference backend.
+#[derive(Debug)]
+pub struct ModelBackend {
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last_version: u64,
+    kv: BTreeMap<(TenantId, Key), KvEntry>,
+    collections: BTreeMap<(TenantId, CollectionName), Collection>,
+    nodes: BTreeMap<(TenantId, NodeId), NodeRecord>,
+    edges: BTreeMap<(TenantId, NodeId, Rel, NodeId), EdgeRecord>,
+}
+
+#[derive(Debug)]
+struct Collection {
+    spec: CollectionSpec,
+    records: BTreeMap<RecordId, VectorRecord>,
+}
+
+impl ModelBackend {
+    /// A model reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl State {
+    fn visible_kv(&self, tenant: &TenantId, key: &Key, now: Timestamp) -> Option<&KvEntry> {
+        self.kv
+            .get(&(tenant.clone(), key.clone()))
+            .filter(|e| is_visible(e.expires_at, now))
+    }
+
+    fn write_kv(&mut self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>, now: Timestamp) -> Version {
+        self.last_version += 1;
+        let version = Version(self.last_version);
+        let entry = KvEntry {
+            key: key.clone(),
+            value: value.get().clone(),
+            version,
+            expires_at: expires_at(now, ttl),
+        };
+        self.kv.insert((tenant.clone(), key.clone()), entry);
+        version
+    }
+
+    fn collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<&Collection> {
+        self.collections
+            .get(&(tenant.clone(), name.clone()))
+            .ok_or_else(|| Error::not_found(Resource::Collection, name))
+    }
+
+    fn visible_node(&self, tenant: &TenantId, id: &NodeId, now: Timestamp) -> Option<&NodeRecord> {
+        self.nodes
+            .get(&(tenant.clone(), id.clone()))
+            .filter(|n| is_visible(n.expires_at, now))
+    }
+
+    fn edge_visible(&self, tenant: &TenantId, edge: &EdgeRecord, now: Timestamp) -> bool {
+        is_visible(edge.expires_at, now)
+            && self.visible_node(tenant, &edge.src, now).is_some()
+            && self.visible_node(tenant, &edge.dst, now).is_some()
+    }
+
+    fn remove_edges_touching(&mut self, tenant: &TenantId, id: &NodeId) {
+        self.edges
+            .retain(|(t, src, _, dst), _| !(t == tenant && (src == id || dst == id)));
+    }
+}
+
+#[async_trait]
+impl KvStore for ModelBackend {
+    async fn get(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvEntry>> {
+        let now = self.clock.now();
+        Ok(self.state.lock().visible_kv(tenant, key, now).cloned())
+    }
+
+    async fn put(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+        let now = self.clock.now();
+        Ok(self.state.lock().write_kv(tenant, key, value, ttl, now))
+    }
+
+    async fn put_if_absent(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        if state.visible_kv(tenant, key, now).is_some() {
+            return Err(Error::already_exists(Resource::Key, key));
+        }
+        Ok(state.write_kv(tenant, key, value, ttl, now))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        expected: Version,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+    ) -> Result<Version> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        match state.visible_kv(tenant, key, now) {
+            None => Err(Error::not_found(Resource::Key, key)),
+            Some(entry) if entry.version != expected => Err(Error::conflict(format!(
+                "key {key} is at version {}, not {expected}",
+                entry.version
+            ))),
+            Some(_) => Ok(state.write_kv(tenant, key, value, ttl, now)),
+        }
+    }
+
+    async fn delete(&self, tenant: &TenantId, key: &Key) -> Result<bool> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let existed = state.visible_kv(tenant, key, now).is_some();
+        state.kv.remove(&(tenant.clone(), key.clone()));
+        Ok(existed)
+    }
+
+    async fn scan(&self, tenant: &TenantId, prefix: &KeyPrefix, start_after: Option<&Key>, limit: Limit) -> Result<KvPage> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        let mut items: Vec<KvEntry> = state
+            .kv
+            .iter()
+            .filter(|((t, k), e)| {
+                t == tenant
+                    && prefix.matches(k)
+                    && start_after.is_none_or(|after| k.as_bytes() > after.as_bytes())
+                    && is_visible(e.expires_at, now)
+            })
+            .map(|(_, e)| e.clone())
+            .collect();
+        items.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        items.truncate(limit.get() + 1);
+        Ok(Page::from_overfetch(items, limit, |e| e.key.clone()))
+    }
+
+    async fn find_candidates(
+        &self,
+        tenant: &TenantId,
+        _path: &JsonPath,
+        _operand: &JsonValue,
+        start_after: Option<&Key>,
+        limit: Limit,
+    ) -> Result<KvPage> {
+        // Every visible record is a candidate; core decides which match.
+        self.scan(tenant, &KeyPrefix::all(), start_after, limit).await
+    }
+}
+
+#[async_trait]
+impl VectorStore for ModelBackend {
+    async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool> {
+        let mut state = self.state.lock();
+        let key = (tenant.clone(), spec.name.clone());
+        match state.collections.get(&key) {
+            Some(existing) if existing.spec == *spec => Ok(false),
+            Some(existing) => Err(Error::conflict(format!(
+                "collection {} exists with dimension {} and metric {}",
+                spec.name,
+                existing.spec.dimension.get(),
+                existing.spec.metric
+            ))),
+            None => {
+                state.collections.insert(
+                    key,
+                    Collection {
+                        spec: spec.clone(),
+                        records: BTreeMap::new(),
+                    },
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    async fn collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<Option<CollectionSpec>> {
+        let state = self.state.lock();
+        Ok(state
+            .collections
+            .get(&(tenant.clone(), name.clone()))
+            .map(|c| c.spec.clone()))
+    }
+
+    async fn list_collections(&self, tenant: &TenantId) -> Result<Vec<CollectionSpec>> {
+        let state = self.state.lock();
+        let mut specs: Vec<CollectionSpec> = state
+            .collections
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, c)| c.spec.clone())
+            .collect();
+        specs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(specs)
+    }
+
+    async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
+        let mut state = self.state.lock();
+        Ok(state.collections.remove(&(tenant.clone(), name.clone())).is_some())
+    }
+
+    async fn upsert_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+        vector: &Embedding,
+        metadata: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let entry = state
+            .collections
+            .get_mut(&(tenant.clone(), collection.clone()))
+            .ok_or_else(|| Error::not_found(Resource::Collection, collection))?;
+        if !vector.fits(&entry.spec) {
+            return Err(Error::conflict(format!("the vector does not fit collection {collection}")));
+        }
+        entry.records.insert(
+            id.clone(),
+            VectorRecord {
+                id: id.clone(),
+                vector: vector.values().to_vec(),
+                metadata: metadata.get().clone(),
+                expires_at: expires_at(now, ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<Option<VectorRecord>> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        let entry = state.collection(tenant, collection)?;
+        Ok(entry
+            .records
+            .get(id)
+            .filter(|r| is_visible(r.expires_at, now))
+            .cloned())
+    }
+
+    async fn delete_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<bool> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let entry = state
+            .collections
+            .get_mut(&(tenant.clone(), collection.clone()))
+            .ok_or_else(|| Error::not_found(Resource::Collection, collection))?;
+        Ok(entry
+            .records
+            .remove(id)
+            .is_some_and(|r| is_visible(r.expires_at, now)))
+    }
+
+    async fn list_vectors(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        start_after: Option<&RecordId>,
+        limit: Limit,
+    ) -> Result<VectorPage> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        let entry = state.collection(tenant, collection)?;
+        let mut items: Vec<VectorRecord> = entry
+            .records
+            .values()
+            .filter(|r| {
+                is_visible(r.expires_at, now)
+                    && start_after.is_none_or(|after| r.id.as_bytes() > after.as_bytes())
+            })
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        items.truncate(limit.get() + 1);
+        Ok(Page::from_overfetch(items, limit, |r| r.id.clone()))
+    }
+
+    async fn search_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        _k: Limit,
+        filter: &Filter,
+    ) -> Result<Vec<VectorRecord>> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        let entry = state.collection(tenant, collection)?;
+        if !query.fits(&entry.spec) {
+            return Err(Error::conflict(format!("the query does not fit collection {collection}")));
+        }
+        // Every visible record that passes the filter; core ranks them all.
+        Ok(entry
+            .records
+            .values()
+            .filter(|r| is_visible(r.expires_at, now) && filter.matches(&r.metadata))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl GraphStore for ModelBackend {
+    async fn put_node(&self, tenant: &TenantId, id: &NodeId, label: &Label, properties: &JsonObject, ttl: Option<Ttl>) -> Result<()> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        if state.visible_node(tenant, id, now).is_none() {
+            state.remove_edges_touching(tenant, id);
+        }
+        state.nodes.insert(
+            (tenant.clone(), id.clone()),
+            NodeRecord {
+                id: id.clone(),
+                label: label.clone(),
+                properties: properties.get().clone(),
+                expires_at: expires_at(now, ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
+        let now = self.clock.now();
+        Ok(self.state.lock().visible_node(tenant, id, now).cloned())
+    }
+
+    async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let existed = state.visible_node(tenant, id, now).is_some();
+        state.nodes.remove(&(tenant.clone(), id.clone()));
+        state.remove_edges_touching(tenant, id);
+        Ok(existed)
+    }
+
+    async fn list_nodes(&self, tenant: &TenantId, start_after: Option<&NodeId>, limit: Limit) -> Result<NodePage> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        let mut items: Vec<NodeRecord> = state
+            .nodes
+            .iter()
+            .filter(|((t, id), n)| {
+                t == tenant
+                    && is_visible(n.expires_at, now)
+                    && start_after.is_none_or(|after| id.as_bytes() > after.as_bytes())
+            })
+            .map(|(_, n)| n.clone())
+            .collect();
+        items.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        items.truncate(limit.get() + 1);
+        Ok(Page::from_overfetch(items, limit, |n| n.id.clone()))
+    }
+
+    async fn put_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+        weight: Weight,
+        properties: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        for endpoint in [src, dst] {
+            if state.visible_node(tenant, endpoint, now).is_none() {
+                return Err(Error::not_found(Resource::Node, endpoint));
+            }
+        }
+        state.edges.insert(
+            (tenant.clone(), src.clone(), rel.clone(), dst.clone()),
+            EdgeRecord {
+                src: src.clone(),
+                rel: rel.clone(),
+                dst: dst.clone(),
+                weight: weight.get(),
+                properties: properties.get().clone(),
+                expires_at: expires_at(now, ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<Option<EdgeRecord>> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        Ok(state
+            .edges
+            .get(&(tenant.clone(), src.clone(), rel.clone(), dst.clone()))
+            .filter(|e| state.edge_visible(tenant, e, now))
+            .cloned())
+    }
+
+    async fn delete_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<bool> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let removed = state
+            .edges
+            .remove(&(tenant.clone(), src.clone(), rel.clone(), dst.clone()));
+        Ok(removed.is_some_and(|e| state.edge_visible(tenant, &e, now)))
+    }
+
+    async fn edges_of(&self, tenant: &TenantId, nodes: &[NodeId], direction: Direction, rels: &RelFilter) -> Result<Vec<EdgeRecord>> {
+        let now = self.clock.now();
+        let state = self.state.lock();
+        Ok(state
+            .edges
+            .iter()
+            .filter(|((t, src, rel, dst), edge)| {
+                let touches = match direction {
+                    Direction::Out => nodes.contains(src),
+                    Direction::In => nodes.contains(dst),
+                    Direction::Both => nodes.contains(src) || nodes.contains(dst),
+                };
+                t == tenant && touches && rels.accepts(rel) && state.edge_visible(tenant, edge, now)
+            })
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Maintenance for ModelBackend {
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let before = state.kv.len() + state.nodes.len() + state.edges.len();
+        state.kv.retain(|_, e| is_visible(e.expires_at, now));
+        let expired_nodes: Vec<(TenantId, NodeId)> = state
+            .nodes
+            .iter()
+            .filter(|(_, n)| !is_visible(n.expires_at, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (tenant, id) in expired_nodes {
+            state.nodes.remove(&(tenant.clone(), id.clone()));
+            state.remove_edges_touching(&tenant, &id);
+        }
+        state.edges.retain(|_, e| is_visible(e.expires_at, now));
+        let mut removed = (before - state.kv.len() - state.nodes.len() - state.edges.len()) as u64;
+        for collection in state.collections.values_mut() {
+            let before = collection.records.len();
+            collection.records.retain(|_, r| is_visible(r.expires_at, now));
+            removed += (before - collection.records.len()) as u64;
+        }
+        Ok(removed)
+    }
+}
+
