@@ -17,7 +17,10 @@ use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
 use p8fs_conformance::support::{collection, key, label, node, object, rel, spec, value};
 use p8fs_core::traverse::{self, PathQuery};
 use p8fs_core::vector;
-use p8fs_core::{Backend, Clock, Depth, Direction, Filter, JsonObject, Limit, Metric, RecordId, RelFilter, SystemClock, TenantId, Weight};
+use p8fs_core::{
+    Backend, Clock, Depth, Direction, Filter, JsonObject, Limit, Metric, RecordId, RelFilter,
+    SystemClock, TenantId, Weight,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use serde_json::json;
@@ -30,7 +33,10 @@ struct Bench {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     let scale: f64 = std::env::var("P8FS_BENCH_SCALE")
         .ok()
@@ -44,11 +50,17 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backend: Arc<dyn Backend> = match backend_name.as_str() {
-        "rocksdb" => Arc::new(RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb")),
+        "rocksdb" => Arc::new(
+            RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb"),
+        ),
         other => panic!("unknown P8FS_BENCH_BACKEND {other}; known: rocksdb"),
     };
     println!("# p8fs backend benchmarks: backend {backend_name}, scale {scale}");
-    println!("# machine: {} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
+    println!(
+        "# machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
     let mut bench = Bench {
         backend,
         tenant: TenantId::new("bench").expect("tenant"),
@@ -96,61 +108,101 @@ impl Bench {
     }
 
     async fn kv(&mut self) {
-        let keys: Vec<_> = (0..self.n(100_000)).map(|i| key(&format!("user/{i:08}"))).collect();
+        let keys: Vec<_> = (0..self.n(100_000))
+            .map(|i| key(&format!("user/{i:08}")))
+            .collect();
         let payload = value(json!({"name": "a memory", "tags": ["x", "y"], "n": 42}));
         let puts = self.n(200_000);
         let started = Instant::now();
         for i in 0..puts {
-            self.backend.put(&self.tenant, &keys[i % keys.len()], &payload, None).await.expect("put");
+            self.backend
+                .put(&self.tenant, &keys[i % keys.len()], &payload, None)
+                .await
+                .expect("put");
         }
         let put_rate = puts as f64 / started.elapsed().as_secs_f64();
         let gets = self.n(1_000_000);
-        let order: Vec<usize> = (0..gets).map(|_| self.rng.random_range(0..keys.len())).collect();
+        let order: Vec<usize> = (0..gets)
+            .map(|_| self.rng.random_range(0..keys.len()))
+            .collect();
         let started = Instant::now();
         for i in order {
             let found = self.backend.get(&self.tenant, &keys[i]).await.expect("get");
             assert!(found.is_some());
         }
         let get_rate = gets as f64 / started.elapsed().as_secs_f64();
-        println!("kv: {} keys; put {put_rate:.0}/s ({puts} puts); get {get_rate:.0}/s ({gets} random gets)", keys.len());
+        println!(
+            "kv: {} keys; put {put_rate:.0}/s ({puts} puts); get {get_rate:.0}/s ({gets} random gets)",
+            keys.len()
+        );
     }
 
     async fn vector(&mut self) {
         let (n, dim, k) = (self.n(100_000), 384, 10);
         let name = collection("bench-vectors");
         self.backend
-            .create_collection(&self.tenant, &spec("bench-vectors", dim as u64, Metric::Cosine))
+            .create_collection(
+                &self.tenant,
+                &spec("bench-vectors", dim as u64, Metric::Cosine),
+            )
             .await
             .expect("create collection");
         let data: Vec<Vec<f32>> = (0..n)
-            .map(|_| (0..dim).map(|_| self.rng.random_range(-1.0_f32..1.0)).collect())
+            .map(|_| {
+                (0..dim)
+                    .map(|_| self.rng.random_range(-1.0_f32..1.0))
+                    .collect()
+            })
             .collect();
         let started = Instant::now();
         let metadata = JsonObject::empty();
         for (i, v) in data.iter().enumerate() {
             let id = RecordId::new(format!("doc-{i:07}")).expect("id");
-            vector::upsert(self.backend.as_ref(), &self.tenant, &name, &id, v.clone(), &metadata, None)
-                .await
-                .expect("upsert");
+            vector::upsert(
+                self.backend.as_ref(),
+                &self.tenant,
+                &name,
+                &id,
+                v.clone(),
+                &metadata,
+                None,
+            )
+            .await
+            .expect("upsert");
         }
         let load = started.elapsed();
         let queries: Vec<Vec<f32>> = (0..50)
-            .map(|_| (0..dim).map(|_| self.rng.random_range(-1.0_f32..1.0)).collect())
+            .map(|_| {
+                (0..dim)
+                    .map(|_| self.rng.random_range(-1.0_f32..1.0))
+                    .collect()
+            })
             .collect();
         let limit = Limit::top_k(k as u64).expect("k");
         let mut ours = Vec::new();
         let mut naive = Vec::new();
         for q in &queries {
             let started = Instant::now();
-            let hits = vector::search(self.backend.as_ref(), &self.tenant, &name, q.clone(), limit, &Filter::none())
-                .await
-                .expect("search");
+            let hits = vector::search(
+                self.backend.as_ref(),
+                &self.tenant,
+                &name,
+                q.clone(),
+                limit,
+                &Filter::none(),
+            )
+            .await
+            .expect("search");
             ours.push(started.elapsed());
             let started = Instant::now();
             let baseline = naive_top_k(&data, q, k);
             naive.push(started.elapsed());
             assert_eq!(hits.len(), k);
-            assert_eq!(hits[0].id.as_str(), format!("doc-{:07}", baseline[0]), "exact search must agree with the naive loop");
+            assert_eq!(
+                hits[0].id.as_str(),
+                format!("doc-{:07}", baseline[0]),
+                "exact search must agree with the naive loop"
+            );
         }
         let (p50, p90) = (percentile(&mut ours, 0.5), percentile(&mut ours, 0.9));
         let naive_p50 = percentile(&mut naive, 0.5);
@@ -170,13 +222,24 @@ impl Bench {
         let started = Instant::now();
         let properties = object(json!({}));
         for id in &ids {
-            self.backend.put_node(&self.tenant, id, &label("thing"), &properties, None).await.expect("node");
+            self.backend
+                .put_node(&self.tenant, id, &label("thing"), &properties, None)
+                .await
+                .expect("node");
         }
         let link = rel("links");
         for _ in 0..m {
             let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
             self.backend
-                .put_edge(&self.tenant, &ids[a], &link, &ids[b], Weight::ONE, &properties, None)
+                .put_edge(
+                    &self.tenant,
+                    &ids[a],
+                    &link,
+                    &ids[b],
+                    Weight::ONE,
+                    &properties,
+                    None,
+                )
                 .await
                 .expect("edge");
         }
@@ -194,7 +257,9 @@ impl Bench {
                 weighted: false,
             };
             let started = Instant::now();
-            let path = traverse::shortest_path(self.backend.as_ref(), &self.tenant, &query).await.expect("path");
+            let path = traverse::shortest_path(self.backend.as_ref(), &self.tenant, &query)
+                .await
+                .expect("path");
             times.push(started.elapsed());
             found += usize::from(path.is_some());
         }

@@ -57,7 +57,14 @@ impl State {
             .filter(|e| is_visible(e.expires_at, now))
     }
 
-    fn write_kv(&mut self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>, now: Timestamp) -> Version {
+    fn write_kv(
+        &mut self,
+        tenant: &TenantId,
+        key: &Key,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+        now: Timestamp,
+    ) -> Version {
         self.last_version += 1;
         let version = Version(self.last_version);
         let entry = KvEntry {
@@ -101,12 +108,24 @@ impl KvStore for ModelBackend {
         Ok(self.state.lock().visible_kv(tenant, key, now).cloned())
     }
 
-    async fn put(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+    ) -> Result<Version> {
         let now = self.clock.now();
         Ok(self.state.lock().write_kv(tenant, key, value, ttl, now))
     }
 
-    async fn put_if_absent(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+    async fn put_if_absent(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+    ) -> Result<Version> {
         let now = self.clock.now();
         let mut state = self.state.lock();
         if state.visible_kv(tenant, key, now).is_some() {
@@ -143,7 +162,13 @@ impl KvStore for ModelBackend {
         Ok(existed)
     }
 
-    async fn scan(&self, tenant: &TenantId, prefix: &KeyPrefix, start_after: Option<&Key>, limit: Limit) -> Result<KvPage> {
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        prefix: &KeyPrefix,
+        start_after: Option<&Key>,
+        limit: Limit,
+    ) -> Result<KvPage> {
         let now = self.clock.now();
         let state = self.state.lock();
         let mut items: Vec<KvEntry> = state
@@ -171,7 +196,8 @@ impl KvStore for ModelBackend {
         limit: Limit,
     ) -> Result<KvPage> {
         // Every visible record is a candidate; core decides which match.
-        self.scan(tenant, &KeyPrefix::all(), start_after, limit).await
+        self.scan(tenant, &KeyPrefix::all(), start_after, limit)
+            .await
     }
 }
 
@@ -201,7 +227,11 @@ impl VectorStore for ModelBackend {
         }
     }
 
-    async fn collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<Option<CollectionSpec>> {
+    async fn collection(
+        &self,
+        tenant: &TenantId,
+        name: &CollectionName,
+    ) -> Result<Option<CollectionSpec>> {
         let state = self.state.lock();
         Ok(state
             .collections
@@ -223,7 +253,10 @@ impl VectorStore for ModelBackend {
 
     async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
         let mut state = self.state.lock();
-        Ok(state.collections.remove(&(tenant.clone(), name.clone())).is_some())
+        Ok(state
+            .collections
+            .remove(&(tenant.clone(), name.clone()))
+            .is_some())
     }
 
     async fn upsert_vector(
@@ -242,7 +275,9 @@ impl VectorStore for ModelBackend {
             .get_mut(&(tenant.clone(), collection.clone()))
             .ok_or_else(|| Error::not_found(Resource::Collection, collection))?;
         if !vector.fits(&entry.spec) {
-            return Err(Error::conflict(format!("the vector does not fit collection {collection}")));
+            return Err(Error::conflict(format!(
+                "the vector does not fit collection {collection}"
+            )));
         }
         entry.records.insert(
             id.clone(),
@@ -256,7 +291,12 @@ impl VectorStore for ModelBackend {
         Ok(())
     }
 
-    async fn get_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<Option<VectorRecord>> {
+    async fn get_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<Option<VectorRecord>> {
         let now = self.clock.now();
         let state = self.state.lock();
         let entry = state.collection(tenant, collection)?;
@@ -267,7 +307,12 @@ impl VectorStore for ModelBackend {
             .cloned())
     }
 
-    async fn delete_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<bool> {
+    async fn delete_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<bool> {
         let now = self.clock.now();
         let mut state = self.state.lock();
         let entry = state
@@ -316,7 +361,9 @@ impl VectorStore for ModelBackend {
         let state = self.state.lock();
         let entry = state.collection(tenant, collection)?;
         if !query.fits(&entry.spec) {
-            return Err(Error::conflict(format!("the query does not fit collection {collection}")));
+            return Err(Error::conflict(format!(
+                "the query does not fit collection {collection}"
+            )));
         }
         // Every visible record that passes the filter; core ranks them all.
         Ok(entry
@@ -330,7 +377,14 @@ impl VectorStore for ModelBackend {
 
 #[async_trait]
 impl GraphStore for ModelBackend {
-    async fn put_node(&self, tenant: &TenantId, id: &NodeId, label: &Label, properties: &JsonObject, ttl: Option<Ttl>) -> Result<()> {
+    async fn put_node(
+        &self,
+        tenant: &TenantId,
+        id: &NodeId,
+        label: &Label,
+        properties: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()> {
         let now = self.clock.now();
         let mut state = self.state.lock();
         if state.visible_node(tenant, id, now).is_none() {
@@ -362,7 +416,12 @@ impl GraphStore for ModelBackend {
         Ok(existed)
     }
 
-    async fn list_nodes(&self, tenant: &TenantId, start_after: Option<&NodeId>, limit: Limit) -> Result<NodePage> {
+    async fn list_nodes(
+        &self,
+        tenant: &TenantId,
+        start_after: Option<&NodeId>,
+        limit: Limit,
+    ) -> Result<NodePage> {
         let now = self.clock.now();
         let state = self.state.lock();
         let mut items: Vec<NodeRecord> = state
@@ -411,7 +470,13 @@ impl GraphStore for ModelBackend {
         Ok(())
     }
 
-    async fn get_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<Option<EdgeRecord>> {
+    async fn get_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+    ) -> Result<Option<EdgeRecord>> {
         let now = self.clock.now();
         let state = self.state.lock();
         Ok(state
@@ -421,7 +486,13 @@ impl GraphStore for ModelBackend {
             .cloned())
     }
 
-    async fn delete_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<bool> {
+    async fn delete_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+    ) -> Result<bool> {
         let now = self.clock.now();
         let mut state = self.state.lock();
         let removed = state
@@ -430,7 +501,13 @@ impl GraphStore for ModelBackend {
         Ok(removed.is_some_and(|e| state.edge_visible(tenant, &e, now)))
     }
 
-    async fn edges_of(&self, tenant: &TenantId, nodes: &[NodeId], direction: Direction, rels: &RelFilter) -> Result<Vec<EdgeRecord>> {
+    async fn edges_of(
+        &self,
+        tenant: &TenantId,
+        nodes: &[NodeId],
+        direction: Direction,
+        rels: &RelFilter,
+    ) -> Result<Vec<EdgeRecord>> {
         let now = self.clock.now();
         let state = self.state.lock();
         Ok(state
@@ -470,10 +547,11 @@ impl Maintenance for ModelBackend {
         let mut removed = (before - state.kv.len() - state.nodes.len() - state.edges.len()) as u64;
         for collection in state.collections.values_mut() {
             let before = collection.records.len();
-            collection.records.retain(|_, r| is_visible(r.expires_at, now));
+            collection
+                .records
+                .retain(|_, r| is_visible(r.expires_at, now));
             removed += (before - collection.records.len()) as u64;
         }
         Ok(removed)
     }
 }
-

@@ -16,6 +16,12 @@ pub trait Maintenance: Send + Sync {
 }
 
 /// Everything a front-end needs from storage. Protocols take `Arc<dyn Backend>`.
-pub trait Backend: KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static {}
+pub trait Backend:
+    KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static
+{
+}
 
-impl<T> Backend for T where T: KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static {}
+impl<T> Backend for T where
+    T: KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static
+{
+}

@@ -155,7 +155,10 @@ impl Error {
     }
 
     /// An `Internal` error with its cause.
-    pub fn internal(reason: impl Into<Cow<'static, str>>, source: impl Into<Option<Source>>) -> Self {
+    pub fn internal(
+        reason: impl Into<Cow<'static, str>>,
+        source: impl Into<Option<Source>>,
+    ) -> Self {
         Error::Internal {
             reason: reason.into(),
             source: source.into(),

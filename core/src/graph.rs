@@ -5,7 +5,10 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::types::{JsonMap, JsonObject, Label, Limit, NodeId, Page, Rel, RelFilter, TenantId, Timestamp, Ttl, Weight};
+use crate::types::{
+    JsonMap, JsonObject, Label, Limit, NodeId, Page, Rel, RelFilter, TenantId, Timestamp, Ttl,
+    Weight,
+};
 
 /// Which edges a traversal follows from a node.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -34,7 +37,10 @@ impl Direction {
             "out" => Ok(Direction::Out),
             "in" => Ok(Direction::In),
             "both" => Ok(Direction::Both),
-            _ => Err(crate::Error::invalid("direction", "must be one of out, in, both")),
+            _ => Err(crate::Error::invalid(
+                "direction",
+                "must be one of out, in, both",
+            )),
         }
     }
 
@@ -105,7 +111,10 @@ pub trait GraphStore: Send + Sync {
 
     /// Upserts the edge `(src, rel, dst)`. `NotFound` (naming the node) if an endpoint is not
     /// visible.
-    #[expect(clippy::too_many_arguments, reason = "an edge is its key, weight, properties and ttl")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "an edge is its key, weight, properties and ttl"
+    )]
     async fn put_edge(
         &self,
         tenant: &TenantId,
@@ -127,7 +136,13 @@ pub trait GraphStore: Send + Sync {
     ) -> Result<Option<EdgeRecord>>;
 
     /// Deletes an edge; returns whether a visible edge existed.
-    async fn delete_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<bool>;
+    async fn delete_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+    ) -> Result<bool>;
 
     /// The traversal primitive: every visible edge (with both endpoints visible) whose relation
     /// passes `rels` and that leaves (`Out`), enters (`In`) or touches (`Both`) one of `nodes`.

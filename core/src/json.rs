@@ -17,7 +17,9 @@ pub fn json_equal(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| json_equal(a, b)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_equal(a, b)))
         }
         _ => false,
     }
@@ -43,8 +45,12 @@ fn exact_integer(n: &Number) -> Option<i128> {
     }
     let f = n.as_f64()?;
     // 2^64 and -2^63 are exact in f64; within that range an integral f64 converts exactly.
-    if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 18_446_744_073_709_551_616.0 {
-        #[expect(clippy::cast_possible_truncation, reason = "integral and range-checked above")]
+    if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&f)
+    {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "integral and range-checked above"
+        )]
         return Some(f as i128);
     }
     None
@@ -96,10 +102,19 @@ mod tests {
         assert!(!json_equal(&json!(null), &json!(0)));
         assert!(json_equal(&json!(null), &json!(null)));
         assert!(json_equal(&json!(u64::MAX), &json!(u64::MAX)));
-        assert!(!json_equal(&json!(9_007_199_254_740_993_u64), &json!(9_007_199_254_740_992.0)));
-        assert!(json_equal(&json!(9_007_199_254_740_992_u64), &json!(9_007_199_254_740_992.0)));
+        assert!(!json_equal(
+            &json!(9_007_199_254_740_993_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
+        assert!(json_equal(
+            &json!(9_007_199_254_740_992_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
         assert!(!json_equal(&json!(1.5), &json!(1)));
-        assert!(json_equal(&json!({"a": [1, {"b": 2.0}]}), &json!({"a": [1.0, {"b": 2}]})));
+        assert!(json_equal(
+            &json!({"a": [1, {"b": 2.0}]}),
+            &json!({"a": [1.0, {"b": 2}]})
+        ));
         assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
         assert!(!json_equal(&json!([1, 2]), &json!([2, 1])));
     }

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::json;
-use crate::types::{JsonPath, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, Timestamp, Ttl, Version};
+use crate::types::{
+    JsonPath, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, Timestamp, Ttl, Version,
+};
 
 /// A visible key-value record.
 #[derive(Clone, PartialEq, Debug)]

@@ -73,7 +73,10 @@ pub async fn neighbors(
             break;
         }
         visited.extend(layer.iter().cloned());
-        found.extend(layer.iter().map(|id| Neighbor { id: id.clone(), hops }));
+        found.extend(layer.iter().map(|id| Neighbor {
+            id: id.clone(),
+            hops,
+        }));
         if found.len() >= limit.get() {
             break;
         }
@@ -250,9 +253,13 @@ async fn unweighted_path(
             return Ok(None);
         }
         let met = if forward.frontier().len() <= backward.frontier().len() {
-            forward.expand(store, tenant, &query.rels, &backward).await?
+            forward
+                .expand(store, tenant, &query.rels, &backward)
+                .await?
         } else {
-            backward.expand(store, tenant, &query.rels, &forward).await?
+            backward
+                .expand(store, tenant, &query.rels, &forward)
+                .await?
         };
         if let Some(length) = met {
             break length;

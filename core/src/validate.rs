@@ -56,10 +56,16 @@ type Field = Cow<'static, str>;
 fn text(field: &Field, value: &str, min: usize, max: usize) -> Result<()> {
     let len = value.len();
     if len < min {
-        return Err(Error::invalid(field.clone(), format!("must not be empty (at least {min} bytes)")));
+        return Err(Error::invalid(
+            field.clone(),
+            format!("must not be empty (at least {min} bytes)"),
+        ));
     }
     if len > max {
-        return Err(Error::invalid(field.clone(), format!("is {len} bytes; at most {max} are allowed")));
+        return Err(Error::invalid(
+            field.clone(),
+            format!("is {len} bytes; at most {max} are allowed"),
+        ));
     }
     if value.contains('\0') {
         return Err(Error::invalid(field.clone(), "must not contain U+0000"));
@@ -130,7 +136,10 @@ impl CollectionName {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !ok {
-            return Err(Error::invalid(field, "must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}"));
+            return Err(Error::invalid(
+                field,
+                "must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}",
+            ));
         }
         Ok(Self(value))
     }
@@ -187,7 +196,10 @@ impl RelFilter {
             out.push(Rel(rel));
         }
         if out.len() > MAX_RELS {
-            return Err(Error::invalid("rels", format!("at most {MAX_RELS} relations are allowed")));
+            return Err(Error::invalid(
+                "rels",
+                format!("at most {MAX_RELS} relations are allowed"),
+            ));
         }
         out.sort();
         out.dedup();
@@ -218,7 +230,10 @@ impl Limit {
     pub fn named(field: impl Into<Field>, value: u64) -> Result<Self> {
         match u32::try_from(value) {
             Ok(v) if (1..=MAX_PAGE_SIZE).contains(&v) => Ok(Self(v)),
-            _ => Err(Error::invalid(field.into(), format!("must be between 1 and {MAX_PAGE_SIZE}"))),
+            _ => Err(Error::invalid(
+                field.into(),
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            )),
         }
     }
 
@@ -234,7 +249,10 @@ impl Dimension {
     pub fn new(value: u64) -> Result<Self> {
         match u32::try_from(value) {
             Ok(v) if (1..=MAX_DIMENSION).contains(&v) => Ok(Self(v)),
-            _ => Err(Error::invalid("dimension", format!("must be between 1 and {MAX_DIMENSION}"))),
+            _ => Err(Error::invalid(
+                "dimension",
+                format!("must be between 1 and {MAX_DIMENSION}"),
+            )),
         }
     }
 }
@@ -271,14 +289,24 @@ impl Embedding {
         if values.len() != dimension {
             return Err(Error::invalid(
                 field,
-                format!("has {} dimensions; collection {} has {dimension}", values.len(), spec.name),
+                format!(
+                    "has {} dimensions; collection {} has {dimension}",
+                    values.len(),
+                    spec.name
+                ),
             ));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("{field}[{i}]"), "must be a finite number"));
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                "must be a finite number",
+            ));
         }
         if spec.metric == Metric::Cosine && values.iter().all(|v| *v == 0.0) {
-            return Err(Error::invalid(field, "a zero vector has no cosine distance"));
+            return Err(Error::invalid(
+                field,
+                "a zero vector has no cosine distance",
+            ));
         }
         Ok(Self {
             values,
@@ -301,7 +329,10 @@ impl Depth {
     fn bounded(field: &'static str, value: u64, max: u32) -> Result<Self> {
         match u32::try_from(value) {
             Ok(v) if (1..=max).contains(&v) => Ok(Self(v)),
-            _ => Err(Error::invalid(field, format!("must be between 1 and {max}"))),
+            _ => Err(Error::invalid(
+                field,
+                format!("must be between 1 and {max}"),
+            )),
         }
     }
 }
@@ -312,7 +343,10 @@ impl Weight {
         if value.is_finite() && value > 0.0 {
             Ok(Self(value))
         } else {
-            Err(Error::invalid("weight", "must be a finite number greater than 0"))
+            Err(Error::invalid(
+                "weight",
+                "must be a finite number greater than 0",
+            ))
         }
     }
 }
@@ -353,7 +387,10 @@ impl JsonObject {
         check_json(&field.into(), &value, MAX_OBJECT_BYTES)?;
         match value {
             Value::Object(map) => Ok(Self(map)),
-            _ => Err(Error::internal("object changed shape during validation", None)),
+            _ => Err(Error::internal(
+                "object changed shape during validation",
+                None,
+            )),
         }
     }
 
@@ -393,7 +430,10 @@ impl Filter {
             out.push((path, value.0));
         }
         if out.len() > MAX_FILTER_CLAUSES {
-            return Err(Error::invalid("filter", format!("at most {MAX_FILTER_CLAUSES} clauses are allowed")));
+            return Err(Error::invalid(
+                "filter",
+                format!("at most {MAX_FILTER_CLAUSES} clauses are allowed"),
+            ));
         }
         Ok(Self(out))
     }
@@ -408,7 +448,10 @@ fn check_json(field: &Field, value: &Value, max_bytes: usize) -> Result<()> {
     if counter.0 > max_bytes {
         return Err(Error::invalid(
             field.clone(),
-            format!("is {} bytes serialized; at most {max_bytes} are allowed", counter.0),
+            format!(
+                "is {} bytes serialized; at most {max_bytes} are allowed",
+                counter.0
+            ),
         ));
     }
     Ok(())
@@ -416,16 +459,24 @@ fn check_json(field: &Field, value: &Value, max_bytes: usize) -> Result<()> {
 
 fn check_strings_and_depth(field: &Field, value: &Value, depth: usize) -> Result<()> {
     match value {
-        Value::String(s) if s.contains('\0') => Err(Error::invalid(field.clone(), "strings must not contain U+0000")),
+        Value::String(s) if s.contains('\0') => Err(Error::invalid(
+            field.clone(),
+            "strings must not contain U+0000",
+        )),
         Value::Array(items) => {
             nested(field, depth)?;
-            items.iter().try_for_each(|v| check_strings_and_depth(field, v, depth + 1))
+            items
+                .iter()
+                .try_for_each(|v| check_strings_and_depth(field, v, depth + 1))
         }
         Value::Object(map) => {
             nested(field, depth)?;
             map.iter().try_for_each(|(k, v)| {
                 if k.contains('\0') {
-                    return Err(Error::invalid(field.clone(), "object keys must not contain U+0000"));
+                    return Err(Error::invalid(
+                        field.clone(),
+                        "object keys must not contain U+0000",
+                    ));
                 }
                 check_strings_and_depth(field, v, depth + 1)
             })
@@ -436,7 +487,10 @@ fn check_strings_and_depth(field: &Field, value: &Value, depth: usize) -> Result
 
 fn nested(field: &Field, depth: usize) -> Result<()> {
     if depth >= MAX_JSON_DEPTH {
-        return Err(Error::invalid(field.clone(), format!("nests deeper than {MAX_JSON_DEPTH} levels")));
+        return Err(Error::invalid(
+            field.clone(),
+            format!("nests deeper than {MAX_JSON_DEPTH} levels"),
+        ));
     }
     Ok(())
 }

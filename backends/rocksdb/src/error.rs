@@ -6,7 +6,11 @@ use p8fs_core::Error;
 pub(crate) fn classify(error: rocksdb::Error) -> Error {
     use rocksdb::ErrorKind as Kind;
     match error.kind() {
-        Kind::Busy | Kind::TimedOut | Kind::TryAgain | Kind::Incomplete | Kind::ShutdownInProgress => {
+        Kind::Busy
+        | Kind::TimedOut
+        | Kind::TryAgain
+        | Kind::Incomplete
+        | Kind::ShutdownInProgress => {
             Error::unavailable("rocksdb is busy", Some(Box::new(error) as _))
         }
         Kind::NotFound

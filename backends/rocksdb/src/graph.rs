@@ -12,8 +12,9 @@ use rocksdb::WriteBatch;
 
 use p8fs_core::graph::NodePage;
 use p8fs_core::{
-    Direction, EdgeRecord, Error, GraphStore, JsonMap, JsonObject, Label, Limit, NodeId, NodeRecord,
-    Page, Rel, RelFilter, Resource, Result, TenantId, Timestamp, Ttl, Weight, expires_at, is_visible,
+    Direction, EdgeRecord, Error, GraphStore, JsonMap, JsonObject, Label, Limit, NodeId,
+    NodeRecord, Page, Rel, RelFilter, Resource, Result, TenantId, Timestamp, Ttl, Weight,
+    expires_at, is_visible,
 };
 
 use crate::RocksBackend;
@@ -28,7 +29,11 @@ fn edge_key(tenant: &TenantId, a: &[u8], rel: &[u8], b: &[u8]) -> Vec<u8> {
     schema::key(&[tenant.as_bytes(), a, rel, b])
 }
 
-fn encode_node(label: &Label, properties: &JsonMap, expires_at: Option<Timestamp>) -> Result<Vec<u8>> {
+fn encode_node(
+    label: &Label,
+    properties: &JsonMap,
+    expires_at: Option<Timestamp>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(32 + label.as_bytes().len());
     out.extend_from_slice(&schema::encode_expiry(expires_at).to_be_bytes());
     out.extend_from_slice(&(label.as_bytes().len() as u32).to_be_bytes());
@@ -54,7 +59,11 @@ fn decode_node(id: NodeId, raw: &[u8]) -> Result<NodeRecord> {
     })
 }
 
-fn encode_edge(weight: f64, properties: &JsonMap, expires_at: Option<Timestamp>) -> Result<Vec<u8>> {
+fn encode_edge(
+    weight: f64,
+    properties: &JsonMap,
+    expires_at: Option<Timestamp>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(32);
     out.extend_from_slice(&schema::encode_expiry(expires_at).to_be_bytes());
     out.extend_from_slice(&weight.to_le_bytes());
@@ -89,6 +98,26 @@ fn edge_parts(raw_key: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
     }
 }
 
+/// The raw components of an edge key, for deleting both copies.
+#[derive(PartialEq, Eq, Hash)]
+struct RawEdge {
+    tenant: Vec<u8>,
+    src: Vec<u8>,
+    rel: Vec<u8>,
+    dst: Vec<u8>,
+}
+
+impl RawEdge {
+    fn new(tenant: &[u8], src: &[u8], rel: &[u8], dst: &[u8]) -> Self {
+        Self {
+            tenant: tenant.to_vec(),
+            src: src.to_vec(),
+            rel: rel.to_vec(),
+            dst: dst.to_vec(),
+        }
+    }
+}
+
 fn text_node(bytes: &[u8]) -> Result<NodeId> {
     NodeId::new(schema::text(bytes, "node id")?)
 }
@@ -105,33 +134,43 @@ impl RocksBackend {
         }
     }
 
-    /// Adds to `batch` the deletion of both copies of every edge touching `id`, and returns how
-    /// many edges that is.
-    fn delete_edges_touching(&self, tenant: &TenantId, id: &NodeId, batch: &mut WriteBatch) -> Result<u64> {
+    /// Collects into `doomed` every edge touching `id`, from both column families.
+    fn edges_touching(
+        &self,
+        tenant: &TenantId,
+        id: &NodeId,
+        doomed: &mut HashSet<RawEdge>,
+    ) -> Result<()> {
         let prefix = schema::prefix(&[tenant.as_bytes(), id.as_bytes()]);
-        let mut doomed: HashSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = HashSet::new();
+        let tenant = tenant.as_bytes();
         self.scan_raw(CF_EDGES_OUT, &prefix, None, |raw_key, _| {
             let (src, rel, dst) = edge_parts(raw_key)?;
-            doomed.insert((src.to_vec(), rel.to_vec(), dst.to_vec()));
+            doomed.insert(RawEdge::new(tenant, src, rel, dst));
             Ok(true)
         })?;
         self.scan_raw(CF_EDGES_IN, &prefix, None, |raw_key, _| {
             let (dst, rel, src) = edge_parts(raw_key)?;
-            doomed.insert((src.to_vec(), rel.to_vec(), dst.to_vec()));
+            doomed.insert(RawEdge::new(tenant, src, rel, dst));
             Ok(true)
-        })?;
-        for (src, rel, dst) in &doomed {
-            batch.delete_cf(self.cf(CF_EDGES_OUT)?, edge_key(tenant, src, rel, dst));
-            batch.delete_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst, rel, src));
+        })
+    }
+
+    /// Adds to `batch` the deletion of both copies of each edge.
+    fn delete_edges(&self, doomed: &HashSet<RawEdge>, batch: &mut WriteBatch) -> Result<()> {
+        for edge in doomed {
+            let (tenant, src, rel, dst) = (&edge.tenant, &edge.src, &edge.rel, &edge.dst);
+            batch.delete_cf(
+                self.cf(CF_EDGES_OUT)?,
+                schema::key(&[tenant, src, rel, dst]),
+            );
+            batch.delete_cf(self.cf(CF_EDGES_IN)?, schema::key(&[tenant, dst, rel, src]));
         }
-        Ok(doomed.len() as u64)
+        Ok(())
     }
 
     /// Physically removes expired nodes (with their edges) and expired edges.
     pub(crate) fn purge_graph(&self, now: Timestamp) -> Result<u64> {
         let _guard = self.graph_lock.lock();
-        let mut batch = WriteBatch::default();
-        let mut removed = 0;
         let mut expired_nodes = Vec::new();
         self.scan_raw(CF_NODES, &[], None, |raw_key, raw| {
             if !is_visible(node_expiry(raw)?, now) {
@@ -139,40 +178,27 @@ impl RocksBackend {
             }
             Ok(true)
         })?;
-        let mut gone: HashSet<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = HashSet::new();
+        let mut batch = WriteBatch::default();
+        let mut doomed = HashSet::new();
         for raw_key in &expired_nodes {
             let mut parts = schema::split(raw_key);
-            let tenant = TenantId::new(schema::text(parts.next().unwrap_or_default(), "node key")?)?;
+            let tenant =
+                TenantId::new(schema::text(parts.next().unwrap_or_default(), "node key")?)?;
             let id = text_node(parts.next().unwrap_or_default())?;
             batch.delete_cf(self.cf(CF_NODES)?, raw_key);
-            removed += 1;
-            let prefix = schema::prefix(&[tenant.as_bytes(), id.as_bytes()]);
-            self.scan_raw(CF_EDGES_OUT, &prefix, None, |edge, _| {
-                let (src, rel, dst) = edge_parts(edge)?;
-                gone.insert((tenant.as_bytes().to_vec(), src.to_vec(), rel.to_vec(), dst.to_vec()));
-                Ok(true)
-            })?;
-            self.scan_raw(CF_EDGES_IN, &prefix, None, |edge, _| {
-                let (dst, rel, src) = edge_parts(edge)?;
-                gone.insert((tenant.as_bytes().to_vec(), src.to_vec(), rel.to_vec(), dst.to_vec()));
-                Ok(true)
-            })?;
+            self.edges_touching(&tenant, &id, &mut doomed)?;
         }
         self.scan_raw(CF_EDGES_OUT, &[], None, |raw_key, raw| {
             if !is_visible(edge_expiry(raw)?, now) {
-                let tenant = schema::split(raw_key).next().unwrap_or_default().to_vec();
+                let tenant = schema::split(raw_key).next().unwrap_or_default();
                 let (src, rel, dst) = edge_parts(raw_key)?;
-                gone.insert((tenant, src.to_vec(), rel.to_vec(), dst.to_vec()));
+                doomed.insert(RawEdge::new(tenant, src, rel, dst));
             }
             Ok(true)
         })?;
-        for (tenant, src, rel, dst) in &gone {
-            batch.delete_cf(self.cf(CF_EDGES_OUT)?, schema::key(&[tenant, src, rel, dst]));
-            batch.delete_cf(self.cf(CF_EDGES_IN)?, schema::key(&[tenant, dst, rel, src]));
-        }
-        removed += gone.len() as u64;
+        self.delete_edges(&doomed, &mut batch)?;
         self.write(batch)?;
-        Ok(removed)
+        Ok((expired_nodes.len() + doomed.len()) as u64)
     }
 
     /// Visits the visible edges stored in `family` under `a` (optionally only relation `rel`),
@@ -202,12 +228,21 @@ impl RocksBackend {
 
 #[async_trait]
 impl GraphStore for RocksBackend {
-    async fn put_node(&self, tenant: &TenantId, id: &NodeId, label: &Label, properties: &JsonObject, ttl: Option<Ttl>) -> Result<()> {
+    async fn put_node(
+        &self,
+        tenant: &TenantId,
+        id: &NodeId,
+        label: &Label,
+        properties: &JsonObject,
+        ttl: Option<Ttl>,
+    ) -> Result<()> {
         let _guard = self.graph_lock.lock();
         let now = self.now();
         let mut batch = WriteBatch::default();
         if !self.node_visible(tenant, id.as_bytes(), now)? {
-            self.delete_edges_touching(tenant, id, &mut batch)?;
+            let mut doomed = HashSet::new();
+            self.edges_touching(tenant, id, &mut doomed)?;
+            self.delete_edges(&doomed, &mut batch)?;
         }
         batch.put_cf(
             self.cf(CF_NODES)?,
@@ -234,12 +269,19 @@ impl GraphStore for RocksBackend {
         let existed = self.node_visible(tenant, id.as_bytes(), now)?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_NODES)?, node_key(tenant, id));
-        self.delete_edges_touching(tenant, id, &mut batch)?;
+        let mut doomed = HashSet::new();
+        self.edges_touching(tenant, id, &mut doomed)?;
+        self.delete_edges(&doomed, &mut batch)?;
         self.write(batch)?;
         Ok(existed)
     }
 
-    async fn list_nodes(&self, tenant: &TenantId, start_after: Option<&NodeId>, limit: Limit) -> Result<NodePage> {
+    async fn list_nodes(
+        &self,
+        tenant: &TenantId,
+        start_after: Option<&NodeId>,
+        limit: Limit,
+    ) -> Result<NodePage> {
         let now = self.now();
         let prefix = schema::prefix(&[tenant.as_bytes()]);
         let start = start_after.map(|id| node_key(tenant, id));
@@ -275,12 +317,26 @@ impl GraphStore for RocksBackend {
         }
         let value = encode_edge(weight.get(), properties.get(), expires_at(now, ttl))?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_EDGES_OUT)?, edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes()), &value);
-        batch.put_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()), &value);
+        batch.put_cf(
+            self.cf(CF_EDGES_OUT)?,
+            edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes()),
+            &value,
+        );
+        batch.put_cf(
+            self.cf(CF_EDGES_IN)?,
+            edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()),
+            &value,
+        );
         self.write(batch)
     }
 
-    async fn get_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<Option<EdgeRecord>> {
+    async fn get_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+    ) -> Result<Option<EdgeRecord>> {
         let now = self.now();
         let raw_key = edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes());
         let Some(raw) = self.get_raw(CF_EDGES_OUT, &raw_key)? else {
@@ -293,7 +349,13 @@ impl GraphStore for RocksBackend {
         Ok(visible.then_some(edge))
     }
 
-    async fn delete_edge(&self, tenant: &TenantId, src: &NodeId, rel: &Rel, dst: &NodeId) -> Result<bool> {
+    async fn delete_edge(
+        &self,
+        tenant: &TenantId,
+        src: &NodeId,
+        rel: &Rel,
+        dst: &NodeId,
+    ) -> Result<bool> {
         let _guard = self.graph_lock.lock();
         let now = self.now();
         let raw_key = edge_key(tenant, src.as_bytes(), rel.as_bytes(), dst.as_bytes());
@@ -305,12 +367,21 @@ impl GraphStore for RocksBackend {
             && self.node_visible(tenant, dst.as_bytes(), now)?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_EDGES_OUT)?, raw_key);
-        batch.delete_cf(self.cf(CF_EDGES_IN)?, edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()));
+        batch.delete_cf(
+            self.cf(CF_EDGES_IN)?,
+            edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()),
+        );
         self.write(batch)?;
         Ok(visible)
     }
 
-    async fn edges_of(&self, tenant: &TenantId, nodes: &[NodeId], direction: Direction, rels: &RelFilter) -> Result<Vec<EdgeRecord>> {
+    async fn edges_of(
+        &self,
+        tenant: &TenantId,
+        nodes: &[NodeId],
+        direction: Direction,
+        rels: &RelFilter,
+    ) -> Result<Vec<EdgeRecord>> {
         let now = self.now();
         let mut visible: HashMap<Vec<u8>, bool> = HashMap::new();
         let mut is_node_visible = |id: &[u8]| -> Result<bool> {
@@ -341,8 +412,15 @@ impl GraphStore for RocksBackend {
                     })?;
                     for (rel, dst, raw) in found {
                         if is_node_visible(&dst)? {
-                            let edge = decode_edge(node.clone(), text_rel(&rel)?, text_node(&dst)?, &raw)?;
-                            if direction == Direction::Out || seen.insert((edge.src.clone(), edge.rel.clone(), edge.dst.clone())) {
+                            let edge =
+                                decode_edge(node.clone(), text_rel(&rel)?, text_node(&dst)?, &raw)?;
+                            if direction == Direction::Out
+                                || seen.insert((
+                                    edge.src.clone(),
+                                    edge.rel.clone(),
+                                    edge.dst.clone(),
+                                ))
+                            {
                                 edges.push(edge);
                             }
                         }
@@ -356,8 +434,15 @@ impl GraphStore for RocksBackend {
                     })?;
                     for (rel, src, raw) in found {
                         if is_node_visible(&src)? {
-                            let edge = decode_edge(text_node(&src)?, text_rel(&rel)?, node.clone(), &raw)?;
-                            if direction == Direction::In || seen.insert((edge.src.clone(), edge.rel.clone(), edge.dst.clone())) {
+                            let edge =
+                                decode_edge(text_node(&src)?, text_rel(&rel)?, node.clone(), &raw)?;
+                            if direction == Direction::In
+                                || seen.insert((
+                                    edge.src.clone(),
+                                    edge.rel.clone(),
+                                    edge.dst.clone(),
+                                ))
+                            {
                                 edges.push(edge);
                             }
                         }

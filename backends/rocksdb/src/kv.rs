@@ -28,7 +28,13 @@ fn decode_header(raw: &[u8]) -> Result<(Stored, Reader<'_>)> {
     let mut reader = Reader::new(raw, "kv");
     let version = reader.u64()?;
     let expires_at = schema::decode_expiry(reader.i64()?);
-    Ok((Stored { version, expires_at }, reader))
+    Ok((
+        Stored {
+            version,
+            expires_at,
+        },
+        reader,
+    ))
 }
 
 fn decode_entry(key: Key, raw: &[u8]) -> Result<KvEntry> {
@@ -66,17 +72,33 @@ impl RocksBackend {
     }
 
     /// Writes a new version of the record; the caller holds the key's stripe lock.
-    fn write_kv(&self, raw_key: &[u8], value: &JsonValue, ttl: Option<Ttl>, now: Timestamp) -> Result<Version> {
+    fn write_kv(
+        &self,
+        raw_key: &[u8],
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+        now: Timestamp,
+    ) -> Result<Version> {
         let version = self.versions.allocate(self)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_KV)?, raw_key, encode(version, expires_at(now, ttl), value)?);
+        batch.put_cf(
+            self.cf(CF_KV)?,
+            raw_key,
+            encode(version, expires_at(now, ttl), value)?,
+        );
         self.write(batch)?;
         Ok(Version(version))
     }
 
     /// Visible entries of `tenant` whose key starts with `prefix`, after `start_after`, at most
     /// `limit` plus one to tell whether more exist.
-    fn scan_kv(&self, tenant: &TenantId, prefix: &KeyPrefix, start_after: Option<&Key>, limit: Limit) -> Result<KvPage> {
+    fn scan_kv(
+        &self,
+        tenant: &TenantId,
+        prefix: &KeyPrefix,
+        start_after: Option<&Key>,
+        limit: Limit,
+    ) -> Result<KvPage> {
         let now = self.now();
         let tenant_prefix = schema::prefix(&[tenant.as_bytes()]);
         let raw_prefix = schema::key(&[tenant.as_bytes(), prefix.as_bytes()]);
@@ -138,13 +160,25 @@ impl KvStore for RocksBackend {
         }
     }
 
-    async fn put(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+    ) -> Result<Version> {
         let raw_key = kv_key(tenant, key);
         let _guard = self.kv_lock(&raw_key);
         self.write_kv(&raw_key, value, ttl, self.now())
     }
 
-    async fn put_if_absent(&self, tenant: &TenantId, key: &Key, value: &JsonValue, ttl: Option<Ttl>) -> Result<Version> {
+    async fn put_if_absent(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        value: &JsonValue,
+        ttl: Option<Ttl>,
+    ) -> Result<Version> {
         let raw_key = kv_key(tenant, key);
         let _guard = self.kv_lock(&raw_key);
         let now = self.now();
@@ -189,7 +223,13 @@ impl KvStore for RocksBackend {
         Ok(is_visible(stored.expires_at, now))
     }
 
-    async fn scan(&self, tenant: &TenantId, prefix: &KeyPrefix, start_after: Option<&Key>, limit: Limit) -> Result<KvPage> {
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        prefix: &KeyPrefix,
+        start_after: Option<&Key>,
+        limit: Limit,
+    ) -> Result<KvPage> {
         self.scan_kv(tenant, prefix, start_after, limit)
     }
 

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch, WriteOptions,
+};
 
 use p8fs_core::{Clock, Error, Result, Timestamp};
 
@@ -72,7 +74,11 @@ impl std::fmt::Debug for RocksBackend {
 impl RocksBackend {
     /// Opens (creating if needed) the database in `path`, reading time from `clock`, and loads
     /// the vector collections into memory.
-    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>, options: RocksOptions) -> Result<Self> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+        options: RocksOptions,
+    ) -> Result<Self> {
         let mut db_options = Options::default();
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
@@ -110,7 +116,9 @@ impl RocksBackend {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.db.write_opt(batch, &self.write_options).map_err(classify)
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(classify)
     }
 
     fn get_raw(&self, family: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -190,7 +198,11 @@ impl Versions {
         if version > *reserved {
             let end = version + VERSION_BLOCK;
             let mut batch = WriteBatch::default();
-            batch.put_cf(backend.cf(CF_META)?, META_VERSION_RESERVED, end.to_be_bytes());
+            batch.put_cf(
+                backend.cf(CF_META)?,
+                META_VERSION_RESERVED,
+                end.to_be_bytes(),
+            );
             backend.write(batch)?;
             *reserved = end;
         }

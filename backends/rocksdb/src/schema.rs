@@ -93,7 +93,10 @@ impl<'a> Reader<'a> {
     }
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let (head, rest) = self.buf.split_first_chunk::<N>().ok_or_else(|| corrupt(self.what))?;
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or_else(|| corrupt(self.what))?;
         self.buf = rest;
         Ok(*head)
     }
@@ -148,5 +151,6 @@ impl<'a> Reader<'a> {
 
 /// Serialises JSON for storage.
 pub(crate) fn json_bytes<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    serde_json::to_writer(out, value).map_err(|e| Error::internal("cannot serialise JSON", Some(Box::new(e) as _)))
+    serde_json::to_writer(out, value)
+        .map_err(|e| Error::internal("cannot serialise JSON", Some(Box::new(e) as _)))
 }

@@ -25,12 +25,21 @@ async fn acknowledged_writes_survive_reopen_and_versions_keep_increasing() {
     let key = Key::new("k").unwrap();
     let first = {
         let db = open(dir.path(), &clock);
-        db.put(&tenant, &key, &JsonValue::new(json!({"a": 1})).unwrap(), None)
-            .await
-            .unwrap()
+        db.put(
+            &tenant,
+            &key,
+            &JsonValue::new(json!({"a": 1})).unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
     };
     let db = open(dir.path(), &clock);
-    let entry = db.get(&tenant, &key).await.unwrap().expect("record survives");
+    let entry = db
+        .get(&tenant, &key)
+        .await
+        .unwrap()
+        .expect("record survives");
     assert_eq!(entry.value, json!({"a": 1}));
     assert_eq!(entry.version, first);
     assert!(db.delete(&tenant, &key).await.unwrap());
@@ -40,7 +49,10 @@ async fn acknowledged_writes_survive_reopen_and_versions_keep_increasing() {
         .put(&tenant, &key, &JsonValue::new(json!(2)).unwrap(), None)
         .await
         .unwrap();
-    assert!(second > first, "versions increase across restarts and re-creation");
+    assert!(
+        second > first,
+        "versions increase across restarts and re-creation"
+    );
 }
 
 #[tokio::test]
@@ -55,19 +67,45 @@ async fn vector_collections_and_graph_reload() {
             .await
             .unwrap();
         for (id, v) in [("a", [0.0, 0.0]), ("b", [1.0, 0.0]), ("c", [5.0, 5.0])] {
-            upsert(&db, &tenant, &name, &RecordId::new(id).unwrap(), v.to_vec(), &JsonObject::empty(), None)
-                .await
-                .unwrap();
-        }
-        db.put_node(&tenant, &NodeId::new("n").unwrap(), &Label::new("l").unwrap(), &JsonObject::empty(), None)
+            upsert(
+                &db,
+                &tenant,
+                &name,
+                &RecordId::new(id).unwrap(),
+                v.to_vec(),
+                &JsonObject::empty(),
+                None,
+            )
             .await
             .unwrap();
-    }
-    let db = open(dir.path(), &clock);
-    let hits = search(&db, &tenant, &name, vec![0.9, 0.0], Limit::new(2).unwrap(), &Filter::none())
+        }
+        db.put_node(
+            &tenant,
+            &NodeId::new("n").unwrap(),
+            &Label::new("l").unwrap(),
+            &JsonObject::empty(),
+            None,
+        )
         .await
         .unwrap();
+    }
+    let db = open(dir.path(), &clock);
+    let hits = search(
+        &db,
+        &tenant,
+        &name,
+        vec![0.9, 0.0],
+        Limit::new(2).unwrap(),
+        &Filter::none(),
+    )
+    .await
+    .unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(ids, ["b", "a"]);
-    assert!(db.get_node(&tenant, &NodeId::new("n").unwrap()).await.unwrap().is_some());
+    assert!(
+        db.get_node(&tenant, &NodeId::new("n").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

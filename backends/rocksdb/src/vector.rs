@@ -15,9 +15,9 @@ use rocksdb::{DB, WriteBatch};
 
 use p8fs_core::vector::{CandidateSelector, VectorPage, norm};
 use p8fs_core::{
-    CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap, JsonObject, Limit,
-    Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl, VectorRecord, VectorStore,
-    expires_at, is_visible,
+    CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap, JsonObject,
+    Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl, VectorRecord,
+    VectorStore, expires_at, is_visible,
 };
 
 use crate::RocksBackend;
@@ -113,7 +113,8 @@ impl Index {
         let last = self.ids.len() - 1;
         let dim = self.dim();
         if row != last {
-            self.data.copy_within(last * dim..(last + 1) * dim, row * dim);
+            self.data
+                .copy_within(last * dim..(last + 1) * dim, row * dim);
             self.rows.insert(self.ids[last].clone(), row);
         }
         self.data.truncate(last * dim);
@@ -125,15 +126,27 @@ impl Index {
     }
 
     /// The candidate records of an exact search (see [`CandidateSelector`]).
-    fn candidates(&self, query: &Embedding, k: Limit, filter: &Filter, now: Timestamp) -> Vec<VectorRecord> {
+    fn candidates(
+        &self,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        now: Timestamp,
+    ) -> Vec<VectorRecord> {
         let mut selector = CandidateSelector::new(query, k);
         let no_filter = filter.clauses().is_empty();
         for row in 0..self.ids.len() {
-            if is_visible(self.expires[row], now) && (no_filter || filter.matches(&self.metadata[row])) {
+            if is_visible(self.expires[row], now)
+                && (no_filter || filter.matches(&self.metadata[row]))
+            {
                 selector.offer(row, self.vector(row), self.norms[row]);
             }
         }
-        selector.finish().into_iter().map(|row| self.record(row)).collect()
+        selector
+            .finish()
+            .into_iter()
+            .map(|row| self.record(row))
+            .collect()
     }
 }
 
@@ -179,7 +192,11 @@ fn decode_spec(name: CollectionName, raw: &[u8]) -> Result<CollectionSpec> {
     })
 }
 
-fn encode_record(vector: &[f32], metadata: &JsonMap, expires_at: Option<Timestamp>) -> Result<Vec<u8>> {
+fn encode_record(
+    vector: &[f32],
+    metadata: &JsonMap,
+    expires_at: Option<Timestamp>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(8 + vector.len() * 4 + 32);
     out.extend_from_slice(&schema::encode_expiry(expires_at).to_be_bytes());
     for component in vector {
@@ -208,17 +225,32 @@ impl Collections {
         for item in db.iterator_cf(crate::cf(db, CF_COLLECTIONS)?, rocksdb::IteratorMode::Start) {
             let (raw_key, raw) = item.map_err(classify)?;
             let mut parts = schema::split(&raw_key);
-            let tenant = TenantId::new(schema::text(parts.next().unwrap_or_default(), "collection")?)?;
-            let name = CollectionName::new(schema::text(parts.next().unwrap_or_default(), "collection")?)?;
+            let tenant = TenantId::new(schema::text(
+                parts.next().unwrap_or_default(),
+                "collection",
+            )?)?;
+            let name = CollectionName::new(schema::text(
+                parts.next().unwrap_or_default(),
+                "collection",
+            )?)?;
             let spec = decode_spec(name.clone(), &raw)?;
             map.insert((tenant, name), Arc::new(RwLock::new(Index::new(spec))));
         }
         for item in db.iterator_cf(crate::cf(db, CF_VECTORS)?, rocksdb::IteratorMode::Start) {
             let (raw_key, raw) = item.map_err(classify)?;
             let mut parts = schema::split(&raw_key);
-            let tenant = TenantId::new(schema::text(parts.next().unwrap_or_default(), "vector key")?)?;
-            let name = CollectionName::new(schema::text(parts.next().unwrap_or_default(), "vector key")?)?;
-            let id = RecordId::new(schema::text(parts.next().unwrap_or_default(), "vector key")?)?;
+            let tenant = TenantId::new(schema::text(
+                parts.next().unwrap_or_default(),
+                "vector key",
+            )?)?;
+            let name = CollectionName::new(schema::text(
+                parts.next().unwrap_or_default(),
+                "vector key",
+            )?)?;
+            let id = RecordId::new(schema::text(
+                parts.next().unwrap_or_default(),
+                "vector key",
+            )?)?;
             let Some(index) = map.get(&(tenant, name)) else {
                 return Err(corrupt("vector (no collection)"));
             };
@@ -295,13 +327,21 @@ impl VectorStore for RocksBackend {
             )));
         }
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_COLLECTIONS)?, collection_key(tenant, &spec.name), encode_spec(spec));
+        batch.put_cf(
+            self.cf(CF_COLLECTIONS)?,
+            collection_key(tenant, &spec.name),
+            encode_spec(spec),
+        );
         self.write(batch)?;
         map.insert(key, Arc::new(RwLock::new(Index::new(spec.clone()))));
         Ok(true)
     }
 
-    async fn collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<Option<CollectionSpec>> {
+    async fn collection(
+        &self,
+        tenant: &TenantId,
+        name: &CollectionName,
+    ) -> Result<Option<CollectionSpec>> {
         let map = self.vectors.map.read();
         Ok(map
             .get(&(tenant.clone(), name.clone()))
@@ -354,7 +394,9 @@ impl VectorStore for RocksBackend {
             return Err(Error::not_found(Resource::Collection, collection));
         }
         if !vector.fits(&index.spec) {
-            return Err(Error::conflict(format!("the vector does not fit collection {collection}")));
+            return Err(Error::conflict(format!(
+                "the vector does not fit collection {collection}"
+            )));
         }
         let expires_at = expires_at(self.now(), ttl);
         let mut batch = WriteBatch::default();
@@ -373,14 +415,24 @@ impl VectorStore for RocksBackend {
         Ok(())
     }
 
-    async fn get_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<Option<VectorRecord>> {
+    async fn get_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<Option<VectorRecord>> {
         let now = self.now();
         let index = self.vectors.get(tenant, collection)?;
         let index = index.read();
         Ok(index.visible_row(id, now).map(|row| index.record(row)))
     }
 
-    async fn delete_vector(&self, tenant: &TenantId, collection: &CollectionName, id: &RecordId) -> Result<bool> {
+    async fn delete_vector(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: &RecordId,
+    ) -> Result<bool> {
         let now = self.now();
         let index = self.vectors.get(tenant, collection)?;
         let mut index = index.write();
@@ -437,7 +489,9 @@ impl VectorStore for RocksBackend {
         {
             let guard = index.read();
             if !query.fits(&guard.spec) {
-                return Err(Error::conflict(format!("the query does not fit collection {collection}")));
+                return Err(Error::conflict(format!(
+                    "the query does not fit collection {collection}"
+                )));
             }
             if guard.data.len() < BLOCKING_SEARCH_FLOATS {
                 return Ok(guard.candidates(query, k, filter, now));

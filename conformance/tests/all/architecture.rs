@@ -18,12 +18,23 @@ fn workspace_root() -> PathBuf {
 /// Normal (non-dev) dependencies of every workspace member, by crate name.
 fn member_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("run cargo metadata");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
     let mut members = BTreeMap::new();
     for package in metadata["packages"].as_array().expect("packages") {
         let name = package["name"].as_str().expect("name").to_owned();
@@ -44,19 +55,43 @@ fn dependency_direction() {
     let members = member_dependencies();
     let core = &members["p8fs-core"];
     for forbidden in DRIVERS.iter().chain(FRAMEWORKS) {
-        assert!(!core.contains(*forbidden), "p8fs-core must not depend on {forbidden}");
+        assert!(
+            !core.contains(*forbidden),
+            "p8fs-core must not depend on {forbidden}"
+        );
     }
     for (name, deps) in &members {
         let is_backend = name.starts_with("p8fs-backend-");
-        let is_frontend = name == "p8fs-auth" || name.starts_with("p8fs-protocol") || ["p8fs-s3", "p8fs-graphql", "p8fs-rest", "p8fs-mcp", "p8fs-grpc"].contains(&name.as_str());
+        let is_frontend = name == "p8fs-auth"
+            || name.starts_with("p8fs-protocol")
+            || [
+                "p8fs-s3",
+                "p8fs-graphql",
+                "p8fs-rest",
+                "p8fs-mcp",
+                "p8fs-grpc",
+            ]
+            .contains(&name.as_str());
         for dep in deps {
             if is_backend {
-                assert!(!dep.starts_with("p8fs-backend-"), "{name} must not depend on another backend ({dep})");
-                assert!(!FRAMEWORKS.contains(&dep.as_str()), "{name} must not depend on a front-end framework ({dep})");
+                assert!(
+                    !dep.starts_with("p8fs-backend-"),
+                    "{name} must not depend on another backend ({dep})"
+                );
+                assert!(
+                    !FRAMEWORKS.contains(&dep.as_str()),
+                    "{name} must not depend on a front-end framework ({dep})"
+                );
             }
             if is_frontend {
-                assert!(!dep.starts_with("p8fs-backend-"), "{name} must not name a backend ({dep})");
-                assert!(!DRIVERS.contains(&dep.as_str()), "{name} must not depend on a driver ({dep})");
+                assert!(
+                    !dep.starts_with("p8fs-backend-"),
+                    "{name} must not name a backend ({dep})"
+                );
+                assert!(
+                    !DRIVERS.contains(&dep.as_str()),
+                    "{name} must not depend on a driver ({dep})"
+                );
             }
         }
     }
@@ -65,7 +100,10 @@ fn dependency_direction() {
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("dir entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
             if !name.starts_with('.') && name != "target" {
                 rust_files(&path, out);
@@ -88,7 +126,10 @@ fn every_rust_file_starts_with_a_module_doc() {
             !text.starts_with("//!")
         })
         .collect();
-    assert!(undocumented.is_empty(), "files without a leading //! doc: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a leading //! doc: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -96,9 +137,13 @@ fn architecture_anchors_exist() {
     let root = workspace_root();
     let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     for anchor in text.split('`').skip(1).step_by(2) {
-        let looks_like_path = anchor.ends_with(".rs") || anchor.ends_with(".toml") || anchor.ends_with(".sh");
+        let looks_like_path =
+            anchor.ends_with(".rs") || anchor.ends_with(".toml") || anchor.ends_with(".sh");
         if looks_like_path && !anchor.contains('*') && !anchor.contains(' ') {
-            assert!(root.join(anchor).exists(), "ARCHITECTURE.md names {anchor}, which does not exist");
+            assert!(
+                root.join(anchor).exists(),
+                "ARCHITECTURE.md names {anchor}, which does not exist"
+            );
         }
     }
 }

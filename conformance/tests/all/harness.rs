@@ -11,7 +11,8 @@ use p8fs_core::ManualClock;
 pub(crate) fn rocksdb(clock: Arc<ManualClock>) -> BoxFuture<'static, Built> {
     Box::pin(async move {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let backend = RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb");
+        let backend =
+            RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb");
         Built {
             backend: Arc::new(backend),
             keep: Box::new(dir),

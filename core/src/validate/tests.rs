@@ -54,9 +54,18 @@ fn numbers_have_bounds() {
 fn embeddings_fit_their_collection() {
     let cosine = CollectionSpec::new("c", 3, Metric::Cosine).unwrap();
     let l2 = CollectionSpec::new("l", 3, Metric::L2).unwrap();
-    assert_eq!(field_of(Embedding::new("vector", &cosine, vec![1.0, 2.0])), "vector");
-    assert_eq!(field_of(Embedding::new("vector", &cosine, vec![1.0, f32::NAN, 0.0])), "vector[1]");
-    assert_eq!(field_of(Embedding::new("query", &cosine, vec![0.0; 3])), "query");
+    assert_eq!(
+        field_of(Embedding::new("vector", &cosine, vec![1.0, 2.0])),
+        "vector"
+    );
+    assert_eq!(
+        field_of(Embedding::new("vector", &cosine, vec![1.0, f32::NAN, 0.0])),
+        "vector[1]"
+    );
+    assert_eq!(
+        field_of(Embedding::new("query", &cosine, vec![0.0; 3])),
+        "query"
+    );
     assert!(Embedding::new("vector", &l2, vec![0.0; 3]).is_ok());
 }
 
@@ -72,7 +81,13 @@ fn json_limits() {
         deep = json!([deep]);
     }
     assert_eq!(field_of(JsonValue::new(deep)), "value");
-    assert_eq!(field_of(JsonObject::new("metadata", json!([1]))), "metadata");
+    assert_eq!(
+        field_of(JsonObject::new("metadata", json!([1]))),
+        "metadata"
+    );
     assert_eq!(field_of(JsonPath::new("a..b")), "path");
-    assert_eq!(field_of(Filter::new([("a".to_owned(), json!("\u{0}"))])), "filter.a");
+    assert_eq!(
+        field_of(Filter::new([("a".to_owned(), json!("\u{0}"))])),
+        "filter.a"
+    );
 }

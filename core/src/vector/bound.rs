@@ -107,7 +107,10 @@ impl<'q> CandidateSelector<'q> {
                 let squared = f64::from(squared_l2_f32(self.query, vector));
                 let lower = ((squared - UNDERFLOW_SLACK).max(0.0) / (1.0 + gamma)).sqrt();
                 let upper = ((squared + UNDERFLOW_SLACK) / (1.0 - gamma)).sqrt();
-                (lower * (1.0 - REFERENCE_SLACK), upper * (1.0 + REFERENCE_SLACK))
+                (
+                    lower * (1.0 - REFERENCE_SLACK),
+                    upper * (1.0 + REFERENCE_SLACK),
+                )
             }
         };
         if estimate.0.is_finite() && estimate.1.is_finite() {
@@ -206,7 +209,8 @@ mod tests {
                 let spec = CollectionSpec::new("c", dim as u64, metric).unwrap();
                 let data: Vec<Vec<f32>> = (0..300).map(|_| values(&mut seed, dim)).collect();
                 // Duplicates force ties at the k-th place.
-                let data: Vec<Vec<f32>> = data.iter().chain(data.iter().take(50)).cloned().collect();
+                let data: Vec<Vec<f32>> =
+                    data.iter().chain(data.iter().take(50)).cloned().collect();
                 let query = Embedding::new("query", &spec, values(&mut seed, dim)).unwrap();
                 for k in [1, 5, 40] {
                     let limit = Limit::new(k as u64).unwrap();
@@ -223,7 +227,10 @@ mod tests {
                     exact.sort_by(|a, b| a.0.total_cmp(&b.0));
                     let kth = exact[k - 1].0;
                     for (d, i) in exact.iter().filter(|(d, _)| *d <= kth) {
-                        assert!(candidates.contains(i), "{metric} dim {dim} k {k}: {i} at {d} missing");
+                        assert!(
+                            candidates.contains(i),
+                            "{metric} dim {dim} k {k}: {i} at {d} missing"
+                        );
                     }
                 }
             }

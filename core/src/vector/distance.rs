@@ -37,7 +37,10 @@ pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
 
 /// The Euclidean norm in f64.
 pub fn norm(v: &[f32]) -> f64 {
-    v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt()
+    v.iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt()
 }
 
 #[cfg(test)]

@@ -50,8 +50,11 @@ pub trait VectorStore: Send + Sync {
     async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool>;
 
     /// The collection's spec, or `None`.
-    async fn collection(&self, tenant: &TenantId, name: &CollectionName)
-    -> Result<Option<CollectionSpec>>;
+    async fn collection(
+        &self,
+        tenant: &TenantId,
+        name: &CollectionName,
+    ) -> Result<Option<CollectionSpec>>;
 
     /// Every collection of the tenant, names ascending by raw bytes.
     async fn list_collections(&self, tenant: &TenantId) -> Result<Vec<CollectionSpec>>;
