@@ -22,7 +22,7 @@ use p8fs_core::{
     SystemClock, TenantId, Weight,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 struct Bench {

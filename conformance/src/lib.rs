@@ -127,6 +127,7 @@ macro_rules! suite {
                     expired_node_hides_its_edges,
                     traversal_never_passes_expired_edge,
                     recreated_node_does_not_revive_old_edges,
+                    upserts_set_ttl_from_the_call,
                 ],
                 vector: [
                     create_collection_is_idempotent_and_conflicts,
@@ -159,6 +160,7 @@ macro_rules! suite {
                     shortest_path_none_and_same_node,
                     shortest_path_parallel_edges,
                     list_nodes_pages,
+                    edges_of_lists_each_edge_once,
                 ],
                 tenancy: [
                     kv_invisible_across_tenants,

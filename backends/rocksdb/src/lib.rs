@@ -126,7 +126,7 @@ impl RocksBackend {
     }
 
     /// Visits `(key, value)` pairs of `family` whose key starts with `prefix`, from `start`
-    /// (inclusive; `prefix` when `None`), in key order, until `visit` returns `false`.
+    /// (inclusive, when it sorts after `prefix`), in key order, until `visit` returns `false`.
     fn scan_raw(
         &self,
         family: &'static str,
@@ -135,7 +135,7 @@ impl RocksBackend {
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let mut iter = self.db.raw_iterator_cf(self.cf(family)?);
-        iter.seek(start.unwrap_or(prefix));
+        iter.seek(start.map_or(prefix, |start| start.max(prefix)));
         while iter.valid() {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
                 break;

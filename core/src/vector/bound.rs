@@ -124,38 +124,30 @@ impl<'q> CandidateSelector<'q> {
 
 /// `a · b` in f32 with independent lanes, which the compiler turns into SIMD.
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
     let mut lanes = [0.0_f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (ca, cb) in a_chunks.zip(b_chunks) {
+    for (ca, cb) in a_chunks.iter().zip(b_chunks) {
         for i in 0..LANES {
             lanes[i] += ca[i] * cb[i];
         }
     }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
 }
 
 /// `|a - b|²` in f32 with independent lanes.
 fn squared_l2_f32(a: &[f32], b: &[f32]) -> f32 {
+    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
     let mut lanes = [0.0_f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (ca, cb) in a_chunks.zip(b_chunks) {
+    for (ca, cb) in a_chunks.iter().zip(b_chunks) {
         for i in 0..LANES {
             let d = ca[i] - cb[i];
             lanes[i] += d * d;
         }
     }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| (x - y) * (x - y)).sum();
     lanes.iter().sum::<f32>() + tail
 }
 
