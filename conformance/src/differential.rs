@@ -1,20 +1,22 @@
 //! Property-based differential tests: random operation sequences applied to a backend and to the
 //! reference model ([`ModelBackend`]), comparing every result.
 //!
-//! Each test generates sequences of [`Op`]s over tiny closed sets (a few keys, ids, values and
-//! two tenants) so that operations collide, and replays every sequence on a fresh backend from
-//! the factory and on a fresh model, each reading its own [`ManualClock`] that starts at
-//! [`START`] and advances together with the other. After every operation both results must be
-//! equal: values, pages and cursors (listings are followed to their end), search hits with their
-//! distances, traversal results, and for errors the [`ErrorKind`]. After `purge_expired` and at
-//! the end of each case the whole visible state of both tenants is compared too.
+//! Each test generates sequences of operations (`Op`) over tiny closed sets (a few keys, ids,
+//! values and two tenants) so that operations collide: a setup (collections; keys, vectors, nodes
+//! and edges seeded so that reads meet records), then up to 40 random operations. It replays every
+//! sequence on a fresh backend from the factory and on a fresh model, each reading its own
+//! [`ManualClock`] that starts at [`START`] and advances together with the other. After every
+//! operation both results must be equal: values, pages and cursors (listings are followed to their
+//! end), search hits with their distances, traversal results, and for errors the [`ErrorKind`].
+//! After `purge_expired` and at the end of each case the whole visible state of both tenants is
+//! compared too.
 //!
 //! Versions are opaque and are never compared across sides. Each side remembers, per
 //! (tenant, key), the versions its own writes returned; a write must return a version greater than
 //! every earlier one for that key (also across delete and expiry), and a version is reported as
 //! its ordinal among them (0 for the key's first write). A read returning a version that no write
 //! to that key returned fails the case. Compare-and-swap picks its expected version on each side
-//! by position in that side's list ([`Expected`]), never by value.
+//! by position in that side's list (`Expected`), never by value.
 //!
 //! Not compared: the count `purge_expired` returns. Physical removal is unobservable by contract,
 //! so a backend may legitimately remove expired records earlier (a compaction filter, a delete that
@@ -959,6 +961,7 @@ impl Side {
             })
     }
 
+    /// The expected version of a compare-and-swap on this side.
     fn expected(&self, t: usize, key: &str, expected: Expected) -> Version {
         let Some(list) = self
             .issued
