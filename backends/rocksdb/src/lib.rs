@@ -40,6 +40,8 @@ pub struct RocksOptions {
     pub sync_writes: bool,
     /// Size of the block cache, in bytes.
     pub block_cache_bytes: usize,
+    /// Size of each memtable, in bytes.
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for RocksOptions {
@@ -47,6 +49,7 @@ impl Default for RocksOptions {
         Self {
             sync_writes: false,
             block_cache_bytes: 64 * 1024 * 1024,
+            write_buffer_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -84,10 +87,18 @@ impl RocksBackend {
         db_options.create_missing_column_families(true);
         db_options.set_compression_type(DBCompressionType::Lz4);
         db_options.increase_parallelism(2);
+        // Point lookups dominate: memtables and flushed tables get whole-key bloom filters, and
+        // tables hash-indexed data blocks, with index and filter blocks in the block cache.
+        db_options.set_write_buffer_size(options.write_buffer_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(options.block_cache_bytes));
         table.set_bloom_filter(10.0, false);
+        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         db_options.set_block_based_table_factory(&table);
+        db_options.set_memtable_whole_key_filtering(true);
+        db_options.set_memtable_prefix_bloom_ratio(0.1);
         let families = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, db_options.clone()));
@@ -121,8 +132,14 @@ impl RocksBackend {
             .map_err(classify)
     }
 
-    fn get_raw(&self, family: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(family)?, key).map_err(classify)
+    fn get_raw(
+        &self,
+        family: &'static str,
+        key: &[u8],
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        self.db
+            .get_pinned_cf(self.cf(family)?, key)
+            .map_err(classify)
     }
 
     /// Visits `(key, value)` pairs of `family` whose key starts with `prefix`, from `start`
