@@ -147,7 +147,11 @@ fn squared_l2_f32(a: &[f32], b: &[f32]) -> f32 {
             lanes[i] += d * d;
         }
     }
-    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| (x - y) * (x - y)).sum();
+    let tail: f32 = a_tail
+        .iter()
+        .zip(b_tail)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
     lanes.iter().sum::<f32>() + tail
 }
 
