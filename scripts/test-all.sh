@@ -9,6 +9,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/p8fs-target}"
 # Backends whose suite must have run; each contributes tests named `<backend>::...`.
 REQUIRED_SUITES=(model rocksdb)
 
+# nextest writes its report under the workspace's target/ whatever CARGO_TARGET_DIR says; remove
+# an old one so a stale report can never stand in for this run.
+report=target/nextest/ci/junit.xml
+rm -f "$report"
 cargo nextest run --release --workspace --profile ci "$@"
-
-python3 scripts/check-suites.py "$CARGO_TARGET_DIR/nextest/ci/junit.xml" "${REQUIRED_SUITES[@]}"
+python3 scripts/check-suites.py "$report" "${REQUIRED_SUITES[@]}"
