@@ -1,0 +1,37 @@
+//! The authenticated caller a verified access token describes. Front-ends take the tenant from
+//! here, never from the request, and check scopes with [`Principal::require`].
+
+use p8fs_core::{Error, Result, TenantId, Timestamp};
+
+use crate::scope::{Scope, ScopeSet};
+
+/// Who is calling, for which tenant, with which scopes, until when.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Principal {
+    /// The tenant every operation of this request is scoped to (the `tenant` claim).
+    pub tenant: TenantId,
+    /// The user or device the token was issued to (the `sub` claim).
+    pub subject: String,
+    /// The OAuth client the token was issued through (the `client_id` claim).
+    pub client_id: String,
+    /// The granted scopes (the `scope` claim).
+    pub scopes: ScopeSet,
+    /// The token's unique id (the `jti` claim): an identifier, not a credential.
+    pub token_id: String,
+    /// The `exp` claim in milliseconds since the Unix epoch. Pass it to
+    /// [`crate::Verifier::revoke`] so the revocation record lives exactly as long as needed.
+    pub expires_at: Timestamp,
+}
+
+impl Principal {
+    /// `Ok` if the token grants `scope`; otherwise `Forbidden` naming the missing scope.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                format!("the token lacks the scope {scope}").into(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The one place that turns `storage.provider` into a concrete backend. No other module of the
+//! workspace names a backend type.
+
+use std::sync::Arc;
+
+use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
+use p8fs_core::{Backend, Clock};
+
+use crate::config::{Config, StorageConfig};
+
+/// Opens the configured backend.
+pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend>, String> {
+    match &config.storage {
+        StorageConfig::Rocksdb { sync_writes } => {
+            let path = config.data_dir.join("rocksdb");
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let options = RocksOptions {
+                sync_writes: *sync_writes,
+                ..RocksOptions::default()
+            };
+            let backend = RocksBackend::open(&path, clock, options).map_err(|e| {
+                format!(
+                    "cannot open the RocksDB store in {}: {e}{}",
+                    path.display(),
+                    source_text(&e)
+                )
+            })?;
+            Ok(Arc::new(backend))
+        }
+        StorageConfig::Postgres { .. } => {
+            Err("storage.provider = \"postgres\": support is not compiled into this build".into())
+        }
+        StorageConfig::Tidb { .. } => {
+            Err("storage.provider = \"tidb\": support is not compiled into this build".into())
+        }
+    }
+}
+
+fn source_text(error: &p8fs_core::Error) -> String {
+    std::error::Error::source(error).map_or_else(String::new, |source| format!(" ({source})"))
+}

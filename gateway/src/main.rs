@@ -1,0 +1,5 @@
+//! The `p8fs` command.
+
+fn main() -> std::process::ExitCode {
+    p8fs_gateway::cli::main()
+}

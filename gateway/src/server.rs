@@ -1,0 +1,189 @@
+//! `p8fs serve`: assembles the front-ends over the configured backend and serves them until
+//! SIGTERM or SIGINT, finishing requests in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use p8fs_auth::{KeyRing, TokenConfig, Verifier};
+use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
+use p8fs_rest::RestState;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, LogFormat};
+
+/// The tenant `/readyz` reads from; reserved for the server itself.
+const SYSTEM_TENANT: &str = "sys-health";
+
+/// Everything a running server holds.
+#[derive(Clone)]
+pub struct Services {
+    pub backend: Arc<dyn Backend>,
+    pub keys: Arc<KeyRing>,
+    pub verifier: Arc<Verifier>,
+}
+
+/// The signing-key directory inside the data directory.
+pub fn keys_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("keys")
+}
+
+/// The token settings from the configuration.
+pub fn token_config(config: &Config) -> TokenConfig {
+    TokenConfig {
+        issuer: config.auth.issuer.clone(),
+        audience: config.auth.audience.clone(),
+        leeway: config.auth.leeway,
+    }
+}
+
+/// Opens the backend and the signing keys.
+pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let backend = crate::backend::open(config, clock.clone()).await?;
+    let keys = Arc::new(
+        KeyRing::load_or_create(&keys_dir(config), clock.clone())
+            .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
+    );
+    let revocations: Arc<dyn KvStore> = backend.clone();
+    let verifier = Arc::new(Verifier::new(
+        keys.clone(),
+        token_config(config),
+        clock,
+        revocations,
+    ));
+    Ok(Services {
+        backend,
+        keys,
+        verifier,
+    })
+}
+
+/// The whole HTTP application.
+pub fn app(services: &Services, config: &Config) -> Router {
+    let rest = p8fs_rest::router(RestState {
+        backend: services.backend.clone(),
+        verifier: services.verifier.clone(),
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready).with_state(services.backend.clone()))
+        .route(
+            "/.well-known/jwks.json",
+            get(jwks).with_state(services.keys.clone()),
+        )
+        .merge(rest)
+        .layer(DefaultBodyLimit::max(config.limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.limits.request_timeout,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(config.limits.concurrency))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn ready(State(backend): State<Arc<dyn Backend>>) -> impl IntoResponse {
+    let probe = async {
+        let tenant = TenantId::new(SYSTEM_TENANT)?;
+        let key = Key::new("readyz")?;
+        backend.get(&tenant, &key).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness probe failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable")
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "backend timed out"),
+    }
+}
+
+async fn jwks(State(keys): State<Arc<KeyRing>>) -> Json<serde_json::Value> {
+    Json(keys.jwks())
+}
+
+/// Sets up logging as configured.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), String> {
+    init_logging(&config);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let services = services(&config, clock).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    spawn_reaper(services.backend.clone(), config.maintenance.purge_interval);
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
+    eprintln!(
+        "p8fs listening on http://{address} (data in {})\n\
+         get a first token:  p8fs token issue --data-dir {} --tenant default --sub me \
+         --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write'\n\
+         then:               curl -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/kv",
+        config.data_dir.display(),
+        config.data_dir.display(),
+    );
+    axum::serve(listener, app(&services, &config))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("p8fs stopped");
+    Ok(())
+}
+
+fn spawn_reaper(backend: Arc<dyn Backend>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match backend.purge_expired().await {
+                Ok(removed) if removed > 0 => tracing::info!(removed, "purged expired records"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "purging expired records failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down; finishing requests in flight");
+}

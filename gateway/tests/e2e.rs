@@ -1,0 +1,608 @@
+//! End-to-end tests: the real server on a loopback port, used with an HTTP client the way a
+//! user would — every route, authentication failures, bad input and cross-tenant attempts.
+
+#![expect(clippy::unwrap_used, reason = "a failed step should fail the test loudly")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use p8fs_auth::{Issuer, ScopeSet};
+use p8fs_core::{Clock, ManualClock, SystemClock, TenantId};
+use p8fs_gateway::config::{Config, Overrides};
+use p8fs_gateway::server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ALL: &str = "kv:read kv:write vectors:read vectors:write graph:read graph:write";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    services: server::Services,
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.path().to_path_buf()),
+    };
+    let config = Config::load(None, Vec::new(), &overrides).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let services = server::services(&config, clock).await.unwrap();
+    let app = server::app(&services, &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        base: format!("http://{address}"),
+        http: reqwest::Client::new(),
+        services,
+        config,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    fn issuer(&self, clock: Arc<dyn Clock>) -> Issuer {
+        Issuer::new(
+            self.services.keys.clone(),
+            server::token_config(&self.config),
+            clock,
+        )
+    }
+
+    fn token(&self, tenant: &str, scopes: &str) -> String {
+        self.issuer(Arc::new(SystemClock))
+            .issue(
+                &TenantId::new(tenant).unwrap(),
+                "tester",
+                "tests",
+                &ScopeSet::parse(scopes).unwrap(),
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .token
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_jwks() {
+    let server = start().await;
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let jwks: Value = server
+        .http
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert!(key["kid"].is_string());
+    let openapi: Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(openapi["paths"]["/v1/kv/{key}"].is_object());
+}
+
+#[tokio::test]
+async fn key_value_round_trip_with_versions_and_conditions() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let put = reqwest::Method::PUT;
+    let (status, written) = server
+        .call(
+            put.clone(),
+            "/v1/kv/notes%2Fa%20b",
+            &token,
+            Some(json!({"text": "hi", "n": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    assert_eq!(written["key"], "notes/a b");
+    let version = written["version"].as_str().unwrap().to_owned();
+
+    let (status, record) = server
+        .call(reqwest::Method::GET, "/v1/kv/notes%2Fa%20b", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["value"], json!({"text": "hi", "n": 1}));
+    assert_eq!(record["version"], version.as_str());
+
+    // Compare-and-swap with the current version succeeds once; the stale version then fails.
+    let cas = |v: &str| {
+        server
+            .http
+            .put(server.url("/v1/kv/notes%2Fa%20b"))
+            .bearer_auth(&token)
+            .header("If-Match", format!("\"{v}\""))
+            .json(&json!(2))
+    };
+    assert_eq!(cas(&version).send().await.unwrap().status(), StatusCode::OK);
+    let stale = cas(&version).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.headers()["content-type"], "application/problem+json");
+
+    let create_only = || {
+        server
+            .http
+            .put(server.url("/v1/kv/once"))
+            .bearer_auth(&token)
+            .header("If-None-Match", "*")
+            .json(&json!(true))
+    };
+    assert_eq!(
+        create_only().send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        create_only().send().await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+
+    let (status, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/kv?prefix=notes%2F&limit=10",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"][0]["key"], "notes/a b");
+    assert!(page.get("next").is_none());
+
+    let (status, found) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/kv-find",
+            &token,
+            Some(json!({"path": "text", "value": "hi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        found["items"].as_array().unwrap().len(),
+        0,
+        "the value was replaced by 2"
+    );
+
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, "/v1/kv/once", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, problem) = server
+        .call(reqwest::Method::DELETE, "/v1/kv/once", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["status"], 404);
+}
+
+#[tokio::test]
+async fn authentication_failures_are_401_with_a_challenge() {
+    let server = start().await;
+    let url = server.url("/v1/kv/k");
+    let missing = server.http.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(missing.headers().contains_key("www-authenticate"));
+    for header in ["Basic abc", "Bearer", "Bearer not.a.jwt", "Bearer a.b.c"] {
+        let response = server
+            .http
+            .get(&url)
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header}");
+    }
+    // Expired: issued two hours ago for one hour.
+    let past = Arc::new(ManualClock::new(SystemClock.now() - 2 * 3_600_000));
+    let expired = server
+        .issuer(past)
+        .issue(
+            &TenantId::new("alpha").unwrap(),
+            "s",
+            "c",
+            &ScopeSet::parse(ALL).unwrap(),
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+        .token;
+    assert_eq!(
+        server
+            .http
+            .get(&url)
+            .bearer_auth(expired)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // alg=none: a valid payload with the signature stripped.
+    let good = server.token("alpha", ALL);
+    let payload = good.split('.').nth(1).unwrap();
+    let none_header = base64_url(br#"{"alg":"none","typ":"at+jwt"}"#);
+    let unsigned = format!("{none_header}.{payload}.");
+    assert_eq!(
+        server
+            .http
+            .get(&url)
+            .bearer_auth(unsigned)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Wrong audience.
+    let mut other = server.config.clone();
+    other.auth.audience = "someone-else".into();
+    let foreign = Issuer::new(
+        server.services.keys.clone(),
+        server::token_config(&other),
+        Arc::new(SystemClock),
+    )
+    .issue(
+        &TenantId::new("alpha").unwrap(),
+        "s",
+        "c",
+        &ScopeSet::parse(ALL).unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .token;
+    assert_eq!(
+        server
+            .http
+            .get(&url)
+            .bearer_auth(foreign)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn scopes_gate_operations() {
+    let server = start().await;
+    let reader = server.token("alpha", "kv:read");
+    let (status, problem) = server
+        .call(reqwest::Method::PUT, "/v1/kv/k", &reader, Some(json!(1)))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (status, _) = server
+        .call(reqwest::Method::GET, "/v1/collections", &reader, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .call(reqwest::Method::GET, "/v1/kv/k", &reader, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let server = start().await;
+    let alpha = server.token("alpha", ALL);
+    let beta = server.token("beta", ALL);
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/kv/secret",
+            &alpha,
+            Some(json!("a")),
+        )
+        .await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/docs",
+            &alpha,
+            Some(json!({"dimension": 2, "metric": "l2"})),
+        )
+        .await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/n1",
+            &alpha,
+            Some(json!({"label": "x"})),
+        )
+        .await;
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/v1/kv/secret", None),
+        (reqwest::Method::DELETE, "/v1/kv/secret", None),
+        (reqwest::Method::GET, "/v1/collections/docs", None),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/docs/search",
+            Some(json!({"query": [1.0, 0.0]})),
+        ),
+        (reqwest::Method::GET, "/v1/graph/nodes/n1", None),
+        (reqwest::Method::GET, "/v1/graph/nodes/n1/neighbors", None),
+    ] {
+        let (status, _) = server.call(method.clone(), path, &beta, body).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {path} from another tenant"
+        );
+    }
+    let (_, page) = server
+        .call(reqwest::Method::GET, "/v1/kv", &beta, None)
+        .await;
+    assert_eq!(page["items"], json!([]));
+    let (_, list) = server
+        .call(reqwest::Method::GET, "/v1/collections", &beta, None)
+        .await;
+    assert_eq!(list["items"], json!([]));
+    let (status, record) = server
+        .call(reqwest::Method::GET, "/v1/kv/secret", &alpha, None)
+        .await;
+    assert_eq!(
+        (status, record["value"].clone()),
+        (StatusCode::OK, json!("a"))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let cases = [
+        (reqwest::Method::GET, "/v1/kv?limit=5000", None, "limit"),
+        (reqwest::Method::GET, "/v1/kv?limit=ten", None, "query"),
+        (
+            reqwest::Method::PUT,
+            "/v1/kv/k?ttl_ms=0",
+            Some(json!(1)),
+            "ttl_ms",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/bad%20name",
+            Some(json!({"dimension": 2, "metric": "l2"})),
+            "collection",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/c",
+            Some(json!({"dimension": 0, "metric": "l2"})),
+            "dimension",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/c",
+            Some(json!({"dimension": 2, "metric": "hamming"})),
+            "metric",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/kv-find",
+            Some(json!({"path": "a..b", "value": 1})),
+            "path",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/kv-find",
+            Some(json!({"path": "a", "value": 1, "extra": true})),
+            "body",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/n",
+            Some(json!({"label": ""})),
+            "label",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, problem) = server.call(method.clone(), path, &token, body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {problem}"
+        );
+        assert_eq!(problem["field"], field, "{method} {path}: {problem}");
+    }
+    // Not JSON at all, and invalid UTF-8.
+    for body in [b"{not json".to_vec(), vec![b'"', 0xff, 0xfe, b'"']] {
+        let response = server
+            .http
+            .put(server.url("/v1/kv/k"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    // Over the body limit.
+    let huge = "x".repeat(server.config.limits.body_bytes + 1);
+    let response = server
+        .http
+        .put(server.url("/v1/kv/k"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("\"{huge}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn vectors_and_graph_over_http() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let (status, _) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/docs",
+            &token,
+            Some(json!({"dimension": 2, "metric": "l2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (id, v, tag) in [
+        ("a", [0.0, 0.0], "x"),
+        ("b", [1.0, 0.0], "y"),
+        ("c", [3.0, 0.0], "x"),
+    ] {
+        let (status, problem) = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/collections/docs/records/{id}"),
+                &token,
+                Some(json!({"vector": v, "metadata": {"tag": tag}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{problem}");
+    }
+    let (status, results) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections/docs/search",
+            &token,
+            Some(json!({"query": [0.9, 0.0], "k": 2, "filter": {"tag": "x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    let ids: Vec<&str> = results["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    let (status, problem) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/docs/records/d",
+            &token,
+            Some(json!({"vector": [1.0]})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("vector"))
+    );
+
+    for id in ["a", "b", "c"] {
+        server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/graph/nodes/{id}"),
+                &token,
+                Some(json!({"label": "n"})),
+            )
+            .await;
+    }
+    for (src, dst) in [("a", "b"), ("b", "c")] {
+        let (status, problem) = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/graph/edges/{src}/knows/{dst}"),
+                &token,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{problem}");
+    }
+    let (status, problem) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/graph/edges/a/knows/ghost",
+            &token,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let (_, reached) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/graph/nodes/a/neighbors?depth=2",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        reached["items"],
+        json!([{"id": "b", "hops": 1}, {"id": "c", "hops": 2}])
+    );
+    let (_, path) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/graph/shortest-path",
+            &token,
+            Some(json!({"src": "a", "dst": "c"})),
+        )
+        .await;
+    assert_eq!(path["path"]["nodes"], json!(["a", "b", "c"]));
+    assert_eq!(path["path"]["total"], json!(2.0));
+}
