@@ -73,14 +73,17 @@ pub fn app(services: &Services, config: &Config) -> Router {
         backend: services.backend.clone(),
         verifier: services.verifier.clone(),
     });
+    crate::metrics::handle();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::render))
         .route("/readyz", get(ready).with_state(services.backend.clone()))
         .route(
             "/.well-known/jwks.json",
             get(jwks).with_state(services.keys.clone()),
         )
         .merge(rest)
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -137,6 +140,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     spawn_reaper(services.backend.clone(), config.maintenance.purge_interval);
+    spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
     eprintln!(
         "p8fs listening on http://{address} (data in {})\n\
@@ -164,6 +168,31 @@ fn spawn_reaper(backend: Arc<dyn Backend>, interval: Duration) {
                 Ok(removed) if removed > 0 => tracing::info!(removed, "purged expired records"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "purging expired records failed"),
+            }
+        }
+    });
+}
+
+/// Picks up keys rotated by `p8fs keys rotate` in another process: the key file is replaced
+/// atomically, so a changed modification time means a new ring to load.
+fn spawn_key_watcher(keys: Arc<KeyRing>) {
+    tokio::spawn(async move {
+        let modified = |keys: &KeyRing| {
+            std::fs::metadata(keys.key_file())
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        let mut seen = modified(&keys);
+        let mut ticker = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            ticker.tick().await;
+            let now = modified(&keys);
+            if now != seen {
+                match keys.reload() {
+                    Ok(()) => tracing::info!(kid = %keys.current_kid(), "signing keys reloaded"),
+                    Err(error) => tracing::warn!(%error, "reloading signing keys failed"),
+                }
+                seen = now;
             }
         }
     });

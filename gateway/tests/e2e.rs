@@ -1,7 +1,10 @@
 //! End-to-end tests: the real server on a loopback port, used with an HTTP client the way a
 //! user would — every route, authentication failures, bad input and cross-tenant attempts.
 
-#![expect(clippy::unwrap_used, reason = "a failed step should fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,6 +132,17 @@ async fn health_readiness_and_jwks() {
         .unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(openapi["paths"]["/v1/kv/{key}"].is_object());
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
 }
 
 #[tokio::test]
