@@ -7,7 +7,41 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/p8fs-target}"
 
 # Backends whose suite must have run; each contributes tests named `<backend>::...`.
-REQUIRED_SUITES=(model rocksdb)
+REQUIRED_SUITES=(model rocksdb tidb postgres)
+
+# TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
+# A second instance on its own port is for the fault tests, which restart their server. A
+# P8FS_TEST_TIDB_URL given by the caller (a real TiDB) gets the tidb suite once more at the end.
+real_tidb_url="${P8FS_TEST_TIDB_URL:-}"
+tidb_fault_port=3307
+stop_mariadb() {
+  scripts/services/mariadb.sh stop || true
+  P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh stop || true
+}
+# PostgreSQL with pgvector: the shared server for the suite, and a second instance on its own port
+# for the backend's fault tests, which restart it.
+postgres_fault_port=5434
+stop_postgres() {
+  scripts/services/postgres.sh stop || true
+  P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh stop || true
+}
+stop_services() {
+  stop_mariadb
+  stop_postgres
+}
+trap stop_services EXIT
+scripts/services/postgres.sh start
+P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh start
+P8FS_TEST_POSTGRES_URL="$(scripts/services/postgres.sh url)"
+P8FS_TEST_POSTGRES_FAULT_URL="$(P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh url)"
+P8FS_TEST_POSTGRES_FAULT_RESTART="P8FS_POSTGRES_PORT=$postgres_fault_port $PWD/scripts/services/postgres.sh restart"
+export P8FS_TEST_POSTGRES_URL P8FS_TEST_POSTGRES_FAULT_URL P8FS_TEST_POSTGRES_FAULT_RESTART
+scripts/services/mariadb.sh start
+P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh start
+P8FS_TEST_TIDB_URL="$(scripts/services/mariadb.sh url)"
+P8FS_TEST_TIDB_FAULT_URL="$(P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh url)"
+P8FS_TEST_TIDB_FAULT_RESTART="P8FS_MARIADB_PORT=$tidb_fault_port $PWD/scripts/services/mariadb.sh restart"
+export P8FS_TEST_TIDB_URL P8FS_TEST_TIDB_FAULT_URL P8FS_TEST_TIDB_FAULT_RESTART
 
 # nextest writes its report under the workspace's target/ whatever CARGO_TARGET_DIR says; remove
 # an old one so a stale report can never stand in for this run.
@@ -15,3 +49,9 @@ report=target/nextest/ci/junit.xml
 rm -f "$report"
 cargo nextest run --release --workspace --profile ci "$@"
 python3 scripts/check-suites.py "$report" "${REQUIRED_SUITES[@]}"
+
+if [ -n "$real_tidb_url" ]; then
+  echo "== the tidb suite against $real_tidb_url"
+  P8FS_TEST_TIDB_URL="$real_tidb_url" cargo nextest run --release -p p8fs-conformance \
+    --profile ci -E 'test(/^tidb::/)'
+fi

@@ -28,12 +28,39 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Back
             })?;
             Ok(Arc::new(backend))
         }
-        StorageConfig::Postgres { .. } => {
-            Err("storage.provider = \"postgres\": support is not compiled into this build".into())
+        #[cfg(feature = "postgres")]
+        StorageConfig::Postgres { url } => {
+            let options = p8fs_backend_postgres::PgOptions::default();
+            let backend = p8fs_backend_postgres::PgBackend::connect(url.expose(), clock, options)
+                .await
+                .map_err(|e| format!("cannot connect to PostgreSQL (storage.url): {e}"))?;
+            Ok(Arc::new(backend))
         }
-        StorageConfig::Tidb { .. } => {
-            Err("storage.provider = \"tidb\": support is not compiled into this build".into())
+        #[cfg(feature = "tidb")]
+        StorageConfig::Tidb { url } => {
+            let options = p8fs_backend_tidb::TidbOptions::default();
+            let backend = p8fs_backend_tidb::TidbBackend::connect(url.expose(), clock, options)
+                .await
+                .map_err(|e| format!("cannot connect to TiDB (storage.url): {e}"))?;
+            Ok(Arc::new(backend))
         }
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable only when a backend feature is off"
+        )]
+        other => Err(format!(
+            "storage.provider = \"{}\": support is not compiled into this build (cargo feature)",
+            provider_name(other)
+        )),
+    }
+}
+
+/// The configuration name of a provider.
+pub fn provider_name(storage: &StorageConfig) -> &'static str {
+    match storage {
+        StorageConfig::Rocksdb { .. } => "rocksdb",
+        StorageConfig::Postgres { .. } => "postgres",
+        StorageConfig::Tidb { .. } => "tidb",
     }
 }
 

@@ -1,8 +1,8 @@
 //! p8fs-gateway: the `p8fs` binary's library. Configuration ([`config`]), the one place a backend
 //! is chosen ([`backend`]), server assembly ([`server`]) and the command line ([`cli`]).
 //!
-//! Cargo features: none yet; the PostgreSQL and TiDB backends and the pingora edge will be
-//! optional features of this crate.
+//! Cargo features: `postgres` and `tidb` (both default) compile in those backends; without them
+//! the matching `storage.provider` is refused at start. The pingora edge will be one more.
 
 pub mod backend;
 pub mod cli;

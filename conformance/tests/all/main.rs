@@ -6,3 +6,5 @@ mod harness;
 
 p8fs_conformance::suite!(model, p8fs_conformance::model_factory);
 p8fs_conformance::suite!(rocksdb, crate::harness::rocksdb);
+p8fs_conformance::suite!(tidb, crate::harness::tidb);
+p8fs_conformance::suite!(postgres, crate::harness::postgres);
