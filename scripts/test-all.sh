@@ -52,6 +52,6 @@ python3 scripts/check-suites.py "$report" "${REQUIRED_SUITES[@]}"
 
 if [ -n "$real_tidb_url" ]; then
   echo "== the tidb suite against $real_tidb_url"
-  P8FS_TEST_TIDB_URL="$real_tidb_url" cargo nextest run --release -p p8fs-conformance \
+  P8FS_TEST_TIDB_URL="$real_tidb_url" cargo nextest run --release --workspace \
     --profile ci -E 'test(/^tidb::/)'
 fi

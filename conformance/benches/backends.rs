@@ -4,7 +4,7 @@
 //!   `Vec<Vec<f32>>` on the same data;
 //! - shortest path (unweighted, max depth 6) and neighbors on a 100k-node, 1M-edge random graph.
 //!
-//! `cargo bench -p p8fs-conformance --bench backends [-- kv vector graph]`
+//! `cargo bench --workspace --bench backends [-- kv vector graph]`
 //! Sizes scale with `P8FS_BENCH_SCALE` (default 1.0); the backend is chosen with
 //! `P8FS_BENCH_BACKEND` (default `rocksdb`).
 //!
