@@ -1,4 +1,5 @@
-//! The command line: `p8fs serve`, `p8fs config show`, `p8fs token issue`, `p8fs keys rotate`.
+//! The command line: `p8fs serve`, `p8fs migrate`, `p8fs config show`, `p8fs token issue`,
+//! `p8fs keys rotate`.
 //! Scripts rely on `--listen`, `--data-dir` and `--config` (and `P8FS_LISTEN`, `P8FS_DATA_DIR`)
 //! being accepted by every subcommand, and on `p8fs token issue` printing only the token.
 
@@ -48,6 +49,8 @@ struct Common {
 enum Command {
     /// Run the gateway.
     Serve,
+    /// Apply the storage backend's schema migrations and exit (they also run on `serve`).
+    Migrate,
     /// Show configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -125,6 +128,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
             runtime.block_on(server::serve(config))
+        }
+        Command::Migrate => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            runtime.block_on(crate::backend::open(&config, clock))?;
+            write_stdout(&format!(
+                "storage {} is migrated\n",
+                crate::backend::provider_name(&config.storage)
+            ))
         }
         Command::Config(ConfigCommand::Show) => {
             let text = toml::to_string_pretty(&config)
