@@ -23,11 +23,13 @@ use crate::kv::{limit, ttl};
 #[serde(deny_unknown_fields)]
 pub struct PutNode {
     /// 1..=128 bytes.
+    #[schema(min_length = 1, max_length = 32, pattern = "^[^\\u0000]+$")]
     pub label: String,
     /// A JSON object, at most 64 KiB.
     #[serde(default)]
     pub properties: Option<Map<String, Value>>,
-    /// Time to live in milliseconds; absent means permanent.
+    /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
+    #[schema(minimum = 1, maximum = 3155760000000_i64)]
     pub ttl_ms: Option<i64>,
 }
 
@@ -54,9 +56,12 @@ pub struct NodePage {
 #[serde(deny_unknown_fields)]
 pub struct PutEdge {
     /// Finite and greater than 0 (default 1).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e300)]
     pub weight: Option<f64>,
     #[serde(default)]
     pub properties: Option<Map<String, Value>>,
+    /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
+    #[schema(minimum = 1, maximum = 3155760000000_i64)]
     pub ttl_ms: Option<i64>,
 }
 
@@ -82,8 +87,10 @@ pub struct EdgeList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NodeListParams {
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -92,12 +99,16 @@ pub struct NodeListParams {
 #[into_params(parameter_in = Query)]
 pub struct TraversalParams {
     /// `out` (default), `in` or `both`.
+    #[param(pattern = "^(out|in|both)$")]
     pub direction: Option<String>,
-    /// Comma-separated relations to follow; absent means all.
+    /// Comma-separated relations to follow (at most 16); absent means all.
+    #[param(pattern = "^[^,\\u0000]+(,[^,\\u0000]+){0,15}$", max_length = 128)]
     pub rels: Option<String>,
     /// Hops, 1..=6 (default 1). Neighbors only.
+    #[param(minimum = 1, maximum = 6)]
     pub depth: Option<u64>,
     /// Most results, 1..=1000 (default 100). Neighbors only.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -118,14 +129,19 @@ pub struct NeighborList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PathRequest {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
     pub src: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
     pub dst: String,
     /// `out` (default), `in` or `both`.
+    #[schema(pattern = "^(out|in|both)$")]
     pub direction: Option<String>,
-    /// Relations to follow; absent or empty means all.
+    /// Relations to follow (at most 16, each 1..=128 bytes); absent or empty means all.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub rels: Vec<String>,
     /// 1..=12 (default 6).
+    #[schema(minimum = 1, maximum = 12)]
     pub max_depth: Option<u64>,
     /// Least total weight instead of fewest hops.
     #[serde(default)]
@@ -192,7 +208,7 @@ const PROBLEM: &str = "application/problem+json";
 
 /// Stores a node (upsert).
 #[utoipa::path(put, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path, description = "1..=256 bytes, percent-encoded")),
+    params(("id" = String, Path, description = "1..=256 bytes, percent-encoded", min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     request_body = PutNode,
     responses(
         (status = 204, description = "Stored"),
@@ -221,7 +237,7 @@ pub(crate) async fn put_node(
 
 /// Reads a node.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 200, description = "The node", body = Node),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -247,7 +263,7 @@ pub(crate) async fn get_node(
 
 /// Deletes a node and its edges.
 #[utoipa::path(delete, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -302,7 +318,7 @@ pub(crate) async fn list_nodes(
 
 /// Stores the edge `src -rel-> dst` (upsert); both nodes must exist.
 #[utoipa::path(put, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path), ("rel" = String, Path), ("dst" = String, Path)),
+    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     request_body = PutEdge,
     responses(
         (status = 204, description = "Stored"),
@@ -332,7 +348,7 @@ pub(crate) async fn put_edge(
 
 /// Reads an edge.
 #[utoipa::path(get, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path), ("rel" = String, Path), ("dst" = String, Path)),
+    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 200, description = "The edge", body = Edge),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -358,7 +374,7 @@ pub(crate) async fn get_edge(
 
 /// Deletes an edge.
 #[utoipa::path(delete, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path), ("rel" = String, Path), ("dst" = String, Path)),
+    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -387,7 +403,7 @@ pub(crate) async fn delete_edge(
 
 /// The edges leaving, entering or touching a node.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}/edges", tag = "graph",
-    params(("id" = String, Path), TraversalParams),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), TraversalParams),
     responses(
         (status = 200, description = "The node's visible edges", body = EdgeList),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -417,7 +433,7 @@ pub(crate) async fn node_edges(
 
 /// Distinct nodes within `depth` hops, by hop count, then id.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}/neighbors", tag = "graph",
-    params(("id" = String, Path), TraversalParams),
+    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), TraversalParams),
     responses(
         (status = 200, description = "Reached nodes", body = NeighborList),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),

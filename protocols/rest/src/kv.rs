@@ -51,6 +51,7 @@ pub struct KvRecordPage {
 #[into_params(parameter_in = Query)]
 pub struct WriteParams {
     /// Time to live in milliseconds (1 ..= 100 years); absent means the record is permanent.
+    #[param(minimum = 1, maximum = 3155760000000_i64)]
     pub ttl_ms: Option<i64>,
 }
 
@@ -58,11 +59,14 @@ pub struct WriteParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScanParams {
-    /// Only keys starting with this prefix.
+    /// Only keys starting with this prefix (at most 1024 bytes).
+    #[param(max_length = 256, pattern = "^[^\\u0000]*$")]
     pub prefix: Option<String>,
     /// Only keys after this one (the previous page's `next`).
+    #[param(min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -70,12 +74,15 @@ pub struct ScanParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindRequest {
-    /// A dot path through object keys, e.g. `owner.id`.
+    /// A dot path through object keys, e.g. `owner.id` (at most 256 bytes; no empty segment).
+    #[schema(pattern = "^[^.\\u0000]+(\\.[^.\\u0000]+)*$", max_length = 64)]
     pub path: String,
     /// The value to match: type-strict JSON equality, except that numbers compare by value.
     pub value: Value,
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -134,7 +141,7 @@ fn if_none_match_any(headers: &HeaderMap) -> Result<bool, Error> {
 
 /// Reads a record.
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded")),
+    params(("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 200, description = "The record", body = KvRecord),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -162,7 +169,7 @@ pub(crate) async fn get_record(
 /// Stores the body as the record's value.
 #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
     params(
-        ("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded"),
+        ("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$"),
         WriteParams,
         ("If-Match" = Option<String>, Header, description = "Compare-and-swap: the expected version, quoted"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only if absent"),
@@ -229,7 +236,7 @@ pub(crate) async fn put_record(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "The key, percent-encoded")),
+    params(("key" = String, Path, description = "The key, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),

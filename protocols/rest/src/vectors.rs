@@ -40,8 +40,10 @@ pub struct CollectionList {
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
     /// Vector dimension, 1..=4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub dimension: u64,
     /// `cosine`, `l2` or `dot`.
+    #[schema(pattern = "^(cosine|l2|dot)$")]
     pub metric: String,
 }
 
@@ -54,7 +56,8 @@ pub struct PutVector {
     /// A JSON object, at most 64 KiB.
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
-    /// Time to live in milliseconds; absent means permanent.
+    /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
+    #[schema(minimum = 1, maximum = 3155760000000_i64)]
     pub ttl_ms: Option<i64>,
 }
 
@@ -80,8 +83,10 @@ pub struct VectorItemPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -92,6 +97,7 @@ pub struct SearchRequest {
     /// The query vector: the collection's dimension, finite; not all zero in cosine collections.
     pub query: Vec<f32>,
     /// How many results, 1..=1000 (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<u64>,
     /// Metadata equalities that must all hold: `{"dot.path": value}`.
     #[serde(default)]
@@ -159,7 +165,7 @@ pub(crate) async fn list_collections(
 
 /// Creates a collection; idempotent for an identical spec.
 #[utoipa::path(put, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path, description = "`[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     request_body = CreateCollection,
     responses(
         (status = 200, description = "An identical collection exists", body = Collection),
@@ -192,7 +198,7 @@ pub(crate) async fn create_collection(
 
 /// Reads a collection's spec.
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "The collection", body = Collection),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -214,7 +220,7 @@ pub(crate) async fn get_collection(
 
 /// Drops a collection and its records.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 204, description = "Dropped"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -239,7 +245,7 @@ pub(crate) async fn drop_collection(
 
 /// Stores a record (upsert).
 #[utoipa::path(put, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path), ("id" = String, Path, description = "1..=256 bytes, percent-encoded")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, description = "1..=256 bytes, percent-encoded", min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     request_body = PutVector,
     responses(
         (status = 204, description = "Stored"),
@@ -275,7 +281,7 @@ pub(crate) async fn put_vector(
 
 /// Reads a record.
 #[utoipa::path(get, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path), ("id" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 200, description = "The record", body = VectorItem),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -302,7 +308,7 @@ pub(crate) async fn get_vector(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path), ("id" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -332,7 +338,7 @@ pub(crate) async fn delete_vector(
 
 /// Lists records in id order.
 #[utoipa::path(get, path = "/v1/collections/{name}/records", tag = "vectors",
-    params(("name" = String, Path), ListParams),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ListParams),
     responses(
         (status = 200, description = "A page of records", body = VectorItemPage),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -363,7 +369,7 @@ pub(crate) async fn list_vectors(
 
 /// Exact k-nearest search with an optional metadata filter.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "vectors",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Nearest first", body = SearchResults),
