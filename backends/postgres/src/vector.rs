@@ -76,9 +76,7 @@ struct Bounds {
 
 impl Bounds {
     fn new(query: &Embedding, query_norm: f64) -> Self {
-        let m = (query.dimension() + 32) as f64;
-        let unit = f64::from(f32::EPSILON) / 2.0;
-        let gamma = m * unit / (1.0 - m * unit);
+        let gamma = p8fs_core::vector::f32_sum_error(query.dimension());
         let (coefficient, cosine_error) = match query.metric() {
             Metric::Dot => ((gamma + SLACK) * query_norm * (1.0 + SLACK), 0.0),
             Metric::Cosine => {

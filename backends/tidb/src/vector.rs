@@ -87,9 +87,7 @@ fn rounding_bound(
     max_norm: f64,
 ) -> f64 {
     let n = dimension as f64;
-    let unit = f64::from(f32::EPSILON) / 2.0;
-    let m = n + 32.0;
-    let gamma = m * unit / (1.0 - m * unit) + 1e-12;
+    let gamma = p8fs_core::vector::f32_sum_error(dimension) + 1e-12;
     if query_norm > HUGE_NORM || max_norm > HUGE_NORM {
         return f64::INFINITY;
     }

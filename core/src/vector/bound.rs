@@ -19,6 +19,16 @@ const LANES: usize = 16;
 const UNDERFLOW_SLACK: f64 = 1e-37;
 const REFERENCE_SLACK: f64 = 1e-12;
 
+/// The relative error bound `γ_m = m u / (1 - m u)` (with `u = 2^-24` and `m = dimension + 32`)
+/// of an f32 dot product or sum of squares over `dimension` components, summed in any order.
+/// Every backend that ranks candidates by f32 distances (this module, pgvector, TiDB) builds its
+/// bound on this one figure.
+pub fn f32_sum_error(dimension: usize) -> f64 {
+    let m = (dimension + 32) as f64;
+    let unit = f64::from(f32::EPSILON) / 2.0;
+    m * unit / (1.0 - m * unit)
+}
+
 /// Selects the candidates of an exact top-k search from records offered one by one.
 #[derive(Debug)]
 pub struct CandidateSelector<'q> {
@@ -37,13 +47,11 @@ impl<'q> CandidateSelector<'q> {
     /// A selector for the `k` records nearest to `query`.
     pub fn new(query: &'q Embedding, k: Limit) -> Self {
         let values = query.values();
-        let m = (values.len() + 32) as f64;
-        let unit = f64::from(f32::EPSILON) / 2.0;
         Self {
             query: values,
             metric: query.metric(),
             query_norm: super::norm(values),
-            gamma: m * unit / (1.0 - m * unit) + REFERENCE_SLACK,
+            gamma: f32_sum_error(values.len()) + REFERENCE_SLACK,
             k: k.get(),
             uppers: BinaryHeap::with_capacity(k.get() + 1),
             pending: Vec::new(),

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use async_trait::async_trait;
 
-pub use bound::CandidateSelector;
+pub use bound::{CandidateSelector, f32_sum_error};
 pub use distance::{distance, norm};
 
 use crate::error::{Error, Resource, Result};
