@@ -1,17 +1,19 @@
 //! p8fs-auth: access tokens for every p8fs front-end. It owns the Ed25519 signing keys and
 //! their JWKS ([`KeyRing`]), issuing RFC 9068 JWT access tokens ([`Issuer`]), their strict
 //! verification and revocation ([`Verifier`]), and the scopes that gate operations ([`Scope`],
-//! [`ScopeSet`], [`Principal::require`]).
+//! [`ScopeSet`], [`Principal::require`]). [`oauth`] is the OAuth 2.1 authorization server built
+//! on them: users and clients, the grants, the device flow, the sign-in and consent pages.
 //!
 //! Invariants:
-//! - it depends on `p8fs-core` only, never on a backend: revocations (and later all other auth
-//!   state) live in any [`p8fs_core::KvStore`], under the reserved tenant [`RESERVED_TENANT`];
+//! - it depends on `p8fs-core` only, never on a backend: revocations and all OAuth state live in
+//!   any [`p8fs_core::KvStore`], under the reserved tenant [`RESERVED_TENANT`];
 //! - time comes only from the injected [`p8fs_core::Clock`], never from the system clock (the
 //!   JWT library's own time checks are switched off);
 //! - verification accepts `EdDSA` only and reports every rejection as `Unauthorized`;
 //! - tokens and private keys never appear in `Debug` output, logs or error messages.
 
 pub mod keys;
+pub mod oauth;
 pub mod principal;
 pub mod scope;
 pub mod token;

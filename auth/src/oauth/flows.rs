@@ -1,0 +1,379 @@
+//! The authorization code grant with PKCE, and the client credentials grant.
+//!
+//! Authorization requests are validated in the order of RFC 6749 4.1.2.1: an unknown client or
+//! a `redirect_uri` that is not exactly (byte for byte) one of the client's registered URIs is
+//! shown to the user as an error page and never redirected to; every other error is redirected
+//! to the client with `error`, `state` and `iss` (RFC 9207). PKCE is required with `S256`
+//! (`plain` and a missing method are refused); the challenge is 43 base64url characters.
+//!
+//! Codes are 256 random bits, stored as `oauth/code/<digest>` with the client, redirect URI,
+//! user, scope and challenge, valid for `authorization_code_ttl` (at most 60 s). Redemption
+//! marks the code used by compare-and-swap before anything else is checked, so a code works
+//! once even under concurrent requests and a failed attempt also burns it. Presenting a used
+//! code revokes the token family issued from it (RFC 6749 4.1.2); the record is kept for an
+//! access token lifetime after expiry for that purpose.
+
+use p8fs_core::{Result, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::accounts::{ClientRecord, UserRecord, user_scopes};
+use super::limits::MAX_STATE_BYTES;
+use super::store::{Store, digest, new_secret, same_secret};
+use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id};
+use super::wire::{OAuthError, Params};
+use super::{GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, OAuthServer};
+use crate::keys::duration_millis;
+use crate::scope::ScopeSet;
+
+/// A validated authorization request.
+#[derive(Clone)]
+pub(crate) struct AuthorizeRequest {
+    pub(crate) client: ClientRecord,
+    pub(crate) redirect_uri: String,
+    pub(crate) scopes: ScopeSet,
+    pub(crate) state: Option<String>,
+    pub(crate) code_challenge: String,
+}
+
+/// Why an authorization request cannot go on.
+pub(crate) enum AuthorizeError {
+    /// Shown to the user; the client cannot be trusted with a redirect.
+    Page(String),
+    /// Sent back to the client's redirect URI.
+    Redirect(String),
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct CodeRecord {
+    client_id: String,
+    redirect_uri: String,
+    username: String,
+    tenant: String,
+    scope: String,
+    code_challenge: String,
+    expires_at: Timestamp,
+    used: bool,
+    family: String,
+}
+
+/// Whether `value` is 43..=128 characters of `[A-Za-z0-9-._~]` (RFC 7636 4.1).
+pub(crate) fn is_code_verifier(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `BASE64URL(SHA256(verifier))`.
+pub(crate) fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// `uri` with `params` appended to its query.
+pub(crate) fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        query.append_pair(name, value);
+    }
+    let query = query.finish();
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{separator}{query}")
+}
+
+impl OAuthServer {
+    /// Validates an authorization request (query of `GET /oauth/authorize`, or the consent
+    /// form that repeats it).
+    pub(crate) async fn check_authorize(
+        &self,
+        params: &Params,
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
+        let server_error = |e: p8fs_core::Error| {
+            tracing::error!(error = %e, "oauth: cannot validate an authorization request");
+            AuthorizeError::Page(
+                "The server failed to process the request. Try again later.".into(),
+            )
+        };
+        let Some(client_id) = params.get("client_id") else {
+            return Err(AuthorizeError::Page(
+                "The request names no client (client_id is missing).".into(),
+            ));
+        };
+        let Some(client) = self
+            .accounts
+            .client(client_id)
+            .await
+            .map_err(server_error)?
+        else {
+            return Err(AuthorizeError::Page("The client is not registered.".into()));
+        };
+        let Some(redirect_uri) = params.get("redirect_uri") else {
+            return Err(AuthorizeError::Page(
+                "The request has no redirect_uri.".into(),
+            ));
+        };
+        if !client.info.redirect_uris.iter().any(|r| r == redirect_uri) {
+            return Err(AuthorizeError::Page(
+                "The redirect_uri is not registered for this client.".into(),
+            ));
+        }
+        let state = params.get("state");
+        if state.is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+            return Err(AuthorizeError::Page(format!(
+                "The state parameter is longer than {MAX_STATE_BYTES} bytes."
+            )));
+        }
+        let issuer = self.config.issuer.clone();
+        let redirect = |error: &str, description: &str| {
+            let mut query = vec![("error", error), ("error_description", description)];
+            if let Some(state) = state {
+                query.push(("state", state));
+            }
+            query.push(("iss", &issuer));
+            AuthorizeError::Redirect(with_query(redirect_uri, &query))
+        };
+        if params.get("response_type") != Some("code") {
+            return Err(redirect(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+        if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+            return Err(redirect(
+                "unauthorized_client",
+                "the client may not use the authorization_code grant",
+            ));
+        }
+        let Some(code_challenge) = params.get("code_challenge") else {
+            return Err(redirect(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
+        };
+        if params.get("code_challenge_method") != Some("S256") {
+            return Err(redirect(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not supported)",
+            ));
+        }
+        if code_challenge.len() != 43
+            || !code_challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err(redirect(
+                "invalid_request",
+                "code_challenge must be the 43-character base64url SHA-256 of the verifier",
+            ));
+        }
+        let allowed: ScopeSet = client
+            .scopes()
+            .iter()
+            .filter(|s| user_scopes().contains(*s))
+            .collect();
+        let scopes = match grant_scopes(params.get("scope"), allowed) {
+            Ok(scopes) => scopes,
+            Err(e) => return Err(redirect("invalid_scope", &e.description)),
+        };
+        Ok(AuthorizeRequest {
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.map(str::to_owned),
+            code_challenge: code_challenge.to_owned(),
+            scopes,
+            client,
+        })
+    }
+
+    /// The redirect of an approved request: a new code for `user`.
+    pub(crate) async fn approve_authorization(
+        &self,
+        request: &AuthorizeRequest,
+        user: &UserRecord,
+    ) -> Result<String> {
+        let code = new_secret()?;
+        let now = self.store.now();
+        let ttl = self.config.authorization_code_ttl;
+        let record = CodeRecord {
+            client_id: request.client.info.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            username: user.username.clone(),
+            tenant: user.tenant.clone(),
+            scope: request.scopes.to_string(),
+            code_challenge: request.code_challenge.clone(),
+            expires_at: now.saturating_add(duration_millis(ttl)),
+            used: false,
+            family: new_family_id()?,
+        };
+        self.store
+            .put(
+                &Store::key("code", &digest(&code))?,
+                &record,
+                Some(ttl + self.config.access_token_ttl),
+            )
+            .await?;
+        Ok(self.redirect_back(request, &[("code", &code)]))
+    }
+
+    /// The redirect of a denied request.
+    pub(crate) fn deny_authorization(&self, request: &AuthorizeRequest) -> String {
+        self.redirect_back(
+            request,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the user denied the request"),
+            ],
+        )
+    }
+
+    fn redirect_back(&self, request: &AuthorizeRequest, params: &[(&str, &str)]) -> String {
+        let mut query: Vec<(&str, &str)> = params.to_vec();
+        if let Some(state) = &request.state {
+            query.push(("state", state));
+        }
+        query.push(("iss", &self.config.issuer));
+        with_query(&request.redirect_uri, &query)
+    }
+
+    /// The authorization_code grant.
+    pub(crate) async fn exchange_code(
+        &self,
+        client: &ClientRecord,
+        params: &Params,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the authorization_code grant",
+            ));
+        }
+        let code = params.require("code")?;
+        let redirect_uri = params.require("redirect_uri")?;
+        let verifier = params.require("code_verifier")?;
+        let key = Store::key("code", &digest(code))?;
+        let Some(stored) = self.store.get::<CodeRecord>(&key).await? else {
+            return Err(OAuthError::invalid_grant("unknown authorization code"));
+        };
+        let record = stored.value;
+        if record.client_id != client.info.client_id {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
+        }
+        if record.used {
+            self.revoke_family(&record.family).await?;
+            tracing::warn!(
+                client_id = %record.client_id,
+                "oauth: an authorization code was presented twice; its tokens are revoked"
+            );
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
+        }
+        let mut used = record.clone();
+        used.used = true;
+        let ttl = self.store.ttl_until(record.expires_at) + self.config.access_token_ttl;
+        if !self
+            .store
+            .swap(&key, stored.version, &used, Some(ttl))
+            .await?
+        {
+            self.revoke_family(&record.family).await?;
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
+        }
+        if self.store.now() >= record.expires_at {
+            return Err(OAuthError::invalid_grant("the authorization code expired"));
+        }
+        if !same_secret(redirect_uri, &record.redirect_uri) {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        if !is_code_verifier(verifier) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier must be 43..=128 characters of [A-Za-z0-9-._~]",
+            ));
+        }
+        if !same_secret(&s256(verifier), &record.code_challenge) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        let user = self.accounts.user(&record.username).await?;
+        if !user.is_some_and(|u| !u.disabled && u.tenant == record.tenant) {
+            return Err(OAuthError::invalid_grant(
+                "the user who approved is disabled or no longer exists",
+            ));
+        }
+        let grant = Grant {
+            tenant: TenantId::new(record.tenant.as_str())?,
+            subject: record.username.clone(),
+            username: Some(record.username.clone()),
+            client_id: client.info.client_id.clone(),
+            scopes: ScopeSet::parse(&record.scope)?,
+        };
+        Ok(self
+            .issue_in_new_family(&grant, client, record.family)
+            .await?)
+    }
+
+    /// The client_credentials grant: a confidential client acting in its own tenant.
+    pub(crate) fn client_credentials(
+        &self,
+        client: &ClientRecord,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.info.confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the client_credentials grant",
+            ));
+        }
+        let Some(tenant) = &client.info.tenant else {
+            return Err(OAuthError::unauthorized_client(
+                "the client has no tenant to act in",
+            ));
+        };
+        let grant = Grant {
+            tenant: TenantId::new(tenant.as_str())?,
+            subject: client.info.client_id.clone(),
+            username: None,
+            client_id: client.info.client_id.clone(),
+            scopes: grant_scopes(scope, client.scopes())?,
+        };
+        Ok(self.issue_access_only(&grant)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(is_code_verifier(verifier));
+        assert_eq!(
+            s256(verifier),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(!is_code_verifier(&"a".repeat(42)));
+        assert!(is_code_verifier(&"a".repeat(128)));
+        assert!(!is_code_verifier(&"a".repeat(129)));
+        assert!(!is_code_verifier(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn queries_are_appended() {
+        assert_eq!(
+            with_query("https://a.example/cb", &[("code", "x y"), ("state", "s&t")]),
+            "https://a.example/cb?code=x+y&state=s%26t"
+        );
+        assert_eq!(
+            with_query("https://a.example/cb?k=v", &[("code", "c")]),
+            "https://a.example/cb?k=v&code=c"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Token issuance and refresh-token families.
+//!
+//! Every grant made for a user (device code, authorization code) starts a *family*
+//! (`oauth/family/<id>`): the client, tenant, subject and scope of the grant, the digest of its
+//! one current refresh token, and the `jti`/`exp` of the access tokens issued in it (the most
+//! recent [`MAX_FAMILY_ACCESS_TOKENS`]). A refresh token is 256 random bits; the store keeps
+//! `oauth/refresh/<digest>` → family, for the refresh token's idle lifetime.
+//!
+//! Rotation: redeeming the current refresh token issues a new one and moves the family's
+//! `current` to it by compare-and-swap, so of two concurrent redemptions exactly one wins.
+//! Presenting any other token of the family (an already rotated one, or the loser of such a
+//! race) is reuse: the family is marked revoked, its access tokens are revoked through
+//! [`crate::Verifier::revoke`], and the request fails with `invalid_grant`. A family also stops
+//! refreshing when its user is disabled or removed, or its client removed or no longer allowed
+//! the refresh_token grant.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p8fs_core::{Error, Result, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::accounts::{ClientRecord, user_scopes};
+use super::limits::MAX_FAMILY_ACCESS_TOKENS;
+use super::store::{Store, digest, new_secret};
+use super::wire::OAuthError;
+use super::{GRANT_REFRESH_TOKEN, OAuthServer};
+use crate::keys::duration_millis;
+use crate::random_bytes;
+use crate::scope::ScopeSet;
+
+/// What a grant gives: whose tokens, through which client, with which scopes.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub(crate) tenant: TenantId,
+    /// The `sub` of the tokens: the username, or the client id for client_credentials.
+    pub(crate) subject: String,
+    /// The user the tokens act for (checked on every refresh).
+    pub(crate) username: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) scopes: ScopeSet,
+}
+
+/// A successful token response (RFC 6749 5.1). `Debug` redacts the tokens.
+#[derive(Serialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) scope: String,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct AccessRef {
+    pub(crate) jti: String,
+    pub(crate) exp: Timestamp,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct Family {
+    pub(crate) id: String,
+    pub(crate) client_id: String,
+    pub(crate) tenant: String,
+    pub(crate) subject: String,
+    pub(crate) username: Option<String>,
+    pub(crate) scope: String,
+    pub(crate) created_at: Timestamp,
+    /// Digest of the one refresh token that may be redeemed next.
+    pub(crate) current: Option<String>,
+    /// When the current refresh token expires (the family record lives as long).
+    pub(crate) expires_at: Timestamp,
+    pub(crate) revoked: bool,
+    pub(crate) access: Vec<AccessRef>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RefreshRecord {
+    pub(crate) family: String,
+    pub(crate) expires_at: Timestamp,
+}
+
+/// A new family id (128 random bits).
+pub(crate) fn new_family_id() -> Result<String> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<16>()?))
+}
+
+/// The scope a token gets: `requested` (default: everything `allowed`) within `allowed`.
+/// Unknown scope names and an empty result are `invalid_scope`.
+pub(crate) fn grant_scopes(
+    requested: Option<&str>,
+    allowed: ScopeSet,
+) -> Result<ScopeSet, OAuthError> {
+    let requested = match requested {
+        Some(text) => {
+            ScopeSet::parse(text).map_err(|e| OAuthError::invalid_scope(e.to_string()))?
+        }
+        None => allowed,
+    };
+    let granted: ScopeSet = requested.iter().filter(|s| allowed.contains(*s)).collect();
+    if granted.is_empty() {
+        return Err(OAuthError::invalid_scope(
+            "none of the requested scopes may be granted",
+        ));
+    }
+    Ok(granted)
+}
+
+impl OAuthServer {
+    fn expires_in(&self) -> u64 {
+        self.config.access_token_ttl.as_secs().max(1)
+    }
+
+    /// Issues an access token only (client_credentials, JWT-bearer).
+    pub(crate) fn issue_access_only(&self, grant: &Grant) -> Result<TokenResponse> {
+        let access = self.issuer.issue(
+            &grant.tenant,
+            &grant.subject,
+            &grant.client_id,
+            &grant.scopes,
+            self.config.access_token_ttl,
+        )?;
+        Ok(TokenResponse {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: self.expires_in(),
+            refresh_token: None,
+            scope: grant.scopes.to_string(),
+        })
+    }
+
+    /// Starts family `family_id` for `grant`: an access token, and a refresh token when the
+    /// client may use the refresh_token grant.
+    pub(crate) async fn issue_in_new_family(
+        &self,
+        grant: &Grant,
+        client: &ClientRecord,
+        family_id: String,
+    ) -> Result<TokenResponse> {
+        let access = self.issuer.issue(
+            &grant.tenant,
+            &grant.subject,
+            &grant.client_id,
+            &grant.scopes,
+            self.config.access_token_ttl,
+        )?;
+        let now = self.store.now();
+        let refresh = if client.allows_grant(GRANT_REFRESH_TOKEN) {
+            Some(new_secret()?)
+        } else {
+            None
+        };
+        let lifetime = if refresh.is_some() {
+            self.config.refresh_token_ttl
+        } else {
+            self.config.access_token_ttl
+        };
+        let expires_at = now.saturating_add(duration_millis(lifetime));
+        let family = Family {
+            id: family_id,
+            client_id: grant.client_id.clone(),
+            tenant: grant.tenant.as_str().to_owned(),
+            subject: grant.subject.clone(),
+            username: grant.username.clone(),
+            scope: grant.scopes.to_string(),
+            created_at: now,
+            current: refresh.as_deref().map(digest),
+            expires_at,
+            revoked: false,
+            access: vec![AccessRef {
+                jti: access.token_id.clone(),
+                exp: access.expires_at,
+            }],
+        };
+        if let Some(refresh) = &refresh {
+            self.store
+                .put(
+                    &Store::key("refresh", &digest(refresh))?,
+                    &RefreshRecord {
+                        family: family.id.clone(),
+                        expires_at,
+                    },
+                    Some(lifetime),
+                )
+                .await?;
+        }
+        if !self
+            .store
+            .create(&Store::key("family", &family.id)?, &family, Some(lifetime))
+            .await?
+        {
+            return Err(Error::internal("a token family id was issued twice", None));
+        }
+        Ok(TokenResponse {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: self.expires_in(),
+            refresh_token: refresh,
+            scope: grant.scopes.to_string(),
+        })
+    }
+
+    /// The refresh_token grant: rotation with reuse detection.
+    pub(crate) async fn refresh(
+        &self,
+        client: &ClientRecord,
+        token: &str,
+        requested_scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let invalid =
+            || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+            return Err(OAuthError::unauthorized_client(
+                "the client may not use the refresh_token grant",
+            ));
+        }
+        let presented = digest(token);
+        let Some(record) = self
+            .store
+            .get::<RefreshRecord>(&Store::key("refresh", &presented)?)
+            .await?
+        else {
+            return Err(invalid());
+        };
+        let family_key = Store::key("family", &record.value.family)?;
+        let Some(stored) = self.store.get::<Family>(&family_key).await? else {
+            return Err(invalid());
+        };
+        let family = stored.value;
+        if family.revoked || family.client_id != client.info.client_id {
+            return Err(invalid());
+        }
+        if family.current.as_deref() != Some(presented.as_str()) {
+            self.revoke_family(&family.id).await?;
+            tracing::warn!(
+                client_id = %family.client_id,
+                subject = %family.subject,
+                "oauth: a rotated refresh token was presented again; its family is revoked"
+            );
+            return Err(invalid());
+        }
+        let tenant = TenantId::new(family.tenant.as_str())?;
+        let mut allowed = ScopeSet::parse(&family.scope)?;
+        allowed = allowed
+            .iter()
+            .filter(|s| client.scopes().contains(*s))
+            .collect();
+        if let Some(username) = &family.username {
+            let user = self.accounts.user(username).await?;
+            match user {
+                Some(user) if !user.disabled && user.tenant == family.tenant => {
+                    allowed = allowed
+                        .iter()
+                        .filter(|s| user_scopes().contains(*s))
+                        .collect();
+                }
+                _ => {
+                    return Err(OAuthError::invalid_grant(
+                        "the user of this grant is disabled or no longer exists",
+                    ));
+                }
+            }
+        }
+        let scopes = grant_scopes(requested_scope, allowed)?;
+        let grant = Grant {
+            tenant,
+            subject: family.subject.clone(),
+            username: family.username.clone(),
+            client_id: family.client_id.clone(),
+            scopes,
+        };
+        let access = self.issuer.issue(
+            &grant.tenant,
+            &grant.subject,
+            &grant.client_id,
+            &grant.scopes,
+            self.config.access_token_ttl,
+        )?;
+        let refresh = new_secret()?;
+        let now = self.store.now();
+        let lifetime = self.config.refresh_token_ttl;
+        let expires_at = now.saturating_add(duration_millis(lifetime));
+        self.store
+            .put(
+                &Store::key("refresh", &digest(&refresh))?,
+                &RefreshRecord {
+                    family: family.id.clone(),
+                    expires_at,
+                },
+                Some(lifetime),
+            )
+            .await?;
+        let mut next = family.clone();
+        next.current = Some(digest(&refresh));
+        next.expires_at = expires_at;
+        next.access.retain(|a| a.exp > now);
+        next.access.push(AccessRef {
+            jti: access.token_id.clone(),
+            exp: access.expires_at,
+        });
+        if next.access.len() > MAX_FAMILY_ACCESS_TOKENS {
+            let extra = next.access.len() - MAX_FAMILY_ACCESS_TOKENS;
+            next.access.drain(..extra);
+        }
+        if !self
+            .store
+            .swap(&family_key, stored.version, &next, Some(lifetime))
+            .await?
+        {
+            // Another request redeemed the same token first: this one is a reuse.
+            self.revoke_family(&family.id).await?;
+            // The access token just signed belongs to the family but is not recorded in it.
+            self.verifier
+                .revoke(&grant.tenant, &access.token_id, access.expires_at)
+                .await?;
+            return Err(invalid());
+        }
+        Ok(TokenResponse {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: self.expires_in(),
+            refresh_token: Some(refresh),
+            scope: grant.scopes.to_string(),
+        })
+    }
+
+    /// Revokes family `id`: no token of it refreshes again, and its live access tokens stop
+    /// verifying. Idempotent; a missing family is already gone.
+    pub(crate) async fn revoke_family(&self, id: &str) -> Result<()> {
+        let key = Store::key("family", id)?;
+        for _ in 0..16 {
+            let Some(stored) = self.store.get::<Family>(&key).await? else {
+                return Ok(());
+            };
+            let mut family = stored.value;
+            let already = family.revoked;
+            family.revoked = true;
+            let ttl = self.store.ttl_until(family.expires_at);
+            if already
+                || self
+                    .store
+                    .swap(&key, stored.version, &family, Some(ttl))
+                    .await?
+            {
+                let tenant = TenantId::new(family.tenant.as_str())?;
+                let now = self.store.now();
+                for access in family.access.iter().filter(|a| a.exp > now) {
+                    self.verifier
+                        .revoke(&tenant, &access.jti, access.exp)
+                        .await?;
+                }
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(
+            "the token family is too contended",
+            None,
+        ))
+    }
+
+    /// The family of a refresh token, if the token is known.
+    pub(crate) async fn family_of_refresh(&self, token: &str) -> Result<Option<(Family, bool)>> {
+        let presented = digest(token);
+        let Some(record) = self
+            .store
+            .get::<RefreshRecord>(&Store::key("refresh", &presented)?)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let family = self
+            .store
+            .get::<Family>(&Store::key("family", &record.value.family)?)
+            .await?
+            .map(|s| s.value);
+        Ok(family.map(|f| {
+            let current = f.current.as_deref() == Some(presented.as_str());
+            (f, current)
+        }))
+    }
+}

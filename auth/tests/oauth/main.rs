@@ -1,0 +1,12 @@
+//! Integration tests of the OAuth authorization server: the router served on a loopback port
+//! over RocksDB, driven over HTTP as clients and browsers would (forms, cookies, CSRF), with a
+//! manual clock for expiry.
+
+#![allow(clippy::unwrap_used)]
+
+mod code;
+mod device;
+mod harness;
+mod other;
+mod pages;
+mod refresh;
