@@ -1,5 +1,8 @@
-//! The command line: `p8fs serve`, `p8fs migrate`, `p8fs config show`, `p8fs token issue`,
-//! `p8fs keys rotate`.
+//! The command line: `p8fs serve`, `p8fs migrate`, `p8fs config show`, and the admin commands
+//! `p8fs token issue`, `p8fs keys rotate`, `p8fs user ...`, `p8fs client ...` (which reach a
+//! running server through its admin socket, see [`crate::admin`]), and the OAuth client
+//! commands `p8fs login`, `p8fs token` (no subcommand) and `p8fs logout` ([`crate::login`]),
+//! which read no local configuration.
 //! Scripts rely on `--listen`, `--data-dir` and `--config` (and `P8FS_LISTEN`, `P8FS_DATA_DIR`)
 //! being accepted by every subcommand, and on `p8fs token issue` printing only the token.
 
@@ -11,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use p8fs_auth::{Issuer, KeyRing, ScopeSet};
-use p8fs_core::{Clock, SystemClock, TenantId};
+use p8fs_auth::oauth::NewClient;
+use p8fs_core::{Clock, SystemClock};
 
+use crate::admin::{self, AdminRequest};
 use crate::config::{Config, Overrides};
 use crate::server;
 
@@ -54,18 +58,37 @@ enum Command {
     /// Show configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Access tokens.
-    #[command(subcommand)]
-    Token(TokenCommand),
+    /// Sign in to a server with the device flow (RFC 8628) and keep the tokens for `p8fs token`.
+    Login(crate::login::LoginArgs),
+    /// Access tokens: with no subcommand, print a valid access token of `p8fs login`
+    /// (refreshed when it expires within a minute).
+    #[command(args_conflicts_with_subcommands = true)]
+    Token(TokenCli),
+    /// Revoke the tokens of `p8fs login` and forget them.
+    Logout(crate::login::LogoutArgs),
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Users who sign in to the OAuth pages (each belongs to one tenant).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration as TOML, secrets redacted.
     Show,
+}
+
+#[derive(Debug, Args)]
+struct TokenCli {
+    #[command(subcommand)]
+    command: Option<TokenCommand>,
+    #[command(flatten)]
+    stored: crate::login::TokenArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +126,78 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from stdin (--password-stdin) or prompted for.
+    Add {
+        /// The tenant the user's tokens act in.
+        #[arg(long)]
+        tenant: String,
+        /// The sign-in name: 1..=64 of a-z, 0-9, '.', '_', '-'.
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password.
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Disable a user: no sign-in, no token refresh.
+    Disable { username: String },
+    /// Enable a disabled user again.
+    Enable { username: String },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct PasswordArgs {
+    /// Read the password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints it as JSON, with the secret of a confidential client (shown
+    /// only this once).
+    Add(ClientAddArgs),
+    /// List clients as JSON lines.
+    List,
+    /// Remove a client.
+    Remove { client_id: String },
+}
+
+#[derive(Debug, Args)]
+struct ClientAddArgs {
+    /// A name users see on the approval pages.
+    #[arg(long)]
+    name: String,
+    /// A confidential client (gets a secret); otherwise public.
+    #[arg(long)]
+    confidential: bool,
+    /// An allowed redirect URI (exact match), repeatable.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// An allowed grant type, repeatable (default: by client kind).
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    grant_types: Vec<String>,
+    /// Allowed scopes, space-separated.
+    #[arg(
+        long,
+        default_value = "kv:read kv:write vectors:read vectors:write graph:read graph:write"
+    )]
+    scope: String,
+    /// The tenant a client_credentials client acts in.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// A chosen client id (default: generated).
+    #[arg(long)]
+    client_id: Option<String>,
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -116,12 +211,22 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    // The OAuth client commands talk to a server by URL and read no local configuration.
+    let command = match cli.command {
+        Command::Login(args) => return crate::login::login(args),
+        Command::Logout(args) => return crate::login::logout(args),
+        Command::Token(TokenCli {
+            command: None,
+            stored,
+        }) => return crate::login::token(stored),
+        command => command,
+    };
     let overrides = Overrides {
         listen: cli.common.listen,
         data_dir: cli.common.data_dir.clone(),
     };
     let config = Config::load(cli.common.config.as_deref(), std::env::vars(), &overrides)?;
-    match cli.command {
+    match command {
         Command::Serve => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -146,32 +251,142 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot print the configuration: {e}"))?;
             write_stdout(&text)
         }
-        Command::Token(TokenCommand::Issue(args)) => issue(&config, &args),
+        Command::Login(_) | Command::Logout(_) => Err("handled above".into()),
+        Command::Token(TokenCli { command: None, .. }) => Err("handled above".into()),
+        Command::Token(TokenCli {
+            command: Some(TokenCommand::Issue(args)),
+            ..
+        }) => {
+            let token = admin::run(
+                &config,
+                AdminRequest::TokenIssue {
+                    tenant: args.tenant,
+                    sub: args.sub,
+                    scope: args.scope,
+                    ttl_seconds: args.ttl.as_secs(),
+                    client_id: args.client_id,
+                },
+            )?;
+            write_stdout(&format!("{}\n", token.as_str().unwrap_or_default()))
+        }
         Command::Keys(KeysCommand::Rotate { retain }) => {
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let keys = KeyRing::load_or_create(&server::keys_dir(&config), clock)
-                .map_err(|e| e.to_string())?;
-            let kid = keys.rotate(retain).map_err(|e| e.to_string())?;
-            write_stdout(&format!("new signing key {kid}\n"))
+            let reply = admin::run(
+                &config,
+                AdminRequest::KeysRotate {
+                    retain_seconds: retain.as_secs(),
+                },
+            )?;
+            write_stdout(&format!(
+                "new signing key {}\n",
+                reply["kid"].as_str().unwrap_or("?")
+            ))
+        }
+        Command::User(command) => user(&config, command),
+        Command::Client(command) => client(&config, command),
+    }
+}
+
+fn user(config: &Config, command: UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Add {
+            tenant,
+            username,
+            password,
+        } => {
+            let password = read_password(&password)?;
+            let user = admin::run(
+                config,
+                AdminRequest::UserAdd {
+                    tenant,
+                    username,
+                    password,
+                },
+            )?;
+            write_stdout(&format!("{user}\n"))
+        }
+        UserCommand::Passwd { username, password } => {
+            let password = read_password(&password)?;
+            admin::run(config, AdminRequest::UserPasswd { username, password })?;
+            Ok(())
+        }
+        UserCommand::Disable { username } => {
+            admin::run(
+                config,
+                AdminRequest::UserDisable {
+                    username,
+                    disabled: true,
+                },
+            )?;
+            Ok(())
+        }
+        UserCommand::Enable { username } => {
+            admin::run(
+                config,
+                AdminRequest::UserDisable {
+                    username,
+                    disabled: false,
+                },
+            )?;
+            Ok(())
+        }
+        UserCommand::List => write_lines(admin::run(config, AdminRequest::UserList)?),
+    }
+}
+
+fn client(config: &Config, command: ClientCommand) -> Result<(), String> {
+    match command {
+        ClientCommand::Add(args) => {
+            let client = NewClient {
+                client_id: args.client_id,
+                name: args.name,
+                confidential: args.confidential,
+                redirect_uris: args.redirect_uris,
+                grant_types: args.grant_types,
+                scope: args.scope,
+                tenant: args.tenant,
+            };
+            let created = admin::run(config, AdminRequest::ClientAdd { client })?;
+            write_stdout(&format!("{created}\n"))
+        }
+        ClientCommand::List => write_lines(admin::run(config, AdminRequest::ClientList)?),
+        ClientCommand::Remove { client_id } => {
+            admin::run(config, AdminRequest::ClientRemove { client_id })?;
+            Ok(())
         }
     }
 }
 
-fn issue(config: &Config, args: &IssueArgs) -> Result<(), String> {
-    let tenant = TenantId::new(args.tenant.clone()).map_err(|e| e.to_string())?;
-    let scopes = ScopeSet::parse(&args.scope).map_err(|e| e.to_string())?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
-    let keys = Arc::new(
-        KeyRing::load_or_create(&server::keys_dir(config), clock.clone())
-            .map_err(|e| e.to_string())?,
-    );
-    let issuer = Issuer::new(keys, server::token_config(config), clock);
-    let token = issuer
-        .issue(&tenant, &args.sub, &args.client_id, &scopes, args.ttl)
-        .map_err(|e| e.to_string())?;
-    write_stdout(&format!("{}\n", token.token))
+/// Prints each element of a JSON array on its own line.
+fn write_lines(list: serde_json::Value) -> Result<(), String> {
+    let mut text = String::new();
+    for item in list.as_array().into_iter().flatten() {
+        text.push_str(&item.to_string());
+        text.push('\n');
+    }
+    write_stdout(&text)
+}
+
+/// The password from stdin's first line, or prompted for twice on a terminal.
+fn read_password(args: &PasswordArgs) -> Result<String, String> {
+    use std::io::IsTerminal;
+    if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask for the password on: pass --password-stdin".into());
+    }
+    let first = rpassword::prompt_password("password: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let second = rpassword::prompt_password("again: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    if first != second {
+        return Err("the passwords differ".into());
+    }
+    Ok(first)
 }
 
 fn write_stdout(text: &str) -> Result<(), String> {

@@ -33,6 +33,9 @@ pub struct Config {
     /// Background maintenance.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    /// The OAuth 2.1 authorization server.
+    #[serde(default)]
+    pub oauth: OAuthSection,
 }
 
 /// Which backend stores the data; `provider` picks the variant.
@@ -67,9 +70,10 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The `iss` of tokens this server issues and accepts.
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
+    /// The `iss` of tokens this server issues and accepts, and the base URL of its OAuth
+    /// endpoints and pages as clients reach them. Default: `http://<listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// The `aud` of tokens this server issues and accepts.
     #[serde(default = "default_audience")]
     pub audience: String,
@@ -81,7 +85,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            issuer: default_issuer(),
+            issuer: None,
             audience: default_audience(),
             leeway: default_leeway(),
         }
@@ -142,6 +146,69 @@ pub enum LogFormat {
     Json,
 }
 
+/// The OAuth 2.1 authorization server (`[oauth]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSection {
+    /// Lifetime of issued access tokens.
+    #[serde(default = "default_access_token_ttl", with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// How long an unused refresh token stays valid.
+    #[serde(default = "default_refresh_token_ttl", with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// How long a device code waits for approval.
+    #[serde(default = "default_device_code_ttl", with = "humantime_serde")]
+    pub device_code_ttl: Duration,
+    /// The polling interval devices are told to keep.
+    #[serde(default = "default_device_poll_interval", with = "humantime_serde")]
+    pub device_poll_interval: Duration,
+    /// Lifetime of an authorization code (at most 60 s).
+    #[serde(default = "default_authorization_code_ttl", with = "humantime_serde")]
+    pub authorization_code_ttl: Duration,
+    /// How long a browser sign-in lasts.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Whether `/oauth/register` accepts public clients (RFC 7591).
+    #[serde(default = "default_true")]
+    pub dynamic_registration: bool,
+}
+
+impl Default for OAuthSection {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: default_access_token_ttl(),
+            refresh_token_ttl: default_refresh_token_ttl(),
+            device_code_ttl: default_device_code_ttl(),
+            device_poll_interval: default_device_poll_interval(),
+            authorization_code_ttl: default_authorization_code_ttl(),
+            session_ttl: default_session_ttl(),
+            dynamic_registration: true,
+        }
+    }
+}
+
+fn default_access_token_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_refresh_token_ttl() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_device_code_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_device_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_authorization_code_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_true() -> bool {
+    true
+}
+
 /// Background maintenance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,9 +231,6 @@ fn default_listen() -> SocketAddr {
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./p8fs-data")
-}
-fn default_issuer() -> String {
-    "http://127.0.0.1:8080".to_owned()
 }
 fn default_audience() -> String {
     "p8fs".to_owned()
@@ -225,12 +289,19 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_STORAGE_URL", &["storage", "url"]),
     ("P8FS_AUTH_ISSUER", &["auth", "issuer"]),
     ("P8FS_AUTH_AUDIENCE", &["auth", "audience"]),
+    (
+        "P8FS_OAUTH_DYNAMIC_REGISTRATION",
+        &["oauth", "dynamic_registration"],
+    ),
     ("P8FS_LOG_FORMAT", &["log", "format"]),
     ("P8FS_LOG_LEVEL", &["log", "level"]),
 ];
 
 /// Prefixes of variables that belong to tests and benchmarks, not to the server.
 const FOREIGN_PREFIXES: &[&str] = &["P8FS_TEST_", "P8FS_BENCH_", "P8FS_PROPTEST_"];
+/// Variables the command line reads itself: the configuration file's path, and the credentials
+/// file of `p8fs login`.
+const COMMAND_LINE_VARIABLES: &[&str] = &["P8FS_CONFIG", "P8FS_CREDENTIALS"];
 
 /// Flags given on the command line; they win over the file and the environment.
 #[derive(Debug, Default, Clone)]
@@ -256,7 +327,10 @@ impl Config {
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            if !name.starts_with("P8FS_") || FOREIGN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            if !name.starts_with("P8FS_")
+                || FOREIGN_PREFIXES.iter().any(|p| name.starts_with(p))
+                || COMMAND_LINE_VARIABLES.contains(&name.as_str())
+            {
                 continue;
             }
             let Some((_, path)) = ENV_KEYS.iter().find(|(known, _)| *known == name) else {
@@ -291,14 +365,48 @@ impl Config {
         if self.limits.request_timeout.is_zero() {
             return Err("limits.request_timeout: must be greater than 0".into());
         }
-        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
-            return Err("auth.issuer and auth.audience: must not be empty".into());
+        if let Some(issuer) = &self.auth.issuer {
+            let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
+            if !scheme_ok || issuer.ends_with('/') || issuer.contains(['?', '#']) {
+                return Err(
+                    "auth.issuer: must be an http(s) URL without query, fragment or trailing '/'"
+                        .into(),
+                );
+            }
+        }
+        if self.auth.audience.is_empty() {
+            return Err("auth.audience: must not be empty".into());
+        }
+        let oauth = &self.oauth;
+        for (key, value) in [
+            ("oauth.access_token_ttl", oauth.access_token_ttl),
+            ("oauth.refresh_token_ttl", oauth.refresh_token_ttl),
+            ("oauth.device_code_ttl", oauth.device_code_ttl),
+            ("oauth.device_poll_interval", oauth.device_poll_interval),
+            ("oauth.authorization_code_ttl", oauth.authorization_code_ttl),
+            ("oauth.session_ttl", oauth.session_ttl),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(format!("{key}: must be at least 1s"));
+            }
+        }
+        if oauth.authorization_code_ttl > Duration::from_secs(60) {
+            return Err("oauth.authorization_code_ttl: must be at most 60s".into());
         }
         Ok(())
     }
+
+    /// The issuer URL: `auth.issuer`, or `http://<listen>` when it is not set.
+    pub fn issuer(&self) -> String {
+        self.auth
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
 }
 
-/// Sets `path` in `table` to `value`, keeping TOML's types: an integer or boolean stays one.
+/// Sets `path` in `table` to `value`: `true` and `false` become booleans, everything else stays
+/// text (a text key set to `true` is then refused with an error naming the key).
 fn set(table: &mut toml::Table, path: &[&str], value: String) {
     let Some((last, parents)) = path.split_last() else {
         return;
@@ -316,7 +424,12 @@ fn set(table: &mut toml::Table, path: &[&str], value: String) {
         };
         current = next;
     }
-    current.insert((*last).to_owned(), toml::Value::String(value));
+    let value = match value.as_str() {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value),
+    };
+    current.insert((*last).to_owned(), value);
 }
 
 #[cfg(test)]
@@ -391,14 +504,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("P8FS_LISTEN_ADDR"), "{error}");
-        assert!(
-            Config::load(
-                None,
-                env(&[("P8FS_TEST_POSTGRES_URL", "x")]),
-                &Overrides::default()
-            )
-            .is_ok()
-        );
+        for variable in ["P8FS_TEST_POSTGRES_URL", "P8FS_CONFIG", "P8FS_CREDENTIALS"] {
+            assert!(
+                Config::load(None, env(&[(variable, "x")]), &Overrides::default()).is_ok(),
+                "{variable}"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! p8fs-gateway: the `p8fs` binary's library. Configuration ([`config`]), the one place a backend
-//! is chosen ([`backend`]), server assembly ([`server`]) and the command line ([`cli`]).
+//! is chosen ([`backend`]), server assembly ([`server`]), metrics ([`metrics`], [`metered`]),
+//! admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
+//! and the command line ([`cli`]).
 //!
 //! Cargo features: `postgres` and `tidb` (both default) compile in those backends; without them
 //! the matching `storage.provider` is refused at start. The pingora edge will be one more.
 
+pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod login;
+pub mod metered;
 pub mod metrics;
 pub mod server;

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use p8fs_auth::{KeyRing, TokenConfig, Verifier};
+use p8fs_auth::oauth::{OAuthConfig, OAuthServer};
+use p8fs_auth::{Issuer, KeyRing, TokenConfig, Verifier};
 use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
 use p8fs_rest::RestState;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -17,7 +18,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::admin::{self, Admin};
 use crate::config::{Config, LogFormat};
+use crate::metered::Metered;
 
 /// The tenant `/readyz` reads from; reserved for the server itself.
 const SYSTEM_TENANT: &str = "sys-health";
@@ -28,6 +31,8 @@ pub struct Services {
     pub backend: Arc<dyn Backend>,
     pub keys: Arc<KeyRing>,
     pub verifier: Arc<Verifier>,
+    pub oauth: Arc<OAuthServer>,
+    pub admin: Arc<Admin>,
 }
 
 /// The signing-key directory inside the data directory.
@@ -38,17 +43,34 @@ pub fn keys_dir(config: &Config) -> std::path::PathBuf {
 /// The token settings from the configuration.
 pub fn token_config(config: &Config) -> TokenConfig {
     TokenConfig {
-        issuer: config.auth.issuer.clone(),
+        issuer: config.issuer(),
         audience: config.auth.audience.clone(),
         leeway: config.auth.leeway,
     }
 }
 
-/// Opens the backend and the signing keys.
+/// The OAuth settings from the configuration.
+pub fn oauth_config(config: &Config) -> OAuthConfig {
+    let section = &config.oauth;
+    OAuthConfig {
+        issuer: config.issuer(),
+        access_token_ttl: section.access_token_ttl,
+        refresh_token_ttl: section.refresh_token_ttl,
+        device_code_ttl: section.device_code_ttl,
+        device_poll_interval: section.device_poll_interval,
+        authorization_code_ttl: section.authorization_code_ttl,
+        session_ttl: section.session_ttl,
+        dynamic_registration: section.dynamic_registration,
+    }
+}
+
+/// Opens the backend, the signing keys and the OAuth server (creating its built-in clients).
 pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
-    let backend = crate::backend::open(config, clock.clone()).await?;
+    let backend: Arc<dyn Backend> = Arc::new(Metered::new(
+        crate::backend::open(config, clock.clone()).await?,
+    ));
     let keys = Arc::new(
         KeyRing::load_or_create(&keys_dir(config), clock.clone())
             .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
@@ -57,13 +79,39 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
     let verifier = Arc::new(Verifier::new(
         keys.clone(),
         token_config(config),
-        clock,
+        clock.clone(),
         revocations,
+    ));
+    let store: Arc<dyn KvStore> = backend.clone();
+    let issuer = Arc::new(Issuer::new(
+        keys.clone(),
+        token_config(config),
+        clock.clone(),
+    ));
+    let oauth = Arc::new(OAuthServer::new(
+        store,
+        issuer,
+        verifier.clone(),
+        clock.clone(),
+        oauth_config(config),
+    ));
+    oauth
+        .accounts()
+        .ensure_builtin_clients()
+        .await
+        .map_err(|e| format!("cannot create the built-in OAuth clients: {e}"))?;
+    let admin = Arc::new(Admin::new(
+        keys.clone(),
+        config,
+        clock,
+        Some(oauth.accounts().clone()),
     ));
     Ok(Services {
         backend,
         keys,
         verifier,
+        oauth,
+        admin,
     })
 }
 
@@ -83,6 +131,7 @@ pub fn app(services: &Services, config: &Config) -> Router {
             get(jwks).with_state(services.keys.clone()),
         )
         .merge(rest)
+        .merge(p8fs_auth::oauth::router(services.oauth.clone()))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -129,16 +178,19 @@ pub fn init_logging(config: &Config) {
 }
 
 /// Runs the server until a shutdown signal.
-pub async fn serve(config: Config) -> Result<(), String> {
+pub async fn serve(mut config: Config) -> Result<(), String> {
     init_logging(&config);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let services = services(&config, clock).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // With port 0 the issuer URL takes the port actually bound.
+    config.listen = address;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let services = services(&config, clock).await?;
+    admin::listen(&config, services.admin.clone()).await?;
     spawn_reaper(services.backend.clone(), config.maintenance.purge_interval);
     spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
@@ -146,14 +198,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
         "p8fs listening on http://{address} (data in {})\n\
          get a first token:  p8fs token issue --data-dir {} --tenant default --sub me \
          --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write'\n\
-         then:               curl -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/kv",
+         then:               curl -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/kv\n\
+         or sign in:         p8fs user add --data-dir {} --tenant default me; \
+         p8fs login --issuer {}",
         config.data_dir.display(),
         config.data_dir.display(),
+        config.data_dir.display(),
+        config.issuer(),
     );
     axum::serve(listener, app(&services, &config))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    admin::remove_socket(&config);
     tracing::info!("p8fs stopped");
     Ok(())
 }

@@ -1,0 +1,359 @@
+//! Admin commands (`p8fs token issue`, `keys rotate`, `user ...`, `client ...`) and the local
+//! admin socket through which they reach a running server.
+//!
+//! RocksDB admits one process, so while `p8fs serve` runs, admin commands go to it over
+//! `<data_dir>/admin.sock`: a Unix socket of mode 0600 that also checks the peer's user id
+//! (the server's own user or root only). One connection carries one JSON request line and one
+//! JSON reply line, at most [`MAX_MESSAGE_BYTES`] each. When no server answers on the socket,
+//! the command opens the key ring (and, for accounts, the store) itself. Either way the same
+//! [`Admin::execute`] runs, so a command behaves the same with or without a server.
+//!
+//! Passwords and client secrets cross the socket but never appear in logs or `Debug` output.
+
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use p8fs_auth::oauth::{Accounts, NewClient};
+use p8fs_auth::{Issuer, KeyRing, ScopeSet};
+use p8fs_core::{Clock, SystemClock, TenantId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Config;
+use crate::server;
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_NAME: &str = "admin.sock";
+/// Longest request or reply line, in bytes.
+pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
+/// How long either side waits for the other.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One admin command. Not `Debug`: it may carry a password.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminRequest {
+    /// Mint an access token with the current signing key.
+    TokenIssue {
+        tenant: String,
+        sub: String,
+        scope: String,
+        ttl_seconds: u64,
+        client_id: String,
+    },
+    /// Make a new signing key current.
+    KeysRotate { retain_seconds: u64 },
+    /// Create a user of `tenant`.
+    UserAdd {
+        tenant: String,
+        username: String,
+        password: String,
+    },
+    /// Set a user's password.
+    UserPasswd { username: String, password: String },
+    /// Disable (or enable again) a user.
+    UserDisable { username: String, disabled: bool },
+    /// Every user.
+    UserList,
+    /// Register an OAuth client.
+    ClientAdd { client: NewClient },
+    /// Every OAuth client.
+    ClientList,
+    /// Remove an OAuth client.
+    ClientRemove { client_id: String },
+}
+
+impl AdminRequest {
+    fn needs_store(&self) -> bool {
+        !matches!(
+            self,
+            AdminRequest::TokenIssue { .. } | AdminRequest::KeysRotate { .. }
+        )
+    }
+}
+
+/// The reply to one request.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AdminReply {
+    Ok(Value),
+    Error(String),
+}
+
+/// Executes admin requests against one key ring and, when opened with one, one store.
+pub struct Admin {
+    keys: Arc<KeyRing>,
+    issuer: Issuer,
+    accounts: Option<Accounts>,
+}
+
+impl Admin {
+    /// An executor over `keys` and, if given, the accounts in the store.
+    pub fn new(
+        keys: Arc<KeyRing>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        accounts: Option<Accounts>,
+    ) -> Self {
+        let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
+        Self {
+            keys,
+            issuer,
+            accounts,
+        }
+    }
+
+    /// Runs one request; the error is a message for the operator.
+    pub async fn execute(&self, request: AdminRequest) -> Result<Value, String> {
+        let text = |e: p8fs_core::Error| e.to_string();
+        match request {
+            AdminRequest::TokenIssue {
+                tenant,
+                sub,
+                scope,
+                ttl_seconds,
+                client_id,
+            } => {
+                let tenant = TenantId::new(tenant).map_err(text)?;
+                let scopes = ScopeSet::parse(&scope).map_err(text)?;
+                let token = self
+                    .issuer
+                    .issue(
+                        &tenant,
+                        &sub,
+                        &client_id,
+                        &scopes,
+                        Duration::from_secs(ttl_seconds),
+                    )
+                    .map_err(text)?;
+                Ok(Value::String(token.token))
+            }
+            AdminRequest::KeysRotate { retain_seconds } => {
+                let kid = self
+                    .keys
+                    .rotate(Duration::from_secs(retain_seconds))
+                    .map_err(text)?;
+                Ok(json!({ "kid": kid }))
+            }
+            AdminRequest::UserAdd {
+                tenant,
+                username,
+                password,
+            } => {
+                let tenant = TenantId::new(tenant).map_err(text)?;
+                let user = self
+                    .accounts()?
+                    .add_user(&tenant, &username, &password)
+                    .await
+                    .map_err(text)?;
+                to_value(&user)
+            }
+            AdminRequest::UserPasswd { username, password } => {
+                self.accounts()?
+                    .set_password(&username, &password)
+                    .await
+                    .map_err(text)?;
+                Ok(Value::Null)
+            }
+            AdminRequest::UserDisable { username, disabled } => {
+                self.accounts()?
+                    .set_disabled(&username, disabled)
+                    .await
+                    .map_err(text)?;
+                Ok(Value::Null)
+            }
+            AdminRequest::UserList => to_value(&self.accounts()?.list_users().await.map_err(text)?),
+            AdminRequest::ClientAdd { client } => {
+                to_value(&self.accounts()?.add_client(client).await.map_err(text)?)
+            }
+            AdminRequest::ClientList => {
+                to_value(&self.accounts()?.list_clients().await.map_err(text)?)
+            }
+            AdminRequest::ClientRemove { client_id } => {
+                let removed = self
+                    .accounts()?
+                    .remove_client(&client_id)
+                    .await
+                    .map_err(text)?;
+                if removed {
+                    Ok(Value::Null)
+                } else {
+                    Err(format!("no client {client_id}"))
+                }
+            }
+        }
+    }
+
+    fn accounts(&self) -> Result<&Accounts, String> {
+        self.accounts
+            .as_ref()
+            .ok_or_else(|| "this command needs the store, which is not open".to_owned())
+    }
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, String> {
+    serde_json::to_value(value).map_err(|e| format!("cannot encode the reply: {e}"))
+}
+
+/// The admin socket of a data directory.
+pub fn socket_path(config: &Config) -> PathBuf {
+    config.data_dir.join(SOCKET_NAME)
+}
+
+/// Runs `request` through the server on the data directory if one answers, else locally.
+pub fn run(config: &Config, request: AdminRequest) -> Result<Value, String> {
+    match send(&socket_path(config), &request)? {
+        Some(reply) => reply,
+        None => run_locally(config, request),
+    }
+}
+
+/// Sends `request` to a running server; `None` when none listens on `path`.
+fn send(path: &Path, request: &AdminRequest) -> Result<Option<Result<Value, String>>, String> {
+    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot reach the server at {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    let failed = |e: std::io::Error| format!("admin socket {}: {e}", path.display());
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(failed)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(failed)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| format!("cannot encode: {e}"))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(failed)?;
+    let mut reply = String::new();
+    BufReader::new(std::io::Read::take(&stream, MAX_MESSAGE_BYTES))
+        .read_line(&mut reply)
+        .map_err(failed)?;
+    match serde_json::from_str::<AdminReply>(&reply) {
+        Ok(AdminReply::Ok(value)) => Ok(Some(Ok(value))),
+        Ok(AdminReply::Error(message)) => Ok(Some(Err(message))),
+        Err(e) => Err(format!(
+            "the server's reply on {} is not understood: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Opens what `request` needs in this process and runs it.
+fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+        let keys = Arc::new(
+            KeyRing::load_or_create(&server::keys_dir(config), clock.clone())
+                .map_err(|e| format!("signing keys: {e}"))?,
+        );
+        let accounts = if request.needs_store() {
+            let backend = crate::backend::open(config, clock.clone()).await?;
+            let accounts = Accounts::new(backend, clock.clone());
+            accounts
+                .ensure_builtin_clients()
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(accounts)
+        } else {
+            None
+        };
+        Admin::new(keys, config, clock, accounts)
+            .execute(request)
+            .await
+    })
+}
+
+/// Listens on the admin socket of `config`'s data directory and serves `admin` there until
+/// the process ends. Fails if another server already answers on it.
+pub async fn listen(config: &Config, admin: Arc<Admin>) -> Result<(), String> {
+    let path = socket_path(config);
+    if tokio::net::UnixStream::connect(&path).await.is_ok() {
+        return Err(format!(
+            "another p8fs server answers on {}; stop it first",
+            path.display()
+        ));
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove the stale {}: {e}", path.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| format!("cannot create the admin socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    let owner = std::fs::metadata(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .uid();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let admin = admin.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = serve_connection(stream, owner, &admin).await {
+                            tracing::warn!(%error, "admin connection failed");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Removes the admin socket on shutdown.
+pub fn remove_socket(config: &Config) {
+    let _ = std::fs::remove_file(socket_path(config));
+}
+
+async fn serve_connection(
+    stream: tokio::net::UnixStream,
+    owner: u32,
+    admin: &Admin,
+) -> Result<(), String> {
+    let peer = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    if peer.uid() != owner && peer.uid() != 0 {
+        return Err(format!("refused a connection from user id {}", peer.uid()));
+    }
+    let (reader, mut writer) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(reader.take(MAX_MESSAGE_BYTES));
+    tokio::time::timeout(IO_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| "timed out reading the request".to_owned())?
+        .map_err(|e| format!("cannot read the request: {e}"))?;
+    let reply = match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(request) => match admin.execute(request).await {
+            Ok(value) => AdminReply::Ok(value),
+            Err(message) => AdminReply::Error(message),
+        },
+        Err(e) => AdminReply::Error(format!("malformed admin request: {e}")),
+    };
+    let mut bytes = serde_json::to_vec(&reply).map_err(|e| format!("cannot encode: {e}"))?;
+    bytes.push(b'\n');
+    tokio::time::timeout(IO_TIMEOUT, writer.write_all(&bytes))
+        .await
+        .map_err(|_| "timed out writing the reply".to_owned())?
+        .map_err(|e| format!("cannot write the reply: {e}"))
+}

@@ -1,0 +1,278 @@
+//! The admin commands as an operator runs them: `p8fs user ...`, `p8fs client ...`,
+//! `p8fs token issue` and `p8fs keys rotate` against a running `p8fs serve` (through its admin
+//! socket, since RocksDB admits one process) and against the bare data directory.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_p8fs");
+
+/// Runs `p8fs args...` on `dir` with `stdin`; returns (success, stdout, stderr).
+fn p8fs(dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("P8FS_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn ok(dir: &Path, args: &[&str], stdin: &str) -> String {
+    let (success, stdout, stderr) = p8fs(dir, args, stdin);
+    assert!(success, "p8fs {args:?} failed: {stderr}");
+    stdout
+}
+
+fn fails(dir: &Path, args: &[&str], stdin: &str) -> String {
+    let (success, _, stderr) = p8fs(dir, args, stdin);
+    assert!(!success, "p8fs {args:?} should have failed");
+    stderr
+}
+
+/// A `p8fs serve` process; stopped with SIGTERM on drop.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env_remove("P8FS_CONFIG")
+            .env("P8FS_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(rest) = line.strip_prefix("p8fs listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Served { child, base }
+    }
+
+    fn stop(mut self) {
+        terminate(&self.child);
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            terminate(&self.child);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+fn jwks_kids(base: &str) -> Vec<String> {
+    let body = http_get(base, "/.well-known/jwks.json");
+    let jwks: Value = serde_json::from_str(&body).unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn http_get(base: &str, path: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::get(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn admin_commands_reach_a_running_server_and_work_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = Served::start(data);
+
+    let socket = data.join("admin.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "admin socket mode {mode:o}");
+
+    let user: Value = serde_json::from_str(&ok(
+        data,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "alice",
+            "--password-stdin",
+        ],
+        "correct horse battery staple\n",
+    ))
+    .unwrap();
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["tenant"], "acme");
+    assert_eq!(user["disabled"], false);
+    let shown = serde_json::to_string(&user).unwrap();
+    assert!(!shown.contains("horse"), "{shown}");
+
+    let error = fails(
+        data,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "alice",
+            "--password-stdin",
+        ],
+        "another long password\n",
+    );
+    assert!(error.contains("alice"), "{error}");
+    let error = fails(
+        data,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "Bad Name!",
+            "--password-stdin",
+        ],
+        "another long password\n",
+    );
+    assert!(error.contains("username"), "{error}");
+    let error = fails(
+        data,
+        &["user", "passwd", "nobody", "--password-stdin"],
+        "another long password\n",
+    );
+    assert!(error.contains("nobody"), "{error}");
+
+    ok(data, &["user", "disable", "alice"], "");
+    let users = ok(data, &["user", "list"], "");
+    let alice: Value = serde_json::from_str(users.lines().next().unwrap()).unwrap();
+    assert_eq!(alice["username"], "alice");
+    assert_eq!(alice["disabled"], true);
+    ok(data, &["user", "enable", "alice"], "");
+
+    let created: Value = serde_json::from_str(&ok(
+        data,
+        &[
+            "client",
+            "add",
+            "--name",
+            "Nightly sync",
+            "--confidential",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "kv:read",
+            "--tenant",
+            "acme",
+        ],
+        "",
+    ))
+    .unwrap();
+    let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
+    assert!(created["client_secret"].as_str().unwrap().len() >= 32);
+    let clients = ok(data, &["client", "list"], "");
+    assert!(clients.contains(&client_id), "{clients}");
+    assert!(
+        clients.contains("p8fs-cli"),
+        "built-in client missing: {clients}"
+    );
+    assert!(!clients.contains(created["client_secret"].as_str().unwrap()));
+    ok(data, &["client", "remove", &client_id], "");
+    let error = fails(data, &["client", "remove", &client_id], "");
+    assert!(error.contains(&client_id), "{error}");
+
+    // Token issue and key rotation go through the server: the new key is published at once.
+    let before = jwks_kids(&server.base);
+    let token = ok(
+        data,
+        &[
+            "token", "issue", "--tenant", "acme", "--sub", "ops", "--scope", "kv:read",
+        ],
+        "",
+    );
+    assert_eq!(token.trim().split('.').count(), 3);
+    let rotated = ok(data, &["keys", "rotate"], "");
+    let kid = rotated.trim().strip_prefix("new signing key ").unwrap();
+    let after = jwks_kids(&server.base);
+    assert_eq!(after.first().map(String::as_str), Some(kid), "{after:?}");
+    assert!(before.iter().all(|k| after.contains(k)));
+
+    server.stop();
+    assert!(!socket.exists(), "the socket outlived the server");
+
+    // Without a server the commands open the store themselves and see the same accounts.
+    let users = ok(data, &["user", "list"], "");
+    assert!(users.contains("\"alice\""), "{users}");
+    ok(
+        data,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "a brand new password\n",
+    );
+}
+
+#[test]
+fn a_stale_socket_does_not_stop_the_server_or_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // A socket file left by a killed server: nothing listens on it.
+    drop(std::os::unix::net::UnixListener::bind(data.join("admin.sock")).unwrap());
+    assert!(data.join("admin.sock").exists());
+    let users = ok(data, &["user", "list"], "");
+    assert_eq!(users, "");
+    let server = Served::start(data);
+    ok(
+        data,
+        &["user", "add", "--tenant", "acme", "bob", "--password-stdin"],
+        "correct horse battery staple\n",
+    );
+    server.stop();
+}
