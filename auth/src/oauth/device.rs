@@ -15,10 +15,12 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use p8fs_core::{Error, Result, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{ClientRecord, UserRecord, user_scopes};
+use super::limits::{DEVICE_AUTHORIZATION_WINDOW, DEVICE_AUTHORIZATIONS_PER_WINDOW};
 use super::store::{Store, digest, new_secret};
 use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id};
 use super::wire::OAuthError;
@@ -151,6 +153,21 @@ impl OAuthServer {
             .filter(|s| user_scopes().contains(*s))
             .collect();
         let scopes = grant_scopes(scope, allowed)?;
+        let started = self
+            .store
+            .count(
+                &format!("device-authorization/{}", client.info.client_id),
+                DEVICE_AUTHORIZATION_WINDOW,
+            )
+            .await
+            .map_err(OAuthError::server)?;
+        if started >= DEVICE_AUTHORIZATIONS_PER_WINDOW {
+            return Err(OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many device authorizations for this client; retry later",
+            ));
+        }
         let now = self.store.now();
         let ttl = self.config.device_code_ttl;
         let expires_at = now.saturating_add(duration_millis(ttl));

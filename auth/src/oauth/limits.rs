@@ -1,5 +1,5 @@
 //! The limits of the authorization server, in one place: request sizes and the rate limits on
-//! guessing user codes, signing in and registering clients. Rate limits are counted in the
+//! guessing user codes, starting device flows, signing in and registering clients. Rate limits are counted in the
 //! key-value store per fixed window (`oauth/limit/...`), so they hold across restarts and
 //! across every process sharing the store.
 
@@ -20,6 +20,12 @@ pub const DEVICE_CODE_WINDOW: Duration = Duration::from_secs(600);
 pub const DEVICE_CODE_SESSION_FAILURES: u64 = 5;
 /// Wrong user codes all sessions together may enter per window before every entry is refused.
 pub const DEVICE_CODE_GLOBAL_FAILURES: u64 = 500;
+
+/// The window in which device authorization requests are counted.
+pub const DEVICE_AUTHORIZATION_WINDOW: Duration = Duration::from_secs(600);
+/// Device authorization requests per client per window: each one stores a pending record until
+/// it expires, so this bounds what an anonymous caller can make the server keep.
+pub const DEVICE_AUTHORIZATIONS_PER_WINDOW: u64 = 1000;
 
 /// The window in which failed sign-ins are counted.
 pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(900);

@@ -307,3 +307,19 @@ async fn device_codes_belong_to_their_client() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_scope");
 }
+
+#[tokio::test]
+async fn starting_device_flows_is_limited_per_client_and_window() {
+    let h = Harness::start().await;
+    for _ in 0..p8fs_auth::oauth::DEVICE_AUTHORIZATIONS_PER_WINDOW {
+        h.device_start(None).await;
+    }
+    let form = [("client_id", "p8fs-cli")];
+    let (status, body) = h.post("/oauth/device_authorization", &form).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // The next window starts afresh.
+    h.clock
+        .advance(p8fs_auth::oauth::DEVICE_AUTHORIZATION_WINDOW.as_millis() as i64);
+    h.device_start(None).await;
+}
