@@ -45,7 +45,7 @@ use p8fs_core::{Clock, KvStore};
 pub use accounts::{Accounts, ClientInfo, CreatedClient, NewClient, PasswordHashing, UserInfo};
 pub use device::{EXPIRED_GRACE, SLOW_DOWN_STEP, USER_CODE_ALPHABET, USER_CODE_LENGTH};
 pub use device_keys::MAX_ASSERTION_LIFETIME;
-pub use http::router;
+pub use http::{cors, router};
 pub use limits::{
     DEVICE_AUTHORIZATION_WINDOW, DEVICE_AUTHORIZATIONS_PER_WINDOW, DEVICE_CODE_GLOBAL_FAILURES,
     DEVICE_CODE_SESSION_FAILURES, DEVICE_CODE_WINDOW, MAX_FORM_BYTES, MAX_PARAM_BYTES,

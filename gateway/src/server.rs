@@ -128,7 +128,9 @@ pub fn app(services: &Services, config: &Config) -> Router {
         .route("/readyz", get(ready).with_state(services.backend.clone()))
         .route(
             "/.well-known/jwks.json",
-            get(jwks).with_state(services.keys.clone()),
+            get(jwks)
+                .with_state(services.keys.clone())
+                .layer(p8fs_auth::oauth::cors()),
         )
         .merge(rest)
         .merge(p8fs_auth::oauth::router(services.oauth.clone()))

@@ -9,15 +9,17 @@
 //! `admin` scope. Bodies are limited to [`super::MAX_FORM_BYTES`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use p8fs_core::ErrorKind;
 use serde_json::{Value, json};
+use tower_http::cors::{Any, CorsLayer};
 
 use super::client_auth::{authenticate, check, presented};
 use super::device_keys::{DeviceKey, NewDeviceKey};
@@ -34,8 +36,13 @@ use crate::scope::Scope;
 type Server = State<Arc<OAuthServer>>;
 
 /// Every OAuth route, with the server as state.
+///
+/// The JSON endpoints answer cross-origin requests from any origin (CORS without credentials),
+/// so browser applications can run the code flow with PKCE and register themselves: they
+/// authenticate with what they send, never with cookies. The pages, which rely on the session
+/// cookie, get no CORS headers.
 pub fn router(server: Arc<OAuthServer>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
         .route("/oauth/device_authorization", post(device_authorization))
@@ -48,6 +55,8 @@ pub fn router(server: Arc<OAuthServer>) -> Router {
             get(list_device_keys).post(add_device_key),
         )
         .route("/oauth/device-keys/{kid}", delete(remove_device_key))
+        .layer(cors());
+    Router::new()
         .route(
             "/oauth/authorize",
             get(pages::authorize_page).post(pages::authorize_decision),
@@ -61,7 +70,18 @@ pub fn router(server: Arc<OAuthServer>) -> Router {
             "/device",
             get(pages::device_page).post(pages::device_submit),
         )
+        .merge(api)
         .with_state(server)
+}
+
+/// CORS for endpoints that take no cookies: any origin, no credentials.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(3600))
 }
 
 async fn metadata(State(server): Server) -> Response {

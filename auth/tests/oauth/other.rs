@@ -641,3 +641,48 @@ async fn malformed_token_requests() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn json_endpoints_allow_cross_origin_calls_and_pages_do_not() {
+    let h = Harness::start().await;
+    let preflight = |path: &str| {
+        h.http
+            .request(reqwest::Method::OPTIONS, h.url(path))
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    for path in ["/oauth/token", "/oauth/register", "/oauth/revoke"] {
+        let response = preflight(path).await.unwrap();
+        assert!(response.status().is_success(), "{path}");
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-credentials"),
+            "{path}"
+        );
+    }
+    let metadata = h
+        .http
+        .get(h.url("/.well-known/oauth-authorization-server"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.headers()["access-control-allow-origin"], "*");
+    for path in ["/oauth/signin", "/device", "/oauth/authorize"] {
+        let response = preflight(path).await.unwrap();
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            "{path} must not be callable cross-origin"
+        );
+    }
+}
