@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use p8fs_auth::oauth::{Accounts, NewClient};
-use p8fs_auth::{Issuer, KeyRing, ScopeSet};
+use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer};
+use p8fs_auth::{Issuer, KeyRing, ScopeSet, Verifier};
 use p8fs_core::{Clock, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -53,9 +53,9 @@ pub enum AdminRequest {
         username: String,
         password: String,
     },
-    /// Set a user's password.
+    /// Set a user's password; the user's tokens are revoked.
     UserPasswd { username: String, password: String },
-    /// Disable (or enable again) a user.
+    /// Disable (the user's tokens are revoked) or enable again a user.
     UserDisable { username: String, disabled: bool },
     /// Every user.
     UserList,
@@ -84,26 +84,27 @@ enum AdminReply {
     Error(String),
 }
 
-/// Executes admin requests against one key ring and, when opened with one, one store.
+/// Executes admin requests against one key ring and, when opened with one, the OAuth server
+/// over the store.
 pub struct Admin {
     keys: Arc<KeyRing>,
     issuer: Issuer,
-    accounts: Option<Accounts>,
+    oauth: Option<Arc<OAuthServer>>,
 }
 
 impl Admin {
-    /// An executor over `keys` and, if given, the accounts in the store.
+    /// An executor over `keys` and, if given, the accounts and tokens of `oauth`.
     pub fn new(
         keys: Arc<KeyRing>,
         config: &Config,
         clock: Arc<dyn Clock>,
-        accounts: Option<Accounts>,
+        oauth: Option<Arc<OAuthServer>>,
     ) -> Self {
         let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
         Self {
             keys,
             issuer,
-            accounts,
+            oauth,
         }
     }
 
@@ -157,14 +158,18 @@ impl Admin {
                     .set_password(&username, &password)
                     .await
                     .map_err(text)?;
-                Ok(Value::Null)
+                self.revoke_tokens(&username).await
             }
             AdminRequest::UserDisable { username, disabled } => {
                 self.accounts()?
                     .set_disabled(&username, disabled)
                     .await
                     .map_err(text)?;
-                Ok(Value::Null)
+                if disabled {
+                    self.revoke_tokens(&username).await
+                } else {
+                    Ok(json!({ "revoked_families": 0 }))
+                }
             }
             AdminRequest::UserList => to_value(&self.accounts()?.list_users().await.map_err(text)?),
             AdminRequest::ClientAdd { client } => {
@@ -188,10 +193,24 @@ impl Admin {
         }
     }
 
-    fn accounts(&self) -> Result<&Accounts, String> {
-        self.accounts
-            .as_ref()
+    fn oauth(&self) -> Result<&OAuthServer, String> {
+        self.oauth
+            .as_deref()
             .ok_or_else(|| "this command needs the store, which is not open".to_owned())
+    }
+
+    fn accounts(&self) -> Result<&Accounts, String> {
+        Ok(self.oauth()?.accounts())
+    }
+
+    /// Ends every sign-in of `username`: refresh families and the access tokens they track.
+    async fn revoke_tokens(&self, username: &str) -> Result<Value, String> {
+        let revoked = self
+            .oauth()?
+            .revoke_user_tokens(username)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(json!({ "revoked_families": revoked }))
     }
 }
 
@@ -260,18 +279,36 @@ fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> 
             KeyRing::load_or_create(&server::keys_dir(config), clock.clone())
                 .map_err(|e| format!("signing keys: {e}"))?,
         );
-        let accounts = if request.needs_store() {
+        let oauth = if request.needs_store() {
             let backend = crate::backend::open(config, clock.clone()).await?;
-            let accounts = Accounts::new(backend, clock.clone());
-            accounts
+            let verifier = Arc::new(Verifier::new(
+                keys.clone(),
+                server::token_config(config),
+                clock.clone(),
+                backend.clone(),
+            ));
+            let issuer = Arc::new(Issuer::new(
+                keys.clone(),
+                server::token_config(config),
+                clock.clone(),
+            ));
+            let oauth = OAuthServer::new(
+                backend,
+                issuer,
+                verifier,
+                clock.clone(),
+                server::oauth_config(config),
+            );
+            oauth
+                .accounts()
                 .ensure_builtin_clients()
                 .await
                 .map_err(|e| e.to_string())?;
-            Some(accounts)
+            Some(Arc::new(oauth))
         } else {
             None
         };
-        Admin::new(keys, config, clock, accounts)
+        Admin::new(keys, config, clock, oauth)
             .execute(request)
             .await
     })

@@ -306,17 +306,19 @@ fn user(config: &Config, command: UserCommand) -> Result<(), String> {
         }
         UserCommand::Passwd { username, password } => {
             let password = read_password(&password)?;
-            admin::run(config, AdminRequest::UserPasswd { username, password })?;
+            let reply = admin::run(config, AdminRequest::UserPasswd { username, password })?;
+            report_revoked(&reply);
             Ok(())
         }
         UserCommand::Disable { username } => {
-            admin::run(
+            let reply = admin::run(
                 config,
                 AdminRequest::UserDisable {
                     username,
                     disabled: true,
                 },
             )?;
+            report_revoked(&reply);
             Ok(())
         }
         UserCommand::Enable { username } => {
@@ -354,6 +356,15 @@ fn client(config: &Config, command: ClientCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Tells the operator how many sign-ins a user command ended.
+fn report_revoked(reply: &serde_json::Value) {
+    let revoked = reply["revoked_families"].as_u64().unwrap_or(0);
+    let _ = writeln!(
+        std::io::stderr(),
+        "revoked the tokens of {revoked} sign-in(s)"
+    );
 }
 
 /// Prints each element of a JSON array on its own line.

@@ -100,12 +100,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         .ensure_builtin_clients()
         .await
         .map_err(|e| format!("cannot create the built-in OAuth clients: {e}"))?;
-    let admin = Arc::new(Admin::new(
-        keys.clone(),
-        config,
-        clock,
-        Some(oauth.accounts().clone()),
-    ));
+    let admin = Arc::new(Admin::new(keys.clone(), config, clock, Some(oauth.clone())));
     Ok(Services {
         backend,
         keys,

@@ -335,6 +335,23 @@ impl OAuthServer {
         })
     }
 
+    /// Revokes every live token family of the user `username` — their refresh tokens and the
+    /// access tokens they track — as when the user is disabled or their password changes.
+    /// Returns how many families were revoked. It reads every family record: an admin
+    /// operation, not a hot path.
+    pub async fn revoke_user_tokens(&self, username: &str) -> Result<usize> {
+        let families: Vec<Family> = self.store.scan("family").await?;
+        let mut revoked = 0;
+        for family in families
+            .iter()
+            .filter(|f| !f.revoked && f.username.as_deref() == Some(username))
+        {
+            self.revoke_family(&family.id).await?;
+            revoked += 1;
+        }
+        Ok(revoked)
+    }
+
     /// Revokes family `id`: no token of it refreshes again, and its live access tokens stop
     /// verifying. Idempotent; a missing family is already gone.
     pub(crate) async fn revoke_family(&self, id: &str) -> Result<()> {

@@ -177,3 +177,20 @@ async fn a_session_of_a_user_disabled_later_cannot_approve() {
         "authorization_pending"
     );
 }
+
+#[tokio::test]
+async fn revoking_a_users_tokens_ends_every_family_and_its_access_tokens() {
+    let h = Harness::start().await;
+    let first = h.device_tokens().await;
+    let second = h.device_tokens().await;
+    let revoked = h.server.revoke_user_tokens("alice").await.unwrap();
+    assert_eq!(revoked, 2);
+    for tokens in [&first, &second] {
+        let (status, body) = refresh(&h, &s(tokens, "refresh_token"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid_grant");
+        assert!(h.verifier.verify(&s(tokens, "access_token")).await.is_err());
+    }
+    assert_eq!(h.server.revoke_user_tokens("alice").await.unwrap(), 0);
+    assert_eq!(h.server.revoke_user_tokens("nobody").await.unwrap(), 0);
+}
