@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The test command: builds in the release profile (shared with benchmarks, so RocksDB's C++ is
-# compiled once), runs every test of the workspace with nextest, and fails unless each backend's
-# conformance suite actually executed.
+# compiled once), runs every test of the workspace with nextest, fails unless each backend's
+# conformance suite actually executed, then runs schemathesis against the REST API
+# (scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/p8fs-target}"
 
-# Backends whose suite must have run; each contributes tests named `<backend>::...`.
-REQUIRED_SUITES=(model rocksdb tidb postgres)
+# Suites that must have run, each with tests named `<suite>::...`: every backend's conformance
+# suite, and the OAuth flows in a real browser and with the Python clients
+# (gateway/tests/oauth_flows.rs), which need what scripts/install-deps.sh installs.
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
@@ -49,6 +52,11 @@ report=target/nextest/ci/junit.xml
 rm -f "$report"
 cargo nextest run --release --workspace --profile ci "$@"
 python3 scripts/check-suites.py "$report" "${REQUIRED_SUITES[@]}"
+
+# The REST API against its own OpenAPI document: schemathesis drives the release binary (built
+# above already; this only links it if a filter left it out) with every check.
+cargo build --release --workspace --bins
+scripts/schemathesis.sh
 
 if [ -n "$real_tidb_url" ]; then
   echo "== the tidb suite against $real_tidb_url"

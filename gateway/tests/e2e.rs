@@ -143,6 +143,11 @@ async fn health_readiness_and_jwks() {
         .unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
+    // /readyz read the backend: its operation is timed, labelled by operation and outcome.
+    assert!(
+        metrics.contains("backend_operation_duration_seconds_count{op=\"kv.get\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -325,6 +330,58 @@ async fn authentication_failures_are_401_with_a_challenge() {
     );
 }
 
+/// The classic key-confusion attack: a token signed with HMAC-SHA256 using the server's public
+/// key (as published in the JWKS, raw or as its base64url text) as the HMAC secret.
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    let server = start().await;
+    let jwks: Value = server
+        .http
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = &jwks["keys"][0];
+    let kid = jwk["kid"].as_str().unwrap();
+    let x = jwk["x"].as_str().unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(x).unwrap();
+    // The claims of a genuine token, so only the algorithm differs.
+    let genuine = server.token("alpha", ALL);
+    let payload = genuine.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let url = server.url("/v1/kv");
+    let good = server
+        .http
+        .get(&url)
+        .bearer_auth(&genuine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), StatusCode::OK);
+    for secret in [raw.as_slice(), x.as_bytes()] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+        let response = server
+            .http
+            .get(&url)
+            .bearer_auth(forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
@@ -430,7 +487,7 @@ async fn bad_input_names_the_field() {
     let token = server.token("alpha", ALL);
     let cases = [
         (reqwest::Method::GET, "/v1/kv?limit=5000", None, "limit"),
-        (reqwest::Method::GET, "/v1/kv?limit=ten", None, "query"),
+        (reqwest::Method::GET, "/v1/kv?limit=ten", None, "limit"),
         (
             reqwest::Method::PUT,
             "/v1/kv/k?ttl_ms=0",
@@ -465,7 +522,7 @@ async fn bad_input_names_the_field() {
             reqwest::Method::POST,
             "/v1/kv-find",
             Some(json!({"path": "a", "value": 1, "extra": true})),
-            "body",
+            "extra",
         ),
         (
             reqwest::Method::PUT,
@@ -619,4 +676,279 @@ async fn vectors_and_graph_over_http() {
         .await;
     assert_eq!(path["path"]["nodes"], json!(["a", "b", "c"]));
     assert_eq!(path["path"]["total"], json!(2.0));
+}
+
+/// JSON Schema counts `200.0` as an integer, so integer fields of JSON bodies do too; a fraction
+/// is a 400 naming the field. Query parameters are text and take decimal digits only.
+#[tokio::test]
+async fn integral_floats_are_integers_and_fractions_name_the_field() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let accepted = [
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/c",
+            json!({"dimension": 2.0, "metric": "l2"}),
+            StatusCode::CREATED,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/n",
+            json!({"label": "n", "ttl_ms": 600000.0}),
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/c/records/r",
+            json!({"vector": [1.0, 0.0], "ttl_ms": 6e5}),
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            json!({"query": [1.0, 0.0], "k": 1.0}),
+            StatusCode::OK,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/kv-find",
+            json!({"path": "a", "value": 1, "limit": 20.0}),
+            StatusCode::OK,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/graph/shortest-path",
+            json!({"src": "n", "dst": "n", "max_depth": 3.0}),
+            StatusCode::OK,
+        ),
+    ];
+    for (method, path, body, expected) in accepted {
+        let (status, answer) = server.call(method.clone(), path, &token, Some(body)).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+    }
+    let (_, node) = server
+        .call(reqwest::Method::GET, "/v1/graph/nodes/n", &token, None)
+        .await;
+    assert!(node["expires_at"].is_i64(), "{node}");
+    let refused = [
+        (
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/n",
+            json!({"label": "n", "ttl_ms": 1.5}),
+            "ttl_ms",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/collections/d",
+            json!({"dimension": 2.5, "metric": "l2"}),
+            "dimension",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            json!({"query": [1.0, 0.0], "k": 0.5}),
+            "k",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            json!({"query": [1.0, 1e39]}),
+            "query[1]",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/graph/edges/n/r/n",
+            json!({"ttl_ms": "60000"}),
+            "ttl_ms",
+        ),
+    ];
+    for (method, path, body, field) in refused {
+        let (status, problem) = server.call(method.clone(), path, &token, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {problem}"
+        );
+        assert_eq!(problem["field"], field, "{method} {path}: {problem}");
+    }
+    for query in ["limit=1.0", "limit=1.5", "limit=ten"] {
+        let (status, problem) = server
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/kv?{query}"),
+                &token,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");
+        assert_eq!(problem["field"], "limit", "{query}: {problem}");
+    }
+    // Request schemas are objects; serde alone would read a struct from an array.
+    let (status, problem) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/graph/edges/n/r/n",
+            &token,
+            Some(json!([])),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("body"))
+    );
+}
+
+/// A node's edges are 404 when the node does not exist, before and after it does.
+#[tokio::test]
+async fn edges_of_a_missing_node_are_404() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let (status, problem) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/graph/nodes/ghost/edges",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("node"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("ghost"),
+        "{problem}"
+    );
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/ghost",
+            &token,
+            Some(json!({"label": "n"})),
+        )
+        .await;
+    let (status, edges) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/graph/nodes/ghost/edges",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!((status, edges), (StatusCode::OK, json!({"items": []})));
+    let (status, _) = server
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/graph/nodes/ghost",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for path in [
+        "/v1/graph/nodes/ghost/edges",
+        "/v1/graph/nodes/ghost/neighbors",
+    ] {
+        let (status, problem) = server.call(reqwest::Method::GET, path, &token, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {problem}");
+    }
+    // Another tenant's node is as missing as no node.
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/graph/nodes/mine",
+            &token,
+            Some(json!({"label": "n"})),
+        )
+        .await;
+    let other = server.token("beta", ALL);
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/graph/nodes/mine/edges",
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Limits are in UTF-8 bytes, as the document says with `format: utf8-max-N-bytes` beside
+/// `maxLength` (which counts characters).
+#[tokio::test]
+async fn lengths_are_counted_in_bytes() {
+    let server = &start().await;
+    let token = &server.token("alpha", ALL);
+    let node = |id: String| async move {
+        server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/graph/nodes/{id}"),
+                token,
+                Some(json!({"label": "n"})),
+            )
+            .await
+    };
+    // 256 ASCII characters are 256 bytes: the largest id.
+    assert_eq!(node("a".repeat(256)).await.0, StatusCode::NO_CONTENT);
+    let (status, problem) = node("a".repeat(257)).await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("id"))
+    );
+    // 129 characters of two bytes each are 258 bytes.
+    let (status, problem) = node("%C3%A9".repeat(129)).await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("id"))
+    );
+    assert_eq!(node("%C3%A9".repeat(128)).await.0, StatusCode::NO_CONTENT);
+    let (_, document) = server
+        .call(reqwest::Method::GET, "/openapi.json", token, None)
+        .await;
+    let id = &document["paths"]["/v1/graph/nodes/{id}"]["put"]["parameters"][0]["schema"];
+    assert_eq!(id["maxLength"], 256);
+    assert_eq!(id["format"], "utf8-max-256-bytes");
+}
+
+/// `If-None-Match` takes `*` (or nothing); with `If-Match` too, the preconditions cannot both
+/// hold, answered as RFC 9110 evaluates them.
+#[tokio::test]
+async fn conditional_headers_follow_rfc_9110() {
+    let server = start().await;
+    let token = server.token("alpha", ALL);
+    let put = |headers: Vec<(&'static str, &'static str)>| {
+        let mut request = server
+            .http
+            .put(server.url("/v1/kv/k"))
+            .bearer_auth(&token)
+            .json(&json!(1));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let both = vec![("If-Match", "\"1\""), ("If-None-Match", "*")];
+    assert_eq!(put(both.clone()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(put(vec![("If-None-Match", "")]).await.0, StatusCode::OK);
+    assert_eq!(put(both).await.0, StatusCode::PRECONDITION_FAILED);
+    let (status, problem) = put(vec![("If-None-Match", "\"1\"")]).await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("if-none-match"))
+    );
+    let (status, problem) = put(vec![("If-Match", "")]).await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("if-match"))
+    );
+    // Well-formed but larger than any version: it matches nothing.
+    let (status, _) = put(vec![("If-Match", "\"99999999999999999999\"")]).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
 }

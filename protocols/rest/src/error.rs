@@ -2,6 +2,8 @@
 //! `application/problem+json` body that names the offending field. Internal details go to the
 //! log, never to the client.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use p8fs_core::{Error, ErrorKind};
@@ -48,9 +50,25 @@ impl ApiError {
         }
     }
 
+    /// The field an `InvalidInput` error names.
+    #[cfg(test)]
+    pub(crate) fn field(&self) -> Option<&str> {
+        self.error.field()
+    }
+
+    /// The status this error is answered with.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+            .unwrap_or_else(|| status(self.error.kind(), self.conditional))
+    }
+
     /// A bad-input error naming `field`.
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::invalid(field, reason.into()).into()
+    pub(crate) fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::invalid(field, reason).into()
     }
 }
 

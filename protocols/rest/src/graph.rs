@@ -1,35 +1,52 @@
 //! `/v1/graph`: nodes, edges, neighbors and shortest paths.
+//!
+//! Node ids are 1..=256 bytes of UTF-8, labels and relation names 1..=128 (`p8fs_core::validate`);
+//! the document gives those byte limits as `maxLength` (which counts characters, so every accepted
+//! string meets it) and as `format: utf8-max-N-bytes`. A node's edges and neighbors are 404 when
+//! the node does not exist (an empty list means it exists and has none).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
 use p8fs_core::traverse::{Neighbor, Path as GraphPath, PathQuery, neighbors, shortest_path};
+use p8fs_core::validate::{MAX_NAME_BYTES, MAX_RELS};
 use p8fs_core::{
     Depth, Direction, EdgeRecord, Error, JsonObject, Label, NodeId, NodeRecord, Rel, RelFilter,
     Resource, Weight,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::RestState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
 use crate::kv::{limit, ttl};
+use crate::schema::AnyJsonObject;
+use crate::{RestState, integer};
 
 /// A node to store.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"label": "person", "properties": {"name": "Alice"}}))]
 pub struct PutNode {
-    /// 1..=128 bytes.
-    #[schema(min_length = 1, max_length = 32, pattern = "^[^\\u0000]+$")]
+    /// 1..=128 bytes of UTF-8 without U+0000 (`maxLength` counts characters; multi-byte
+    /// characters reach the byte limit sooner).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        format = "utf8-max-128-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub label: String,
-    /// A JSON object, at most 64 KiB.
+    /// A JSON object, at most 64 KiB serialized.
     #[serde(default)]
+    #[schema(value_type = Option<AnyJsonObject>)]
     pub properties: Option<Map<String, Value>>,
     /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
     #[schema(minimum = 1, maximum = 3155760000000_i64)]
+    #[serde(default, deserialize_with = "integer::optional_i64")]
     pub ttl_ms: Option<i64>,
 }
 
@@ -56,12 +73,15 @@ pub struct NodePage {
 #[serde(deny_unknown_fields)]
 pub struct PutEdge {
     /// Finite and greater than 0 (default 1).
-    #[schema(exclusive_minimum = 0.0, maximum = 1e300)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.7976931348623157e308)]
     pub weight: Option<f64>,
+    /// A JSON object, at most 64 KiB serialized.
     #[serde(default)]
+    #[schema(value_type = Option<AnyJsonObject>)]
     pub properties: Option<Map<String, Value>>,
     /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
     #[schema(minimum = 1, maximum = 3155760000000_i64)]
+    #[serde(default, deserialize_with = "integer::optional_i64")]
     pub ttl_ms: Option<i64>,
 }
 
@@ -87,11 +107,35 @@ pub struct EdgeList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NodeListParams {
-    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
+    /// Only nodes after this id (the previous page's `next`): 1..=256 bytes of UTF-8.
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        format = "utf8-max-256-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
+}
+
+/// Which edges of a node.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EdgeParams {
+    /// `out` (default), `in` or `both`.
+    #[param(pattern = "^(out|in|both)$")]
+    pub direction: Option<String>,
+    /// Comma-separated relations to follow: at most 16, each 1..=128 bytes of UTF-8 (the
+    /// pattern's `{1,128}` counts characters; multi-byte characters reach the byte limit
+    /// sooner). Absent or empty means all.
+    #[param(
+        pattern = "^([^,\\u0000]{1,128}(,[^,\\u0000]{1,128}){0,15})?$",
+        max_length = 2063,
+        format = "comma-separated-utf8-max-128-bytes"
+    )]
+    pub rels: Option<String>,
 }
 
 /// Traversal options.
@@ -101,13 +145,19 @@ pub struct TraversalParams {
     /// `out` (default), `in` or `both`.
     #[param(pattern = "^(out|in|both)$")]
     pub direction: Option<String>,
-    /// Comma-separated relations to follow (at most 16); absent means all.
-    #[param(pattern = "^[^,\\u0000]+(,[^,\\u0000]+){0,15}$", max_length = 128)]
+    /// Comma-separated relations to follow: at most 16, each 1..=128 bytes of UTF-8 (the
+    /// pattern's `{1,128}` counts characters; multi-byte characters reach the byte limit
+    /// sooner). Absent or empty means all.
+    #[param(
+        pattern = "^([^,\\u0000]{1,128}(,[^,\\u0000]{1,128}){0,15})?$",
+        max_length = 2063,
+        format = "comma-separated-utf8-max-128-bytes"
+    )]
     pub rels: Option<String>,
-    /// Hops, 1..=6 (default 1). Neighbors only.
+    /// Hops, 1..=6 (default 1).
     #[param(minimum = 1, maximum = 6)]
     pub depth: Option<u64>,
-    /// Most results, 1..=1000 (default 100). Neighbors only.
+    /// Most results, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
@@ -128,20 +178,35 @@ pub struct NeighborList {
 /// A shortest-path query.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"src": "alice", "dst": "alice", "direction": "both", "max_depth": 3}))]
 pub struct PathRequest {
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
+    /// A node id: 1..=256 bytes of UTF-8 (`maxLength` counts characters).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        format = "utf8-max-256-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub src: String,
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
+    /// A node id: 1..=256 bytes of UTF-8 (`maxLength` counts characters).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        format = "utf8-max-256-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub dst: String,
     /// `out` (default), `in` or `both`.
     #[schema(pattern = "^(out|in|both)$")]
     pub direction: Option<String>,
-    /// Relations to follow (at most 16, each 1..=128 bytes); absent or empty means all.
+    /// Relations to follow (at most 16, each 1..=128 bytes of UTF-8; `maxLength` counts
+    /// characters); absent or empty means all.
     #[serde(default)]
-    #[schema(max_items = 16)]
+    #[schema(schema_with = rels_schema)]
     pub rels: Vec<String>,
     /// 1..=12 (default 6).
     #[schema(minimum = 1, maximum = 12)]
+    #[serde(default, deserialize_with = "integer::optional_u64")]
     pub max_depth: Option<u64>,
     /// Least total weight instead of fewest hops.
     #[serde(default)]
@@ -163,6 +228,25 @@ pub struct FoundPath {
     pub edges: Vec<Edge>,
     /// Total weight (weighted) or hop count.
     pub total: f64,
+}
+
+/// The schema of a shortest-path relation list.
+fn rels_schema() -> Array {
+    let rel = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_BYTES))
+        .format(Some(SchemaFormat::Custom("utf8-max-128-bytes".to_owned())))
+        .pattern(Some("^[^\\u0000]+$"));
+    ArrayBuilder::new()
+        .items(rel)
+        .max_items(Some(MAX_RELS))
+        .description(Some(
+            "Relations to follow: at most 16, each 1..=128 bytes of UTF-8 without U+0000 \
+             (`maxLength` counts characters; multi-byte characters reach the byte limit sooner). \
+             Absent or empty means all.",
+        ))
+        .build()
 }
 
 fn node(record: NodeRecord) -> Node {
@@ -206,12 +290,22 @@ fn edge_key(src: String, rel: String, dst: String) -> Result<(NodeId, Rel, NodeI
 
 const PROBLEM: &str = "application/problem+json";
 
+/// The description of a node id path parameter.
+const NODE_ID_DESCRIPTION: &str = "A node id, percent-encoded: 1..=256 bytes of UTF-8 without \
+    U+0000 (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
+
+/// The description of a relation path parameter.
+const REL_DESCRIPTION: &str = "A relation, percent-encoded: 1..=128 bytes of UTF-8 without \
+    U+0000 (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
+
 /// Stores a node (upsert).
 #[utoipa::path(put, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path, description = "1..=256 bytes, percent-encoded", min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("id" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     request_body = PutNode,
     responses(
-        (status = 204, description = "Stored"),
+        (status = 204, description = "Stored", links(
+            ("PathFromHere" = (operation_id = "find_path", request_body = json!({"src": "$request.path.id", "dst": "$request.path.id"}))),
+        )),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
         (status = 401, description = "No valid token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Missing scope graph:write", body = Problem, content_type = PROBLEM),
@@ -221,7 +315,7 @@ pub(crate) async fn put_node(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
-    ApiJson(request): ApiJson<PutNode>,
+    ApiObject(request): ApiObject<PutNode>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::GraphWrite)?;
     let id = NodeId::new(id)?;
@@ -237,7 +331,7 @@ pub(crate) async fn put_node(
 
 /// Reads a node.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("id" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     responses(
         (status = 200, description = "The node", body = Node),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -263,7 +357,7 @@ pub(crate) async fn get_node(
 
 /// Deletes a node and its edges.
 #[utoipa::path(delete, path = "/v1/graph/nodes/{id}", tag = "graph",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("id" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -318,7 +412,7 @@ pub(crate) async fn list_nodes(
 
 /// Stores the edge `src -rel-> dst` (upsert); both nodes must exist.
 #[utoipa::path(put, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("src" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice"), ("rel" = String, Path, description = REL_DESCRIPTION, min_length = 1, max_length = 128, format = "utf8-max-128-bytes", pattern = "^[^\\u0000]+$", example = "knows"), ("dst" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     request_body = PutEdge,
     responses(
         (status = 204, description = "Stored"),
@@ -332,7 +426,7 @@ pub(crate) async fn put_edge(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath((src, rel, dst)): ApiPath<(String, String, String)>,
-    ApiJson(request): ApiJson<PutEdge>,
+    ApiObject(request): ApiObject<PutEdge>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::GraphWrite)?;
     let (src, rel, dst) = edge_key(src, rel, dst)?;
@@ -348,7 +442,7 @@ pub(crate) async fn put_edge(
 
 /// Reads an edge.
 #[utoipa::path(get, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("src" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice"), ("rel" = String, Path, description = REL_DESCRIPTION, min_length = 1, max_length = 128, format = "utf8-max-128-bytes", pattern = "^[^\\u0000]+$", example = "knows"), ("dst" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     responses(
         (status = 200, description = "The edge", body = Edge),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -374,7 +468,7 @@ pub(crate) async fn get_edge(
 
 /// Deletes an edge.
 #[utoipa::path(delete, path = "/v1/graph/edges/{src}/{rel}/{dst}", tag = "graph",
-    params(("src" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("rel" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), ("dst" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("src" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice"), ("rel" = String, Path, description = REL_DESCRIPTION, min_length = 1, max_length = 128, format = "utf8-max-128-bytes", pattern = "^[^\\u0000]+$", example = "knows"), ("dst" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -403,24 +497,35 @@ pub(crate) async fn delete_edge(
 
 /// The edges leaving, entering or touching a node.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}/edges", tag = "graph",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), TraversalParams),
+    params(("id" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice"), EdgeParams),
     responses(
-        (status = 200, description = "The node's visible edges", body = EdgeList),
+        (status = 200, description = "The node's visible edges", body = EdgeList, links(
+            ("GetFirstEdge" = (operation_id = "get_edge", parameters(
+                ("src" = "$response.body#/items/0/src"),
+                ("rel" = "$response.body#/items/0/rel"),
+                ("dst" = "$response.body#/items/0/dst"),
+            ))),
+        )),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
         (status = 401, description = "No valid token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Missing scope graph:read", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No visible node", body = Problem, content_type = PROBLEM),
     ),
     security(("bearer" = ["graph:read"])))]
 pub(crate) async fn node_edges(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(params): ApiQuery<TraversalParams>,
+    ApiQuery(params): ApiQuery<EdgeParams>,
 ) -> Result<Json<EdgeList>, ApiError> {
     caller.require(Scope::GraphRead)?;
     let id = NodeId::new(id)?;
     let direction = direction(params.direction.as_deref())?;
     let rels = rel_list(params.rels.as_deref())?;
+    // Edges never outlive their nodes, but "no edges" and "no node" are different answers.
+    if state.backend.get_node(&caller.tenant, &id).await?.is_none() {
+        return Err(Error::not_found(Resource::Node, &id).into());
+    }
     let mut edges = state
         .backend
         .edges_of(&caller.tenant, &[id], direction, &rels)
@@ -433,7 +538,7 @@ pub(crate) async fn node_edges(
 
 /// Distinct nodes within `depth` hops, by hop count, then id.
 #[utoipa::path(get, path = "/v1/graph/nodes/{id}/neighbors", tag = "graph",
-    params(("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$"), TraversalParams),
+    params(("id" = String, Path, description = NODE_ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "alice"), TraversalParams),
     responses(
         (status = 200, description = "Reached nodes", body = NeighborList),
         (status = 400, description = "Bad input", body = Problem, content_type = PROBLEM),
@@ -488,7 +593,7 @@ pub(crate) async fn node_neighbors(
 pub(crate) async fn find_path(
     State(state): State<RestState>,
     Caller(caller): Caller,
-    ApiJson(request): ApiJson<PathRequest>,
+    ApiObject(request): ApiObject<PathRequest>,
 ) -> Result<Json<PathResult>, ApiError> {
     caller.require(Scope::GraphRead)?;
     let query = PathQuery {

@@ -1,6 +1,16 @@
 //! `/v1/kv`: key-value records. `PUT` stores the request body (any JSON value) as the value;
 //! `If-None-Match: *` makes it create-only and `If-Match: "<version>"` a compare-and-swap, both
 //! answered with 412 when the precondition fails.
+//!
+//! `If-None-Match` takes only `*`: a list of entity tags ("store unless the version is one of
+//! these") has no atomic backend operation, so the document declares the header's pattern as
+//! `^\*?$` (empty is an empty list, no condition) and anything else is a 400. `If-Match` takes one
+//! version, as `"42"`, `W/"42"` or `42`. Both together cannot hold (RFC 9110, 13.2.2: If-Match
+//! needs the record, If-None-Match: * its absence): 404 without a record, 412 with one.
+//!
+//! Lengths: JSON Schema's `maxLength` counts characters, the contract (`p8fs_core::validate`)
+//! counts UTF-8 bytes. The document gives the byte limit N as `maxLength`, which every accepted
+//! string meets, and as `format: utf8-max-N-bytes`, which says what the limit really is.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,8 +24,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, Problem, rename_field};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use crate::{DEFAULT_PAGE, RestState};
+use crate::extract::{ApiJson, ApiObject, ApiPath, ApiQuery, Caller};
+use crate::schema::AnyJson;
+use crate::{DEFAULT_PAGE, RestState, integer};
 
 /// A stored record.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,7 +61,8 @@ pub struct KvRecordPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WriteParams {
-    /// Time to live in milliseconds (1 ..= 100 years); absent means the record is permanent.
+    /// Time to live in milliseconds (1 ..= 100 years), as decimal digits; absent means the
+    /// record is permanent.
     #[param(minimum = 1, maximum = 3155760000000_i64)]
     pub ttl_ms: Option<i64>,
 }
@@ -59,11 +71,21 @@ pub struct WriteParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScanParams {
-    /// Only keys starting with this prefix (at most 1024 bytes).
-    #[param(max_length = 256, pattern = "^[^\\u0000]*$")]
+    /// Only keys starting with this prefix: at most 1024 bytes of UTF-8 without U+0000
+    /// (`maxLength` counts characters; multi-byte characters reach the byte limit sooner).
+    #[param(
+        max_length = 1024,
+        format = "utf8-max-1024-bytes",
+        pattern = "^[^\\u0000]*$"
+    )]
     pub prefix: Option<String>,
-    /// Only keys after this one (the previous page's `next`).
-    #[param(min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")]
+    /// Only keys after this one (the previous page's `next`): a key, 1..=1024 bytes of UTF-8.
+    #[param(
+        min_length = 1,
+        max_length = 1024,
+        format = "utf8-max-1024-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -74,15 +96,29 @@ pub struct ScanParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindRequest {
-    /// A dot path through object keys, e.g. `owner.id` (at most 256 bytes; no empty segment).
-    #[schema(pattern = "^[^.\\u0000]+(\\.[^.\\u0000]+)*$", max_length = 64)]
+    /// A dot path through object keys, e.g. `owner.id`: 1..=256 bytes of UTF-8, no empty
+    /// segment (`maxLength` counts characters; multi-byte characters reach the byte limit sooner).
+    #[schema(
+        pattern = "^[^.\\u0000]+(\\.[^.\\u0000]+)*$",
+        min_length = 1,
+        max_length = 256,
+        format = "utf8-max-256-bytes"
+    )]
     pub path: String,
     /// The value to match: type-strict JSON equality, except that numbers compare by value.
+    #[schema(value_type = AnyJson)]
     pub value: Value,
-    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")]
+    /// Only keys after this one (the previous page's `next`): a key, 1..=1024 bytes of UTF-8.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        format = "utf8-max-1024-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "integer::optional_u64")]
     pub limit: Option<u64>,
 }
 
@@ -112,36 +148,79 @@ pub(crate) fn ttl(ttl_ms: Option<i64>) -> Result<Option<Ttl>, Error> {
         .transpose()
 }
 
+/// A JSON dot path: segments separated by `.`, none empty, no U+0000.
+pub(crate) const DOT_PATH_PATTERN: &str = "^[^.\\u0000]+(\\.[^.\\u0000]+)*$";
+
+/// The description of a key path parameter.
+const KEY_DESCRIPTION: &str = "The key, percent-encoded: 1..=1024 bytes of UTF-8 without U+0000 \
+    (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
+
 pub(crate) fn limit(limit: Option<u64>) -> Result<Limit, Error> {
     Limit::new(limit.unwrap_or(DEFAULT_PAGE))
 }
 
-/// The version an `If-Match` header names: `"123"`, `W/"123"` or `123`.
-fn if_match(headers: &HeaderMap) -> Result<Option<Version>, Error> {
+/// What an `If-Match` header asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Expected {
+    /// A version this API could have issued.
+    Version(Version),
+    /// Well-formed, but larger than any version: it matches no record.
+    Unmatchable,
+}
+
+/// Reads `If-Match`: one version, `"42"`, `W/"42"` or `42` (the pattern in the document);
+/// anything else is a 400 naming the header.
+fn if_match(headers: &HeaderMap) -> Result<Option<Expected>, Error> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse::<u64>().map(|v| Some(Version(v))).map_err(|_| {
+    let invalid = || {
         Error::invalid(
             "if-match",
-            "must be a version returned by this API, e.g. \"42\"",
+            "must be one version returned by this API, e.g. \"42\"",
         )
-    })
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    let quoted = |tag: &str| {
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .map(str::to_owned)
+    };
+    let digits = match (text.strip_prefix("W/"), text.starts_with('"')) {
+        (Some(weak), _) => quoted(weak).ok_or_else(invalid)?,
+        (None, true) => quoted(text).ok_or_else(invalid)?,
+        (None, false) => text.to_owned(),
+    };
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    Ok(Some(
+        digits
+            .parse::<u64>()
+            .map_or(Expected::Unmatchable, |v| Expected::Version(Version(v))),
+    ))
 }
 
+/// Whether `If-None-Match: *` was sent; any other value is a 400 naming the header.
 fn if_none_match_any(headers: &HeaderMap) -> Result<bool, Error> {
-    match headers.get(header::IF_NONE_MATCH) {
+    // An empty field is an empty list of entity tags (RFC 9110, 5.6.1), which no current
+    // representation matches: the condition holds, as when the header is absent.
+    let value = headers
+        .get(header::IF_NONE_MATCH)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+    match value {
         None => Ok(false),
-        Some(value) if value.as_bytes() == b"*" => Ok(true),
-        Some(_) => Err(Error::invalid("if-none-match", "only `*` is supported")),
+        Some(value) if value.as_bytes().trim_ascii() == b"*" => Ok(true),
+        Some(_) => Err(Error::invalid(
+            "if-none-match",
+            "only `*` is supported (create only if absent)",
+        )),
     }
 }
 
 /// Reads a record.
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")),
+    params(("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "greeting")),
     responses(
         (status = 200, description = "The record", body = KvRecord),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -169,20 +248,28 @@ pub(crate) async fn get_record(
 /// Stores the body as the record's value.
 #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
     params(
-        ("key" = String, Path, description = "The key: 1..=1024 bytes of UTF-8, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$"),
+        ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "greeting"),
         WriteParams,
-        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: the expected version, quoted"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: create only if absent"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^((W/)?"[0-9]{1,20}"|[0-9]{1,20})$"#,
+            description = "Compare-and-swap: the expected version, as returned in `ETag` (`\"42\"`; `W/\"42\"` and `42` are read the same)"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = "^\\*?$",
+            description = "`*`: create only if absent (an empty value is no condition). Lists of entity tags are not supported (400)"),
     ),
-    request_body(content = Value, description = "Any JSON value, at most 1 MiB serialized"),
+    request_body(content = AnyJson, description = "Any JSON value without U+0000 in its strings and keys, at most 1 MiB serialized", example = json!({"hello": "world"})),
     responses(
-        (status = 200, description = "Stored", body = KvWritten),
-        (status = 201, description = "Created (If-None-Match: *)", body = KvWritten),
+        (status = 200, description = "Stored", body = KvWritten, links(
+            ("GetRecord" = (operation_id = "get_record", parameters(("key" = "$request.path.key")))),
+            ("DeleteRecord" = (operation_id = "delete_record", parameters(("key" = "$request.path.key")))),
+        )),
+        (status = 201, description = "Created (If-None-Match: *)", body = KvWritten, links(
+            ("GetRecord" = (operation_id = "get_record", parameters(("key" = "$request.path.key")))),
+            ("DeleteRecord" = (operation_id = "delete_record", parameters(("key" = "$request.path.key")))),
+        )),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope kv:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "If-Match on a key with no visible record", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The precondition failed", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The precondition failed: the record's version is not the one in If-Match, or a record exists (If-None-Match: *)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["kv:write"])))]
@@ -203,18 +290,29 @@ pub(crate) async fn put_record(
     let backend = &state.backend;
     let (status, version) = match (expected, create_only) {
         (Some(_), true) => {
-            return Err(ApiError::invalid(
-                "if-none-match",
-                "cannot be combined with If-Match",
-            ));
+            // If-Match needs a record, If-None-Match: * needs none: evaluated in RFC 9110's
+            // order, the answer is If-Match's 404 without a record and 412 with one.
+            let error = match backend.get(&caller.tenant, &key).await? {
+                None => Error::not_found(p8fs_core::Resource::Key, &key),
+                Some(_) => Error::already_exists(p8fs_core::Resource::Key, &key),
+            };
+            return Err(ApiError::conditional(error));
         }
-        (Some(expected), false) => (
+        (Some(Expected::Version(expected)), false) => (
             StatusCode::OK,
             backend
                 .compare_and_swap(&caller.tenant, &key, expected, &value, ttl)
                 .await
                 .map_err(ApiError::conditional)?,
         ),
+        (Some(Expected::Unmatchable), false) => {
+            // The same answers as a compare-and-swap with a version the record does not have.
+            let error = match backend.get(&caller.tenant, &key).await? {
+                None => Error::not_found(p8fs_core::Resource::Key, &key),
+                Some(_) => Error::conflict("the record's version is not the one in If-Match"),
+            };
+            return Err(ApiError::conditional(error));
+        }
         (None, true) => (
             StatusCode::CREATED,
             backend
@@ -236,7 +334,7 @@ pub(crate) async fn put_record(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "The key, percent-encoded", min_length = 1, max_length = 256, pattern = "^[^\\u0000]+$")),
+    params(("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "greeting")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -299,7 +397,7 @@ pub(crate) async fn scan(
 pub(crate) async fn find(
     State(state): State<RestState>,
     Caller(caller): Caller,
-    ApiJson(request): ApiJson<FindRequest>,
+    ApiObject(request): ApiObject<FindRequest>,
 ) -> Result<Json<KvRecordPage>, ApiError> {
     caller.require(Scope::KvRead)?;
     let path = JsonPath::new(request.path)?;
@@ -319,4 +417,61 @@ pub(crate) async fn find(
     )
     .await?;
     Ok(Json(page(result)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(name: header::HeaderName, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn if_match_takes_one_version() {
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+        for (value, version) in [("\"42\"", 42), ("W/\"42\"", 42), ("42", 42), ("\"007\"", 7)] {
+            assert_eq!(
+                if_match(&headers(header::IF_MATCH, value)).unwrap(),
+                Some(Expected::Version(Version(version))),
+                "{value}"
+            );
+        }
+        // Twenty digits are well-formed; past u64 they match nothing.
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, "\"99999999999999999999\"")).unwrap(),
+            Some(Expected::Unmatchable)
+        );
+        for value in [
+            "",
+            "*",
+            "\"\"",
+            "\"42",
+            "42\"",
+            "W/42",
+            "+42",
+            "\"4 2\"",
+            "\"1\", \"2\"",
+            "123456789012345678901",
+        ] {
+            let error = if_match(&headers(header::IF_MATCH, value)).expect_err(value);
+            assert_eq!(error.field(), Some("if-match"), "{value}");
+        }
+    }
+
+    #[test]
+    fn if_none_match_takes_only_a_star() {
+        assert!(!if_none_match_any(&HeaderMap::new()).unwrap());
+        assert!(if_none_match_any(&headers(header::IF_NONE_MATCH, "*")).unwrap());
+        // An empty list of entity tags is no condition.
+        assert!(!if_none_match_any(&headers(header::IF_NONE_MATCH, "")).unwrap());
+        for value in ["\"1\"", "W/\"1\"", "*, \"1\"", "x"] {
+            let error = if_none_match_any(&headers(header::IF_NONE_MATCH, value)).expect_err(value);
+            assert_eq!(error.field(), Some("if-none-match"), "{value}");
+        }
+    }
 }

@@ -1,4 +1,9 @@
 //! `/v1/collections`: vector collections, their records, and exact nearest-neighbour search.
+//!
+//! What the document cannot say: a vector must have exactly its collection's dimension (and not
+//! be all zero in a cosine collection), which depends on the stored collection. Such a vector is
+//! a 400 naming `vector` or `query`, documented on the operations that take one. Everything else
+//! (components within the range of a 32-bit float, 1..=4096 of them) is in the schema.
 
 use std::collections::BTreeMap;
 
@@ -6,18 +11,29 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
+use p8fs_core::validate::{MAX_DIMENSION, MAX_FILTER_CLAUSES, MAX_PATH_BYTES};
 use p8fs_core::vector::{SearchHit, VectorRecord, require_collection, search, upsert};
 use p8fs_core::{
     CollectionName, CollectionSpec, Error, Filter, JsonObject, Limit, Metric, RecordId, Resource,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Ref,
+    SchemaFormat, Type,
+};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::RestState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use crate::kv::{limit, ttl};
+use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
+use crate::kv::{DOT_PATH_PATTERN, limit, ttl};
+use crate::schema::{AnyJson, AnyJsonObject};
+use crate::{RestState, integer};
+
+/// The description of a record id path parameter.
+const ID_DESCRIPTION: &str = "The record id, percent-encoded: 1..=256 bytes of UTF-8 without \
+    U+0000 (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
 
 /// A collection.
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,9 +54,11 @@ pub struct CollectionList {
 /// Creates a collection.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"dimension": 3, "metric": "cosine"}))]
 pub struct CreateCollection {
     /// Vector dimension, 1..=4096.
     #[schema(minimum = 1, maximum = 4096)]
+    #[serde(deserialize_with = "integer::required_u64")]
     pub dimension: u64,
     /// `cosine`, `l2` or `dot`.
     #[schema(pattern = "^(cosine|l2|dot)$")]
@@ -50,15 +68,55 @@ pub struct CreateCollection {
 /// A record to store.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"vector": [0.1, 0.2, 0.3], "metadata": {"lang": "en"}}))]
 pub struct PutVector {
-    /// Exactly the collection's dimension, finite; not all zero in cosine collections.
-    pub vector: Vec<f32>,
-    /// A JSON object, at most 64 KiB.
+    #[schema(schema_with = vector_schema)]
+    pub vector: Vec<f64>,
+    /// A JSON object, at most 64 KiB serialized.
     #[serde(default)]
+    #[schema(value_type = Option<AnyJsonObject>)]
     pub metadata: Option<Map<String, Value>>,
     /// Time to live in milliseconds (1 ..= 100 years); absent means permanent.
     #[schema(minimum = 1, maximum = 3155760000000_i64)]
+    #[serde(default, deserialize_with = "integer::optional_i64")]
     pub ttl_ms: Option<i64>,
+}
+
+/// The schema of a vector: what can be checked without the collection.
+fn vector_schema() -> Array {
+    let component = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Float)))
+        .minimum(Some(-f64::from(f32::MAX)))
+        .maximum(Some(f64::from(f32::MAX)));
+    ArrayBuilder::new()
+        .items(component)
+        .min_items(Some(1))
+        .max_items(Some(MAX_DIMENSION as usize))
+        .description(Some(
+            "Exactly the collection's dimension (1..=4096) of finite 32-bit floats; not all zero \
+             in a cosine collection. A vector of another length is a 400 naming the field.",
+        ))
+        .build()
+}
+
+/// Reads a vector's components as 32-bit floats, naming the first one out of range.
+fn components(field: &str, values: Vec<f64>) -> Result<Vec<f32>, Error> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            if value.abs() <= f64::from(f32::MAX) {
+                // In range, so the cast only rounds.
+                Ok(value as f32)
+            } else {
+                Err(Error::invalid(
+                    format!("{field}[{i}]"),
+                    "is outside the range of a 32-bit float",
+                ))
+            }
+        })
+        .collect()
 }
 
 /// A stored record.
@@ -83,7 +141,13 @@ pub struct VectorItemPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")]
+    /// Only records after this id (the previous page's `next`): 1..=256 bytes of UTF-8.
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        format = "utf8-max-256-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub start_after: Option<String>,
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -93,15 +157,40 @@ pub struct ListParams {
 /// An exact k-nearest search.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": [0.1, 0.2, 0.3], "k": 5, "filter": {"lang": "en"}}))]
 pub struct SearchRequest {
-    /// The query vector: the collection's dimension, finite; not all zero in cosine collections.
-    pub query: Vec<f32>,
+    #[schema(schema_with = vector_schema)]
+    pub query: Vec<f64>,
     /// How many results, 1..=1000 (default 10).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "integer::optional_u64")]
     pub k: Option<u64>,
-    /// Metadata equalities that must all hold: `{"dot.path": value}`.
     #[serde(default)]
+    #[schema(schema_with = filter_schema)]
     pub filter: BTreeMap<String, Value>,
+}
+
+/// The schema of a metadata filter.
+fn filter_schema() -> Object {
+    let path = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_PATH_BYTES))
+        .format(Some(SchemaFormat::Custom("utf8-max-256-bytes".to_owned())))
+        .pattern(Some(DOT_PATH_PATTERN));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(path))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
+            Ref::from_schema_name(AnyJson::name()),
+        ))))
+        .max_properties(Some(MAX_FILTER_CLAUSES))
+        .description(Some(
+            "Metadata equalities that must all hold, `{\"dot.path\": value}`: at most 16, each \
+             path 1..=256 bytes of UTF-8 with no empty segment (`maxLength` counts characters; \
+             multi-byte characters reach the byte limit sooner).",
+        ))
+        .build()
 }
 
 /// One result.
@@ -165,11 +254,17 @@ pub(crate) async fn list_collections(
 
 /// Creates a collection; idempotent for an identical spec.
 #[utoipa::path(put, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs")),
     request_body = CreateCollection,
     responses(
-        (status = 200, description = "An identical collection exists", body = Collection),
-        (status = 201, description = "Created", body = Collection),
+        (status = 200, description = "An identical collection exists", body = Collection, links(
+            ("PutRecord" = (operation_id = "put_vector", parameters(("name" = "$response.body#/name")))),
+            ("Search" = (operation_id = "search_vectors", parameters(("name" = "$response.body#/name")))),
+        )),
+        (status = 201, description = "Created", body = Collection, links(
+            ("PutRecord" = (operation_id = "put_vector", parameters(("name" = "$response.body#/name")))),
+            ("Search" = (operation_id = "search_vectors", parameters(("name" = "$response.body#/name")))),
+        )),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope vectors:write", body = Problem, content_type = "application/problem+json"),
@@ -180,7 +275,7 @@ pub(crate) async fn create_collection(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath(name): ApiPath<String>,
-    ApiJson(request): ApiJson<CreateCollection>,
+    ApiObject(request): ApiObject<CreateCollection>,
 ) -> Result<(StatusCode, Json<Collection>), ApiError> {
     caller.require(Scope::VectorsWrite)?;
     let spec = CollectionSpec::new(name, request.dimension, Metric::parse(&request.metric)?)?;
@@ -198,7 +293,7 @@ pub(crate) async fn create_collection(
 
 /// Reads a collection's spec.
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs")),
     responses(
         (status = 200, description = "The collection", body = Collection),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -220,7 +315,7 @@ pub(crate) async fn get_collection(
 
 /// Drops a collection and its records.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs")),
     responses(
         (status = 204, description = "Dropped"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -245,11 +340,14 @@ pub(crate) async fn drop_collection(
 
 /// Stores a record (upsert).
 #[utoipa::path(put, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, description = "1..=256 bytes, percent-encoded", min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs"), ("id" = String, Path, description = ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "r1")),
     request_body = PutVector,
     responses(
-        (status = 204, description = "Stored"),
-        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 204, description = "Stored", links(
+            ("GetRecord" = (operation_id = "get_vector", parameters(("name" = "$request.path.name"), ("id" = "$request.path.id")))),
+            ("DeleteRecord" = (operation_id = "delete_vector", parameters(("name" = "$request.path.name"), ("id" = "$request.path.id")))),
+        )),
+        (status = 400, description = "Bad input, including a vector whose length is not the collection's dimension or a zero vector in a cosine collection: these depend on the stored collection, which the schema cannot know", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope vectors:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
@@ -259,19 +357,20 @@ pub(crate) async fn put_vector(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath((name, id)): ApiPath<(String, String)>,
-    ApiJson(request): ApiJson<PutVector>,
+    ApiObject(request): ApiObject<PutVector>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::VectorsWrite)?;
     let name = CollectionName::new(name)?;
     let id = RecordId::new(id)?;
     let metadata = JsonObject::from_map("metadata", request.metadata.unwrap_or_default())?;
     let ttl = ttl(request.ttl_ms)?;
+    let vector = components("vector", request.vector)?;
     upsert(
         state.backend.as_ref(),
         &caller.tenant,
         &name,
         &id,
-        request.vector,
+        vector,
         &metadata,
         ttl,
     )
@@ -281,7 +380,7 @@ pub(crate) async fn put_vector(
 
 /// Reads a record.
 #[utoipa::path(get, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs"), ("id" = String, Path, description = ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "r1")),
     responses(
         (status = 200, description = "The record", body = VectorItem),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -308,7 +407,7 @@ pub(crate) async fn get_vector(
 
 /// Deletes a record.
 #[utoipa::path(delete, path = "/v1/collections/{name}/records/{id}", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("id" = String, Path, min_length = 1, max_length = 64, pattern = "^[^\\u0000]+$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs"), ("id" = String, Path, description = ID_DESCRIPTION, min_length = 1, max_length = 256, format = "utf8-max-256-bytes", pattern = "^[^\\u0000]+$", example = "r1")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -338,7 +437,7 @@ pub(crate) async fn delete_vector(
 
 /// Lists records in id order.
 #[utoipa::path(get, path = "/v1/collections/{name}/records", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ListParams),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs"), ListParams),
     responses(
         (status = 200, description = "A page of records", body = VectorItemPage),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -369,11 +468,11 @@ pub(crate) async fn list_vectors(
 
 /// Exact k-nearest search with an optional metadata filter.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "vectors",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs")),
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Nearest first", body = SearchResults),
-        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad input, including a query whose length is not the collection's dimension or a zero query in a cosine collection: these depend on the stored collection, which the schema cannot know", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope vectors:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
@@ -383,17 +482,18 @@ pub(crate) async fn search_vectors(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiPath(name): ApiPath<String>,
-    ApiJson(request): ApiJson<SearchRequest>,
+    ApiObject(request): ApiObject<SearchRequest>,
 ) -> Result<Json<SearchResults>, ApiError> {
     caller.require(Scope::VectorsRead)?;
     let name = CollectionName::new(name)?;
     let k = Limit::top_k(request.k.unwrap_or(10))?;
     let filter = Filter::new(request.filter)?;
+    let query = components("query", request.query)?;
     let hits = search(
         state.backend.as_ref(),
         &caller.tenant,
         &name,
-        request.query,
+        query,
         k,
         &filter,
     )
@@ -401,4 +501,23 @@ pub(crate) async fn search_vectors(
     Ok(Json(SearchResults {
         hits: hits.into_iter().map(hit).collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_32_bit_floats_in_range() {
+        let max = f64::from(f32::MAX);
+        assert_eq!(
+            components("vector", vec![0.5, -max, max, 1e-50]).unwrap(),
+            vec![0.5, f32::MIN, f32::MAX, 0.0]
+        );
+        // The next double past the largest float is out of range, although it rounds to it.
+        let error = components("query", vec![1.0, max.next_up()]).unwrap_err();
+        assert_eq!(error.field(), Some("query[1]"));
+        let error = components("vector", vec![-1e300]).unwrap_err();
+        assert_eq!(error.field(), Some("vector[0]"));
+    }
 }
