@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer};
-use p8fs_auth::{Issuer, KeyRing, ScopeSet, Verifier};
+use p8fs_auth::{Issuer, KeyRing, ScopeSet};
 use p8fs_core::{Clock, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -88,19 +88,14 @@ enum AdminReply {
 /// over the store.
 pub struct Admin {
     keys: Arc<KeyRing>,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
     oauth: Option<Arc<OAuthServer>>,
 }
 
 impl Admin {
-    /// An executor over `keys` and, if given, the accounts and tokens of `oauth`.
-    pub fn new(
-        keys: Arc<KeyRing>,
-        config: &Config,
-        clock: Arc<dyn Clock>,
-        oauth: Option<Arc<OAuthServer>>,
-    ) -> Self {
-        let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
+    /// An executor over `keys` (signing with `issuer`) and, if given, the accounts and tokens
+    /// of `oauth`.
+    pub fn new(keys: Arc<KeyRing>, issuer: Arc<Issuer>, oauth: Option<Arc<OAuthServer>>) -> Self {
         Self {
             keys,
             issuer,
@@ -279,38 +274,15 @@ fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> 
             KeyRing::load_or_create(&server::keys_dir(config), clock.clone())
                 .map_err(|e| format!("signing keys: {e}"))?,
         );
-        let oauth = if request.needs_store() {
+        let admin = if request.needs_store() {
             let backend = crate::backend::open(config, clock.clone()).await?;
-            let verifier = Arc::new(Verifier::new(
-                keys.clone(),
-                server::token_config(config),
-                clock.clone(),
-                backend.clone(),
-            ));
-            let issuer = Arc::new(Issuer::new(
-                keys.clone(),
-                server::token_config(config),
-                clock.clone(),
-            ));
-            let oauth = OAuthServer::new(
-                backend,
-                issuer,
-                verifier,
-                clock.clone(),
-                server::oauth_config(config),
-            );
-            oauth
-                .accounts()
-                .ensure_builtin_clients()
-                .await
-                .map_err(|e| e.to_string())?;
-            Some(Arc::new(oauth))
+            let auth = server::auth(config, backend, &keys, clock).await?;
+            Admin::new(keys, auth.issuer, Some(auth.oauth))
         } else {
-            None
+            let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
+            Admin::new(keys, Arc::new(issuer), None)
         };
-        Admin::new(keys, config, clock, oauth)
-            .execute(request)
-            .await
+        admin.execute(request).await
     })
 }
 

@@ -75,14 +75,43 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         KeyRing::load_or_create(&keys_dir(config), clock.clone())
             .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
     );
-    let revocations: Arc<dyn KvStore> = backend.clone();
+    let auth = auth(config, backend.clone(), &keys, clock).await?;
+    let admin = Arc::new(Admin::new(
+        keys.clone(),
+        auth.issuer,
+        Some(auth.oauth.clone()),
+    ));
+    Ok(Services {
+        backend,
+        keys,
+        verifier: auth.verifier,
+        oauth: auth.oauth,
+        admin,
+    })
+}
+
+/// The token side of a server over one store.
+pub struct Auth {
+    pub verifier: Arc<Verifier>,
+    pub issuer: Arc<Issuer>,
+    pub oauth: Arc<OAuthServer>,
+}
+
+/// The verifier (revocations in `store`), the issuer and the OAuth server over `store`, with
+/// the built-in OAuth clients created. Shared by `p8fs serve` and admin commands run without a
+/// server.
+pub async fn auth(
+    config: &Config,
+    store: Arc<dyn KvStore>,
+    keys: &Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+) -> Result<Auth, String> {
     let verifier = Arc::new(Verifier::new(
         keys.clone(),
         token_config(config),
         clock.clone(),
-        revocations,
+        store.clone(),
     ));
-    let store: Arc<dyn KvStore> = backend.clone();
     let issuer = Arc::new(Issuer::new(
         keys.clone(),
         token_config(config),
@@ -90,9 +119,9 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
     ));
     let oauth = Arc::new(OAuthServer::new(
         store,
-        issuer,
+        issuer.clone(),
         verifier.clone(),
-        clock.clone(),
+        clock,
         oauth_config(config),
     ));
     oauth
@@ -100,13 +129,10 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         .ensure_builtin_clients()
         .await
         .map_err(|e| format!("cannot create the built-in OAuth clients: {e}"))?;
-    let admin = Arc::new(Admin::new(keys.clone(), config, clock, Some(oauth.clone())));
-    Ok(Services {
-        backend,
-        keys,
+    Ok(Auth {
         verifier,
+        issuer,
         oauth,
-        admin,
     })
 }
 
