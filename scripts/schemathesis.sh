@@ -6,14 +6,16 @@
 # error schemathesis reports.
 #
 # Needs the binary (`cargo build --release --workspace --bins`) and schemathesis from
-# scripts/install-deps.sh. Environment: CARGO_TARGET_DIR (where the binary is),
+# scripts/install-deps.sh. Environment: CARGO_TARGET_DIR (where the binary is; cargo's own
+# default, ./target, when unset),
 # P8FS_ST_MAX_EXAMPLES (default 20), P8FS_ST_SEED (default: a new seed, printed by schemathesis
 # so a failure can be replayed with it), P8FS_TOOLS_DIR (where install-deps.sh put schemathesis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 
-binary="${CARGO_TARGET_DIR:-/var/tmp/p8fs-target}/release/p8fs"
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+binary="$target_dir/release/p8fs"
 st_venv="${P8FS_TOOLS_DIR:-/var/tmp/p8fs-tools}/schemathesis"
 max_examples="${P8FS_ST_MAX_EXAMPLES:-20}"
 seed="${P8FS_ST_SEED:-}"

@@ -3,9 +3,13 @@
 # compiled once), runs every test of the workspace with nextest, fails unless each backend's
 # conformance suite actually executed, then runs schemathesis against the REST API
 # (scripts/schemathesis.sh).
+#
+# It builds where `cargo run --release --bin p8fs` builds (cargo's target directory: ./target, or
+# CARGO_TARGET_DIR when set) with the same features, so the README's run command and this one
+# share one build; scripts/check-one-build.py fails if a dependency would be compiled twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/p8fs-target}"
+python3 scripts/check-one-build.py
 
 # Suites that must have run, each with tests named `<suite>::...`: every backend's conformance
 # suite, and the OAuth flows in a real browser and with the Python clients
