@@ -41,3 +41,103 @@ pub const REGISTRATIONS_PER_WINDOW: u64 = 100;
 pub(crate) const MAX_DEVICE_KEYS_PER_USER: usize = 32;
 /// Most access tokens a refresh family remembers for revocation.
 pub(crate) const MAX_FAMILY_ACCESS_TOKENS: usize = 32;
+
+/// Where a request came from, as the key of per-address rate limits.
+///
+/// The address is the peer of the TCP connection, from axum's `ConnectInfo<SocketAddr>` (the
+/// server must be served with `into_make_service_with_connect_info::<SocketAddr>()`). It is not
+/// read from `Forwarded` or `X-Forwarded-For`, which any caller can forge: behind a reverse
+/// proxy every caller shares the proxy's bucket. IPv6 addresses count by their /64 prefix, the
+/// block one subscriber usually gets, so a caller cannot escape the limit by rotating addresses
+/// inside it; IPv4-mapped IPv6 addresses count as the IPv4 address. A request without
+/// `ConnectInfo` (a router driven in-process) falls into one shared bucket,
+/// [`ClientAddress::Unknown`], and never panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ClientAddress {
+    /// An IPv4 address, or the network address of an IPv6 /64.
+    Known(std::net::IpAddr),
+    /// No connection information: every such request shares this one bucket.
+    Unknown,
+}
+
+impl ClientAddress {
+    /// The address of the peer that sent the request with these extensions.
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Self {
+        use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+        let Some(axum::extract::ConnectInfo(peer)) =
+            extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        else {
+            return Self::Unknown;
+        };
+        match peer.ip().to_canonical() {
+            IpAddr::V4(v4) => Self::Known(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Self::Known(IpAddr::V6(Ipv6Addr::from(prefix)))
+            }
+        }
+    }
+
+    /// The bucket's name in rate-limit keys: `ip/<address>` (`ip/<prefix>::` for IPv6) or
+    /// `ip/unknown`.
+    pub(crate) fn bucket(&self) -> String {
+        match self {
+            Self::Known(ip) => format!("ip/{ip}"),
+            Self::Unknown => "ip/unknown".to_owned(),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use axum::extract::ConnectInfo;
+    use axum::http::Extensions;
+
+    use super::ClientAddress;
+
+    fn from(peer: &str) -> ClientAddress {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        ClientAddress::of(&extensions)
+    }
+
+    #[test]
+    fn addresses_bucket_by_ipv4_address_and_ipv6_prefix() {
+        assert_eq!(from("192.0.2.7:443").bucket(), "ip/192.0.2.7");
+        assert_eq!(from("[::ffff:192.0.2.7]:443").bucket(), "ip/192.0.2.7");
+        assert_eq!(
+            from("[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:1").bucket(),
+            "ip/2001:db8:1:2::"
+        );
+        assert_eq!(
+            from("[2001:db8:1:2::1]:1"),
+            from("[2001:db8:1:2:ffff::9]:2"),
+            "one /64 is one bucket"
+        );
+        assert_ne!(from("[2001:db8:1:2::1]:1"), from("[2001:db8:1:3::1]:1"));
+        assert_eq!(
+            from("10.0.0.1:1"),
+            ClientAddress::Known(IpAddr::from([10, 0, 0, 1]))
+        );
+    }
+
+    #[test]
+    fn a_request_without_connection_information_shares_one_bucket() {
+        let address = ClientAddress::of(&Extensions::new());
+        assert_eq!(address, ClientAddress::Unknown);
+        assert_eq!(address.bucket(), "ip/unknown");
+    }
+}

@@ -84,7 +84,10 @@ impl Harness {
             .add_user(&tenant("acme"), "alice", PASSWORD)
             .await
             .unwrap();
-        let app = router(server.clone());
+        // Served as the gateway serves it, with the peer address, so per-address limits see
+        // each client's own address (clients may bind 127.0.0.x, all loopback on Linux).
+        let app = router(server.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
