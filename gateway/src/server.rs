@@ -1,6 +1,7 @@
 //! `p8fs serve`: assembles the front-ends over the configured backend and serves them until
 //! SIGTERM or SIGINT, finishing requests in flight.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,7 +230,8 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
         config.data_dir.display(),
         config.issuer(),
     );
-    axum::serve(listener, app(&services, &config))
+    let app = app(&services, &config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;

@@ -33,7 +33,13 @@ async fn round_trip(provider: &str, url_variable: &str) {
     let app = server::app(&services, &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
 
     let tenant = TenantId::new(format!("gw-{}", std::process::id())).unwrap();
     let token = Issuer::new(services.keys.clone(), server::token_config(&config), clock)
