@@ -18,7 +18,7 @@ use p8fs_auth::oauth::NewClient;
 use p8fs_core::{Clock, SystemClock};
 
 use crate::admin::{self, AdminRequest};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Overrides, StorageConfig};
 use crate::server;
 
 /// p8fs: the memory-vault gateway.
@@ -226,6 +226,9 @@ fn run(cli: Cli) -> Result<(), String> {
         data_dir: cli.common.data_dir.clone(),
     };
     let config = Config::load(cli.common.config.as_deref(), std::env::vars(), &overrides)?;
+    if uses_data_dir(&command, &config) {
+        server::private_data_dir(&config)?;
+    }
     match command {
         Command::Serve => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -283,6 +286,20 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::User(command) => user(&config, command),
         Command::Client(command) => client(&config, command),
+    }
+}
+
+/// Whether `command` opens the data directory (keys, admin socket, RocksDB store), which must
+/// then be owner-only.
+fn uses_data_dir(command: &Command, config: &Config) -> bool {
+    match command {
+        Command::Config(_) | Command::Login(_) | Command::Logout(_) => false,
+        Command::Migrate => matches!(config.storage, StorageConfig::Rocksdb { .. }),
+        Command::Serve
+        | Command::Token(_)
+        | Command::Keys(_)
+        | Command::User(_)
+        | Command::Client(_) => true,
     }
 }
 

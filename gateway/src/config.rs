@@ -36,6 +36,9 @@ pub struct Config {
     /// The OAuth 2.1 authorization server.
     #[serde(default)]
     pub oauth: OAuthSection,
+    /// Where and to whom `/metrics` is served.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// Which backend stores the data; `provider` picks the variant.
@@ -92,19 +95,41 @@ impl Default for AuthConfig {
     }
 }
 
-/// Request limits.
+/// Request and connection limits (`[limits]`). A request goes through three bounded phases:
+/// its head arrives within `header_read_timeout`, its body within `body_read_timeout` (read in
+/// full before the request takes one of the `concurrency` slots, so a slow body never holds
+/// one), then it waits for a slot and is handled within `request_timeout`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest request body, in bytes.
     #[serde(default = "default_body_bytes")]
     pub body_bytes: usize,
-    /// Most requests served at once; more wait.
+    /// Most requests handled at once; more wait (within `request_timeout`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Longest a request may take before it gets 408.
+    /// Longest a request may wait for a slot and be handled before it gets 408.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest the request head (request line and headers) may take to arrive, counted from
+    /// when the connection is ready for it (opened, or the previous response written); then
+    /// the connection is closed. Since the clock runs while a keep-alive connection waits for
+    /// its next request, this also bounds idle connections.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest the whole request body may take to arrive before the request gets 408.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long (keep-alive); at
+    /// most `header_read_timeout`, which bounds idle connections too.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most open connections; more are closed as soon as they are accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most open connections from one client IP address; more are closed when accepted.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
 }
 
 impl Default for LimitsConfig {
@@ -113,7 +138,33 @@ impl Default for LimitsConfig {
             body_bytes: default_body_bytes(),
             concurrency: default_concurrency(),
             request_timeout: default_request_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
         }
+    }
+}
+
+/// Where and to whom `/metrics` is served (`[metrics]`). By default it is served on the main
+/// listener only when that listener is a loopback address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address instead of the main listener (which then has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <access token>` with the `admin` scope on `/metrics`.
+    #[serde(default)]
+    pub require_admin_token: bool,
+}
+
+impl MetricsConfig {
+    /// Whether the main listener at `listen` serves `/metrics`: not when it has its own
+    /// address; otherwise only on a loopback address, unless a token is required.
+    pub fn on_main_listener(&self, listen: SocketAddr) -> bool {
+        self.listen.is_none() && (listen.ip().is_loopback() || self.require_admin_token)
     }
 }
 
@@ -247,6 +298,21 @@ fn default_concurrency() -> usize {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    2048
+}
+fn default_max_connections_per_address() -> usize {
+    128
+}
 fn default_log_format() -> LogFormat {
     LogFormat::Text
 }
@@ -281,6 +347,15 @@ impl Serialize for Secret {
     }
 }
 
+/// Shortest `limits.*_timeout`.
+pub const MIN_LIMIT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Longest `limits.*_timeout`.
+pub const MAX_LIMIT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Largest `limits.body_bytes` (1 GiB).
+pub const MAX_BODY_BYTES: usize = 1 << 30;
+/// Largest `limits.concurrency` and `limits.max_connections`.
+pub const MAX_COUNT_LIMIT: usize = 1_000_000;
+
 /// Environment variables that override file keys.
 const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_LISTEN", &["listen"]),
@@ -295,6 +370,11 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ),
     ("P8FS_LOG_FORMAT", &["log", "format"]),
     ("P8FS_LOG_LEVEL", &["log", "level"]),
+    ("P8FS_METRICS_LISTEN", &["metrics", "listen"]),
+    (
+        "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
+        &["metrics", "require_admin_token"],
+    ),
 ];
 
 /// Prefixes of variables that belong to tests and benchmarks, not to the server.
@@ -356,14 +436,57 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.limits.body_bytes < 1024 {
-            return Err("limits.body_bytes: must be at least 1024".into());
+        if self.limits.body_bytes < 1024 || self.limits.body_bytes > MAX_BODY_BYTES {
+            return Err(format!(
+                "limits.body_bytes: must be between 1024 and {MAX_BODY_BYTES}"
+            ));
         }
-        if self.limits.concurrency == 0 {
-            return Err("limits.concurrency: must be at least 1".into());
+        if self.limits.concurrency == 0 || self.limits.concurrency > MAX_COUNT_LIMIT {
+            return Err(format!(
+                "limits.concurrency: must be between 1 and {MAX_COUNT_LIMIT}"
+            ));
         }
-        if self.limits.request_timeout.is_zero() {
-            return Err("limits.request_timeout: must be greater than 0".into());
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.request_timeout", limits.request_timeout),
+            ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.body_read_timeout", limits.body_read_timeout),
+            ("limits.idle_timeout", limits.idle_timeout),
+        ] {
+            if value < MIN_LIMIT_TIMEOUT || value > MAX_LIMIT_TIMEOUT {
+                return Err(format!(
+                    "{key}: must be between {} and {}",
+                    humantime::format_duration(MIN_LIMIT_TIMEOUT),
+                    humantime::format_duration(MAX_LIMIT_TIMEOUT)
+                ));
+            }
+        }
+        if limits.idle_timeout > limits.header_read_timeout {
+            return Err(
+                "limits.idle_timeout: must be at most limits.header_read_timeout (whose clock \
+                 also runs on idle connections)"
+                    .into(),
+            );
+        }
+        if limits.max_connections == 0 || limits.max_connections > MAX_COUNT_LIMIT {
+            return Err(format!(
+                "limits.max_connections: must be between 1 and {MAX_COUNT_LIMIT}"
+            ));
+        }
+        if limits.max_connections_per_address == 0
+            || limits.max_connections_per_address > limits.max_connections
+        {
+            return Err(
+                "limits.max_connections_per_address: must be between 1 and limits.max_connections"
+                    .into(),
+            );
+        }
+        if self
+            .metrics
+            .listen
+            .is_some_and(|metrics| metrics == self.listen && metrics.port() != 0)
+        {
+            return Err("metrics.listen: must differ from listen".into());
         }
         if let Some(issuer) = &self.auth.issuer {
             let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
@@ -510,6 +633,66 @@ mod tests {
                 "{variable}"
             );
         }
+    }
+
+    #[test]
+    fn connection_limits_are_validated_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p8fs.toml");
+        for (text, key) in [
+            ("header_read_timeout = \"0s\"", "limits.header_read_timeout"),
+            ("body_read_timeout = \"2h\"", "limits.body_read_timeout"),
+            ("idle_timeout = \"50ms\"", "limits.idle_timeout"),
+            (
+                "header_read_timeout = \"5s\"\nidle_timeout = \"6s\"",
+                "limits.idle_timeout",
+            ),
+            ("max_connections = 0", "limits.max_connections"),
+            (
+                "max_connections = 10\nmax_connections_per_address = 11",
+                "limits.max_connections_per_address",
+            ),
+            ("concurrency = 2000000", "limits.concurrency"),
+            ("body_bytes = 2000000000", "limits.body_bytes"),
+        ] {
+            std::fs::write(&file, format!("[limits]\n{text}\n")).unwrap();
+            let error = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(config.limits.idle_timeout <= config.limits.header_read_timeout);
+        assert!(config.limits.max_connections_per_address <= config.limits.max_connections);
+    }
+
+    #[test]
+    fn metrics_stay_off_a_public_listener_unless_configured() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let ipv6_loopback: SocketAddr = "[::1]:8080".parse().unwrap();
+        let open = MetricsConfig::default();
+        assert!(open.on_main_listener(loopback));
+        assert!(open.on_main_listener(ipv6_loopback));
+        assert!(!open.on_main_listener(public));
+        let token = MetricsConfig {
+            require_admin_token: true,
+            ..MetricsConfig::default()
+        };
+        assert!(token.on_main_listener(public));
+        let separate = MetricsConfig {
+            listen: Some(loopback),
+            require_admin_token: false,
+        };
+        assert!(!separate.on_main_listener(loopback));
+        let error = Config::load(
+            None,
+            env(&[
+                ("P8FS_LISTEN", "127.0.0.1:9000"),
+                ("P8FS_METRICS_LISTEN", "127.0.0.1:9000"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.contains("metrics.listen"), "{error}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! p8fs-gateway: the `p8fs` binary's library. Configuration ([`config`]), the one place a backend
-//! is chosen ([`backend`]), server assembly ([`server`]), metrics ([`metrics`], [`metered`]),
+//! is chosen ([`backend`]), server assembly ([`server`]), the accept loop and its limits on
+//! slow and numerous clients ([`connections`]), metrics ([`metrics`], [`metered`]),
 //! admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
 //! and the command line ([`cli`]).
 //!
@@ -10,6 +11,7 @@ pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod login;
 pub mod metered;
 pub mod metrics;

@@ -1,13 +1,22 @@
 //! Prometheus metrics: requests by route, method and status, and request latency histograms,
 //! rendered in the text format at `/metrics`.
+//!
+//! Where `/metrics` is served is configuration (`[metrics]`): on the main listener when it is a
+//! loopback address (the default), on its own `metrics.listen` address, and with
+//! `metrics.require_admin_token` only to an access token with the `admin` scope, checked by the
+//! same verifier as every other route.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use p8fs_auth::{Scope, Verifier};
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -53,4 +62,51 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The `/metrics` route; with a verifier, only for an access token with the `admin` scope.
+pub fn router(admin_token: Option<Arc<Verifier>>) -> Router {
+    let route = get(render);
+    let route = match admin_token {
+        Some(verifier) => route.layer(axum::middleware::from_fn_with_state(
+            verifier,
+            require_admin,
+        )),
+        None => route,
+    };
+    Router::new().route("/metrics", route)
+}
+
+/// 401 without a valid bearer access token, 403 without the `admin` scope.
+async fn require_admin(
+    State(verifier): State<Arc<Verifier>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(token) = token else {
+        return challenge(StatusCode::UNAUTHORIZED, "Bearer");
+    };
+    match verifier.verify(token).await {
+        Ok(principal) if principal.scopes.contains(Scope::Admin) => next.run(request).await,
+        Ok(_) => challenge(
+            StatusCode::FORBIDDEN,
+            "Bearer error=\"insufficient_scope\", scope=\"admin\"",
+        ),
+        Err(_) => challenge(StatusCode::UNAUTHORIZED, "Bearer error=\"invalid_token\""),
+    }
+}
+
+fn challenge(status: StatusCode, value: &'static str) -> Response {
+    (
+        status,
+        [(header::WWW_AUTHENTICATE, HeaderValue::from_static(value))],
+    )
+        .into_response()
 }

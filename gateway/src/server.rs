@@ -1,12 +1,11 @@
 //! `p8fs serve`: assembles the front-ends over the configured backend and serves them until
 //! SIGTERM or SIGINT, finishing requests in flight.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,13 +13,12 @@ use p8fs_auth::oauth::{OAuthConfig, OAuthServer};
 use p8fs_auth::{Issuer, KeyRing, TokenConfig, Verifier};
 use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
 use p8fs_rest::RestState;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, LogFormat};
+use crate::connections::{self, RequestLimits};
 use crate::metered::Metered;
 
 /// The tenant `/readyz` reads from; reserved for the server itself.
@@ -34,6 +32,32 @@ pub struct Services {
     pub verifier: Arc<Verifier>,
     pub oauth: Arc<OAuthServer>,
     pub admin: Arc<Admin>,
+}
+
+/// Creates the data directory owner-only (0700) if it does not exist, and refuses one that
+/// group or others can access: it holds the signing keys, the store and the admin socket.
+pub fn private_data_dir(config: &Config) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &config.data_dir;
+    match std::fs::metadata(dir) {
+        Ok(metadata) if !metadata.is_dir() => {
+            Err(format!("data_dir {} is not a directory", dir.display()))
+        }
+        Ok(metadata) if metadata.permissions().mode() & 0o077 != 0 => Err(format!(
+            "data_dir {} is accessible by group or others (mode {:o}); it holds signing keys \
+             and the store, so make it owner-only: chmod 700 {}",
+            dir.display(),
+            metadata.permissions().mode() & 0o777,
+            dir.display()
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create data_dir {}: {e}", dir.display())),
+        Err(e) => Err(format!("cannot read data_dir {}: {e}", dir.display())),
+    }
 }
 
 /// The signing-key directory inside the data directory.
@@ -67,8 +91,7 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
 
 /// Opens the backend, the signing keys and the OAuth server (creating its built-in clients).
 pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    private_data_dir(config)?;
     let backend: Arc<dyn Backend> = Arc::new(Metered::new(
         crate::backend::open(config, clock.clone()).await?,
     ));
@@ -137,16 +160,20 @@ pub async fn auth(
     })
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application of the main listener. `/metrics` is part of it only as
+/// [`crate::config::MetricsConfig::on_main_listener`] says.
 pub fn app(services: &Services, config: &Config) -> Router {
     let rest = p8fs_rest::router(RestState {
         backend: services.backend.clone(),
         verifier: services.verifier.clone(),
     });
     crate::metrics::handle();
-    Router::new()
+    let mut router = Router::new();
+    if config.metrics.on_main_listener(config.listen) {
+        router = router.merge(metrics_router(services, config));
+    }
+    let router = router
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(crate::metrics::render))
         .route("/readyz", get(ready).with_state(services.backend.clone()))
         .route(
             "/.well-known/jwks.json",
@@ -156,16 +183,65 @@ pub fn app(services: &Services, config: &Config) -> Router {
         )
         .merge(rest)
         .merge(p8fs_auth::oauth::router(services.oauth.clone()))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track));
+    with_limits(router, config)
+}
+
+/// `/metrics`, behind the admin-token check when `metrics.require_admin_token` is set.
+fn metrics_router(services: &Services, config: &Config) -> Router {
+    crate::metrics::router(
+        config
+            .metrics
+            .require_admin_token
+            .then(|| services.verifier.clone()),
+    )
+}
+
+/// The layers every listener has, outermost first: a request id, the request span (query
+/// redacted), then [`connections::limit_request`] (body deadline, then concurrency slot and
+/// handling timeout) around the body-size limit the extractors apply.
+fn with_limits(router: Router, config: &Config) -> Router {
+    let limits = Arc::new(RequestLimits::new(&config.limits));
+    router
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.limits.request_timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            connections::limit_request,
         ))
-        .layer(GlobalConcurrencyLimitLayer::new(config.limits.concurrency))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of one request: method, path and the names of the query parameters, never their
+/// values (a `code`, `user_code`, token or secret can travel in a query string).
+fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        query = %RedactedQuery(request.uri().query()),
+        version = ?request.version(),
+    )
+}
+
+/// A query string shown as `name=<redacted>&...`; a part without `=` is `<redacted>` too.
+struct RedactedQuery<'a>(Option<&'a str>);
+
+impl std::fmt::Display for RedactedQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(query) = self.0 else {
+            return Ok(());
+        };
+        for (index, part) in query.split('&').enumerate() {
+            f.write_str(if index == 0 { "?" } else { "&" })?;
+            match part.split_once('=') {
+                Some((name, _)) => write!(f, "{name}=<redacted>")?,
+                None => f.write_str("<redacted>")?,
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn ready(State(backend): State<Arc<dyn Backend>>) -> impl IntoResponse {
@@ -204,6 +280,7 @@ pub fn init_logging(config: &Config) {
 /// Runs the server until a shutdown signal.
 pub async fn serve(mut config: Config) -> Result<(), String> {
     init_logging(&config);
+    connections::raise_open_file_limit(&config.limits);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -215,6 +292,31 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let services = services(&config, clock).await?;
     admin::listen(&config, services.admin.clone()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let metrics_server = match config.metrics.listen {
+        Some(metrics_address) => {
+            let listener = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_address} (metrics.listen): {e}"))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+            eprintln!("p8fs metrics on http://{bound}/metrics");
+            let app = with_limits(metrics_router(&services, &config), &config);
+            let limits = config.limits.clone();
+            let shutdown = until_stopped();
+            Some(tokio::spawn(async move {
+                connections::serve(listener, app, &limits, shutdown).await;
+            }))
+        }
+        None => None,
+    };
     spawn_reaper(services.backend.clone(), config.maintenance.purge_interval);
     spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
@@ -230,11 +332,20 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
         config.data_dir.display(),
         config.issuer(),
     );
-    let app = app(&services, &config).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    connections::serve(
+        listener,
+        app(&services, &config),
+        &config.limits,
+        until_stopped(),
+    )
+    .await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     admin::remove_socket(&config);
     tracing::info!("p8fs stopped");
     Ok(())

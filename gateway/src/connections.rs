@@ -1,0 +1,417 @@
+//! Serving HTTP/1.1 over TCP so that slow or numerous clients cannot exhaust the server.
+//!
+//! `axum::serve` offers no header-read timeout and no connection limits, so [`serve`] runs its
+//! own accept loop over hyper's HTTP/1 connection builder:
+//! - At most `limits.max_connections` open connections, and `limits.max_connections_per_address`
+//!   from one IP address; a connection over either limit is closed as soon as it is accepted
+//!   (counted in `http_connections_refused_total`).
+//! - hyper's `header_read_timeout`: a request head must arrive in full within
+//!   `limits.header_read_timeout` of the connection being ready for it, or the connection is
+//!   closed. The timer also runs while a keep-alive connection waits for its next request.
+//! - `limits.idle_timeout`: a connection with no request in progress (no request being read,
+//!   handled or answered) is closed after that long.
+//! - [`RequestLimits`] (a middleware on the router): the body is read in full within
+//!   `limits.body_read_timeout` *before* the request takes one of `limits.concurrency` slots,
+//!   then waiting for a slot and handling share `limits.request_timeout`; each is a 408.
+//! - Every request carries `ConnectInfo<SocketAddr>` (the TCP peer) in its extensions, for
+//!   per-address rate limits.
+//! - Shutdown stops accepting, lets requests in flight finish and closes idle connections.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::config::LimitsConfig;
+
+/// File descriptors kept for the store, its database connections, the admin socket and the
+/// metrics listener on top of `limits.max_connections` when the soft open-file limit is raised.
+pub const RESERVED_FILE_DESCRIPTORS: u64 = 512;
+
+/// How long the accept loop pauses after an accept error that is not the client's (out of
+/// file descriptors, out of memory), instead of spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight
+/// (each bounded by the limits) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let table = Arc::new(ConnectionTable::new(limits));
+    let idle_timeout = limits.idle_timeout;
+    // Every connection holds a receiver; `closed()` on the sender tells when all have ended.
+    let (stop, stopped) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match table.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                metrics::counter!("http_connections_refused_total", "limit" => limit).increment(1);
+                tracing::debug!(%peer, limit, "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(
+            stream,
+            peer,
+            app.clone(),
+            builder.clone(),
+            idle_timeout,
+            stopped.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    drop(stopped);
+    let _ = stop.send(());
+    // Requests in flight are bounded by the body, slot and handling timeouts.
+    let grace = limits.body_read_timeout + limits.request_timeout + limits.header_read_timeout;
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
+        tracing::warn!("connections still open at shutdown were dropped");
+    }
+}
+
+/// Logs an accept error; pauses when the process is out of resources.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    // The client gave up between SYN and accept: nothing to do.
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accepting a connection failed");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
+/// Serves one connection until it ends, the server stops, or it sits idle too long.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: http1::Builder,
+    idle_timeout: Duration,
+    mut stop: watch::Receiver<()>,
+    _slot: Slot,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            // In progress until the response body has been written (or dropped).
+            let busy = activity.begin();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request.map(Body::new)).await?;
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _in_progress = &busy;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(idle_timeout), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Whether a connection has a request in progress, and since when it has not.
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+struct ActivityState {
+    in_progress: usize,
+    idle_since: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                in_progress: 0,
+                idle_since: Instant::now(),
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Marks a request in progress until the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.state.lock().in_progress += 1;
+        self.changed.notify_waiters();
+        Busy(self.clone())
+    }
+
+    /// Completes once the connection has had no request in progress for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            // Created before the state is read, so no change in between is missed.
+            let changed = self.changed.notified();
+            let deadline = {
+                let state = self.state.lock();
+                (state.in_progress == 0).then(|| state.idle_since + limit)
+            };
+            match deadline {
+                Some(deadline) if deadline <= Instant::now() => return,
+                Some(deadline) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+}
+
+/// A request in progress on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.state.lock();
+            state.in_progress = state.in_progress.saturating_sub(1);
+            if state.in_progress == 0 {
+                state.idle_since = Instant::now();
+            }
+        }
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// Open connections, in total and per client address.
+struct ConnectionTable {
+    max_total: usize,
+    max_per_address: usize,
+    state: Mutex<TableState>,
+}
+
+#[derive(Default)]
+struct TableState {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl ConnectionTable {
+    fn new(limits: &LimitsConfig) -> Self {
+        Self {
+            max_total: limits.max_connections,
+            max_per_address: limits.max_connections_per_address,
+            state: Mutex::new(TableState::default()),
+        }
+    }
+
+    /// A slot for a connection from `address`, or the name of the limit that refuses it.
+    fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, &'static str> {
+        let address = address.to_canonical();
+        let mut state = self.state.lock();
+        if state.total >= self.max_total {
+            return Err("max_connections");
+        }
+        let count = state.per_address.get(&address).copied().unwrap_or(0);
+        if count >= self.max_per_address {
+            return Err("max_connections_per_address");
+        }
+        state.per_address.insert(address, count + 1);
+        state.total += 1;
+        metrics::gauge!("http_connections_open").set(state.total as f64);
+        Ok(Slot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+/// One admitted connection; frees its place when dropped.
+struct Slot {
+    table: Arc<ConnectionTable>,
+    address: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.table.state.lock();
+        state.total = state.total.saturating_sub(1);
+        if let Some(count) = state.per_address.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.per_address.remove(&self.address);
+            }
+        }
+        metrics::gauge!("http_connections_open").set(state.total as f64);
+    }
+}
+
+/// The per-request limits: body size and read deadline, concurrency slots, handling timeout.
+/// Used as the state of [`limit_request`].
+pub struct RequestLimits {
+    body_bytes: usize,
+    body_read_timeout: Duration,
+    request_timeout: Duration,
+    slots: Semaphore,
+}
+
+impl RequestLimits {
+    /// The limits of `[limits]`.
+    pub fn new(limits: &LimitsConfig) -> Self {
+        Self {
+            body_bytes: limits.body_bytes,
+            body_read_timeout: limits.body_read_timeout,
+            request_timeout: limits.request_timeout,
+            slots: Semaphore::new(limits.concurrency),
+        }
+    }
+}
+
+/// Reads the body in full within `body_read_timeout`, then takes a concurrency slot and runs
+/// the request, both within `request_timeout`. A body over `body_bytes` is read no further than
+/// one byte past the limit: the route's own extractor then answers 413 in its own format
+/// (`DefaultBodyLimit` is the same limit).
+pub async fn limit_request(
+    State(limits): State<Arc<RequestLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body =
+        match tokio::time::timeout(limits.body_read_timeout, read_body(body, limits.body_bytes))
+            .await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot read the request body");
+                return (StatusCode::BAD_REQUEST, "cannot read the request body\n").into_response();
+            }
+            Err(_) => {
+                metrics::counter!("http_request_timeouts_total", "phase" => "body").increment(1);
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive within limits.body_read_timeout\n",
+                )
+                    .into_response();
+            }
+        };
+    let request = Request::from_parts(parts, Body::from(body));
+    let handled = async {
+        let _permit = limits.slots.acquire().await;
+        next.run(request).await
+    };
+    match tokio::time::timeout(limits.request_timeout, handled).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("http_request_timeouts_total", "phase" => "handling").increment(1);
+            StatusCode::REQUEST_TIMEOUT.into_response()
+        }
+    }
+}
+
+/// The body's bytes, stopping once more than `limit` have arrived (the caller's extractor then
+/// rejects the oversized result).
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, axum::Error> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Raises the soft open-file limit towards what `limits.max_connections` needs (up to the hard
+/// limit); warns when even the hard limit is too low.
+pub fn raise_open_file_limit(limits: &LimitsConfig) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let wanted = (limits.max_connections as u64).saturating_add(RESERVED_FILE_DESCRIPTORS);
+    let current = getrlimit(Resource::Nofile);
+    let soft = current.current.unwrap_or(u64::MAX);
+    if soft >= wanted {
+        return;
+    }
+    let hard = current.maximum.unwrap_or(u64::MAX);
+    let raised = wanted.min(hard);
+    if raised > soft {
+        let new = Rlimit {
+            current: Some(raised),
+            maximum: current.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, new) {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+        }
+    }
+    if raised < wanted {
+        tracing::warn!(
+            hard_limit = hard,
+            wanted,
+            "the open-file hard limit is below limits.max_connections + {RESERVED_FILE_DESCRIPTORS}; \
+             connections beyond it fail to be accepted (raise `ulimit -Hn` or lower \
+             limits.max_connections)"
+        );
+    }
+}
