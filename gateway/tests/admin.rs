@@ -54,6 +54,14 @@ fn fails(dir: &Path, args: &[&str], stdin: &str) -> String {
     stderr
 }
 
+/// An owner-only temporary directory, as `p8fs` requires of a data directory.
+fn private_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap()
+}
+
 /// A `p8fs serve` process; stopped with SIGTERM on drop.
 struct Served {
     child: Child,
@@ -132,7 +140,7 @@ fn http_get(base: &str, path: &str) -> String {
 
 #[test]
 fn admin_commands_reach_a_running_server_and_work_without_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_dir();
     let data = dir.path();
     let server = Served::start(data);
 
@@ -261,7 +269,7 @@ fn admin_commands_reach_a_running_server_and_work_without_one() {
 
 #[test]
 fn a_stale_socket_does_not_stop_the_server_or_the_commands() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_dir();
     let data = dir.path();
     // A socket file left by a killed server: nothing listens on it.
     drop(std::os::unix::net::UnixListener::bind(data.join("admin.sock")).unwrap());

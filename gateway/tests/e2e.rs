@@ -30,7 +30,8 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(dir.path().to_path_buf()),
+        // A directory the server creates, so owner-only as it requires.
+        data_dir: Some(dir.path().join("data")),
     };
     let config = Config::load(None, Vec::new(), &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -21,7 +21,8 @@ async fn round_trip(provider: &str, url_variable: &str) {
     let dir = tempfile::tempdir().unwrap();
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(dir.path().to_path_buf()),
+        // A directory the server creates, so owner-only as it requires.
+        data_dir: Some(dir.path().join("data")),
     };
     let env = vec![
         ("P8FS_STORAGE_PROVIDER".to_owned(), provider.to_owned()),
