@@ -5,7 +5,7 @@
 //! values and two tenants) so that operations collide: a setup (collections; keys, vectors, nodes
 //! and edges seeded so that reads meet records), then up to 40 random operations. It replays every
 //! sequence on a fresh backend from the factory and on a fresh model, each reading its own
-//! [`ManualClock`] that starts at [`START`] and advances together with the other. After every
+//! [`ManualClock`] that starts at [`PURGE_START`] and advances together with the other. After every
 //! operation both results must be equal: values, pages and cursors (listings are followed to their
 //! end), search hits with their distances, traversal results, and for errors the [`ErrorKind`].
 //! After `purge_expired` and at the end of each case the whole visible state of both tenants is
@@ -18,10 +18,13 @@
 //! to that key returned fails the case. Compare-and-swap picks its expected version on each side
 //! by position in that side's list (`Expected`), never by value.
 //!
+//! Each case runs in [`Purging::Exclusive`] mode, so `purge_expired` removes what expired on the
+//! backend too, also on a server shared with concurrent tests.
+//!
 //! Not compared: the count `purge_expired` returns. Physical removal is unobservable by contract,
 //! so a backend may legitimately remove expired records earlier (a compaction filter, a delete that
-//! also drops an expired record, a TTL job) and a backend sharing a server with concurrent tests
-//! purges their records too. Both sides must succeed, and every read afterwards must agree.
+//! also drops an expired record, a TTL job); the `purge` scenarios check counts where they are
+//! defined. Both sides must succeed, and every read afterwards must agree.
 //!
 //! The model's traversal results are also checked against a brute force written here
 //! (breadth-first hop counts; enumeration of every simple path), which tests `core::traverse`
@@ -52,7 +55,7 @@ use p8fs_core::{
 };
 
 use crate::support as s;
-use crate::{Factory, ModelBackend, START};
+use crate::{Factory, ModelBackend, PURGE_START, Purging};
 
 // ---------------------------------------------------------------------------------------------
 // Public entry points
@@ -801,7 +804,7 @@ fn run(name: &str, factory: Factory, ops: impl Strategy<Value = Vec<Op>>) {
     // Build one backend up front, so a missing server fails at once rather than on every
     // shrinking step.
     runtime.block_on(async {
-        drop(factory(Arc::new(ManualClock::new(START))).await);
+        drop(crate::build(factory, Purging::Shared).await);
     });
     let mut runner = TestRunner::new(config());
     let result = runner.run(&ops, |ops| runtime.block_on(run_case(factory, &ops)));
@@ -1404,9 +1407,8 @@ struct Case {
 
 impl Case {
     async fn new(factory: Factory) -> Self {
-        let clock = Arc::new(ManualClock::new(START));
-        let built = factory(clock.clone()).await;
-        let model_clock = Arc::new(ManualClock::new(START));
+        let (clock, built) = crate::build(factory, Purging::Exclusive).await;
+        let model_clock = Arc::new(ManualClock::new(PURGE_START));
         let model: Arc<dyn Backend> = Arc::new(ModelBackend::new(model_clock.clone()));
         Self {
             tenants: [s::fresh_tenant(), s::fresh_tenant()],

@@ -2,16 +2,33 @@
 //! executable scenarios, a reference model, and property-based differential tests.
 //!
 //! Scenarios are async functions over a [`Harness`], grouped by contract area (`kv`, `ttl`,
-//! `vector`, `graph`, `tenancy`, `limits`). [`suite!`] instantiates every scenario and every
-//! differential test for one backend factory as separate tests, so a failure is reported as
-//! `rocksdb::kv::cas_has_exactly_one_winner` and one failure does not hide the rest. A factory
-//! that cannot reach its server panics: a missing server is a failure, never a pass.
+//! `vector`, `graph`, `tenancy`, `limits`, `numbers`, `races`, `cursors`, `purge`). [`suite!`]
+//! instantiates every scenario and every differential test for one backend factory as separate
+//! tests, so a failure is reported as `rocksdb::kv::cas_has_exactly_one_winner` and one failure
+//! does not hide the rest. A factory that cannot reach its server panics: a missing server is a
+//! failure, never a pass.
+//!
+//! Purges on a shared server: SQL cases share one database and tell their records apart by
+//! tenant, but `purge_expired` removes every tenant's expired records by the case's own clock. So
+//! cases run in one of two modes ([`Purging`]). Most cases are [`Purging::Shared`]: their clocks
+//! start at [`START`] and their backends purge nothing (an unbounded purge grace). The `purge`
+//! scenarios and the differential tests are [`Purging::Exclusive`]: the factory holds the server's
+//! purge lock (a session lock on the server, released when the case ends or its process dies) and
+//! sets no purge grace, and the clock runs from [`PURGE_START`], a month before [`START`]. A
+//! purge there removes only records that expired before its clock's now, which no shared case
+//! ever wrote (their records expire after `START`) and only one exclusive case at a time owns;
+//! [`build`] first purges at `START - 1` what earlier exclusive cases left, so the counts a purge
+//! returns are the case's own.
 
+pub mod cursors;
 pub mod differential;
 pub mod graph;
 pub mod kv;
 pub mod limits;
 pub mod model;
+pub mod numbers;
+pub mod purge;
+pub mod races;
 pub mod support;
 pub mod tenancy;
 pub mod ttl;
@@ -25,8 +42,23 @@ use p8fs_core::{Backend, ManualClock, TenantId, Timestamp};
 
 pub use model::ModelBackend;
 
-/// The time every case starts at (2023-11-14T22:13:20Z).
+/// The time every [`Purging::Shared`] case starts at (2023-11-14T22:13:20Z).
 pub const START: Timestamp = 1_700_000_000_000;
+
+/// The time every [`Purging::Exclusive`] case starts at: 30 days before [`START`]. Exclusive cases
+/// advance their clocks by far less than that, so their purges never reach a record of a shared
+/// case.
+pub const PURGE_START: Timestamp = START - 30 * 24 * 3_600_000;
+
+/// How a case's backend may purge on a server it shares with concurrent cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purging {
+    /// The clock starts at [`START`]; `purge_expired` on a shared server removes nothing.
+    Shared,
+    /// The case holds its server's purge lock while it runs; the clock starts at
+    /// [`PURGE_START`], and `purge_expired` removes what expired before the clock's now.
+    Exclusive,
+}
 
 /// A backend built for one case, with whatever must live as long as it (a temporary directory,
 /// a database handle).
@@ -35,8 +67,34 @@ pub struct Built {
     pub keep: Box<dyn Any + Send + Sync>,
 }
 
-/// Builds a fresh backend reading time from the given clock. Panics when its server is missing.
-pub type Factory = fn(Arc<ManualClock>) -> BoxFuture<'static, Built>;
+/// Builds a fresh backend reading time from the given clock, for a case of the given
+/// [`Purging`] mode. Panics when its server is missing. Use [`build`], which also sets the clock.
+pub type Factory = fn(Arc<ManualClock>, Purging) -> BoxFuture<'static, Built>;
+
+/// Builds a backend with `factory` for a case in mode `purging`, on a clock at [`START`] (shared)
+/// or [`PURGE_START`] (exclusive). An exclusive case first purges, at `START - 1`, whatever
+/// earlier exclusive cases left expired on a shared server: no shared record expires that early,
+/// and no other exclusive case runs meanwhile.
+pub async fn build(factory: Factory, purging: Purging) -> (Arc<ManualClock>, Built) {
+    match purging {
+        Purging::Shared => {
+            let clock = Arc::new(ManualClock::new(START));
+            let built = factory(clock.clone(), purging).await;
+            (clock, built)
+        }
+        Purging::Exclusive => {
+            let clock = Arc::new(ManualClock::new(START - 1));
+            let built = factory(clock.clone(), purging).await;
+            built
+                .backend
+                .purge_expired()
+                .await
+                .expect("purge what earlier exclusive cases left");
+            clock.set(PURGE_START);
+            (clock, built)
+        }
+    }
+}
 
 /// What a scenario gets: a backend, its manual clock, and two fresh tenants.
 pub struct Harness {
@@ -52,10 +110,19 @@ pub struct Harness {
 
 impl Harness {
     /// Builds a backend with `factory` and picks two fresh random tenants, so cases can share a
-    /// database server and run concurrently.
+    /// database server and run concurrently. Purges remove nothing on a shared server.
     pub async fn start(factory: Factory) -> Self {
-        let clock = Arc::new(ManualClock::new(START));
-        let built = factory(clock.clone()).await;
+        Self::start_in(factory, Purging::Shared).await
+    }
+
+    /// Like [`Harness::start`] for a case whose purges must do real work: the case waits for and
+    /// holds its server's purge lock, and its clock starts at [`PURGE_START`].
+    pub async fn start_exclusive(factory: Factory) -> Self {
+        Self::start_in(factory, Purging::Exclusive).await
+    }
+
+    async fn start_in(factory: Factory, purging: Purging) -> Self {
+        let (clock, built) = build(factory, purging).await;
         Self {
             backend: built.backend,
             clock,
@@ -77,8 +144,8 @@ impl Harness {
     }
 }
 
-/// A factory for the reference model.
-pub fn model_factory(clock: Arc<ManualClock>) -> BoxFuture<'static, Built> {
+/// A factory for the reference model (a fresh model purges only its own records).
+pub fn model_factory(clock: Arc<ManualClock>, _purging: Purging) -> BoxFuture<'static, Built> {
     Box::pin(async move {
         Built {
             backend: Arc::new(ModelBackend::new(clock)),
@@ -122,7 +189,6 @@ macro_rules! suite {
                     cas_sets_ttl_from_the_call,
                     scan_skips_expired,
                     find_by_field_skips_expired,
-                    purge_is_unobservable,
                     expired_vector_is_invisible,
                     expired_node_hides_its_edges,
                     traversal_never_passes_expired_edge,
@@ -166,6 +232,7 @@ macro_rules! suite {
                     kv_invisible_across_tenants,
                     vectors_invisible_across_tenants,
                     graph_invisible_across_tenants,
+                    prefix_tenants_stay_apart,
                 ],
                 limits: [
                     oversized_value_changes_nothing,
@@ -174,6 +241,31 @@ macro_rules! suite {
                     vector_errors_change_nothing,
                     graph_errors_change_nothing,
                     collection_spec_conflict_changes_nothing,
+                ],
+                numbers: [
+                    find_by_field_numbers_at_the_edges,
+                    filter_numbers_at_the_edges,
+                    filter_two_clauses_on_one_key,
+                ],
+                races: [
+                    put_if_absent_races_over_ended_key,
+                    creates_and_stale_swaps_race_over_ended_key,
+                    swaps_race_over_ended_key_and_all_lose,
+                    versions_increase_when_puts_and_swaps_race,
+                ],
+                cursors: [
+                    scan_cursor_under_change,
+                    list_vectors_cursor_under_change,
+                    list_nodes_cursor_under_change,
+                ],
+            }
+            $crate::__scenarios! { $factory, start_exclusive;
+                purge: [
+                    purge_is_unobservable,
+                    expired_vectors_are_purged,
+                    purged_node_recreated_without_old_edges,
+                    versions_increase_after_purge,
+                    purge_respects_tenant_prefixes,
                 ],
             }
             $crate::__differential! { $factory;
@@ -190,12 +282,15 @@ macro_rules! suite {
 #[macro_export]
 macro_rules! __scenarios {
     ($factory:path; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        $crate::__scenarios! { $factory, start; $($area: [$($case),*]),* }
+    };
+    ($factory:path, $start:ident; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
         $(
             mod $area {
                 $(
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $case() {
-                        let harness = $crate::Harness::start($factory).await;
+                        let harness = $crate::Harness::$start($factory).await;
                         $crate::$area::$case(&harness).await;
                     }
                 )*

@@ -7,7 +7,9 @@ use serde_json::json;
 use p8fs_core::kv::find_by_field;
 use p8fs_core::traverse::{PathQuery, neighbors, shortest_path};
 use p8fs_core::vector::{search, upsert};
-use p8fs_core::{Direction, ErrorKind, Filter, JsonObject, Limit, Metric, RelFilter, Weight};
+use p8fs_core::{
+    Direction, ErrorKind, Filter, JsonObject, Limit, Metric, RelFilter, TenantId, Weight,
+};
 
 use crate::Harness;
 use crate::support::{
@@ -484,5 +486,271 @@ pub async fn graph_invisible_across_tenants(h: &Harness) {
         labels,
         ["person", "person"],
         "our listing shows only our nodes"
+    );
+}
+
+/// Tenants whose names are prefixes of each other: `t`, `t-b`, `t_b` and `tb` for a fresh `t`
+/// (`_` is also a `LIKE` wildcard, `-` sorts before `_`, and `tb` extends `t` with no separator).
+fn prefix_family(h: &Harness) -> Vec<TenantId> {
+    let base = h.tenant.as_str();
+    ["", "-b", "_b", "b"]
+        .iter()
+        .map(|suffix| TenantId::new(format!("{base}{suffix}")).expect("valid tenant"))
+        .collect()
+}
+
+pub async fn prefix_tenants_stay_apart(h: &Harness) {
+    let b = h.b();
+    let tenants = prefix_family(h);
+    // The same names in every tenant, with a value, dimension and edges of its own. Records of
+    // tenant 0 and 2 expire after 100 ms.
+    for (i, t) in tenants.iter().enumerate() {
+        let expiring = (i % 2 == 0).then_some(100);
+        let name = t.as_str();
+        b.put(t, &key("k"), &value(json!({"owner": name})), None)
+            .await
+            .expect("put");
+        b.put(
+            t,
+            &key("k/short"),
+            &value(json!(name)),
+            expiring.and_then(crate::support::ttl),
+        )
+        .await
+        .expect("put");
+        let dimension = 2 + i as u64;
+        b.create_collection(t, &spec("c", dimension, Metric::L2))
+            .await
+            .expect("create");
+        let mut vector = vec![0.0; dimension as usize];
+        vector[0] = 1.0;
+        upsert(
+            b,
+            t,
+            &collection("c"),
+            &record("r"),
+            vector.clone(),
+            &object(json!({"owner": name})),
+            None,
+        )
+        .await
+        .expect("upsert");
+        upsert(
+            b,
+            t,
+            &collection("c"),
+            &record("r-short"),
+            vector,
+            &object(json!({"owner": name})),
+            expiring.and_then(crate::support::ttl),
+        )
+        .await
+        .expect("upsert");
+        for id in ["n", "p", "q"] {
+            b.put_node(t, &node(id), &label(name), &JsonObject::empty(), None)
+                .await
+                .expect("put_node");
+        }
+        // Tenant i links n to the i-th of p, q, n, p.
+        let dst = ["p", "q", "n", "p"][i];
+        b.put_edge(
+            t,
+            &node("n"),
+            &rel("r"),
+            &node(dst),
+            Weight::new(1.0).expect("weight"),
+            &JsonObject::empty(),
+            expiring.and_then(crate::support::ttl),
+        )
+        .await
+        .expect("put_edge");
+    }
+
+    let check = |when: &'static str, expired: bool| {
+        let tenants = tenants.clone();
+        async move {
+            for (i, t) in tenants.iter().enumerate() {
+                let name = t.as_str();
+                let gone = expired && i % 2 == 0;
+                let what = format!("{name} ({when})");
+                // Key-value: get, scan, find_by_field.
+                assert_eq!(
+                    b.get(t, &key("k")).await.expect("get").map(|e| e.value),
+                    Some(json!({"owner": name})),
+                    "{what}: get"
+                );
+                let keys: Vec<String> = b
+                    .scan(t, &prefix(""), None, Limit::MAX)
+                    .await
+                    .expect("scan")
+                    .items
+                    .into_iter()
+                    .map(|e| e.key.into_string())
+                    .collect();
+                let expected: &[&str] = if gone { &["k"] } else { &["k", "k/short"] };
+                assert_eq!(keys, expected, "{what}: scan");
+                for (j, other) in tenants.iter().enumerate() {
+                    let found = find_by_field(
+                        b,
+                        t,
+                        &path("owner"),
+                        &operand(json!(other.as_str())),
+                        None,
+                        Limit::MAX,
+                    )
+                    .await
+                    .expect("find_by_field")
+                    .items
+                    .len();
+                    assert_eq!(found, usize::from(i == j), "{what}: find owner {other}");
+                }
+                // Vectors: the collection has this tenant's dimension and records only.
+                let specs = b.list_collections(t).await.expect("list_collections");
+                assert_eq!(specs.len(), 1, "{what}: one collection");
+                assert_eq!(specs[0].dimension.get(), 2 + i, "{what}: dimension");
+                let mut query = vec![0.0; 2 + i];
+                query[0] = 1.0;
+                let hits = search(b, t, &collection("c"), query, limit(10), &Filter::none())
+                    .await
+                    .expect("search");
+                let ids: Vec<&str> = hits.iter().map(|hit| hit.id.as_str()).collect();
+                let expected: &[&str] = if gone { &["r"] } else { &["r", "r-short"] };
+                assert_eq!(ids, expected, "{what}: search");
+                assert!(
+                    hits.iter().all(|hit| hit.metadata["owner"] == json!(name)),
+                    "{what}: search metadata"
+                );
+                let listed = b
+                    .list_vectors(t, &collection("c"), None, Limit::MAX)
+                    .await
+                    .expect("list_vectors")
+                    .items
+                    .len();
+                assert_eq!(listed, expected.len(), "{what}: list_vectors");
+                // Graph: nodes labelled by this tenant, and its own edge.
+                let nodes = b.list_nodes(t, None, Limit::MAX).await.expect("list_nodes");
+                assert_eq!(nodes.items.len(), 3, "{what}: list_nodes");
+                assert!(
+                    nodes.items.iter().all(|n| n.label.as_str() == name),
+                    "{what}: node labels"
+                );
+                let edges = b
+                    .edges_of(t, &[node("n")], Direction::Both, &RelFilter::any())
+                    .await
+                    .expect("edges_of");
+                let dst = ["p", "q", "n", "p"][i];
+                let expected: Vec<(String, String)> = if gone {
+                    Vec::new()
+                } else {
+                    vec![("n".to_owned(), dst.to_owned())]
+                };
+                let got: Vec<(String, String)> = edges
+                    .iter()
+                    .map(|e| (e.src.as_str().to_owned(), e.dst.as_str().to_owned()))
+                    .collect();
+                assert_eq!(got, expected, "{what}: edges_of n");
+                let reached: Vec<String> = neighbors(
+                    b,
+                    t,
+                    &node("n"),
+                    Direction::Out,
+                    &RelFilter::any(),
+                    depth(3),
+                    Limit::MAX,
+                )
+                .await
+                .expect("neighbors")
+                .into_iter()
+                .map(|n| n.id.into_string())
+                .collect();
+                let expected: Vec<String> = if gone || dst == "n" {
+                    Vec::new()
+                } else {
+                    vec![dst.to_owned()]
+                };
+                assert_eq!(reached, expected, "{what}: neighbors of n");
+            }
+        }
+    };
+    check("before expiry", false).await;
+    h.advance(100);
+    check("after expiry", true).await;
+
+    // Writes in one tenant leave the others alone.
+    let (first, second) = (&tenants[0], &tenants[1]);
+    let version = b
+        .get(second, &key("k"))
+        .await
+        .expect("get")
+        .expect("visible")
+        .version;
+    assert_eq!(
+        b.put_if_absent(first, &key("k/short"), &value(json!(1)), None)
+            .await
+            .map_err(|e| e.kind())
+            .map(|_| ()),
+        Ok(()),
+        "k/short expired in {first}"
+    );
+    assert_eq!(
+        b.put_if_absent(second, &key("k/short"), &value(json!(1)), None)
+            .await
+            .map_err(|e| e.kind()),
+        Err(ErrorKind::AlreadyExists),
+        "k/short is visible in {second}"
+    );
+    assert!(b.delete(first, &key("k")).await.expect("delete"));
+    assert!(
+        b.drop_collection(first, &collection("c"))
+            .await
+            .expect("drop")
+    );
+    assert!(b.delete_node(first, &node("n")).await.expect("delete_node"));
+    for t in &tenants[1..] {
+        let what = t.as_str();
+        assert!(
+            b.get(t, &key("k")).await.expect("get").is_some(),
+            "{what}: k"
+        );
+        assert_eq!(
+            b.list_collections(t).await.expect("list").len(),
+            1,
+            "{what}: c"
+        );
+        assert!(
+            b.get_node(t, &node("n")).await.expect("get_node").is_some(),
+            "{what}: n"
+        );
+    }
+    assert_eq!(
+        b.get(second, &key("k"))
+            .await
+            .expect("get")
+            .map(|e| e.version),
+        Some(version),
+        "{second}: k untouched"
+    );
+    let path = PathQuery {
+        src: node("n"),
+        dst: node("q"),
+        direction: Direction::Out,
+        rels: RelFilter::any(),
+        max_depth: max_depth(6),
+        weighted: false,
+    };
+    assert!(
+        shortest_path(b, second, &path)
+            .await
+            .expect("path")
+            .is_some(),
+        "{second}: n -> q"
+    );
+    assert!(
+        shortest_path(b, &tenants[3], &path)
+            .await
+            .expect("path")
+            .is_none(),
+        "{}: no n -> q",
+        tenants[3]
     );
 }

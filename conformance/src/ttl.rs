@@ -1,15 +1,15 @@
 //! TTL and expiry (DESIGN.md, "Tenants, ids, time" and the ttl rules of "Key-value", "Vectors"
 //! and "Graph"): a record is visible exactly while `now < expires_at`, every write sets the ttl
-//! from its own call, expired records are invisible to every read and write at once, an expired
-//! node or edge is never traversed, and `purge_expired` changes nothing observable.
+//! from its own call, expired records are invisible to every read and write at once, and an
+//! expired node or edge is never traversed. Purges are checked in [`crate::purge`].
 
 use serde_json::{Value, json};
 
-use p8fs_core::traverse::{Neighbor, Path, PathQuery, neighbors, shortest_path};
-use p8fs_core::vector::{SearchHit, VectorRecord, search, upsert};
+use p8fs_core::traverse::{PathQuery, neighbors, shortest_path};
+use p8fs_core::vector::{SearchHit, search, upsert};
 use p8fs_core::{
-    Clock, Direction, EdgeRecord, ErrorKind, Filter, JsonObject, KvEntry, Limit, Metric,
-    NodeRecord, RelFilter, Version, Weight,
+    Clock, Direction, EdgeRecord, ErrorKind, Filter, JsonObject, KvEntry, Limit, Metric, RelFilter,
+    Version, Weight,
 };
 
 use crate::Harness;
@@ -18,14 +18,14 @@ use crate::support::{
     rel, spec, ttl, value,
 };
 
-async fn put(h: &Harness, k: &str, v: Value, ttl_ms: Option<i64>) -> Version {
+pub(crate) async fn put(h: &Harness, k: &str, v: Value, ttl_ms: Option<i64>) -> Version {
     h.b()
         .put(&h.tenant, &key(k), &value(v), ttl_ms.and_then(ttl))
         .await
         .expect("put succeeds")
 }
 
-async fn get(h: &Harness, k: &str) -> Option<KvEntry> {
+pub(crate) async fn get(h: &Harness, k: &str) -> Option<KvEntry> {
     h.b().get(&h.tenant, &key(k)).await.expect("get succeeds")
 }
 
@@ -41,7 +41,7 @@ async fn scan_keys(h: &Harness, pre: &str) -> Vec<String> {
         .collect()
 }
 
-async fn add_node(h: &Harness, id: &str, ttl_ms: Option<i64>) {
+pub(crate) async fn add_node(h: &Harness, id: &str, ttl_ms: Option<i64>) {
     h.b()
         .put_node(
             &h.tenant,
@@ -54,7 +54,7 @@ async fn add_node(h: &Harness, id: &str, ttl_ms: Option<i64>) {
         .expect("put_node succeeds");
 }
 
-async fn add_edge(h: &Harness, src: &str, dst: &str, w: f64, ttl_ms: Option<i64>) {
+pub(crate) async fn add_edge(h: &Harness, src: &str, dst: &str, w: f64, ttl_ms: Option<i64>) {
     h.b()
         .put_edge(
             &h.tenant,
@@ -69,7 +69,7 @@ async fn add_edge(h: &Harness, src: &str, dst: &str, w: f64, ttl_ms: Option<i64>
         .expect("put_edge succeeds");
 }
 
-async fn edge(h: &Harness, src: &str, dst: &str) -> Option<EdgeRecord> {
+pub(crate) async fn edge(h: &Harness, src: &str, dst: &str) -> Option<EdgeRecord> {
     h.b()
         .get_edge(&h.tenant, &node(src), &rel("r"), &node(dst))
         .await
@@ -98,7 +98,7 @@ async fn out_neighbors(
     .collect()
 }
 
-fn path_query(src: &str, dst: &str, weighted: bool) -> PathQuery {
+pub(crate) fn path_query(src: &str, dst: &str, weighted: bool) -> PathQuery {
     PathQuery {
         src: node(src),
         dst: node(dst),
@@ -423,189 +423,6 @@ pub async fn find_by_field_skips_expired(h: &Harness) {
         (strings(&["a"]), None),
         "only expired matches follow: no cursor"
     );
-}
-
-pub async fn purge_is_unobservable(h: &Harness) {
-    // Expiries are at START + a few seconds, long before the wall clock: a backend that purges by
-    // the database's clock instead of the injected one removes visible records and fails here.
-    put(h, "kv/permanent", json!(1), None).await;
-    let v_expired = put(h, "kv/expired", json!(2), Some(100)).await;
-    put(h, "kv/later", json!(3), Some(5000)).await;
-    put(h, "kv/boundary", json!(4), Some(1001)).await;
-
-    let c = collection("docs");
-    h.b()
-        .create_collection(&h.tenant, &spec("docs", 2, Metric::L2))
-        .await
-        .expect("create");
-    for (id, v, t) in [
-        ("v1", [0.0, 0.0], None),
-        ("v2", [1.0, 0.0], Some(100)),
-        ("v3", [0.0, 2.0], Some(5000)),
-    ] {
-        upsert(
-            h.b(),
-            &h.tenant,
-            &c,
-            &record(id),
-            v.to_vec(),
-            &object(json!({"id": id})),
-            t.and_then(ttl),
-        )
-        .await
-        .expect("upsert");
-    }
-
-    add_node(h, "a", None).await;
-    add_node(h, "b", None).await;
-    add_node(h, "gone", Some(100)).await;
-    add_node(h, "late", Some(5000)).await;
-    add_edge(h, "a", "b", 1.0, None).await;
-    add_edge(h, "a", "gone", 1.0, None).await;
-    add_edge(h, "gone", "b", 1.0, None).await;
-    add_edge(h, "b", "late", 1.0, Some(100)).await;
-    add_edge(h, "a", "late", 2.0, None).await;
-
-    h.advance(1000);
-    let before = snapshot(h).await;
-    assert_eq!(
-        before.kv.len(),
-        3,
-        "kv/expired is already invisible, kv/boundary is visible until +1001"
-    );
-    let removed = h.b().purge_expired().await.expect("purge_expired succeeds");
-    let after = snapshot(h).await;
-    assert_eq!(
-        after, before,
-        "purge_expired (which removed {removed} records) changed something observable"
-    );
-
-    // A second purge with nothing newly expired is just as invisible.
-    h.b().purge_expired().await.expect("purge_expired succeeds");
-    assert_eq!(
-        snapshot(h).await,
-        before,
-        "a second purge changed something observable"
-    );
-
-    // Expiry after a purge still happens exactly on time, and versions keep increasing.
-    h.advance(1);
-    assert_eq!(
-        get(h, "kv/boundary").await,
-        None,
-        "kv/boundary expires at +1001 as written"
-    );
-    let v = put(h, "kv/expired", json!("again"), None).await;
-    assert!(
-        v > v_expired,
-        "a key re-created after purge gets a greater version than its purged incarnation"
-    );
-    add_node(h, "gone", None).await;
-    assert_eq!(
-        edge(h, "a", "gone").await,
-        None,
-        "edges of a purged node do not come back"
-    );
-    assert_eq!(
-        edge(h, "gone", "b").await,
-        None,
-        "edges of a purged node do not come back"
-    );
-    upsert(
-        h.b(),
-        &h.tenant,
-        &c,
-        &record("v2"),
-        vec![5.0, 5.0],
-        &object(json!({})),
-        None,
-    )
-    .await
-    .expect("upsert over a purged record");
-    let v2 = h
-        .b()
-        .get_vector(&h.tenant, &c, &record("v2"))
-        .await
-        .expect("get")
-        .expect("visible");
-    assert_eq!(v2.vector, [5.0, 5.0], "the new record, not the purged one");
-}
-
-/// Everything a client can read, for [`purge_is_unobservable`].
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    kv: Vec<KvEntry>,
-    vectors: Vec<VectorRecord>,
-    hits: Vec<SearchHit>,
-    nodes: Vec<NodeRecord>,
-    edges: Vec<Option<EdgeRecord>>,
-    reach: Vec<Neighbor>,
-    path: Option<Path>,
-}
-
-async fn snapshot(h: &Harness) -> Snapshot {
-    let c = collection("docs");
-    let kv = h
-        .b()
-        .scan(&h.tenant, &prefix(""), None, Limit::MAX)
-        .await
-        .expect("scan")
-        .items;
-    let vectors = h
-        .b()
-        .list_vectors(&h.tenant, &c, None, Limit::MAX)
-        .await
-        .expect("list")
-        .items;
-    let hits = search(
-        h.b(),
-        &h.tenant,
-        &c,
-        vec![0.0, 0.0],
-        limit(10),
-        &Filter::none(),
-    )
-    .await
-    .expect("search");
-    let nodes = h
-        .b()
-        .list_nodes(&h.tenant, None, Limit::MAX)
-        .await
-        .expect("list")
-        .items;
-    let mut edges = Vec::new();
-    for (src, dst) in [
-        ("a", "b"),
-        ("a", "gone"),
-        ("gone", "b"),
-        ("b", "late"),
-        ("a", "late"),
-    ] {
-        edges.push(edge(h, src, dst).await);
-    }
-    let reach = neighbors(
-        h.b(),
-        &h.tenant,
-        &node("a"),
-        Direction::Both,
-        &RelFilter::any(),
-        depth(6),
-        Limit::MAX,
-    )
-    .await
-    .expect("neighbors");
-    let path = shortest_path(h.b(), &h.tenant, &path_query("a", "late", true))
-        .await
-        .expect("path");
-    Snapshot {
-        kv,
-        vectors,
-        hits,
-        nodes,
-        edges,
-        reach,
-        path,
-    }
 }
 
 pub async fn expired_vector_is_invisible(h: &Harness) {

@@ -1,7 +1,8 @@
 //! Graph nodes (`p8fs_nodes`) and edges (`p8fs_edges`), and the traversal primitive.
 //!
 //! Consistency: an edge row references both node rows (foreign keys with `ON DELETE CASCADE`), so
-//! deleting or purging a node deletes its edges in the same statement. `put_edge` locks the
+//! deleting a node deletes its edges in the same statement (a purge deletes the edges of expired
+//! nodes first, so that it counts them). `put_edge` locks the
 //! visible endpoint rows `FOR KEY SHARE` in the statement that writes the edge, so it serialises
 //! with a concurrent `delete_node` (which deletes the row) and with the slow path of `put_node`
 //! (which locks it `FOR UPDATE`): an edge is never left next to a deleted node, nor written into an
@@ -55,11 +56,13 @@ fn edge(row: &PgRow) -> Result<EdgeRecord> {
 }
 
 impl PgBackend {
-    /// Physically removes expired nodes (with their edges) and expired edges, in batches.
+    /// Physically removes expired edges, then expired nodes with their edges, in batches; every
+    /// edge removed counts, also one removed because its node expired.
     pub(crate) async fn purge_graph(&self, now: i64) -> Result<u64> {
+        let expired_edges = self.purge_batches(sql::EDGE_PURGE, now).await?;
+        let edges_of_nodes = self.purge_batches(sql::NODE_PURGE_EDGES, now).await?;
         let nodes = self.purge_batches(sql::NODE_PURGE, now).await?;
-        let edges = self.purge_batches(sql::EDGE_PURGE, now).await?;
-        Ok(nodes + edges)
+        Ok(expired_edges + edges_of_nodes + nodes)
     }
 
     /// `put_node` when an expired row of that id exists: lock it, remove the edges its

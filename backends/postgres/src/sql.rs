@@ -372,7 +372,23 @@ pub(crate) const EDGES_OUT: &str = edges_of!("e.src = ANY($2)");
 pub(crate) const EDGES_IN: &str = edges_of!("e.dst = ANY($2)");
 pub(crate) const EDGES_BOTH: &str = edges_of!("e.src = ANY($2) OR e.dst = ANY($2)");
 
-/// `$1 now, $2 batch size` → expired nodes removed (their edges go by cascade).
+/// `$1 now, $2 batch size` → edges of expired nodes removed. Run before [`NODE_PURGE`], so that
+/// the purge counts them (the cascade would remove them uncounted). No edge can be added to an
+/// expired node meanwhile (`put_edge` needs visible endpoints), and a node written again since
+/// is no longer expired, so its new edges are not selected.
+pub(crate) const NODE_PURGE_EDGES: &str = "DELETE FROM p8fs_edges \
+     WHERE (tenant, src, rel, dst) IN ( \
+         SELECT e.tenant, e.src, e.rel, e.dst FROM p8fs_nodes n \
+             JOIN p8fs_edges e ON e.tenant = n.tenant AND e.src = n.id \
+             WHERE n.expires_at <= $1 \
+         UNION \
+         SELECT e.tenant, e.src, e.rel, e.dst FROM p8fs_nodes n \
+             JOIN p8fs_edges e ON e.tenant = n.tenant AND e.dst = n.id \
+             WHERE n.expires_at <= $1 \
+         LIMIT $2)";
+
+/// `$1 now, $2 batch size` → expired nodes removed (after [`NODE_PURGE_EDGES`], so the cascade
+/// finds no edges left).
 pub(crate) const NODE_PURGE: &str = "DELETE FROM p8fs_nodes \
      WHERE (tenant, id) IN (SELECT tenant, id FROM p8fs_nodes WHERE expires_at <= $1 LIMIT $2) \
        AND expires_at <= $1";
