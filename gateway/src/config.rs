@@ -124,6 +124,10 @@ pub struct LimitsConfig {
     /// most `header_read_timeout`, which bounds idle connections too.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Most bytes of request bodies held in memory by all requests together; a body that does
+    /// not fit waits for room (within `body_read_timeout`).
+    #[serde(default = "default_body_buffer_bytes")]
+    pub body_buffer_bytes: usize,
     /// Most open connections; more are closed as soon as they are accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -141,6 +145,7 @@ impl Default for LimitsConfig {
             header_read_timeout: default_header_read_timeout(),
             body_read_timeout: default_body_read_timeout(),
             idle_timeout: default_idle_timeout(),
+            body_buffer_bytes: default_body_buffer_bytes(),
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
         }
@@ -307,6 +312,9 @@ fn default_body_read_timeout() -> Duration {
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_body_buffer_bytes() -> usize {
+    256 * 1024 * 1024
+}
 fn default_max_connections() -> usize {
     2048
 }
@@ -353,6 +361,8 @@ pub const MIN_LIMIT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_LIMIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Largest `limits.body_bytes` (1 GiB).
 pub const MAX_BODY_BYTES: usize = 1 << 30;
+/// Largest `limits.body_buffer_bytes` (64 GiB).
+pub const MAX_BODY_BUFFER_BYTES: usize = 64 << 30;
 /// Largest `limits.concurrency` and `limits.max_connections`.
 pub const MAX_COUNT_LIMIT: usize = 1_000_000;
 
@@ -467,6 +477,14 @@ impl Config {
                  also runs on idle connections)"
                     .into(),
             );
+        }
+        if limits.body_buffer_bytes < self.limits.body_bytes
+            || limits.body_buffer_bytes > MAX_BODY_BUFFER_BYTES
+        {
+            return Err(format!(
+                "limits.body_buffer_bytes: must be between limits.body_bytes and \
+                 {MAX_BODY_BUFFER_BYTES}"
+            ));
         }
         if limits.max_connections == 0 || limits.max_connections > MAX_COUNT_LIMIT {
             return Err(format!(
@@ -654,6 +672,10 @@ mod tests {
             ),
             ("concurrency = 2000000", "limits.concurrency"),
             ("body_bytes = 2000000000", "limits.body_bytes"),
+            (
+                "body_bytes = 4096\nbody_buffer_bytes = 4095",
+                "limits.body_buffer_bytes",
+            ),
         ] {
             std::fs::write(&file, format!("[limits]\n{text}\n")).unwrap();
             let error = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();

@@ -12,7 +12,9 @@
 //!   handled or answered) is closed after that long.
 //! - [`RequestLimits`] (a middleware on the router): the body is read in full within
 //!   `limits.body_read_timeout` *before* the request takes one of `limits.concurrency` slots,
-//!   then waiting for a slot and handling share `limits.request_timeout`; each is a 408.
+//!   then waiting for a slot and handling share `limits.request_timeout`; each is a 408. The
+//!   bodies held in memory by all requests together are at most `limits.body_buffer_bytes`
+//!   (a body waits for room, within its read timeout).
 //! - Every request carries `ConnectInfo<SocketAddr>` (the TCP peer) in its extensions, for
 //!   per-address rate limits.
 //! - Shutdown stops accepting, lets requests in flight finish and closes idle connections.
@@ -36,7 +38,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -306,12 +308,15 @@ impl Drop for Slot {
     }
 }
 
-/// The per-request limits: body size and read deadline, concurrency slots, handling timeout.
-/// Used as the state of [`limit_request`].
+/// The per-request limits: body size and read deadline, the memory all buffered bodies may
+/// take together, concurrency slots, handling timeout. Used as the state of [`limit_request`].
 pub struct RequestLimits {
     body_bytes: usize,
     body_read_timeout: Duration,
     request_timeout: Duration,
+    /// One permit per byte of request body held in memory, by all requests together.
+    body_budget: Semaphore,
+    body_budget_bytes: usize,
     slots: Semaphore,
 }
 
@@ -322,13 +327,16 @@ impl RequestLimits {
             body_bytes: limits.body_bytes,
             body_read_timeout: limits.body_read_timeout,
             request_timeout: limits.request_timeout,
+            body_budget: Semaphore::new(limits.body_buffer_bytes),
+            body_budget_bytes: limits.body_buffer_bytes,
             slots: Semaphore::new(limits.concurrency),
         }
     }
 }
 
-/// Reads the body in full within `body_read_timeout`, then takes a concurrency slot and runs
-/// the request, both within `request_timeout`. A body over `body_bytes` is read no further than
+/// Reads the body in full within `body_read_timeout` (each byte held counted against
+/// `body_buffer_bytes` until the request is done), then takes a concurrency slot and runs the
+/// request, both within `request_timeout`. A body over `body_bytes` is read no further than
 /// one byte past the limit: the route's own extractor then answers 413 in its own format
 /// (`DefaultBodyLimit` is the same limit).
 pub async fn limit_request(
@@ -337,24 +345,23 @@ pub async fn limit_request(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let body =
-        match tokio::time::timeout(limits.body_read_timeout, read_body(body, limits.body_bytes))
-            .await
-        {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "cannot read the request body");
-                return (StatusCode::BAD_REQUEST, "cannot read the request body\n").into_response();
-            }
-            Err(_) => {
-                metrics::counter!("http_request_timeouts_total", "phase" => "body").increment(1);
-                return (
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body did not arrive within limits.body_read_timeout\n",
-                )
-                    .into_response();
-            }
-        };
+    let body = match tokio::time::timeout(limits.body_read_timeout, read_body(body, &limits)).await
+    {
+        Ok(Ok(read)) => read,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "cannot read the request body");
+            return (StatusCode::BAD_REQUEST, "cannot read the request body\n").into_response();
+        }
+        Err(_) => {
+            metrics::counter!("http_request_timeouts_total", "phase" => "body").increment(1);
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within limits.body_read_timeout\n",
+            )
+                .into_response();
+        }
+    };
+    let (body, _held) = body;
     let request = Request::from_parts(parts, Body::from(body));
     let handled = async {
         let _permit = limits.slots.acquire().await;
@@ -369,19 +376,37 @@ pub async fn limit_request(
     }
 }
 
-/// The body's bytes, stopping once more than `limit` have arrived (the caller's extractor then
-/// rejects the oversized result).
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, axum::Error> {
+/// The body's bytes, stopping once more than `limits.body_bytes` have arrived (the route's
+/// extractor then rejects the oversized result), with the budget permits for them.
+async fn read_body(
+    mut body: Body,
+    limits: &RequestLimits,
+) -> Result<(Bytes, Option<SemaphorePermit<'_>>), axum::Error> {
     let mut bytes = Vec::new();
+    let mut held: Option<SemaphorePermit<'_>> = None;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
+            // A frame is at most hyper's read buffer; clamped so it can always be granted.
+            let wanted = data.len().min(limits.body_budget_bytes);
+            let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+            if wanted > 0 {
+                let permit = limits
+                    .body_budget
+                    .acquire_many(wanted)
+                    .await
+                    .map_err(axum::Error::new)?;
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
             bytes.extend_from_slice(&data);
-            if bytes.len() > limit {
+            if bytes.len() > limits.body_bytes {
                 break;
             }
         }
     }
-    Ok(Bytes::from(bytes))
+    Ok((Bytes::from(bytes), held))
 }
 
 /// Raises the soft open-file limit towards what `limits.max_connections` needs (up to the hard

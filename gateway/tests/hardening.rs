@@ -331,6 +331,51 @@ async fn slow_heads_slow_bodies_and_idle_connections_are_closed() {
     server.stop();
 }
 
+/// The request bodies held in memory by all requests together stay within
+/// `limits.body_buffer_bytes`: a body that does not fit waits until others are done.
+#[tokio::test]
+async fn buffered_bodies_stay_within_the_body_budget() {
+    let server = Served::start(
+        "[limits]\nbody_bytes = 1024\nbody_buffer_bytes = 2048\nbody_read_timeout = \"1h\"\n\
+         header_read_timeout = \"1h\"\nidle_timeout = \"1h\"\n",
+        &[],
+        false,
+    );
+    let token = server.token("kv:write");
+    // Two bodies of which 1,000 bytes each have arrived: 2,000 of the 2,048 bytes are taken.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from(Ipv4Addr::LOCALHOST, server.address).await;
+        let head = format!(
+            "PUT /v1/kv/big HTTP/1.1\r\nHost: p8fs\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1020\r\n\r\n\"{}",
+            "a".repeat(999)
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        holders.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = format!("\"{}\"", "s".repeat(98));
+    let put = |timeout: Duration| {
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap();
+        http.put(server.url("/v1/kv/small"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    // A 100-byte body does not fit: it is not read (the client gives up).
+    assert!(
+        put(Duration::from_secs(2)).await.is_err(),
+        "a body was taken in beyond limits.body_buffer_bytes"
+    );
+    // Once the held bodies are gone, it fits.
+    drop(holders);
+    let response = put(CLIENT_TIMEOUT).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    server.stop();
+}
+
 /// Connections over `max_connections_per_address` or `max_connections` are closed at once;
 /// other addresses are still served, and a freed place can be taken again.
 #[tokio::test]
