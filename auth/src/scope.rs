@@ -1,6 +1,12 @@
 //! Scopes: the OAuth 2.0 scope tokens that gate front-end operations, and the set a token
 //! carries. Parsing is strict (unknown tokens are an error naming the field `scope`); there are
 //! no wildcards and no scope implies another, `admin` included.
+//!
+//! `device-keys` gates the device-key endpoints of the authorization server (registering a key
+//! that can mint access tokens without a password). The server grants it only through an
+//! interactive sign-in (the device flow or the code flow, approved by the user on its pages),
+//! only when the client asks for it by name, and never through client credentials or a device
+//! key; a refresh keeps it only in a family that was granted it.
 
 use std::fmt;
 
@@ -16,12 +22,14 @@ pub enum Scope {
     GraphRead,
     GraphWrite,
     Admin,
+    DeviceKeys,
 }
 
 impl Scope {
     /// Every scope, sorted by its wire name.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::Admin,
+        Scope::DeviceKeys,
         Scope::GraphRead,
         Scope::GraphWrite,
         Scope::KvRead,
@@ -40,6 +48,7 @@ impl Scope {
             Scope::GraphRead => "graph:read",
             Scope::GraphWrite => "graph:write",
             Scope::Admin => "admin",
+            Scope::DeviceKeys => "device-keys",
         }
     }
 
@@ -180,7 +189,7 @@ mod tests {
         assert_eq!(ScopeSet::parse(&set.to_string()).unwrap(), set);
         assert_eq!(
             ScopeSet::all().to_string(),
-            "admin graph:read graph:write kv:read kv:write vectors:read vectors:write"
+            "admin device-keys graph:read graph:write kv:read kv:write vectors:read vectors:write"
         );
         assert!(ScopeSet::parse("").unwrap().is_empty());
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer};
+use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer, Revoked};
 use p8fs_auth::{Issuer, KeyRing, ScopeSet};
 use p8fs_core::{Clock, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
@@ -53,9 +53,9 @@ pub enum AdminRequest {
         username: String,
         password: String,
     },
-    /// Set a user's password; the user's tokens are revoked.
+    /// Set a user's password; the user's sessions, tokens and device keys are revoked.
     UserPasswd { username: String, password: String },
-    /// Disable (the user's tokens are revoked) or enable again a user.
+    /// Disable (the user's sessions, tokens and device keys are revoked) or enable again a user.
     UserDisable { username: String, disabled: bool },
     /// Every user.
     UserList,
@@ -63,7 +63,8 @@ pub enum AdminRequest {
     ClientAdd { client: NewClient },
     /// Every OAuth client.
     ClientList,
-    /// Remove an OAuth client.
+    /// Remove an OAuth client, the tokens issued through it and the device keys registered
+    /// through it.
     ClientRemove { client_id: String },
 }
 
@@ -149,22 +150,20 @@ impl Admin {
                 to_value(&user)
             }
             AdminRequest::UserPasswd { username, password } => {
-                self.accounts()?
+                let revoked = self
+                    .oauth()?
                     .set_password(&username, &password)
                     .await
                     .map_err(text)?;
-                self.revoke_tokens(&username).await
+                Ok(revoked_json(revoked))
             }
             AdminRequest::UserDisable { username, disabled } => {
-                self.accounts()?
+                let revoked = self
+                    .oauth()?
                     .set_disabled(&username, disabled)
                     .await
                     .map_err(text)?;
-                if disabled {
-                    self.revoke_tokens(&username).await
-                } else {
-                    Ok(json!({ "revoked_families": 0 }))
-                }
+                Ok(revoked_json(revoked))
             }
             AdminRequest::UserList => to_value(&self.accounts()?.list_users().await.map_err(text)?),
             AdminRequest::ClientAdd { client } => {
@@ -174,15 +173,14 @@ impl Admin {
                 to_value(&self.accounts()?.list_clients().await.map_err(text)?)
             }
             AdminRequest::ClientRemove { client_id } => {
-                let removed = self
-                    .accounts()?
+                match self
+                    .oauth()?
                     .remove_client(&client_id)
                     .await
-                    .map_err(text)?;
-                if removed {
-                    Ok(Value::Null)
-                } else {
-                    Err(format!("no client {client_id}"))
+                    .map_err(text)?
+                {
+                    Some(revoked) => Ok(revoked_json(revoked)),
+                    None => Err(format!("no client {client_id}")),
                 }
             }
         }
@@ -197,16 +195,14 @@ impl Admin {
     fn accounts(&self) -> Result<&Accounts, String> {
         Ok(self.oauth()?.accounts())
     }
+}
 
-    /// Ends every sign-in of `username`: refresh families and the access tokens they track.
-    async fn revoke_tokens(&self, username: &str) -> Result<Value, String> {
-        let revoked = self
-            .oauth()?
-            .revoke_user_tokens(username)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(json!({ "revoked_families": revoked }))
-    }
+/// The reply of a command that revoked sign-ins.
+fn revoked_json(revoked: Revoked) -> Value {
+    json!({
+        "revoked_families": revoked.families,
+        "removed_device_keys": revoked.device_keys,
+    })
 }
 
 fn to_value<T: Serialize>(value: &T) -> Result<Value, String> {

@@ -8,8 +8,9 @@
 //! Limits: usernames 1..=64 bytes of `[a-z0-9._-]` starting with a letter or digit; passwords
 //! 8..=1024 bytes; client ids 1..=128 bytes of `[A-Za-z0-9._~-]`; client names 1..=128 bytes
 //! without control characters; at most 16 redirect URIs of at most 2000 bytes each, absolute,
-//! without fragment or user info, `https` or `http` on a loopback host (`localhost`,
-//! `127.0.0.0/8`, `[::1]`) only.
+//! without fragment or user info, `https`, `http` on a loopback host (`localhost`,
+//! `127.0.0.0/8`, `[::1]`), or a private-use scheme named after a reversed domain name
+//! (`com.example.app:/callback`, RFC 8252 7.1) only.
 //!
 //! Scopes: users may hold every scope except `admin` (admin tokens come from `p8fs token issue`
 //! or a confidential client registered with `admin` in its scope, through client_credentials).
@@ -26,6 +27,8 @@ use p8fs_core::{Clock, Error, KvStore, Result, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::flows::is_private_use_scheme;
+use super::limits::DYNAMIC_CLIENT_UNUSED_TTL;
 use super::store::{Store, digest, new_secret, same_digest};
 use super::{
     BUILTIN_CLI_CLIENT, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
@@ -164,6 +167,11 @@ pub(crate) struct UserRecord {
     pub(crate) created_at: Timestamp,
     /// The argon2id PHC string.
     pub(crate) password_hash: String,
+    /// The credential generation: moves on whenever the password changes or the user is
+    /// disabled. Browser sessions and device keys remember the generation they were made in and
+    /// stop working when it moves on.
+    #[serde(default)]
+    pub(crate) generation: u64,
 }
 
 impl UserRecord {
@@ -187,6 +195,10 @@ pub(crate) struct ClientRecord {
     /// Whether the client registered itself (RFC 7591).
     #[serde(default)]
     pub(crate) dynamic: bool,
+    /// A dynamically registered client that has not obtained a token yet: its record expires
+    /// after [`DYNAMIC_CLIENT_UNUSED_TTL`] unless the first token clears this.
+    #[serde(default)]
+    pub(crate) unused: bool,
 }
 
 impl ClientRecord {
@@ -273,6 +285,7 @@ impl Accounts {
             },
             secret_digest: None,
             dynamic: false,
+            unused: false,
         };
         self.store
             .create(&Store::key("client", BUILTIN_CLI_CLIENT)?, &record, None)
@@ -306,6 +319,7 @@ impl Accounts {
             disabled: false,
             created_at: self.store.now(),
             password_hash: self.hash_password(password).await?,
+            generation: 0,
         };
         if !self.store.create(&key, &record, None).await? {
             return Err(Error::conflict(format!("the username {username} is taken")));
@@ -318,16 +332,25 @@ impl Accounts {
         check_username(username)?;
         check_password(password)?;
         let hash = self.hash_password(password).await?;
-        self.update_user(username, |user| user.password_hash = hash.clone())
-            .await
+        self.update_user(username, |user| {
+            user.password_hash = hash.clone();
+            user.generation = user.generation.saturating_add(1);
+        })
+        .await
     }
 
     /// Disables or re-enables a user. A disabled user cannot sign in, and the refresh tokens
-    /// issued to them stop working. `NotFound` if there is no such user.
+    /// issued to them stop working; disabling also ends their browser sessions and device keys
+    /// for good (the credential generation moves on). `NotFound` if there is no such user.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
         check_username(username)?;
-        self.update_user(username, |user| user.disabled = disabled)
-            .await
+        self.update_user(username, |user| {
+            user.disabled = disabled;
+            if disabled {
+                user.generation = user.generation.saturating_add(1);
+            }
+        })
+        .await
     }
 
     /// Every user, by username.
@@ -374,10 +397,12 @@ impl Accounts {
                 info: info.clone(),
                 secret_digest: secret.as_deref().map(digest),
                 dynamic,
+                unused: dynamic,
             };
+            let ttl = dynamic.then_some(DYNAMIC_CLIENT_UNUSED_TTL);
             if self
                 .store
-                .create(&Store::key("client", &info.client_id)?, &record, None)
+                .create(&Store::key("client", &info.client_id)?, &record, ttl)
                 .await?
             {
                 return Ok(CreatedClient {
@@ -393,6 +418,29 @@ impl Accounts {
             "the client id {} is taken",
             info.client_id
         )))
+    }
+
+    /// Keeps a dynamically registered client for good once it obtained a token (clears its
+    /// ttl). Nothing to do for any other client.
+    pub(crate) async fn mark_client_used(&self, client_id: &str) -> Result<()> {
+        let key = Store::key("client", client_id)?;
+        for _ in 0..16 {
+            let Some(stored) = self.store.get::<ClientRecord>(&key).await? else {
+                return Ok(());
+            };
+            if !stored.value.unused {
+                return Ok(());
+            }
+            let mut client = stored.value;
+            client.unused = false;
+            if self.store.swap(&key, stored.version, &client, None).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(
+            "the client record is too contended",
+            None,
+        ))
     }
 
     pub(crate) async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
@@ -555,8 +603,8 @@ pub(crate) fn check_client_id(client_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validates a redirect URI: absolute, no fragment, no user info, `https`, or `http` on a
-/// loopback host.
+/// Validates a redirect URI: absolute, no fragment, no user info, `https`, `http` on a
+/// loopback host, or a private-use scheme of a native app (RFC 8252 7.1, `com.example.app:`).
 pub(crate) fn check_redirect_uri(uri: &str) -> Result<()> {
     const FIELD: &str = "redirect_uris";
     if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_BYTES {
@@ -586,9 +634,11 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<()> {
             FIELD,
             "http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]); use https",
         )),
+        scheme if is_private_use_scheme(scheme) && uri.starts_with(scheme) => Ok(()),
         _ => Err(Error::invalid(
             FIELD,
-            "the scheme must be https (or http on a loopback host)",
+            "the scheme must be https, http on a loopback host, or a private-use scheme named \
+             after a reversed domain name (com.example.app)",
         )),
     }
 }

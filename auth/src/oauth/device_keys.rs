@@ -1,12 +1,20 @@
 //! Device keys and the RFC 7523 JWT-bearer grant.
 //!
-//! A signed-in user (any access token of theirs) registers an Ed25519 public key for a device at
-//! `POST /oauth/device-keys` with `{"name": "...", "public_key": "<base64url of the 32-byte
-//! key>"}` (or `"jwk": {"kty":"OKP","crv":"Ed25519","x":"..."}`). The key id is the RFC 7638
-//! thumbprint of the key. The key remembers the user, the client the registering token was
-//! issued through, and that token's scopes (without `admin`): tokens obtained with the key never
-//! exceed them. `GET` lists the user's keys, `DELETE /oauth/device-keys/{kid}` removes one.
-//! Record: `oauth/devkey/<kid>`.
+//! A user registers an Ed25519 public key for a device at `POST /oauth/device-keys` with
+//! `{"name": "...", "public_key": "<base64url of the 32-byte key>"}` (or
+//! `"jwk": {"kty":"OKP","crv":"Ed25519","x":"..."}`), with an access token carrying the
+//! `device-keys` scope, which only an interactive sign-in grants (see [`crate::Scope`]). The key
+//! id is the RFC 7638 thumbprint of the key. The key remembers the user and the user's credential
+//! generation, the client the registering token was issued through (and that client's creation
+//! time), and the token's scopes (without `admin` and `device-keys`): tokens obtained with the
+//! key never exceed them. `GET` lists the user's keys, `DELETE /oauth/device-keys/{kid}`
+//! removes one; both need the `device-keys` scope too. Record: `oauth/devkey/<kid>`.
+//!
+//! A key stops working when its user is disabled or removed or their password changes (the
+//! generation moves on), and when its client is removed (or replaced by a new client of the same
+//! id); [`OAuthServer::set_password`], [`OAuthServer::set_disabled`] and
+//! [`OAuthServer::remove_client`] also delete such keys. Keys registered before keys recorded a
+//! generation do not work: register them again.
 //!
 //! The device then obtains access tokens at the token endpoint with
 //! `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<JWT>`, where the JWT is
@@ -16,6 +24,12 @@
 //! future (30 s leeway), and a `jti` of 1..=256 bytes that was not used before with this key (the
 //! `jti` is remembered at `oauth/jti/<digest>` until the assertion expires). The user must exist
 //! and be enabled. No refresh token is issued: the device signs a new assertion instead.
+//!
+//! The access tokens a key obtains are tracked like a family's: `oauth/devkey-access/<kid>`
+//! remembers the live ones (at most [`MAX_DEVICE_KEY_ACCESS_TOKENS`]; older ones are revoked
+//! as they are forgotten), and removing the key revokes them. A token is tracked before it is
+//! returned, and the key is looked up again afterwards: a grant racing with the key's removal
+//! revokes its own token.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -29,13 +43,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::accounts::{UserRecord, user_scopes};
-use super::limits::MAX_DEVICE_KEYS_PER_USER;
+use super::limits::{MAX_DEVICE_KEY_ACCESS_TOKENS, MAX_DEVICE_KEYS_PER_USER};
 use super::store::{Store, digest};
-use super::tokens::{Grant, TokenResponse, grant_scopes};
+use super::tokens::{AccessRef, Grant, TokenResponse, grant_scopes, non_interactive, overflow};
 use super::wire::OAuthError;
 use super::{GRANT_CLIENT_CREDENTIALS, OAuthServer};
 use crate::principal::Principal;
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 use crate::token::{Audience, MAX_CLAIM_BYTES, check_claim_text};
 
 /// The furthest in the future an assertion's `exp` may be.
@@ -58,6 +72,21 @@ pub(crate) struct DeviceKey {
     /// The public key, base64url.
     pub(crate) public_key: String,
     pub(crate) created_at: Timestamp,
+    /// The user's credential generation when the key was registered; the key works only while
+    /// it is still the user's. `None` for keys registered before it was recorded (they do not
+    /// work).
+    #[serde(default)]
+    pub(crate) generation: Option<u64>,
+    /// The `created_at` of the client when the key was registered: a new client that reuses
+    /// the id does not inherit the key.
+    #[serde(default)]
+    pub(crate) client_created_at: Option<Timestamp>,
+}
+
+/// The live access tokens obtained with one device key.
+#[derive(Serialize, Deserialize, Default)]
+struct KeyTokens {
+    access: Vec<AccessRef>,
 }
 
 /// The body of a registration.
@@ -158,6 +187,12 @@ impl OAuthServer {
         new: NewDeviceKey,
     ) -> Result<DeviceKey, OAuthError> {
         let user = self.user_of(principal).await?;
+        principal.require(Scope::DeviceKeys)?;
+        let Some(client) = self.accounts.client(&principal.client_id).await? else {
+            return Err(OAuthError::invalid_token(
+                "the client the token was issued through no longer exists",
+            ));
+        };
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(
@@ -165,8 +200,7 @@ impl OAuthServer {
             );
         }
         let public_key = public_key_of(&new)?;
-        let scopes: ScopeSet = principal
-            .scopes
+        let scopes: ScopeSet = non_interactive(principal.scopes)
             .iter()
             .filter(|s| user_scopes().contains(*s))
             .collect();
@@ -191,6 +225,8 @@ impl OAuthServer {
             scope: scopes.to_string(),
             public_key,
             created_at: self.store.now(),
+            generation: Some(user.generation),
+            client_created_at: Some(client.info.created_at),
         };
         if !self
             .store
@@ -200,6 +236,16 @@ impl OAuthServer {
             return Err(Error::conflict("this public key is already registered").into());
         }
         Ok(key)
+    }
+
+    /// The device keys of the token's user.
+    pub(crate) async fn list_device_keys(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<DeviceKey>, OAuthError> {
+        let user = self.user_of(principal).await?;
+        principal.require(Scope::DeviceKeys)?;
+        Ok(self.device_keys(&user.username).await?)
     }
 
     /// The device keys of `username`.
@@ -218,6 +264,7 @@ impl OAuthServer {
         kid: &str,
     ) -> Result<bool, OAuthError> {
         let user = self.user_of(principal).await?;
+        principal.require(Scope::DeviceKeys)?;
         if kid.is_empty()
             || kid.len() > 64
             || !kid
@@ -229,10 +276,89 @@ impl OAuthServer {
         let key = Store::key("devkey", kid)?;
         match self.store.get::<DeviceKey>(&key).await? {
             Some(stored) if stored.value.username == user.username => {
-                Ok(self.store.delete(&key).await?)
+                Ok(self.drop_device_key(&stored.value).await?)
             }
             _ => Ok(false),
         }
+    }
+
+    /// Deletes a device key and revokes the access tokens obtained with it; whether it
+    /// existed.
+    async fn drop_device_key(&self, key: &DeviceKey) -> Result<bool> {
+        let existed = self.store.delete(&Store::key("devkey", &key.kid)?).await?;
+        let tokens_key = Store::key("devkey-access", &key.kid)?;
+        if let Some(stored) = self.store.get::<KeyTokens>(&tokens_key).await? {
+            let tenant = TenantId::new(key.tenant.as_str())?;
+            let now = self.store.now();
+            for access in stored.value.access.iter().filter(|a| a.exp > now) {
+                self.verifier
+                    .revoke(&tenant, &access.jti, access.exp)
+                    .await?;
+            }
+            self.store.delete(&tokens_key).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Removes every device key `which` selects, revoking their access tokens; how many. It
+    /// reads every device key: an admin operation, not a hot path.
+    pub(crate) async fn remove_device_keys_where(
+        &self,
+        which: impl Fn(&DeviceKey) -> bool,
+    ) -> Result<usize> {
+        let keys: Vec<DeviceKey> = self.store.scan("devkey").await?;
+        let mut removed = 0;
+        for key in keys.iter().filter(|k| which(k)) {
+            if self.drop_device_key(key).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Records an access token obtained with `key`, revoking the oldest ones beyond
+    /// [`MAX_DEVICE_KEY_ACCESS_TOKENS`].
+    async fn track_key_token(
+        &self,
+        key: &DeviceKey,
+        tenant: &TenantId,
+        token: AccessRef,
+    ) -> Result<()> {
+        let record_key = Store::key("devkey-access", &key.kid)?;
+        for _ in 0..16 {
+            let now = self.store.now();
+            let stored = self.store.get::<KeyTokens>(&record_key).await?;
+            let mut next = KeyTokens {
+                access: stored
+                    .as_ref()
+                    .map(|s| s.value.access.clone())
+                    .unwrap_or_default(),
+            };
+            next.access.retain(|a| a.exp > now);
+            next.access.push(token.clone());
+            let forgotten = overflow(&mut next.access, MAX_DEVICE_KEY_ACCESS_TOKENS);
+            // Revoked before they are forgotten, so none is ever neither tracked nor revoked.
+            for old in &forgotten {
+                self.verifier.revoke(tenant, &old.jti, old.exp).await?;
+            }
+            let last = next.access.iter().map(|a| a.exp).max().unwrap_or(token.exp);
+            let ttl = Some(self.store.ttl_until(last));
+            let written = match &stored {
+                Some(stored) => {
+                    self.store
+                        .swap(&record_key, stored.version, &next, ttl)
+                        .await?
+                }
+                None => self.store.create(&record_key, &next, ttl).await?,
+            };
+            if written {
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(
+            "the device key's token list is too contended",
+            None,
+        ))
     }
 
     /// The JWT-bearer grant.
@@ -311,14 +437,24 @@ impl OAuthServer {
             )));
         }
         let user = self.accounts.user(&device.username).await?;
-        if !user.is_some_and(|u| !u.disabled && u.tenant == device.tenant) {
+        if !user.is_some_and(|u| {
+            !u.disabled && u.tenant == device.tenant && device.generation == Some(u.generation)
+        }) {
             return Err(invalid(
-                "the device key's user is disabled or no longer exists",
+                "the device key's user is disabled or no longer exists, or changed their \
+                 password since the key was registered",
             ));
         }
-        let allowed: ScopeSet = ScopeSet::parse(&device.scope)?
+        let client = self.accounts.client(&device.client_id).await?;
+        let Some(client) = client.filter(|c| device.client_created_at == Some(c.info.created_at))
+        else {
+            return Err(invalid(
+                "the client the device key was registered through no longer exists",
+            ));
+        };
+        let allowed: ScopeSet = non_interactive(ScopeSet::parse(&device.scope)?)
             .iter()
-            .filter(|s| user_scopes().contains(*s))
+            .filter(|s| user_scopes().contains(*s) && client.scopes().contains(*s))
             .collect();
         let scopes = grant_scopes(scope, allowed)?;
         let replay_key = Store::key("jti", &digest(&format!("{kid}\n{}", claims.jti)))?;
@@ -333,6 +469,22 @@ impl OAuthServer {
             client_id: device.client_id.clone(),
             scopes,
         };
-        Ok(self.issue_access_only(&grant)?)
+        let (response, issued) = self.issue_access_only_tracked(&grant)?;
+        self.track_key_token(&device, &grant.tenant, issued.clone())
+            .await?;
+        // A removal of the key that raced with this grant may have revoked the tracked tokens
+        // before this one was added: then this token is revoked here.
+        if self
+            .store
+            .get::<DeviceKey>(&Store::key("devkey", &kid)?)
+            .await?
+            .is_none()
+        {
+            self.verifier
+                .revoke(&grant.tenant, &issued.jti, issued.exp)
+                .await?;
+            return Err(invalid("unknown device key"));
+        }
+        Ok(response)
     }
 }

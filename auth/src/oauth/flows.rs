@@ -1,17 +1,24 @@
 //! The authorization code grant with PKCE, and the client credentials grant.
 //!
 //! Authorization requests are validated in the order of RFC 6749 4.1.2.1: an unknown client or
-//! a `redirect_uri` that is not exactly (byte for byte) one of the client's registered URIs is
-//! shown to the user as an error page and never redirected to; every other error is redirected
-//! to the client with `error`, `state` and `iss` (RFC 9207). PKCE is required with `S256`
-//! (`plain` and a missing method are refused); the challenge is 43 base64url characters.
+//! a `redirect_uri` that is not one of the client's registered URIs is shown to the user as an
+//! error page and never redirected to. URIs match byte for byte, except that a public (native)
+//! client's loopback URI (`http://127.0.0.1`, `http://[::1]`, `http://localhost`) matches with
+//! any port (RFC 8252 7.3). Once client and redirect URI are known to match, other errors are
+//! redirected to the client with `error`, `state` and `iss` (RFC 9207), but only to a URI an
+//! administrator registered or a native one (loopback or a private-use scheme, RFC 8252 7.1):
+//! an https URI of a dynamically registered client gets the error page instead, so anyone who
+//! can register a client cannot turn this server into an open redirector (RFC 9700 4.11.2).
+//! PKCE is required with `S256` (`plain` and a missing method are refused); the challenge is 43
+//! base64url characters.
 //!
 //! Codes are 256 random bits, stored as `oauth/code/<digest>` with the client, redirect URI,
 //! user, scope and challenge, valid for `authorization_code_ttl` (at most 60 s). Redemption
 //! marks the code used by compare-and-swap before anything else is checked, so a code works
 //! once even under concurrent requests and a failed attempt also burns it. Presenting a used
-//! code revokes the token family issued from it (RFC 6749 4.1.2); the record is kept for an
-//! access token lifetime after expiry for that purpose.
+//! code revokes the token family issued from it (RFC 6749 4.1.2), even while the first
+//! redemption is still issuing (see [`OAuthServer::revoke_code_family`]); the record is kept for
+//! an access token lifetime after expiry for that purpose.
 
 use p8fs_core::{Result, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -23,7 +30,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::accounts::{ClientRecord, UserRecord, user_scopes};
 use super::limits::MAX_STATE_BYTES;
 use super::store::{Store, digest, new_secret, same_secret};
-use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id};
+use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id, non_interactive};
 use super::wire::{OAuthError, Params};
 use super::{GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, OAuthServer};
 use crate::keys::duration_millis;
@@ -73,6 +80,59 @@ pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
+/// The host and what follows the authority of an `http` URI on a loopback host
+/// (`127.0.0.1`, `[::1]` or `localhost`), with the port (if any) left out.
+pub(crate) fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let host = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => {
+            let port = &authority[colon + 1..];
+            if !port.is_empty() && port.parse::<u16>().is_err() {
+                return None;
+            }
+            &authority[..colon]
+        }
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost").then_some((host, rest))
+}
+
+/// Whether `scheme` is a private-use URI scheme of a native app (RFC 8252 7.1): a reversed
+/// domain name such as `com.example.app` (lowercase, at least two dot-separated labels).
+pub(crate) fn is_private_use_scheme(scheme: &str) -> bool {
+    scheme.contains('.')
+        && scheme.split('.').all(|label| {
+            label.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Whether `uri` leads back to a native app: `http` on a loopback host, or a private-use
+/// scheme.
+pub(crate) fn is_native_redirect(uri: &str) -> bool {
+    loopback_parts(uri).is_some()
+        || uri
+            .split_once(':')
+            .is_some_and(|(scheme, _)| is_private_use_scheme(scheme))
+}
+
+/// Whether the `requested` redirect URI matches the `registered` one: byte for byte, or for a
+/// native (public) client, a loopback URI with any port (RFC 8252 7.3).
+pub(crate) fn redirect_matches(registered: &str, requested: &str, native: bool) -> bool {
+    if registered == requested {
+        return true;
+    }
+    native
+        && match (loopback_parts(registered), loopback_parts(requested)) {
+            (Some(registered), Some(requested)) => registered == requested,
+            _ => false,
+        }
+}
+
 /// `uri` with `params` appended to its query.
 pub(crate) fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -115,11 +175,19 @@ impl OAuthServer {
                 "The request has no redirect_uri.".into(),
             ));
         };
-        if !client.info.redirect_uris.iter().any(|r| r == redirect_uri) {
+        let native = !client.info.confidential;
+        let Some(registered) = client
+            .info
+            .redirect_uris
+            .iter()
+            .find(|r| redirect_matches(r, redirect_uri, native))
+        else {
             return Err(AuthorizeError::Page(
                 "The redirect_uri is not registered for this client.".into(),
             ));
-        }
+        };
+        // Errors go back automatically only where an administrator or a native app decided.
+        let redirect_errors = !client.dynamic || is_native_redirect(registered);
         let state = params.get("state");
         if state.is_some_and(|s| s.len() > MAX_STATE_BYTES) {
             return Err(AuthorizeError::Page(format!(
@@ -128,6 +196,11 @@ impl OAuthServer {
         }
         let issuer = self.config.issuer.clone();
         let redirect = |error: &str, description: &str| {
+            if !redirect_errors {
+                return AuthorizeError::Page(format!(
+                    "The application's request is not valid ({error}: {description})."
+                ));
+            }
             let mut query = vec![("error", error), ("error_description", description)];
             if let Some(state) = state {
                 query.push(("state", state));
@@ -261,8 +334,9 @@ impl OAuthServer {
                 "the code was issued to another client",
             ));
         }
+        let family_ttl = self.config.authorization_code_ttl + self.config.access_token_ttl;
         if record.used {
-            self.revoke_family(&record.family).await?;
+            self.revoke_code_family(&record.family, family_ttl).await?;
             tracing::warn!(
                 client_id = %record.client_id,
                 "oauth: an authorization code was presented twice; its tokens are revoked"
@@ -279,7 +353,7 @@ impl OAuthServer {
             .swap(&key, stored.version, &used, Some(ttl))
             .await?
         {
-            self.revoke_family(&record.family).await?;
+            self.revoke_code_family(&record.family, family_ttl).await?;
             return Err(OAuthError::invalid_grant(
                 "the authorization code was already used",
             ));
@@ -315,9 +389,8 @@ impl OAuthServer {
             client_id: client.info.client_id.clone(),
             scopes: ScopeSet::parse(&record.scope)?,
         };
-        Ok(self
-            .issue_in_new_family(&grant, client, record.family)
-            .await?)
+        self.issue_in_new_family(&grant, client, record.family)
+            .await
     }
 
     /// The client_credentials grant: a confidential client acting in its own tenant.
@@ -341,7 +414,7 @@ impl OAuthServer {
             subject: client.info.client_id.clone(),
             username: None,
             client_id: client.info.client_id.clone(),
-            scopes: grant_scopes(scope, client.scopes())?,
+            scopes: grant_scopes(scope, non_interactive(client.scopes()))?,
         };
         Ok(self.issue_access_only(&grant)?)
     }
@@ -363,6 +436,80 @@ mod tests {
         assert!(is_code_verifier(&"a".repeat(128)));
         assert!(!is_code_verifier(&"a".repeat(129)));
         assert!(!is_code_verifier(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn loopback_redirects_match_with_any_port_for_native_clients() {
+        let registered = "http://127.0.0.1/cb";
+        for requested in [
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.1:65535/cb",
+        ] {
+            assert!(redirect_matches(registered, requested, true), "{requested}");
+        }
+        assert!(redirect_matches(
+            "http://[::1]:8080/cb?a=b",
+            "http://[::1]:9/cb?a=b",
+            true
+        ));
+        assert!(redirect_matches(
+            "http://localhost/",
+            "http://localhost:4000/",
+            true
+        ));
+        for requested in [
+            "http://127.0.0.1:99999/cb",
+            "http://127.0.0.1:x/cb",
+            "http://127.0.0.1:1/cb/",
+            "http://127.0.0.1:1/CB",
+            "http://127.0.0.2:1/cb",
+            "http://localhost:1/cb",
+            "http://evil@127.0.0.1:1/cb",
+            "https://127.0.0.1:1/cb",
+            "http://127.0.0.1:1/cb#x",
+            "http://127.0.0.1.evil.example/cb",
+        ] {
+            assert!(
+                !redirect_matches(registered, requested, true),
+                "{requested}"
+            );
+        }
+        assert!(
+            !redirect_matches(registered, "http://127.0.0.1:1/cb", false),
+            "confidential clients match exactly"
+        );
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:444/cb",
+            true
+        ));
+    }
+
+    #[test]
+    fn native_redirects_are_loopback_or_private_use_schemes() {
+        for uri in [
+            "http://127.0.0.1:7/cb",
+            "http://[::1]/",
+            "http://localhost:8/x",
+            "com.example.app:/oauth2redirect",
+            "io.github.some-one.tool://cb",
+        ] {
+            assert!(is_native_redirect(uri), "{uri}");
+        }
+        for uri in [
+            "https://app.example/cb",
+            "http://10.0.0.1/cb",
+            "http://127.0.0.2/cb",
+            "myapp:/cb",
+            "javascript:alert(1)",
+            "Com.Example.App:/cb",
+            "com..example:/cb",
+            "com.example.:/cb",
+            "1com.example:/cb",
+        ] {
+            assert!(!is_native_redirect(uri), "{uri}");
+        }
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! `client_secret_basic`, `client_secret_post` or (public clients) `client_id` alone; the
 //! JWT-bearer grant needs none (the assertion authenticates the device). Introspection takes an
 //! authenticated *confidential* client, or an `Authorization: Bearer` access token with the
-//! `admin` scope. Bodies are limited to [`super::MAX_FORM_BYTES`].
+//! `admin` scope. An admin token, and a confidential client that acts in a tenant, see only the
+//! tokens of that tenant (others are `{"active": false}`); a confidential client without a
+//! tenant (a resource server an administrator registered) sees every tenant's. No access token
+//! is ever issued for the reserved tenant, so there is no server-wide admin token. Bodies are
+//! limited to [`super::MAX_FORM_BYTES`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use super::client_auth::{authenticate, check, presented};
 use super::device_keys::{DeviceKey, NewDeviceKey};
+use super::limits::ClientAddress;
 use super::pages;
 use super::tokens::TokenResponse;
 use super::wire::{OAuthError, bearer_token, json_no_store, read_body, read_form, read_json};
@@ -210,7 +215,8 @@ async fn introspection(
     body: Body,
 ) -> Result<Value, OAuthError> {
     let params = read_form(headers, body).await?;
-    if let Some(bearer) = bearer_token(headers) {
+    // The tenant whose tokens the caller may see; `None`: every tenant's.
+    let visible: Option<String> = if let Some(bearer) = bearer_token(headers) {
         let caller = verified(server, bearer)
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the bearer token is not valid"))?;
@@ -219,6 +225,7 @@ async fn introspection(
                 "introspection needs a token with the admin scope",
             ));
         }
+        Some(caller.tenant.as_str().to_owned())
     } else {
         let client = authenticate(server, headers, &params).await?;
         if !client.info.confidential {
@@ -226,9 +233,13 @@ async fn introspection(
                 "introspection needs a confidential client or an admin token",
             ));
         }
-    }
+        client.info.tenant
+    };
+    let may_see = |tenant: &str| visible.as_deref().is_none_or(|v| v == tenant);
     let token = params.require("token")?;
-    if let Some(principal) = verified(server, token).await? {
+    if let Some(principal) = verified(server, token).await?
+        && may_see(principal.tenant.as_str())
+    {
         return Ok(json!({
             "active": true,
             "token_type": "Bearer",
@@ -245,6 +256,7 @@ async fn introspection(
     }
     if let Some((family, current)) = server.family_of_refresh(token).await?
         && current
+        && may_see(&family.tenant)
         && !family.revoked
         && server.store.now() < family.expires_at
     {
@@ -275,7 +287,12 @@ async fn introspection(
 }
 
 /// RFC 7591.
-async fn register(State(server): Server, headers: HeaderMap, body: Body) -> Response {
+async fn register(
+    State(server): Server,
+    address: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result = async {
         let content_type_ok = headers
             .get(axum::http::header::CONTENT_TYPE)
@@ -290,7 +307,7 @@ async fn register(State(server): Server, headers: HeaderMap, body: Body) -> Resp
             ));
         }
         let body = read_body(body).await?;
-        server.register_client(&body).await
+        server.register_client(&body, address).await
     }
     .await;
     match result {
@@ -335,8 +352,7 @@ async fn list_device_keys(State(server): Server, headers: HeaderMap) -> Response
     respond(
         async {
             let principal = caller(&server, &headers).await?;
-            let user = server.user_of(&principal).await?;
-            let keys = server.device_keys(&user.username).await?;
+            let keys = server.list_device_keys(&principal).await?;
             Ok(json!({"keys": keys.iter().map(device_key_json).collect::<Vec<_>>()}))
         }
         .await,

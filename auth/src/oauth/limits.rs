@@ -36,11 +36,19 @@ pub const SIGN_IN_FAILURES: u64 = 10;
 pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(600);
 /// Dynamic client registrations per window, server-wide.
 pub const REGISTRATIONS_PER_WINDOW: u64 = 100;
+/// Dynamic client registrations per window from one client address (see [`ClientAddress`]).
+pub const REGISTRATIONS_PER_ADDRESS: u64 = 10;
+/// How long a dynamically registered client that never obtained a token is kept.
+pub const DYNAMIC_CLIENT_UNUSED_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Most device keys one user may register.
 pub(crate) const MAX_DEVICE_KEYS_PER_USER: usize = 32;
-/// Most access tokens a refresh family remembers for revocation.
+/// Most live access tokens a refresh family remembers for revocation; older ones are revoked
+/// when they are forgotten.
 pub(crate) const MAX_FAMILY_ACCESS_TOKENS: usize = 32;
+/// Most live access tokens remembered per device key (JWT-bearer grant); older ones are revoked
+/// when they are forgotten.
+pub(crate) const MAX_DEVICE_KEY_ACCESS_TOKENS: usize = 32;
 
 /// Where a request came from, as the key of per-address rate limits.
 ///

@@ -206,7 +206,7 @@ async fn signin(
     let typed = params.get("username").unwrap_or_default().trim();
     let username = typed.to_ascii_lowercase();
     let shown = if typed.len() <= 64 { typed } else { "" };
-    let Some(session) = session::current(server, headers).await? else {
+    let Some(session) = session::current_or_anonymous(server, headers).await? else {
         let session = session::start(server, None).await?;
         let body = signin_form(
             &session,
@@ -320,6 +320,9 @@ fn scope_meaning(scope: Scope) -> &'static str {
         Scope::GraphRead => "read your graph",
         Scope::GraphWrite => "change your graph",
         Scope::Admin => "administer the server",
+        Scope::DeviceKeys => {
+            "register devices that can get access to your data without your password"
+        }
     }
 }
 

@@ -6,16 +6,27 @@
 //! fields that are ignored (`client_uri`, `logo_uri`, `contacts`, `software_id`,
 //! `software_version`, ...). Defaults: authorization_code + refresh_token when redirect URIs are
 //! given, else the device code grant + refresh_token; every scope but `admin`. Errors are
-//! `invalid_redirect_uri` / `invalid_client_metadata` JSON (RFC 7591 3.2.2). Registrations are
-//! limited server-wide to [`REGISTRATIONS_PER_WINDOW`] per [`REGISTRATION_WINDOW`]; with
-//! `dynamic_registration = false` the endpoint answers 403.
+//! `invalid_redirect_uri` / `invalid_client_metadata` JSON (RFC 7591 3.2.2).
+//!
+//! Redirect URIs of self-registered clients: `http` on `127.0.0.1`, `[::1]` or `localhost` (any
+//! port may be used at authorization, RFC 8252 7.3) and private-use schemes named after a
+//! reversed domain name (`com.example.app:/cb`, RFC 8252 7.1) for native apps, and `https`.
+//! Authorization errors are never redirected automatically to the https URI of a
+//! self-registered client (see `flows.rs`). Registrations are limited to
+//! [`REGISTRATIONS_PER_ADDRESS`] per client address and [`REGISTRATIONS_PER_WINDOW`]
+//! server-wide per [`REGISTRATION_WINDOW`]; a client that obtains no token within
+//! [`DYNAMIC_CLIENT_UNUSED_TTL`](super::limits::DYNAMIC_CLIENT_UNUSED_TTL) is forgotten.
+//! With `dynamic_registration = false` the endpoint answers 403.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::accounts::{NewClient, user_scopes};
-use super::limits::{REGISTRATION_WINDOW, REGISTRATIONS_PER_WINDOW};
+use super::accounts::{NewClient, check_redirect_uri, user_scopes};
+use super::flows::is_native_redirect;
+use super::limits::{
+    ClientAddress, REGISTRATION_WINDOW, REGISTRATIONS_PER_ADDRESS, REGISTRATIONS_PER_WINDOW,
+};
 use super::wire::OAuthError;
 use super::{GRANT_AUTHORIZATION_CODE, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, OAuthServer};
 use crate::scope::ScopeSet;
@@ -42,7 +53,11 @@ fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAu
 
 impl OAuthServer {
     /// Registers a public client; the response body of RFC 7591 3.2.1.
-    pub(crate) async fn register_client(&self, body: &[u8]) -> Result<Value, OAuthError> {
+    pub(crate) async fn register_client(
+        &self,
+        body: &[u8],
+        address: ClientAddress,
+    ) -> Result<Value, OAuthError> {
         if !self.config.dynamic_registration {
             return Err(OAuthError::new(
                 StatusCode::FORBIDDEN,
@@ -103,6 +118,19 @@ impl OAuthServer {
             }
             None => user_scopes().to_string(),
         };
+        for uri in &metadata.redirect_uris {
+            let invalid = |description: String| {
+                OAuthError::new(StatusCode::BAD_REQUEST, "invalid_redirect_uri", description)
+            };
+            check_redirect_uri(uri).map_err(|e| invalid(e.to_string()))?;
+            if !is_native_redirect(uri) && !uri.starts_with("https://") {
+                return Err(invalid(
+                    "a self-registered client may use https, http on 127.0.0.1, [::1] or \
+                     localhost, or a private-use scheme (com.example.app:/callback)"
+                        .to_owned(),
+                ));
+            }
+        }
         let name = metadata
             .client_name
             .clone()
@@ -116,6 +144,21 @@ impl OAuthServer {
             scope,
             tenant: None,
         };
+        let from_address = self
+            .store
+            .count(
+                &format!("register/{}", address.bucket()),
+                REGISTRATION_WINDOW,
+            )
+            .await
+            .map_err(OAuthError::server)?;
+        if from_address >= REGISTRATIONS_PER_ADDRESS {
+            return Err(OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many client registrations from this address; retry later",
+            ));
+        }
         let counted = self
             .store
             .count("register", REGISTRATION_WINDOW)

@@ -1,14 +1,19 @@
 //! Browser sessions and CSRF tokens for the pages.
 //!
 //! A session is a random 256-bit id in a cookie (`p8fs_session`, or `__Host-p8fs_session` when
-//! the issuer is https; `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` under https) and a record
-//! `oauth/session/<digest of id>` holding the signed-in user (if any) and the session's CSRF
-//! token. Visitors who are not signed in get an anonymous session (30 minutes) so that even
-//! the sign-in form is CSRF-protected. Signing in replaces the session by a new one (new id,
-//! new CSRF token), so a session id planted before sign-in is worthless afterwards.
+//! the issuer is https; `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` under https). A signed-in
+//! session has a record `oauth/session/<digest of id>` holding the user, the user's credential
+//! generation at sign-in and the session's CSRF token. Visitors who are not signed in get an
+//! anonymous session (a cookie for 30 minutes) so that even the sign-in form is
+//! CSRF-protected; it has no record, so anonymous page views cost the store nothing: its CSRF
+//! token is derived from its id (a digest the page shows, while the id stays in the
+//! `HttpOnly` cookie). Signing in replaces the session by a new one (new id, new CSRF token),
+//! so a session id planted before sign-in is worthless afterwards.
 //!
 //! Every form posts the CSRF token in the field `csrf`; it is compared with the session's in
-//! constant time. A signed-in session whose user was disabled or removed counts as signed out.
+//! constant time. A signed-in session counts as signed out once its user is disabled or
+//! removed, or the user's generation moved on (a password change, or being disabled even if
+//! enabled again since).
 
 use std::time::Duration;
 
@@ -30,6 +35,22 @@ struct SessionRecord {
     username: Option<String>,
     csrf: String,
     created_at: Timestamp,
+    /// The user's credential generation at sign-in.
+    #[serde(default)]
+    generation: u64,
+}
+
+impl SessionRecord {
+    /// The record an anonymous session would have: none is stored, the CSRF token is derived
+    /// from the session id.
+    fn anonymous(id: &str, now: Timestamp) -> Self {
+        Self {
+            username: None,
+            csrf: digest(&format!("p8fs anonymous session csrf\n{id}")),
+            created_at: now,
+            generation: 0,
+        }
+    }
 }
 
 /// The session of the current request.
@@ -108,7 +129,7 @@ fn cookie_value<'a>(server: &OAuthServer, headers: &'a HeaderMap) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
-/// The request's session, if its cookie names a live one.
+/// The request's session, if its cookie names a stored one.
 pub(crate) async fn current(server: &OAuthServer, headers: &HeaderMap) -> Result<Option<Session>> {
     let Some(id) = cookie_value(server, headers) else {
         return Ok(None);
@@ -127,7 +148,7 @@ pub(crate) async fn current(server: &OAuthServer, headers: &HeaderMap) -> Result
             .accounts
             .user(username)
             .await?
-            .filter(|user| !user.disabled),
+            .filter(|user| !user.disabled && user.generation == record.generation),
         None => None,
     };
     Ok(Some(Session {
@@ -138,32 +159,53 @@ pub(crate) async fn current(server: &OAuthServer, headers: &HeaderMap) -> Result
     }))
 }
 
+/// The request's session: a stored one, else the anonymous session its cookie names (not
+/// stored), if it has a session cookie at all.
+pub(crate) async fn current_or_anonymous(
+    server: &OAuthServer,
+    headers: &HeaderMap,
+) -> Result<Option<Session>> {
+    if let Some(session) = current(server, headers).await? {
+        return Ok(Some(session));
+    }
+    Ok(cookie_value(server, headers).map(|id| Session {
+        key_digest: digest(id),
+        record: SessionRecord::anonymous(id, server.store.now()),
+        user: None,
+        set_cookie: None,
+    }))
+}
+
 /// The request's session, or a new anonymous one (whose cookie [`Session::apply`] sets).
 pub(crate) async fn current_or_new(server: &OAuthServer, headers: &HeaderMap) -> Result<Session> {
-    match current(server, headers).await? {
+    match current_or_anonymous(server, headers).await? {
         Some(session) => Ok(session),
         None => start(server, None).await,
     }
 }
 
-/// Starts a session for `user` (or an anonymous one).
+/// Starts a session for `user` (stored), or an anonymous one (not stored).
 pub(crate) async fn start(server: &OAuthServer, user: Option<UserRecord>) -> Result<Session> {
     let id = new_secret()?;
     let key_digest = digest(&id);
-    let record = SessionRecord {
-        username: user.as_ref().map(|u| u.username.clone()),
-        csrf: new_secret()?,
-        created_at: server.store.now(),
+    let now = server.store.now();
+    let (record, ttl) = match &user {
+        Some(user) => {
+            let record = SessionRecord {
+                username: Some(user.username.clone()),
+                csrf: new_secret()?,
+                created_at: now,
+                generation: user.generation,
+            };
+            let ttl = server.config.session_ttl;
+            server
+                .store
+                .put(&Store::key("session", &key_digest)?, &record, Some(ttl))
+                .await?;
+            (record, ttl)
+        }
+        None => (SessionRecord::anonymous(&id, now), ANONYMOUS_SESSION_TTL),
     };
-    let ttl = if user.is_some() {
-        server.config.session_ttl
-    } else {
-        ANONYMOUS_SESSION_TTL
-    };
-    server
-        .store
-        .put(&Store::key("session", &key_digest)?, &record, Some(ttl))
-        .await?;
     Ok(Session {
         key_digest,
         record,

@@ -6,6 +6,13 @@
 //! recent [`MAX_FAMILY_ACCESS_TOKENS`]). A refresh token is 256 random bits; the store keeps
 //! `oauth/refresh/<digest>` → family, for the refresh token's idle lifetime.
 //!
+//! The family record is created (with the first access token in it) before any token of the
+//! family is handed out, and creation fails if a revocation got there first (see
+//! [`OAuthServer::revoke_code_family`]), so a revocation racing with the first issuance still
+//! revokes what it issued. When a family would remember more than [`MAX_FAMILY_ACCESS_TOKENS`]
+//! live access tokens, the oldest are revoked as they are forgotten: every live access token of
+//! a family is either remembered or already revoked.
+//!
 //! Rotation: redeeming the current refresh token issues a new one and moves the family's
 //! `current` to it by compare-and-swap, so of two concurrent redemptions exactly one wins.
 //! Presenting any other token of the family (an already rotated one, or the loser of such a
@@ -15,6 +22,7 @@
 //! the refresh_token grant.
 
 use std::fmt;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,7 +36,7 @@ use super::wire::OAuthError;
 use super::{GRANT_REFRESH_TOKEN, OAuthServer};
 use crate::keys::duration_millis;
 use crate::random_bytes;
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 
 /// What a grant gives: whose tokens, through which client, with which scopes.
 #[derive(Clone, Debug)]
@@ -91,13 +99,35 @@ pub(crate) struct RefreshRecord {
     pub(crate) expires_at: Timestamp,
 }
 
+/// What an account change revoked.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Token families (refresh tokens and the access tokens they track) revoked.
+    pub families: usize,
+    /// Device keys removed (and the access tokens obtained with them revoked).
+    pub device_keys: usize,
+}
+
 /// A new family id (128 random bits).
 pub(crate) fn new_family_id() -> Result<String> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<16>()?))
 }
 
-/// The scope a token gets: `requested` (default: everything `allowed`) within `allowed`.
-/// Unknown scope names and an empty result are `invalid_scope`.
+/// `scopes` without the scopes that are granted only when asked for by name
+/// ([`Scope::DeviceKeys`]).
+pub(crate) fn by_default(scopes: ScopeSet) -> ScopeSet {
+    scopes.iter().filter(|s| *s != Scope::DeviceKeys).collect()
+}
+
+/// `scopes` without the scopes only an interactive sign-in may grant ([`Scope::DeviceKeys`]):
+/// what client credentials and device keys may carry.
+pub(crate) fn non_interactive(scopes: ScopeSet) -> ScopeSet {
+    by_default(scopes)
+}
+
+/// The scope a token gets: `requested` (default: everything `allowed` but the scopes granted
+/// only by name, see [`by_default`]) within `allowed`. Unknown scope names and an empty result
+/// are `invalid_scope`.
 pub(crate) fn grant_scopes(
     requested: Option<&str>,
     allowed: ScopeSet,
@@ -106,7 +136,7 @@ pub(crate) fn grant_scopes(
         Some(text) => {
             ScopeSet::parse(text).map_err(|e| OAuthError::invalid_scope(e.to_string()))?
         }
-        None => allowed,
+        None => by_default(allowed),
     };
     let granted: ScopeSet = requested.iter().filter(|s| allowed.contains(*s)).collect();
     if granted.is_empty() {
@@ -122,8 +152,16 @@ impl OAuthServer {
         self.config.access_token_ttl.as_secs().max(1)
     }
 
-    /// Issues an access token only (client_credentials, JWT-bearer).
+    /// Issues an access token only (client_credentials).
     pub(crate) fn issue_access_only(&self, grant: &Grant) -> Result<TokenResponse> {
+        Ok(self.issue_access_only_tracked(grant)?.0)
+    }
+
+    /// Issues an access token only, and the reference to revoke it by (JWT-bearer).
+    pub(crate) fn issue_access_only_tracked(
+        &self,
+        grant: &Grant,
+    ) -> Result<(TokenResponse, AccessRef)> {
         let access = self.issuer.issue(
             &grant.tenant,
             &grant.subject,
@@ -131,23 +169,31 @@ impl OAuthServer {
             &grant.scopes,
             self.config.access_token_ttl,
         )?;
-        Ok(TokenResponse {
+        let reference = AccessRef {
+            jti: access.token_id.clone(),
+            exp: access.expires_at,
+        };
+        let response = TokenResponse {
             access_token: access.token,
             token_type: "Bearer",
             expires_in: self.expires_in(),
             refresh_token: None,
             scope: grant.scopes.to_string(),
-        })
+        };
+        Ok((response, reference))
     }
 
     /// Starts family `family_id` for `grant`: an access token, and a refresh token when the
-    /// client may use the refresh_token grant.
+    /// client may use the refresh_token grant. The family record, with the access token in it,
+    /// is created before anything is returned; if the family was already revoked (a reused
+    /// authorization code, [`OAuthServer::revoke_code_family`]) nothing is issued and the
+    /// answer is `invalid_grant`.
     pub(crate) async fn issue_in_new_family(
         &self,
         grant: &Grant,
         client: &ClientRecord,
         family_id: String,
-    ) -> Result<TokenResponse> {
+    ) -> Result<TokenResponse, OAuthError> {
         let access = self.issuer.issue(
             &grant.tenant,
             &grant.subject,
@@ -183,6 +229,16 @@ impl OAuthServer {
                 exp: access.expires_at,
             }],
         };
+        if !self
+            .store
+            .create(&Store::key("family", &family.id)?, &family, Some(lifetime))
+            .await?
+        {
+            // A presentation of the same code revoked the family before it was issued.
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
+        }
         if let Some(refresh) = &refresh {
             self.store
                 .put(
@@ -195,13 +251,9 @@ impl OAuthServer {
                 )
                 .await?;
         }
-        if !self
-            .store
-            .create(&Store::key("family", &family.id)?, &family, Some(lifetime))
-            .await?
-        {
-            return Err(Error::internal("a token family id was issued twice", None));
-        }
+        self.accounts
+            .mark_client_used(&client.info.client_id)
+            .await?;
         Ok(TokenResponse {
             access_token: access.token,
             token_type: "Bearer",
@@ -272,7 +324,8 @@ impl OAuthServer {
                 }
             }
         }
-        let scopes = grant_scopes(requested_scope, allowed)?;
+        // Without a scope parameter the family's whole scope is asked for again (RFC 6749 6).
+        let scopes = grant_scopes(Some(requested_scope.unwrap_or(&family.scope)), allowed)?;
         let grant = Grant {
             tenant,
             subject: family.subject.clone(),
@@ -309,9 +362,12 @@ impl OAuthServer {
             jti: access.token_id.clone(),
             exp: access.expires_at,
         });
-        if next.access.len() > MAX_FAMILY_ACCESS_TOKENS {
-            let extra = next.access.len() - MAX_FAMILY_ACCESS_TOKENS;
-            next.access.drain(..extra);
+        // Forgotten access tokens could no longer be revoked with the family: revoke them now.
+        let forgotten = overflow(&mut next.access, MAX_FAMILY_ACCESS_TOKENS);
+        for old in &forgotten {
+            self.verifier
+                .revoke(&grant.tenant, &old.jti, old.exp)
+                .await?;
         }
         if !self
             .store
@@ -340,16 +396,64 @@ impl OAuthServer {
     /// Returns how many families were revoked. It reads every family record: an admin
     /// operation, not a hot path.
     pub async fn revoke_user_tokens(&self, username: &str) -> Result<usize> {
+        self.revoke_families(|f| f.username.as_deref() == Some(username))
+            .await
+    }
+
+    /// Revokes every live family that `which` selects; how many.
+    async fn revoke_families(&self, which: impl Fn(&Family) -> bool) -> Result<usize> {
         let families: Vec<Family> = self.store.scan("family").await?;
         let mut revoked = 0;
-        for family in families
-            .iter()
-            .filter(|f| !f.revoked && f.username.as_deref() == Some(username))
-        {
+        for family in families.iter().filter(|f| !f.revoked && which(f)) {
             self.revoke_family(&family.id).await?;
             revoked += 1;
         }
         Ok(revoked)
+    }
+
+    /// Sets a user's password and ends everything the old one let anyone start: the user's
+    /// browser sessions (through the user's credential generation), token families with their
+    /// access tokens, and device keys with the access tokens obtained with them. `NotFound` if
+    /// there is no such user.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<Revoked> {
+        self.accounts.set_password(username, password).await?;
+        self.revoke_user(username).await
+    }
+
+    /// Disables (or enables again) a user. Disabling ends the user's browser sessions, token
+    /// families with their access tokens, and device keys with their access tokens; none of
+    /// them comes back when the user is enabled again. `NotFound` if there is no such user.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<Revoked> {
+        self.accounts.set_disabled(username, disabled).await?;
+        if disabled {
+            self.revoke_user(username).await
+        } else {
+            Ok(Revoked::default())
+        }
+    }
+
+    /// Revokes the token families and removes the device keys of `username`.
+    pub async fn revoke_user(&self, username: &str) -> Result<Revoked> {
+        Ok(Revoked {
+            families: self.revoke_user_tokens(username).await?,
+            device_keys: self
+                .remove_device_keys_where(|k| k.username == username)
+                .await?,
+        })
+    }
+
+    /// Removes a client, the token families issued through it with their access tokens, and
+    /// the device keys registered through it with theirs. `None` if there was no such client
+    /// (whatever was still bound to its id is cleaned up all the same).
+    pub async fn remove_client(&self, client_id: &str) -> Result<Option<Revoked>> {
+        let existed = self.accounts.remove_client(client_id).await?;
+        let revoked = Revoked {
+            families: self.revoke_families(|f| f.client_id == client_id).await?,
+            device_keys: self
+                .remove_device_keys_where(|k| k.client_id == client_id)
+                .await?,
+        };
+        Ok(existed.then_some(revoked))
     }
 
     /// Revokes family `id`: no token of it refreshes again, and its live access tokens stop
@@ -370,6 +474,9 @@ impl OAuthServer {
                     .swap(&key, stored.version, &family, Some(ttl))
                     .await?
             {
+                if family.access.is_empty() {
+                    return Ok(());
+                }
                 let tenant = TenantId::new(family.tenant.as_str())?;
                 let now = self.store.now();
                 for access in family.access.iter().filter(|a| a.exp > now) {
@@ -377,6 +484,40 @@ impl OAuthServer {
                         .revoke(&tenant, &access.jti, access.exp)
                         .await?;
                 }
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(
+            "the token family is too contended",
+            None,
+        ))
+    }
+
+    /// Revokes the family a reused authorization code was redeemed into. When the family does
+    /// not exist yet (the first redemption is still issuing), a revoked placeholder is created
+    /// for `ttl`, so that issuance fails instead of handing out tokens
+    /// ([`OAuthServer::issue_in_new_family`] creates the family only if it is absent).
+    pub(crate) async fn revoke_code_family(&self, id: &str, ttl: Duration) -> Result<()> {
+        let key = Store::key("family", id)?;
+        for _ in 0..16 {
+            if self.store.get::<Family>(&key).await?.is_some() {
+                return self.revoke_family(id).await;
+            }
+            let now = self.store.now();
+            let placeholder = Family {
+                id: id.to_owned(),
+                client_id: String::new(),
+                tenant: String::new(),
+                subject: String::new(),
+                username: None,
+                scope: String::new(),
+                created_at: now,
+                current: None,
+                expires_at: now.saturating_add(duration_millis(ttl)),
+                revoked: true,
+                access: Vec::new(),
+            };
+            if self.store.create(&key, &placeholder, Some(ttl)).await? {
                 return Ok(());
             }
         }
@@ -406,4 +547,10 @@ impl OAuthServer {
             (f, current)
         }))
     }
+}
+
+/// Drops the oldest entries of `access` beyond `keep` and returns them.
+pub(crate) fn overflow(access: &mut Vec<AccessRef>, keep: usize) -> Vec<AccessRef> {
+    let extra = access.len().saturating_sub(keep);
+    access.drain(..extra).collect()
 }

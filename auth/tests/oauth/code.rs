@@ -226,7 +226,6 @@ async fn redirect_uri_tricks_are_refused_without_redirecting() {
         "http://127.0.0.1:9999/c",
         "http://127.0.0.1:9999/cb/extra",
         "http://127.0.0.1:9999/cbx",
-        "http://127.0.0.1:9998/cb",
         "http://127.0.0.1:9999/cb?x=1",
         "http://localhost:9999/cb",
         "http://127.0.0.1:9999/CB",
@@ -278,6 +277,42 @@ async fn reused_codes_revoke_the_tokens_issued_from_them() {
         body["error"], "invalid_grant",
         "the refresh token is revoked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_presented_twice_at_once_revokes_what_either_redemption_issued() {
+    let h = Harness::start().await;
+    add_web_client(&h, "Web app").await;
+    let mut browser = h.signed_in().await;
+    for round in 0..12 {
+        let location = consent(&mut browser, &authorize_path(REDIRECT, &[]), "approve").await;
+        let code = param(&location, "code").unwrap();
+        let (a, b) = tokio::join!(
+            exchange(&h, &code, REDIRECT, VERIFIER),
+            exchange(&h, &code, REDIRECT, VERIFIER)
+        );
+        for (status, tokens) in [a, b] {
+            if status != StatusCode::OK {
+                assert_eq!(tokens["error"], "invalid_grant", "round {round}: {tokens}");
+                continue;
+            }
+            assert!(
+                h.verifier
+                    .verify(tokens["access_token"].as_str().unwrap())
+                    .await
+                    .is_err(),
+                "round {round}: the access token of a reused code is revoked"
+            );
+            let (_, body) = h
+                .token(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                    ("client_id", "web"),
+                ])
+                .await;
+            assert_eq!(body["error"], "invalid_grant", "round {round}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ pub(crate) struct Harness {
     pub(crate) verifier: Arc<Verifier>,
     pub(crate) issuer: Arc<Issuer>,
     pub(crate) http: reqwest::Client,
+    /// The store under the server, to look at what it keeps.
+    pub(crate) kv: Arc<dyn KvStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,8 +77,14 @@ impl Harness {
         };
         configure(&mut config);
         let server = Arc::new(
-            OAuthServer::new(kv, issuer.clone(), verifier.clone(), dyn_clock, config)
-                .with_password_hashing(PasswordHashing::insecure_minimum_for_tests()),
+            OAuthServer::new(
+                kv.clone(),
+                issuer.clone(),
+                verifier.clone(),
+                dyn_clock,
+                config,
+            )
+            .with_password_hashing(PasswordHashing::insecure_minimum_for_tests()),
         );
         server.accounts().ensure_builtin_clients().await.unwrap();
         server
@@ -86,8 +94,8 @@ impl Harness {
             .unwrap();
         // Served as the gateway serves it, with the peer address, so per-address limits see
         // each client's own address (clients may bind 127.0.0.x, all loopback on Linux).
-        let app = router(server.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app =
+            router(server.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -102,6 +110,7 @@ impl Harness {
             verifier,
             issuer,
             http,
+            kv,
             _dir: dir,
         }
     }

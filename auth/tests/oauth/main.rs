@@ -6,7 +6,10 @@
 
 mod code;
 mod device;
+mod device_keys;
 mod harness;
 mod other;
 mod pages;
+mod redirects;
 mod refresh;
+mod sessions;

@@ -17,7 +17,7 @@ use p8fs_core::Clock;
 
 use crate::harness::{Harness, json_of, tenant};
 
-fn s(value: &Value, name: &str) -> String {
+pub(crate) fn s(value: &Value, name: &str) -> String {
     value[name].as_str().unwrap().to_owned()
 }
 
@@ -60,7 +60,7 @@ async fn metadata_describes_the_server() {
     }
 }
 
-async fn service_client(h: &Harness, scope: &str) -> String {
+pub(crate) async fn service_client(h: &Harness, scope: &str) -> String {
     let created = h
         .server
         .accounts()
@@ -157,13 +157,13 @@ async fn client_credentials_for_confidential_clients() {
     );
 }
 
-struct Device {
-    signing: SigningKey,
-    kid: String,
+pub(crate) struct Device {
+    pub(crate) signing: SigningKey,
+    pub(crate) kid: String,
 }
 
 impl Device {
-    fn assertion(&self, h: &Harness, claims: Value) -> String {
+    pub(crate) fn assertion(&self, h: &Harness, claims: Value) -> String {
         self.assertion_with(&self.kid, h, claims)
     }
 
@@ -195,7 +195,11 @@ fn rand_suffix() -> u64 {
     NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
-async fn register_device(h: &Harness, access: &str, seed: u8) -> (StatusCode, Value, Device) {
+pub(crate) async fn register_device(
+    h: &Harness,
+    access: &str,
+    seed: u8,
+) -> (StatusCode, Value, Device) {
     let signing = SigningKey::from_bytes(&[seed; 32]);
     let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
     let response = h
@@ -211,7 +215,7 @@ async fn register_device(h: &Harness, access: &str, seed: u8) -> (StatusCode, Va
     (status, body, Device { signing, kid })
 }
 
-async fn bearer_grant(h: &Harness, assertion: &str) -> (StatusCode, Value) {
+pub(crate) async fn bearer_grant(h: &Harness, assertion: &str) -> (StatusCode, Value) {
     h.token(&[
         ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
         ("assertion", assertion),
@@ -222,7 +226,7 @@ async fn bearer_grant(h: &Harness, assertion: &str) -> (StatusCode, Value) {
 #[tokio::test]
 async fn jwt_bearer_with_registered_device_keys() {
     let h = Harness::start().await;
-    let tokens = h.device_tokens().await;
+    let tokens = crate::device_keys::scoped_device_tokens(&h, "kv:read kv:write device-keys").await;
     let access = s(&tokens, "access_token");
     let (status, key, device) = register_device(&h, &access, 7).await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
@@ -684,5 +688,76 @@ async fn json_endpoints_allow_cross_origin_calls_and_pages_do_not() {
                 .contains_key("access-control-allow-origin"),
             "{path} must not be callable cross-origin"
         );
+    }
+}
+
+#[tokio::test]
+async fn introspection_sees_only_the_callers_tenant() {
+    let h = Harness::start().await;
+    let tokens = h.device_tokens().await;
+    let admin_of = |name: &str| {
+        h.issuer
+            .issue(
+                &tenant(name),
+                "root",
+                "admin-cli",
+                &[Scope::Admin].into_iter().collect::<ScopeSet>(),
+                Duration::from_secs(60),
+            )
+            .unwrap()
+            .token
+    };
+    let as_admin = |admin: String, token: String| {
+        let h = &h;
+        async move {
+            json_of(
+                h.http
+                    .post(h.url("/oauth/introspect"))
+                    .bearer_auth(admin)
+                    .form(&[("token", token)])
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    for token in [s(&tokens, "access_token"), s(&tokens, "refresh_token")] {
+        let (status, body) = as_admin(admin_of("acme"), token.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["active"], true, "{body}");
+        let (status, body) = as_admin(admin_of("globex"), token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"active": false}), "another tenant's admin");
+    }
+
+    // A confidential client acting in another tenant does not see acme's tokens either; one
+    // without a tenant (a resource server) sees every tenant's.
+    for (client_id, tenant, active) in [("globex-svc", Some("globex"), false), ("rs", None, true)] {
+        let created = h
+            .server
+            .accounts()
+            .add_client(NewClient {
+                client_id: Some(client_id.to_owned()),
+                name: client_id.to_owned(),
+                confidential: true,
+                redirect_uris: vec![],
+                grant_types: vec!["refresh_token".to_owned()],
+                scope: String::new(),
+                tenant: tenant.map(str::to_owned),
+            })
+            .await
+            .unwrap();
+        let secret = created.client_secret.unwrap();
+        let (status, body) = h
+            .post_basic(
+                "/oauth/introspect",
+                client_id,
+                &secret,
+                &[("token", &s(&tokens, "access_token"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["active"], active, "{client_id}: {body}");
     }
 }

@@ -194,3 +194,26 @@ async fn revoking_a_users_tokens_ends_every_family_and_its_access_tokens() {
     assert_eq!(h.server.revoke_user_tokens("alice").await.unwrap(), 0);
     assert_eq!(h.server.revoke_user_tokens("nobody").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_family_refreshed_more_than_32_times_still_revokes_every_access_token() {
+    let h = Harness::start().await;
+    let first = h.device_tokens().await;
+    let mut access = vec![s(&first, "access_token")];
+    let mut current = s(&first, "refresh_token");
+    for _ in 0..40 {
+        let (status, next) = refresh(&h, &current, None).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        access.push(s(&next, "access_token"));
+        current = s(&next, "refresh_token");
+    }
+    // Reuse of the first refresh token revokes the family.
+    let (_, body) = refresh(&h, &s(&first, "refresh_token"), None).await;
+    assert_eq!(body["error"], "invalid_grant");
+    for (i, token) in access.iter().enumerate() {
+        assert!(
+            h.verifier.verify(token).await.is_err(),
+            "access token {i} of the family is still valid"
+        );
+    }
+}

@@ -464,7 +464,8 @@ def cmd_pkce(args):
         redirect_uri + "#fragment",
         redirect_uri + "/",
         redirect_uri.upper(),
-        f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}{parts.path}",
+        # (Another port of this loopback URI is accepted: the client is public, RFC 8252 7.3.)
+        f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}{parts.path}x",
         f"{parts.scheme}://{parts.netloc}.evil.example{parts.path}",
         f"{parts.scheme}://{parts.netloc}@evil.example{parts.path}",
         urllib.parse.quote(redirect_uri, safe=""),

@@ -57,6 +57,8 @@ fn redirect_uris() {
         "http://127.0.0.1:5000/cb",
         "http://localhost/cb",
         "http://[::1]:9/cb",
+        "com.example.app:/oauth2redirect",
+        "io.github.some-one.tool://callback",
     ] {
         assert!(check_redirect_uri(good).is_ok(), "{good}");
     }
@@ -71,6 +73,9 @@ fn redirect_uris() {
         "https://user:pw@app.example/cb",
         "javascript:alert(1)",
         "ftp://app.example/cb",
+        "myapp:/cb",
+        "Com.Example.App:/cb",
+        "com.example.app:/cb#x",
         "https://app.example/c b",
         "https://app.example/caf\u{e9}",
     ] {
