@@ -23,7 +23,7 @@ pub use keys::{KEY_FILE_NAME, KeyRing};
 pub use principal::Principal;
 pub use scope::{Scope, ScopeSet};
 pub use token::{IssuedToken, Issuer, MAX_TOKEN_TTL, TOKEN_TYPE, TokenConfig};
-pub use verify::{MAX_TOKEN_BYTES, REVOCATION_PREFIX, Verifier};
+pub use verify::{MAX_LEEWAY, MAX_TOKEN_BYTES, REVOCATION_PREFIX, Verifier};
 
 use p8fs_core::error::Source;
 use p8fs_core::{Error, Result};

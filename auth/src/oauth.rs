@@ -30,6 +30,7 @@ mod http;
 mod limits;
 mod metadata;
 mod pages;
+mod password_pool;
 mod register;
 mod session;
 pub(crate) mod store;
@@ -47,11 +48,14 @@ pub use device::{EXPIRED_GRACE, SLOW_DOWN_STEP, USER_CODE_ALPHABET, USER_CODE_LE
 pub use device_keys::MAX_ASSERTION_LIFETIME;
 pub use http::{cors, router};
 pub use limits::{
-    DEVICE_AUTHORIZATION_WINDOW, DEVICE_AUTHORIZATIONS_PER_WINDOW, DEVICE_CODE_GLOBAL_FAILURES,
-    DEVICE_CODE_SESSION_FAILURES, DEVICE_CODE_WINDOW, DYNAMIC_CLIENT_UNUSED_TTL, MAX_FORM_BYTES,
-    MAX_PARAM_BYTES, REGISTRATION_WINDOW, REGISTRATIONS_PER_ADDRESS, REGISTRATIONS_PER_WINDOW,
-    SIGN_IN_FAILURES, SIGN_IN_WINDOW,
+    DEVICE_AUTHORIZATION_WINDOW, DEVICE_AUTHORIZATIONS_PER_ADDRESS,
+    DEVICE_AUTHORIZATIONS_PER_WINDOW, DEVICE_CODE_GLOBAL_FAILURES, DEVICE_CODE_SESSION_FAILURES,
+    DEVICE_CODE_WINDOW, DYNAMIC_CLIENT_UNUSED_TTL, MAX_FORM_BYTES, MAX_PARAM_BYTES,
+    REGISTRATION_WINDOW, REGISTRATIONS_PER_ADDRESS, REGISTRATIONS_PER_WINDOW, SIGN_IN_FAILURES,
+    SIGN_IN_WINDOW,
 };
+pub use limits::{PASSWORD_HASH_QUEUE, PASSWORD_POOL_RETRY_AFTER, SIGN_IN_ATTEMPTS_PER_ADDRESS};
+pub use password_pool::PasswordPool;
 pub use tokens::Revoked;
 
 use crate::token::Issuer;
@@ -148,6 +152,13 @@ impl OAuthServer {
     /// The same server hashing new passwords with `hashing` (see [`PasswordHashing`]).
     pub fn with_password_hashing(mut self, hashing: PasswordHashing) -> Self {
         self.accounts = self.accounts.with_password_hashing(hashing);
+        self
+    }
+
+    /// The same server running every password hash in `pool` (see [`PasswordPool`]; by default
+    /// one worker per core).
+    pub fn with_password_pool(mut self, pool: PasswordPool) -> Self {
+        self.accounts = self.accounts.with_password_pool(pool);
         self
     }
 

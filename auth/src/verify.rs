@@ -5,7 +5,7 @@
 //! were made with); `typ` is `at+jwt` (or `application/at+jwt`); no `crit`; `kid` names a live
 //! key of the ring; the signature verifies with that key; `iss` and `aud` equal the configured
 //! values exactly; `exp`, `nbf` and `iat` hold at the injected clock's time with the configured
-//! leeway; `tenant` is a valid tenant id other than [`RESERVED_TENANT`]; `sub`, `client_id` and
+//! leeway (at most [`MAX_LEEWAY`]); `tenant` is a valid tenant id other than [`RESERVED_TENANT`]; `sub`, `client_id` and
 //! `jti` are 1..=256 bytes without control characters; `scope` parses; and the `jti` is not
 //! revoked. Every rejection is `Unauthorized` with a short fixed reason.
 //!
@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -36,6 +37,10 @@ use crate::token::{AccessClaims, MAX_CLAIM_BYTES, TOKEN_TYPE, TokenConfig, check
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Key prefix of revocation records in the reserved tenant.
 pub const REVOCATION_PREFIX: &str = "revoked-jti/";
+/// The largest clock-skew leeway a verifier applies: a larger configured leeway is cut to this,
+/// so a misconfiguration cannot keep expired (or revoked-by-expiry) tokens alive for long.
+/// Configuration loaders reject larger values with an error naming the key.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Most verified tokens remembered.
 const CACHE_CAPACITY: usize = 4096;
 
@@ -65,10 +70,10 @@ fn unauthorized(reason: &'static str) -> Error {
 
 impl Verifier {
     /// A verifier accepting tokens signed by `keys` for `config`, at `clock`'s time, with the
-    /// revocation list in `revocations`.
+    /// revocation list in `revocations`. A leeway above [`MAX_LEEWAY`] is cut to it.
     pub fn new(
         keys: Arc<KeyRing>,
-        config: TokenConfig,
+        mut config: TokenConfig,
         clock: Arc<dyn Clock>,
         revocations: Arc<dyn KvStore>,
     ) -> Self {
@@ -81,6 +86,14 @@ impl Verifier {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.leeway = 0;
+        if config.leeway > MAX_LEEWAY {
+            tracing::warn!(
+                configured = ?config.leeway,
+                used = ?MAX_LEEWAY,
+                "token verification: the leeway is cut to its maximum"
+            );
+            config.leeway = MAX_LEEWAY;
+        }
         Self {
             keys,
             config,

@@ -80,7 +80,7 @@ pub struct AuthConfig {
     /// The `aud` of tokens this server issues and accepts.
     #[serde(default = "default_audience")]
     pub audience: String,
-    /// Clock skew tolerated on `exp` and `nbf`.
+    /// Clock skew tolerated on `exp` and `nbf` (at most 5 minutes).
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
 }
@@ -518,6 +518,12 @@ impl Config {
         if self.auth.audience.is_empty() {
             return Err("auth.audience: must not be empty".into());
         }
+        if self.auth.leeway > p8fs_auth::MAX_LEEWAY {
+            return Err(format!(
+                "auth.leeway: must be at most {}s",
+                p8fs_auth::MAX_LEEWAY.as_secs()
+            ));
+        }
         let oauth = &self.oauth;
         for (key, value) in [
             ("oauth.access_token_ttl", oauth.access_token_ttl),
@@ -619,6 +625,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn a_leeway_above_five_minutes_is_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p8fs.toml");
+        std::fs::write(&file, "[auth]\nleeway = \"5m\"\n").unwrap();
+        let config = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.auth.leeway, Duration::from_secs(300));
+        std::fs::write(&file, "[auth]\nleeway = \"301s\"\n").unwrap();
+        let error = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(error.contains("auth.leeway"), "{error}");
+        assert!(error.contains("300s"), "{error}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Records: `oauth/user/<username>` and `oauth/client/<client_id>` in the reserved tenant, kept
 //! forever. Passwords are stored only as argon2id PHC strings; client secrets only as SHA-256
 //! digests (they are 256-bit random values, so a fast hash is enough). Neither appears in
-//! `Debug` output or errors.
+//! `Debug` output or errors. Every argon2 hash and verification (sign-in, `user add`,
+//! `user passwd`, the decoy of unknown users) runs in the bounded [`PasswordPool`].
 //!
 //! Limits: usernames 1..=64 bytes of `[a-z0-9._-]` starting with a letter or digit; passwords
 //! 8..=1024 bytes; client ids 1..=128 bytes of `[A-Za-z0-9._~-]`; client names 1..=128 bytes
@@ -18,17 +19,17 @@
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p8fs_core::error::Source;
 use p8fs_core::{Clock, Error, KvStore, Result, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::flows::is_private_use_scheme;
 use super::limits::DYNAMIC_CLIENT_UNUSED_TTL;
+use super::password_pool::PasswordPool;
 use super::store::{Store, digest, new_secret, same_digest};
 use super::{
     BUILTIN_CLI_CLIENT, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
@@ -146,16 +147,37 @@ impl PasswordHashing {
         }
     }
 
-    fn hasher(self) -> Result<Argon2<'static>> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| {
-                Error::invalid(
-                    "password_hashing",
-                    format!("invalid argon2 parameters: {e}"),
-                )
-            })?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    fn params(self) -> Result<Params> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| {
+            Error::invalid(
+                "password_hashing",
+                format!("invalid argon2 parameters: {e}"),
+            )
+        })
     }
+}
+
+/// Argon2 of `password` and `salt` into `out`, working in `memory` (grown to the block count of
+/// `params` if it is smaller).
+fn argon2_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> argon2::Result<()> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        out,
+        &mut memory[..blocks],
+    )
 }
 
 /// A user as stored.
@@ -239,6 +261,8 @@ pub(crate) fn user_scopes() -> ScopeSet {
 pub struct Accounts {
     store: Store,
     hashing: PasswordHashing,
+    /// Where every hash and verification runs (bounded; shared by clones).
+    pool: PasswordPool,
     /// A hash verified against when the user does not exist, so a sign-in takes as long for an
     /// unknown user as for a wrong password.
     decoy: Arc<parking_lot::Mutex<Option<String>>>,
@@ -248,6 +272,7 @@ impl fmt::Debug for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accounts")
             .field("hashing", &self.hashing)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +283,7 @@ impl Accounts {
         Self {
             store: Store::new(kv, clock),
             hashing: PasswordHashing::default(),
+            pool: PasswordPool::per_core(),
             decoy: Arc::new(parking_lot::Mutex::new(None)),
         }
     }
@@ -267,6 +293,17 @@ impl Accounts {
         self.hashing = hashing;
         self.decoy = Arc::new(parking_lot::Mutex::new(None));
         self
+    }
+
+    /// The same accounts running every password hash and verification in `pool`.
+    pub fn with_password_pool(mut self, pool: PasswordPool) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The pool every password hash and verification runs in.
+    pub fn password_pool(&self) -> &PasswordPool {
+        &self.pool
     }
 
     /// Creates the built-in public client `p8fs-cli` (device_code and refresh_token grants,
@@ -476,7 +513,7 @@ impl Accounts {
             Some(user) => user.password_hash.clone(),
             None => self.decoy_hash().await?,
         };
-        let ok = verify_password(password.to_owned(), hash).await?;
+        let ok = self.verify_password(password.to_owned(), hash).await?;
         Ok(match user {
             Some(user) if ok && user.disabled => SignIn::Disabled,
             Some(user) if ok => SignIn::Ok(user),
@@ -511,45 +548,83 @@ impl Accounts {
         Err(Error::unavailable("the user record is too contended", None))
     }
 
+    /// Hashes a new password in the pool. `Unavailable` at once when the pool is full.
+    /// The PHC string is what the argon2 crate's `PasswordHasher` makes (argon2id, version 19,
+    /// the raw 16-byte salt), computed in the pool's memory instead of a fresh allocation.
     async fn hash_password(&self, password: &str) -> Result<String> {
-        let hasher = self.hashing.hasher()?;
+        let params = self.hashing.params()?;
         let password = Zeroizing::new(password.to_owned());
         let salt = random_bytes::<16>()?;
-        tokio::task::spawn_blocking(move || {
-            let salt = SaltString::encode_b64(&salt)
-                .map_err(|e| Error::internal(format!("cannot encode a salt: {e}"), None))?;
-            hasher
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| Error::internal(format!("cannot hash a password: {e}"), None))
-        })
-        .await
-        .map_err(|e| {
-            Error::internal(
-                "the password hashing task failed",
-                Some(Box::new(e) as Source),
-            )
-        })?
+        let failed =
+            |e: &dyn fmt::Display| Error::internal(format!("cannot hash a password: {e}"), None);
+        self.pool
+            .run_with_memory(move |memory| {
+                let encoded = SaltString::encode_b64(&salt).map_err(|e| failed(&e))?;
+                let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+                argon2_into(
+                    Algorithm::Argon2id,
+                    Version::V0x13,
+                    params.clone(),
+                    password.as_bytes(),
+                    &salt,
+                    &mut out,
+                    memory,
+                )
+                .map_err(|e| failed(&e))?;
+                let phc = PasswordHash {
+                    algorithm: Algorithm::Argon2id.ident(),
+                    version: Some(Version::V0x13.into()),
+                    params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+                    salt: Some(encoded.as_salt()),
+                    hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+                };
+                Ok(phc.to_string())
+            })
+            .await?
     }
-}
 
-async fn verify_password(password: String, hash: String) -> Result<bool> {
-    let password = Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-    .await
-    .map_err(|e| {
-        Error::internal(
-            "the password verification task failed",
-            Some(Box::new(e) as Source),
-        )
-    })
+    /// Checks a password against a PHC string in the pool. `Unavailable` at once when the pool
+    /// is full.
+    async fn verify_password(&self, password: String, hash: String) -> Result<bool> {
+        let password = Zeroizing::new(password);
+        self.pool
+            .run_with_memory(move |memory| {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return false;
+                };
+                let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+                    return false;
+                };
+                let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+                    return false;
+                };
+                let Ok(version) = parsed.version.map_or(Ok(Version::V0x13), Version::try_from)
+                else {
+                    return false;
+                };
+                let Ok(params) = Params::try_from(&parsed) else {
+                    return false;
+                };
+                let mut salt_bytes = [0u8; 64];
+                let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+                    return false;
+                };
+                let mut out = vec![0u8; expected.len()];
+                argon2_into(
+                    algorithm,
+                    version,
+                    params,
+                    password.as_bytes(),
+                    salt,
+                    &mut out,
+                    memory,
+                )
+                .is_ok()
+                    // Output compares in constant time.
+                    && Output::new(&out).is_ok_and(|computed| computed == expected)
+            })
+            .await
+    }
 }
 
 /// `[a-z0-9][a-z0-9._-]{0,63}`.

@@ -12,15 +12,21 @@
 //! is remembered in the record), `access_denied`, `expired_token`, and once approved the tokens.
 //! Redemption is a compare-and-swap from approved to redeemed, so of concurrent polls exactly
 //! one gets tokens; later polls get `invalid_grant`.
+//!
+//! Device authorizations are limited per client and source address, so an anonymous caller
+//! cannot lock the users of the public `p8fs-cli` client out, and by a much higher server-wide
+//! ceiling that bounds the pending records anonymous callers can make the server keep (see
+//! `limits.rs`).
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use p8fs_core::{Error, Result, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{ClientRecord, UserRecord, user_scopes};
-use super::limits::{DEVICE_AUTHORIZATION_WINDOW, DEVICE_AUTHORIZATIONS_PER_WINDOW};
+use super::limits::{
+    ClientAddress, DEVICE_AUTHORIZATION_ADDRESS_LIMIT, DEVICE_AUTHORIZATION_GLOBAL_LIMIT, Taken,
+};
 use super::store::{Store, digest, new_secret};
 use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id};
 use super::wire::OAuthError;
@@ -136,11 +142,14 @@ fn new_user_code() -> Result<String> {
 }
 
 impl OAuthServer {
-    /// `POST /oauth/device_authorization` for an authenticated client.
+    /// `POST /oauth/device_authorization` for an authenticated client, from `address`. Limited
+    /// per client and source address (`DEVICE_AUTHORIZATIONS_PER_ADDRESS`) and for the whole
+    /// server (`DEVICE_AUTHORIZATIONS_PER_WINDOW`): 429 with `Retry-After` beyond either.
     pub(crate) async fn start_device_flow(
         &self,
         client: &ClientRecord,
         scope: Option<&str>,
+        address: ClientAddress,
     ) -> Result<DeviceAuthorization, OAuthError> {
         if !client.allows_grant(GRANT_DEVICE_CODE) {
             return Err(OAuthError::unauthorized_client(
@@ -153,20 +162,28 @@ impl OAuthServer {
             .filter(|s| user_scopes().contains(*s))
             .collect();
         let scopes = grant_scopes(scope, allowed)?;
-        let started = self
-            .store
-            .count(
-                &format!("device-authorization/{}", client.info.client_id),
-                DEVICE_AUTHORIZATION_WINDOW,
-            )
-            .await
-            .map_err(OAuthError::server)?;
-        if started >= DEVICE_AUTHORIZATIONS_PER_WINDOW {
-            return Err(OAuthError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
-                "too many device authorizations for this client; retry later",
-            ));
+        // Per client and source address first, so a caller over its own limit never touches
+        // the server-wide ceiling that only protects storage.
+        let bucket = format!("{}/{}", address.bucket(), client.info.client_id);
+        for (limit, bucket, description) in [
+            (
+                DEVICE_AUTHORIZATION_ADDRESS_LIMIT,
+                bucket.as_str(),
+                "too many device authorizations from this address; retry later",
+            ),
+            (
+                DEVICE_AUTHORIZATION_GLOBAL_LIMIT,
+                "",
+                "too many device authorizations; retry later",
+            ),
+        ] {
+            if let Taken::Limited(after) = limit
+                .take(&self.store, bucket)
+                .await
+                .map_err(OAuthError::server)?
+            {
+                return Err(OAuthError::rate_limited(description, after));
+            }
         }
         let now = self.store.now();
         let ttl = self.config.device_code_ttl;

@@ -100,12 +100,19 @@ fn respond<T: serde::Serialize>(result: Result<T, OAuthError>) -> Response {
     }
 }
 
-async fn device_authorization(State(server): Server, headers: HeaderMap, body: Body) -> Response {
+async fn device_authorization(
+    State(server): Server,
+    address: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     respond(
         async {
             let params = read_form(&headers, body).await?;
             let client = authenticate(&server, &headers, &params).await?;
-            server.start_device_flow(&client, params.get("scope")).await
+            server
+                .start_device_flow(&client, params.get("scope"), address)
+                .await
         }
         .await,
     )

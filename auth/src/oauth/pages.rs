@@ -8,9 +8,12 @@
 //! decisions `decision` = `approve` (`id="approve"`) or `deny` (`id="deny"`); the outcome
 //! `id="result"`; any error `id="error"`.
 //!
-//! Wrong user codes are limited per session ([`DEVICE_CODE_SESSION_FAILURES`]) and for the
-//! whole server ([`DEVICE_CODE_GLOBAL_FAILURES`]) per [`DEVICE_CODE_WINDOW`]; failed sign-ins
-//! per username ([`SIGN_IN_FAILURES`] per [`SIGN_IN_WINDOW`]).
+//! Wrong user codes are limited per session (`DEVICE_CODE_SESSION_FAILURES`) and for the whole
+//! server (`DEVICE_CODE_GLOBAL_FAILURES`) per `DEVICE_CODE_WINDOW`; failed sign-ins per username
+//! (`SIGN_IN_FAILURES` per `SIGN_IN_WINDOW`) and sign-in attempts per source address
+//! (`SIGN_IN_ATTEMPTS_PER_ADDRESS`), all in [`super::limits`]. Every one is counted before the
+//! code or password is checked, so concurrent guesses get no more than the limit;
+//! beyond it the page answers 429 with `Retry-After`.
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use p8fs_core::Error;
+use p8fs_core::{Error, ErrorKind};
 
 use super::OAuthServer;
 use super::accounts::{SignIn, UserRecord};
@@ -26,11 +29,11 @@ use super::device::{Decision, PendingDevice, normalize_user_code};
 use super::flows::{AuthorizeError, AuthorizeRequest};
 use super::html::{error_box, error_page, esc, hidden, page, see_other};
 use super::limits::{
-    DEVICE_CODE_GLOBAL_FAILURES, DEVICE_CODE_SESSION_FAILURES, DEVICE_CODE_WINDOW, MAX_PARAM_BYTES,
-    SIGN_IN_FAILURES, SIGN_IN_WINDOW,
+    ClientAddress, DEVICE_CODE_GLOBAL_LIMIT, DEVICE_CODE_SESSION_LIMIT, MAX_PARAM_BYTES,
+    PASSWORD_POOL_RETRY_AFTER, SIGN_IN_ADDRESS_LIMIT, SIGN_IN_USER_LIMIT, Taken,
 };
 use super::session::{self, Session, clear_cookie};
-use super::wire::{Params, read_body};
+use super::wire::{Params, read_body, set_retry_after};
 use crate::scope::Scope;
 
 type Server = State<Arc<OAuthServer>>;
@@ -180,6 +183,7 @@ pub(crate) async fn signin_page(
 /// `POST /oauth/signin`.
 pub(crate) async fn signin_submit(
     State(server): Server,
+    address: ClientAddress,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -187,14 +191,44 @@ pub(crate) async fn signin_submit(
         Ok(params) => params,
         Err(response) => return response,
     };
-    match signin(&server, &headers, &params).await {
+    match signin(&server, address, &headers, &params).await {
         Ok(response) => response,
+        Err(e) if e.kind() == ErrorKind::Unavailable => {
+            tracing::warn!(error = %e, "oauth: sign-in refused, the server is busy");
+            let mut response = error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server busy",
+                "The server is busy. Try again in a moment.",
+            );
+            set_retry_after(response.headers_mut(), PASSWORD_POOL_RETRY_AFTER);
+            response
+        }
         Err(e) => failure(e),
     }
 }
 
+/// The sign-in form again, 429 with `Retry-After`: a rate limit was reached.
+fn signin_limited(
+    session: &Session,
+    next: &str,
+    shown: &str,
+    message: &str,
+    retry_after: std::time::Duration,
+) -> Response {
+    let body = signin_form(session, next, shown, Some(message));
+    let mut response = page(StatusCode::TOO_MANY_REQUESTS, "Sign in", &body);
+    set_retry_after(response.headers_mut(), retry_after);
+    response
+}
+
+/// Checks a posted sign-in. Before the password is checked (an argon2 hash in the bounded
+/// pool), the attempt is counted for the source address (`SIGN_IN_ATTEMPTS_PER_ADDRESS`) and as
+/// a failure for the username (`SIGN_IN_FAILURES`), each in one atomic step, so concurrent
+/// guesses cannot pass the limits; a right password gives the username's unit back. Over a
+/// limit: 429 with `Retry-After`; the pool full: `Unavailable` (503 with `Retry-After`).
 async fn signin(
     server: &OAuthServer,
+    address: ClientAddress,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, Error> {
@@ -226,18 +260,41 @@ async fn signin(
         return Ok(page(StatusCode::FORBIDDEN, "Sign in", &body));
     }
     let password = params.get("password").unwrap_or_default();
-    let limit_name = format!("signin/{}", super::store::digest(&username));
-    if server.store.counted(&limit_name, SIGN_IN_WINDOW).await? >= SIGN_IN_FAILURES {
-        let body = signin_form(
+    if let Taken::Limited(after) = SIGN_IN_ADDRESS_LIMIT
+        .take(&server.store, &address.bucket())
+        .await?
+    {
+        return Ok(signin_limited(
             &session,
             &next,
             shown,
-            Some("Too many failed sign-ins for this user. Wait a few minutes and try again."),
-        );
-        return Ok(page(StatusCode::TOO_MANY_REQUESTS, "Sign in", &body));
+            "Too many sign-ins from your network. Wait a few minutes and try again.",
+            after,
+        ));
     }
-    match server.accounts.sign_in(&username, password).await? {
+    let counted_failure = SIGN_IN_USER_LIMIT
+        .take(&server.store, &super::store::digest(&username))
+        .await?;
+    if let Taken::Limited(after) = counted_failure {
+        return Ok(signin_limited(
+            &session,
+            &next,
+            shown,
+            "Too many failed sign-ins for this user. Wait a few minutes and try again.",
+            after,
+        ));
+    }
+    let outcome = match server.accounts.sign_in(&username, password).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Not checked (the pool was full or the store failed): not a failure.
+            counted_failure.give_back(&server.store).await?;
+            return Err(e);
+        }
+    };
+    match outcome {
         SignIn::Ok(user) => {
+            counted_failure.give_back(&server.store).await?;
             session::end(server, &session).await?;
             let signed_in = session::start(server, Some(user)).await?;
             Ok(signed_in.apply(see_other(&next)))
@@ -252,7 +309,6 @@ async fn signin(
             Ok(page(StatusCode::FORBIDDEN, "Sign in", &body))
         }
         SignIn::BadCredentials => {
-            server.store.count(&limit_name, SIGN_IN_WINDOW).await?;
             let body = signin_form(&session, &next, shown, Some("Wrong username or password."));
             Ok(page(StatusCode::UNAUTHORIZED, "Sign in", &body))
         }
@@ -365,55 +421,78 @@ fn confirm_device(session: &Session, pending: &PendingDevice) -> String {
 enum Lookup {
     Found(PendingDevice),
     Wrong,
-    Limited,
+    Limited(std::time::Duration),
 }
 
-fn session_limit(session: &Session) -> String {
-    format!("device-session/{}", session.limit_id())
+/// A user code entry counted against the session's and the server's wrong-code limits before
+/// the code is looked up; given back if the code turns out to be right.
+struct CodeEntry {
+    session: Taken,
+    global: Taken,
 }
 
-/// Whether this session (or the server) has used up its wrong user codes.
-async fn code_entry_limited(server: &OAuthServer, session: &Session) -> Result<bool, Error> {
-    Ok(server
-        .store
-        .counted(&session_limit(session), DEVICE_CODE_WINDOW)
-        .await?
-        >= DEVICE_CODE_SESSION_FAILURES
-        || server
-            .store
-            .counted("device-global", DEVICE_CODE_WINDOW)
-            .await?
-            >= DEVICE_CODE_GLOBAL_FAILURES)
+impl CodeEntry {
+    async fn give_back(&self, server: &OAuthServer) -> Result<(), Error> {
+        self.session.give_back(&server.store).await?;
+        self.global.give_back(&server.store).await
+    }
 }
 
-async fn count_wrong_code(server: &OAuthServer, session: &Session) -> Result<(), Error> {
-    server
-        .store
-        .count(&session_limit(session), DEVICE_CODE_WINDOW)
+/// Counts one user code entry for this session and for the server, in one atomic step each;
+/// `Err(retry after)` if either is at its limit (nothing stays counted then).
+async fn count_code_entry(
+    server: &OAuthServer,
+    session: &Session,
+) -> Result<Result<CodeEntry, std::time::Duration>, Error> {
+    let in_session = DEVICE_CODE_SESSION_LIMIT
+        .take(&server.store, session.limit_id())
         .await?;
-    server
-        .store
-        .count("device-global", DEVICE_CODE_WINDOW)
-        .await?;
-    Ok(())
+    if let Taken::Limited(after) = in_session {
+        return Ok(Err(after));
+    }
+    let global = DEVICE_CODE_GLOBAL_LIMIT.take(&server.store, "").await?;
+    if let Taken::Limited(after) = global {
+        in_session.give_back(&server.store).await?;
+        return Ok(Err(after));
+    }
+    Ok(Ok(CodeEntry {
+        session: in_session,
+        global,
+    }))
 }
 
 /// Looks up a typed user code, within the rate limits.
 async fn lookup(server: &OAuthServer, session: &Session, typed: &str) -> Result<Lookup, Error> {
-    if code_entry_limited(server, session).await? {
-        return Ok(Lookup::Limited);
-    }
+    let entry = match count_code_entry(server, session).await? {
+        Ok(entry) => entry,
+        Err(after) => return Ok(Lookup::Limited(after)),
+    };
     let pending = match normalize_user_code(typed) {
-        Some(code) => server.pending_device(&code).await?,
-        None => None,
+        Some(code) => server.pending_device(&code).await,
+        None => Ok(None),
     };
     match pending {
-        Some(pending) => Ok(Lookup::Found(pending)),
-        None => {
-            count_wrong_code(server, session).await?;
-            Ok(Lookup::Wrong)
+        Ok(Some(pending)) => {
+            entry.give_back(server).await?;
+            Ok(Lookup::Found(pending))
+        }
+        Ok(None) => Ok(Lookup::Wrong),
+        Err(e) => {
+            entry.give_back(server).await?;
+            Err(e)
         }
     }
+}
+
+/// The code form again, 429 with `Retry-After`.
+fn too_many_codes(session: &Session, shown: &str, retry_after: std::time::Duration) -> Response {
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Connect a device",
+        &code_form(session, shown, Some(TOO_MANY_CODES)),
+    );
+    set_retry_after(response.headers_mut(), retry_after);
+    response
 }
 
 const WRONG_CODE: &str =
@@ -437,11 +516,7 @@ async fn show_lookup(
             "Connect a device",
             &code_form(session, shown, Some(WRONG_CODE)),
         ),
-        Lookup::Limited => page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Connect a device",
-            &code_form(session, shown, Some(TOO_MANY_CODES)),
-        ),
+        Lookup::Limited(after) => too_many_codes(session, shown, after),
     })
 }
 
@@ -533,16 +608,24 @@ async fn decide(
     typed: &str,
     approve: bool,
 ) -> Result<Response, Error> {
-    if code_entry_limited(server, session).await? {
-        return Ok(page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Connect a device",
-            &code_form(session, "", Some(TOO_MANY_CODES)),
-        ));
-    }
+    let entry = match count_code_entry(server, session).await? {
+        Ok(entry) => entry,
+        Err(after) => return Ok(too_many_codes(session, "", after)),
+    };
     let decision = match normalize_user_code(typed) {
-        Some(code) => server.decide_device(&code, user, approve).await?,
-        None => Decision::Gone,
+        Some(code) => server.decide_device(&code, user, approve).await,
+        None => Ok(Decision::Gone),
+    };
+    let decision = match decision {
+        Ok(Decision::Gone) => Decision::Gone,
+        Ok(decided) => {
+            entry.give_back(server).await?;
+            decided
+        }
+        Err(e) => {
+            entry.give_back(server).await?;
+            return Err(e);
+        }
     };
     let (title, message) = match decision {
         Decision::Approved => (
@@ -554,7 +637,6 @@ async fn decide(
             "Request denied. The device was not given access.",
         ),
         Decision::Gone => {
-            count_wrong_code(server, session).await?;
             return Ok(page(
                 StatusCode::BAD_REQUEST,
                 "Connect a device",

@@ -199,12 +199,6 @@ impl Store {
         ))
     }
 
-    /// The number of events counted in the current window of `name`.
-    pub(crate) async fn counted(&self, name: &str, window: Duration) -> Result<u64> {
-        let key = self.window_key(name, window)?;
-        Ok(self.get::<u64>(&key).await?.map_or(0, |c| c.value))
-    }
-
     fn window_key(&self, name: &str, window: Duration) -> Result<Key> {
         let length = duration_millis(window).max(1);
         let index = self.now().div_euclid(length);

@@ -2,6 +2,7 @@
 //! twice, RFC 6749 3.1), JSON bodies, and the error responses of RFC 6749 5.2 / RFC 7591 3.2.2.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -22,6 +23,8 @@ pub(crate) struct OAuthError {
     pub(crate) description: Cow<'static, str>,
     /// Extra `WWW-Authenticate` challenge (401 responses).
     pub(crate) challenge: Option<&'static str>,
+    /// `Retry-After` (429 and 503 responses).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl OAuthError {
@@ -35,6 +38,23 @@ impl OAuthError {
             code,
             description: description.into(),
             challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 `temporarily_unavailable` with `Retry-After` (RFC 6749 has no code of its own for a
+    /// rate limit).
+    pub(crate) fn rate_limited(
+        description: impl Into<Cow<'static, str>>,
+        retry_after: Duration,
+    ) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                description,
+            )
         }
     }
 
@@ -137,8 +157,20 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static(challenge),
             );
         }
+        if let Some(after) = self.retry_after {
+            set_retry_after(headers, after);
+        }
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+pub(crate) fn set_retry_after(headers: &mut HeaderMap, after: Duration) {
+    let seconds = after
+        .as_secs()
+        .saturating_add(u64::from(after.subsec_nanos() > 0))
+        .max(1);
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 5.1).

@@ -346,6 +346,36 @@ async fn an_expired_token_is_rejected_after_the_leeway() {
 }
 
 #[tokio::test]
+async fn a_leeway_above_the_maximum_is_cut_to_it() {
+    let f = Fixture::new();
+    let lenient = Verifier::new(
+        f.keys.clone(),
+        TokenConfig {
+            leeway: Duration::from_secs(24 * 3600),
+            ..config()
+        },
+        f.clock.clone(),
+        f.store.clone(),
+    );
+    let issued = f.issue();
+    let max = i64::try_from(crate::MAX_LEEWAY.as_millis()).unwrap();
+    assert_eq!(max, 300_000, "the documented bound");
+    f.clock.set(issued.expires_at + max - 1);
+    lenient.verify(&issued.token).await.unwrap();
+    f.clock.set(issued.expires_at + max);
+    let err = lenient.verify(&issued.token).await.unwrap_err();
+    assert_eq!(err.to_string(), "unauthorized: token expired");
+    f.clock.set(START);
+    let early = f.sign_claims(|c| {
+        let now = START / 1000;
+        set(c, "nbf", json!(now + 3600));
+        set(c, "iat", json!(now + 3600));
+    });
+    let err = lenient.verify(&early).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+}
+
+#[tokio::test]
 async fn a_token_not_yet_valid_is_rejected_beyond_the_leeway() {
     let f = Fixture::new();
     let now = START / 1000;

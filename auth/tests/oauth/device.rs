@@ -309,9 +309,9 @@ async fn device_codes_belong_to_their_client() {
 }
 
 #[tokio::test]
-async fn starting_device_flows_is_limited_per_client_and_window() {
+async fn starting_device_flows_is_limited_per_client_address_and_window() {
     let h = Harness::start().await;
-    for _ in 0..p8fs_auth::oauth::DEVICE_AUTHORIZATIONS_PER_WINDOW {
+    for _ in 0..p8fs_auth::oauth::DEVICE_AUTHORIZATIONS_PER_ADDRESS {
         h.device_start(None).await;
     }
     let form = [("client_id", "p8fs-cli")];

@@ -162,6 +162,25 @@ impl Harness {
         }
     }
 
+    /// An HTTP client whose connections come from `127.0.0.<host>` (the server sees that peer
+    /// address; all of 127.0.0.0/8 is loopback on Linux).
+    pub(crate) fn client_from(host: u8) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from([127, 0, 0, host]))
+            .build()
+            .unwrap()
+    }
+
+    /// A browser whose connections come from `127.0.0.<host>`.
+    pub(crate) fn browser_from(&self, host: u8) -> Browser {
+        Browser {
+            base: self.base.clone(),
+            http: Self::client_from(host),
+            cookie: None,
+        }
+    }
+
     /// A browser signed in as alice.
     pub(crate) async fn signed_in(&self) -> Browser {
         let mut browser = self.browser();

@@ -8,6 +8,7 @@ mod code;
 mod device;
 mod device_keys;
 mod harness;
+mod limits;
 mod other;
 mod pages;
 mod redirects;

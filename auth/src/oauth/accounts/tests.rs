@@ -149,3 +149,82 @@ fn new_client_errors_name_the_field() {
         Some("redirect_uris")
     );
 }
+
+fn accounts(hashing: PasswordHashing) -> Accounts {
+    let clock = Arc::new(p8fs_core::ManualClock::new(0));
+    let kv = Arc::new(p8fs_conformance::ModelBackend::new(clock.clone()));
+    Accounts::new(kv, clock).with_password_hashing(hashing)
+}
+
+#[tokio::test]
+async fn password_hashes_are_those_of_the_argon2_crate() {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+    let accounts = accounts(PasswordHashing::insecure_minimum_for_tests());
+    let ours = accounts.hash_password("correct horse").await.unwrap();
+    assert!(ours.starts_with("$argon2id$v=19$"), "{ours}");
+    let parsed = PasswordHash::new(&ours).unwrap();
+    assert!(
+        Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok()
+    );
+    assert!(
+        Argon2::default()
+            .verify_password(b"correct horsf", &parsed)
+            .is_err()
+    );
+    // Hashes made by the crate itself (every stored one before the pool had its own memory).
+    let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+    let stock = Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .unwrap()
+        .to_string();
+    for (password, hash, expected) in [
+        ("correct horse", &stock, true),
+        ("correct horsf", &stock, false),
+        ("correct horse", &ours, true),
+        ("", &ours, false),
+        ("correct horse", &"not a hash".to_owned(), false),
+        (
+            "correct horse",
+            &"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$".to_owned(),
+            false,
+        ),
+    ] {
+        assert_eq!(
+            accounts
+                .verify_password(password.to_owned(), hash.clone())
+                .await
+                .unwrap(),
+            expected,
+            "{password} against {hash}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argon2_memory_is_one_buffer_per_worker_reused() {
+    let accounts = accounts(PasswordHashing::default());
+    let pool = accounts.password_pool().clone();
+    let hash = accounts.hash_password("correct horse").await.unwrap();
+    let mut checks = Vec::new();
+    for _ in 0..6 {
+        let accounts = accounts.clone();
+        let hash = hash.clone();
+        checks.push(tokio::spawn(async move {
+            accounts
+                .verify_password("wrong horse".to_owned(), hash)
+                .await
+        }));
+    }
+    for check in checks {
+        assert!(!check.await.unwrap().unwrap());
+    }
+    let per_hash = usize::try_from(PasswordHashing::default().memory_kib).unwrap() * 1024;
+    let held = pool.memory_bytes();
+    assert_eq!(held % per_hash, 0, "{held}");
+    assert!(
+        held >= per_hash && held <= pool.workers() * per_hash,
+        "{held}"
+    );
+}
