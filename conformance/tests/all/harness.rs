@@ -1,4 +1,7 @@
-//! Backend factories for the suite: each builds a fresh backend on the case's manual clock.
+//! Backend factories for the suite: each builds a fresh backend on the case's manual clock. The
+//! SQL factories share one server among concurrent cases: a shared case's backend purges nothing,
+//! an exclusive one holds the server's purge lock and purges with no grace (see
+//! [`p8fs_conformance::Purging`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
