@@ -20,12 +20,15 @@
 //! [`build`] first purges at `START - 1` what earlier exclusive cases left, so the counts a purge
 //! returns are the case's own.
 
+#[cfg(test)]
+mod check_suites;
 pub mod cursors;
 pub mod differential;
 pub mod graph;
 pub mod kv;
 pub mod limits;
 pub mod model;
+pub mod near_ties;
 pub mod numbers;
 pub mod purge;
 pub mod races;
@@ -210,6 +213,7 @@ macro_rules! suite {
                     search_k_larger_than_collection,
                     list_vectors_pages,
                     drop_removes_records,
+                    search_beyond_the_first_candidate_page,
                 ],
                 graph: [
                     nodes_and_edges_round_trip,

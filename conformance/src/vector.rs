@@ -11,6 +11,7 @@ use p8fs_core::vector::{SearchHit, search, upsert};
 use p8fs_core::{Embedding, ErrorKind, Filter, JsonObject, Limit, Metric, Result};
 
 use crate::Harness;
+use crate::near_ties::{self, NearTies};
 use crate::support::{collection, filter, limit, object, record, spec};
 
 const TOLERANCE: f64 = 1e-6;
@@ -962,4 +963,36 @@ pub async fn drop_removes_records(h: &Harness) {
             .is_empty(),
         "search finds no old record"
     );
+}
+
+/// Exact search where the SQL backends' first candidate page is not enough: 500 records of
+/// dimension 256 per metric with near ties at the k-th place (distances a few f32 ulps apart,
+/// ordered in f64 against their ids) and a filter that rejects 88% of the records, the nearest
+/// ones included (see [`crate::near_ties`]). The hits must be exactly core's f64 ranking, with
+/// the distances core computes.
+pub async fn search_beyond_the_first_candidate_page(h: &Harness) {
+    for metric in near_ties::METRICS {
+        let data = NearTies::new(metric);
+        if let Err(problem) = data.check() {
+            panic!("the {metric} data set is not what it claims: {problem}");
+        }
+        let name = format!("ties-{metric}");
+        create(h, &name, near_ties::DIMENSION as u64, metric).await;
+        for item in &data.items {
+            put(h, &name, &item.id, &item.vector, item.metadata.clone()).await;
+        }
+        for (k, filtered) in near_ties::SEARCHES {
+            let f = near_ties::filter_of(filtered);
+            let hits = find(h, &name, &data.query, k, &f).await;
+            let got: Vec<(String, f64)> = hits
+                .iter()
+                .map(|hit| (hit.id.as_str().to_owned(), hit.distance))
+                .collect();
+            assert_eq!(
+                got,
+                data.expected(k, &f),
+                "{metric}, k = {k}, filtered: {filtered}: the exact f64 ranking"
+            );
+        }
+    }
 }

@@ -72,6 +72,8 @@ pub struct PgBackend {
     pool: PgPool,
     clock: Arc<dyn Clock>,
     purge_grace: i64,
+    /// How often exact search took each path, shared with [`PgBackend::with_clock`] copies.
+    search_counters: Arc<vector::SearchCounters>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -121,6 +123,7 @@ impl PgBackend {
             pool,
             clock,
             purge_grace: i64::try_from(options.purge_grace.as_millis()).unwrap_or(i64::MAX),
+            search_counters: Arc::default(),
         })
     }
 
@@ -130,6 +133,7 @@ impl PgBackend {
             pool: self.pool.clone(),
             clock,
             purge_grace: self.purge_grace,
+            search_counters: Arc::clone(&self.search_counters),
         }
     }
 

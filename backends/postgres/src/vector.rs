@@ -27,6 +27,8 @@
 //! Records outside the tame range (and queries outside it) are *extreme*: they are always
 //! candidates (a partial index finds them) and core scores them exactly.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::Row;
@@ -61,6 +63,12 @@ fn is_extreme(norm: f64) -> bool {
 /// How many rows the first candidate query takes for a top `k`.
 fn first_fetch(k: usize) -> usize {
     k + (k / 4).max(8)
+}
+
+/// How often exact search took its second candidate query (see the module doc).
+#[derive(Debug, Default)]
+pub(crate) struct SearchCounters {
+    second_queries: AtomicU64,
 }
 
 /// The error bounds of pgvector's distances for one query (see the module doc).
@@ -215,6 +223,13 @@ fn hnsw_statement(template: &str, collection_id: i64, spec: &CollectionSpec) -> 
 }
 
 impl PgBackend {
+    /// How many exact searches of this backend (and of its [`PgBackend::with_clock`] copies)
+    /// needed the second candidate query, because the rounding bound did not separate the k-th
+    /// place from the rows beyond the first `k + max(8, k/4)`. For tests and diagnostics.
+    pub fn second_candidate_queries(&self) -> u64 {
+        self.search_counters.second_queries.load(Ordering::Relaxed)
+    }
+
     /// The id and spec of a collection.
     async fn collection_row(
         &self,
@@ -652,6 +667,9 @@ impl VectorStore for PgBackend {
         let upper = kth_smallest(rows.iter().map(|c| bounds_of(c).1).collect(), k.get());
         let complete = tame_fetched < fetch || bounds.lower_at_rank(last_rank) > upper;
         if !complete {
+            self.search_counters
+                .second_queries
+                .fetch_add(1, Ordering::Relaxed);
             rows = self
                 .candidates(within, &request, Bound::Rank(bounds.rank_threshold(upper)))
                 .await?

@@ -85,6 +85,8 @@ pub struct TidbBackend {
     clock: Arc<dyn Clock>,
     options: TidbOptions,
     dialect: Dialect,
+    /// How often exact search had to widen its candidate window.
+    search_counters: vector::SearchCounters,
 }
 
 impl std::fmt::Debug for TidbBackend {
@@ -143,6 +145,7 @@ impl TidbBackend {
             clock,
             options,
             dialect,
+            search_counters: vector::SearchCounters::default(),
         })
     }
 

@@ -11,6 +11,8 @@
 //! nearest-first until every record it has not fetched is provably farther than the k-th best
 //! match it has, so core's f64 rescoring always finds the exact top k.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Transaction, Value};
@@ -33,6 +35,12 @@ const TINY_NORM_PRODUCT: f64 = 1e-30;
 const HUGE_NORM: f64 = 1e18;
 /// The largest f32 rounding error of one product that underflows (2^-149, rounded up).
 const UNDERFLOW: f64 = 1.5e-45;
+
+/// How often exact search widened its candidate window.
+#[derive(Debug, Default)]
+pub(crate) struct SearchCounters {
+    widenings: AtomicU64,
+}
 
 fn spec(name: CollectionName, dimension: i64, metric: &str) -> Result<CollectionSpec> {
     let dimension = u64::try_from(dimension).map_err(|_| corrupt("collection"))?;
@@ -117,6 +125,14 @@ fn search_statement(metric: Metric) -> &'static str {
 }
 
 impl TidbBackend {
+    /// How many times exact searches of this backend widened their candidate window (each
+    /// widening is one more query, for four times as many rows), because fewer than `k` fetched
+    /// records passed the filter or the rounding bound did not yet prove the top `k` complete.
+    /// For tests and diagnostics.
+    pub fn search_widenings(&self) -> u64 {
+        self.search_counters.widenings.load(Ordering::Relaxed)
+    }
+
     async fn require_collection(
         &self,
         tenant: &TenantId,
@@ -397,6 +413,9 @@ impl VectorStore for TidbBackend {
                     return Ok(matching);
                 }
             }
+            self.search_counters
+                .widenings
+                .fetch_add(1, Ordering::Relaxed);
             fetch = fetch.saturating_mul(4);
         }
     }
