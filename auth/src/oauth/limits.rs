@@ -308,6 +308,56 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_limit_counts_up_to_its_maximum_per_bucket_and_window() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use p8fs_core::{Clock, ManualClock};
+
+        use super::{RateLimit, Taken};
+        use crate::oauth::store::Store;
+
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let kv = Arc::new(p8fs_conformance::ModelBackend::new(clock.clone()));
+        let store = Store::new(kv, clock.clone() as Arc<dyn Clock>);
+        let limit = RateLimit {
+            name: "test",
+            max: 3,
+            window: Duration::from_secs(60),
+        };
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            let t = limit.take(&store, "").await.unwrap();
+            assert!(matches!(t, Taken::Allowed { .. }));
+            taken.push(t);
+        }
+        let Taken::Limited(after) = limit.take(&store, "").await.unwrap() else {
+            panic!("the fourth is over the limit");
+        };
+        assert_eq!(after, Duration::from_secs(20), "the rest of the window");
+        assert!(matches!(
+            limit.take(&store, "other").await.unwrap(),
+            Taken::Allowed { .. }
+        ));
+        // A unit given back can be taken again, once.
+        taken[0].give_back(&store).await.unwrap();
+        assert!(matches!(
+            limit.take(&store, "").await.unwrap(),
+            Taken::Allowed { .. }
+        ));
+        assert!(matches!(
+            limit.take(&store, "").await.unwrap(),
+            Taken::Limited(_)
+        ));
+        // The next window starts afresh.
+        clock.advance(20_000);
+        assert!(matches!(
+            limit.take(&store, "").await.unwrap(),
+            Taken::Allowed { .. }
+        ));
+    }
+
     #[test]
     fn a_request_without_connection_information_shares_one_bucket() {
         let address = ClientAddress::of(&Extensions::new());
