@@ -30,8 +30,9 @@
 //! (breadth-first hop counts; enumeration of every simple path), which tests `core::traverse`
 //! itself, since backend and model share it.
 //!
-//! `P8FS_PROPTEST_CASES` sets the number of cases per test (default 256); `PROPTEST_RNG_SEED`
-//! fixes the random seed.
+//! `P8FS_PROPTEST_CASES` sets the number of cases per test (default 256; zero or anything but a
+//! positive integer fails the test, so a misconfigured run cannot pass by generating nothing);
+//! `PROPTEST_RNG_SEED` fixes the random seed.
 
 use std::any::Any;
 use std::cmp::Ordering;
@@ -49,9 +50,9 @@ use p8fs_core::kv::KvEntry;
 use p8fs_core::traverse::{self, Neighbor, Path, PathQuery};
 use p8fs_core::vector::{self, VectorPage};
 use p8fs_core::{
-    Backend, Clock, CollectionSpec, Direction, EdgeRecord, ErrorKind, Filter, Key, KeyPrefix,
-    Limit, ManualClock, Metric, NodeId, NodeRecord, Page, RecordId, SearchHit, TenantId, Timestamp,
-    Ttl, VectorRecord, Version, kv,
+    Backend, Clock, CollectionSpec, Direction, EdgeRecord, ErrorKind, Key, KeyPrefix, Limit,
+    ManualClock, Metric, NodeId, NodeRecord, Page, RecordId, SearchHit, TenantId, Timestamp, Ttl,
+    VectorRecord, Version, kv,
 };
 
 use crate::support as s;
@@ -121,7 +122,11 @@ pub fn ttl_matches_model(factory: Factory) {
 
 /// One or two collections per tenant (dimension 2 or 3, any metric), upserts of small integer
 /// vectors (so distances tie), deletes, gets, listings followed to their end, exact searches with
-/// optional metadata filters, collection create/drop/inspect, ttls, advances and purges.
+/// up to three metadata filter clauses (two may meet at one key) and numbers at the edges of JSON
+/// equality, collection create/drop/inspect, ttls, advances and purges. In about a third of the
+/// cases collection `c` of tenant 0 also gets up to 48 more records ([`seed_bulk`]) and searches
+/// take k up to 64, so the SQL backends' candidate windows (PostgreSQL `k + max(8, k/4)` rows,
+/// TiDB `k + 16`) end inside ties or hold too few records that pass the filter.
 pub fn vectors_match_model(factory: Factory) {
     let setup =
         prop::collection::vec((2u64..=3, prop::sample::select(METRICS)), 1..=2).prop_map(|specs| {
@@ -151,6 +156,7 @@ pub fn vectors_match_model(factory: Factory) {
         1..=40,
     );
     let setup = concat(setup, seed_vectors(COLLECTIONS, ttl(0.2, 60)));
+    let setup = concat(setup, seed_bulk());
     run("vectors_match_model", factory, concat(setup, body));
 }
 
@@ -184,6 +190,15 @@ const PREFIXES: &[&str] = &["", "a", "a/", "A", "b", "é", "🔑"];
 const COLLECTIONS: &[&str] = &["c", "C"];
 const TTL_COLLECTIONS: &[&str] = &["c"];
 const RECORD_IDS: &[&str] = &["a", "ab", "B", "b", "é", "🔑"];
+/// Record ids of [`seed_bulk`], more than the SQL backends' first candidate windows for small k.
+const BULK_IDS: &[&str] = &[
+    "g00", "g01", "g02", "g03", "g04", "g05", "g06", "g07", "g08", "g09", "g10", "g11", "g12",
+    "g13", "g14", "g15", "g16", "g17", "g18", "g19", "g20", "g21", "g22", "g23", "g24", "g25",
+    "g26", "g27", "g28", "g29", "g30", "g31", "g32", "g33", "g34", "g35", "g36", "g37", "g38",
+    "g39", "g40", "g41", "g42", "g43", "g44", "g45", "g46", "g47",
+];
+/// Most clauses of a search filter.
+const MAX_CLAUSES: usize = 3;
 const METRICS: &[Metric] = &[Metric::Cosine, Metric::L2, Metric::Dot];
 const NODES: &[&str] = &["a", "b", "c", "d", "e"];
 const LABELS: &[&str] = &["L", "l"];
@@ -334,7 +349,8 @@ enum VecOp {
         q: [i8; 4],
         bad_dim: bool,
         k: u64,
-        filter: Option<(&'static str, Json)>,
+        /// The filter's clauses (none: no filter).
+        filter: Vec<(&'static str, Json)>,
     },
 }
 
@@ -419,6 +435,44 @@ impl Op {
 // Strategies
 // ---------------------------------------------------------------------------------------------
 
+/// Numbers at the edges of JSON equality, each beside its nearest look-alike: 2^53 and 2^53 + 1
+/// (no f64 has that value) as integers and 2^53 as a float; 2^63 as an integer and as the float
+/// `9.223372036854776e18` (equal); u64::MAX and the float 2^64 (not equal); i64::MIN and the
+/// float -2^63 (equal); negative integers and floats; -0.0, 0.0 and 0 (all equal); a fraction.
+fn edge_numbers() -> Vec<Value> {
+    vec![
+        json!(9_007_199_254_740_992_u64),
+        json!(9_007_199_254_740_993_u64),
+        json!(9_007_199_254_740_992.0),
+        json!(9_223_372_036_854_775_808_u64),
+        json!(9.223_372_036_854_776e18),
+        json!(u64::MAX),
+        json!(1.844_674_407_370_955_2e19),
+        json!(i64::MIN),
+        json!(-9.223_372_036_854_776e18),
+        json!(-3),
+        json!(-3.0),
+        json!(-0.0),
+        json!(0.0),
+        json!(0),
+        json!(0.5),
+    ]
+}
+
+/// [`kv_values`] mostly, sometimes an object holding one of [`edge_numbers`] at "f".
+fn kv_value() -> BoxedStrategy<Json> {
+    let edges = edge_numbers()
+        .into_iter()
+        .map(|n| json!({ "f": n }))
+        .collect();
+    prop_oneof![3 => json_set(kv_values()), 1 => json_set(edges)].boxed()
+}
+
+/// [`operands`] mostly, sometimes one of [`edge_numbers`].
+fn operand() -> BoxedStrategy<Json> {
+    prop_oneof![3 => json_set(operands()), 1 => json_set(edge_numbers())].boxed()
+}
+
 fn kv_values() -> Vec<Value> {
     vec![
         json!(1),
@@ -466,6 +520,24 @@ fn metadata() -> Vec<Value> {
     ]
 }
 
+/// Metadata holding numbers at the edges ([`edge_numbers`]) at "tag", and objects at "tag" that
+/// a clause on "tag" and one on "tag.m" can both match.
+fn edge_metadata() -> Vec<Value> {
+    let mut all: Vec<Value> = edge_numbers()
+        .into_iter()
+        .map(|n| json!({ "tag": n }))
+        .collect();
+    all.push(json!({"tag": {"n": null, "m": 2}}));
+    all.push(json!({"tag": {"n": null, "m": 2.5}}));
+    all.push(json!({"tag": "x", "m": u64::MAX}));
+    all
+}
+
+/// [`metadata`] mostly, sometimes [`edge_metadata`].
+fn metadata_value() -> BoxedStrategy<Json> {
+    prop_oneof![3 => json_set(metadata()), 1 => json_set(edge_metadata())].boxed()
+}
+
 fn filter_clauses() -> Vec<(&'static str, Json)> {
     vec![
         ("tag", Json(json!("x"))),
@@ -474,6 +546,39 @@ fn filter_clauses() -> Vec<(&'static str, Json)> {
         ("tag", Json(json!(1.0))),
         ("tag.n", Json(json!(null))),
     ]
+}
+
+/// Clauses matching [`edge_metadata`] in the same and in other representations.
+fn edge_clauses() -> Vec<(&'static str, Json)> {
+    let mut all: Vec<(&'static str, Json)> = edge_numbers()
+        .into_iter()
+        .map(|n| ("tag", Json(n)))
+        .collect();
+    all.extend([
+        ("tag.m", Json(json!(2.0))),
+        ("tag.m", Json(json!(2))),
+        ("tag", Json(json!({"n": null, "m": 2.0}))),
+        ("m", Json(json!(u64::MAX))),
+        ("m", Json(json!(1.844_674_407_370_955_2e19))),
+    ]);
+    all
+}
+
+/// A search filter: none mostly, else one to [`MAX_CLAUSES`] clauses, which may meet at one key
+/// (`tag = 1 ∧ tag = 1.0`, `tag = {..} ∧ tag.m = 2`).
+fn search_filter() -> BoxedStrategy<Vec<(&'static str, Json)>> {
+    let clause = || {
+        prop_oneof![
+            3 => prop::sample::select(filter_clauses()),
+            2 => prop::sample::select(edge_clauses()),
+        ]
+    };
+    prop_oneof![
+        3 => Just(Vec::new()),
+        2 => prop::collection::vec(clause(), 1..=1),
+        1 => prop::collection::vec(clause(), 2..=MAX_CLAUSES),
+    ]
+    .boxed()
 }
 
 fn node_props() -> Vec<Value> {
@@ -527,7 +632,7 @@ fn concat(
 
 fn kv_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<KvOp> {
     let key = || prop::sample::select(KEYS);
-    let value = || json_set(kv_values());
+    let value = kv_value;
     let expected = prop_oneof![
         1 => Just(Expected::Latest),
         1 => (1usize..4).prop_map(Expected::Older),
@@ -547,7 +652,7 @@ fn kv_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<KvOp> {
         2 => (
             tenant(),
             prop_oneof![3 => Just("f"), 1 => Just("f.g"), 1 => Just("x")],
-            json_set(operands()),
+            operand(),
             prop::option::of(key()),
             1u64..=4,
         )
@@ -572,7 +677,7 @@ fn vec_op(
     let grid = || prop::array::uniform4(-2i8..=2);
     let bad_dim = || prop::bool::weighted(0.05);
     prop_oneof![
-        6 => (tenant(), c(), id(), grid(), bad_dim(), json_set(metadata()), ttl).prop_map(
+        6 => (tenant(), c(), id(), grid(), bad_dim(), metadata_value(), ttl).prop_map(
             |(t, c, id, v, bad_dim, meta, ttl)| VecOp::Upsert { t, c, id, v, bad_dim, meta, ttl }
         ),
         1 => (tenant(), c(), id()).prop_map(|(t, c, id)| VecOp::Delete { t, c, id }),
@@ -584,8 +689,8 @@ fn vec_op(
             c(),
             grid(),
             bad_dim(),
-            1u64..=5,
-            prop::option::weighted(0.4, prop::sample::select(filter_clauses())),
+            prop_oneof![4 => 1u64..=5, 1 => 6u64..=64],
+            search_filter(),
         )
             .prop_map(|(t, c, q, bad_dim, k, filter)| VecOp::Search { t, c, q, bad_dim, k, filter }),
     ]
@@ -628,7 +733,7 @@ where
 
 /// Puts about half the keys in tenant 0 and fewer in tenant 1, so reads and swaps meet records.
 fn seed_keys(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<Vec<Op>> {
-    let record = (json_set(kv_values()), ttl);
+    let record = (kv_value(), ttl);
     let put = |t: usize| move |key, (value, ttl)| Op::Kv(KvOp::Put { t, key, value, ttl });
     concat(
         seed(KEYS, 0.5, record.clone(), put(0)),
@@ -641,7 +746,7 @@ fn seed_vectors(
     collections: &'static [&'static str],
     ttl: BoxedStrategy<Option<i64>>,
 ) -> BoxedStrategy<Vec<Op>> {
-    let record = (prop::array::uniform4(-2i8..=2), json_set(metadata()), ttl);
+    let record = (prop::array::uniform4(-2i8..=2), metadata_value(), ttl);
     collections
         .iter()
         .map(|c| {
@@ -663,6 +768,29 @@ fn seed_vectors(
             )
         })
         .fold(Just(Vec::new()).boxed(), concat)
+}
+
+/// In about a third of the cases, upserts most of [`BULK_IDS`] into collection `c` of tenant 0
+/// (small integer vectors, so many distances tie; metadata as elsewhere, so most filters reject
+/// most of them; a few with ttls).
+fn seed_bulk() -> BoxedStrategy<Vec<Op>> {
+    let record = (
+        prop::array::uniform4(-2i8..=2),
+        metadata_value(),
+        ttl(0.1, 60),
+    );
+    let bulk = seed(BULK_IDS, 0.85, record, |id, (v, meta, ttl)| {
+        Op::Vector(VecOp::Upsert {
+            t: 0,
+            c: COLLECTIONS[0],
+            id,
+            v,
+            bad_dim: false,
+            meta,
+            ttl,
+        })
+    });
+    prop_oneof![2 => Just(Vec::new()).boxed(), 1 => bulk].boxed()
 }
 
 /// Puts most nodes in tenant 0 and some in tenant 1, then some edges among them, so that
@@ -781,11 +909,33 @@ fn graph_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<GraphOp> {
 // Running
 // ---------------------------------------------------------------------------------------------
 
+/// Cases per test without `P8FS_PROPTEST_CASES`.
+const DEFAULT_CASES: u32 = 256;
+
+/// The number of cases per test from the value of `P8FS_PROPTEST_CASES` (`None`: unset): a
+/// positive integer. Zero or anything else is an error, so a run cannot pass by generating
+/// nothing.
+fn cases(setting: Option<&str>) -> Result<u32, String> {
+    let Some(setting) = setting else {
+        return Ok(DEFAULT_CASES);
+    };
+    match setting.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "P8FS_PROPTEST_CASES must be a positive integer, not {setting:?}"
+        )),
+    }
+}
+
 fn config() -> ProptestConfig {
-    let cases = std::env::var("P8FS_PROPTEST_CASES").map_or(256, |v| {
-        v.parse()
-            .expect("P8FS_PROPTEST_CASES must be a positive integer")
-    });
+    let setting = match std::env::var("P8FS_PROPTEST_CASES") {
+        Ok(setting) => Some(setting),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            panic!("P8FS_PROPTEST_CASES must be a positive integer, not {raw:?}")
+        }
+    };
+    let cases = cases(setting.as_deref()).unwrap_or_else(|problem| panic!("{problem}"));
     ProptestConfig {
         cases,
         failure_persistence: None,
@@ -1256,10 +1406,11 @@ async fn run_vector(
             k,
             filter,
         } => {
-            let filter = match filter {
-                None => Filter::none(),
-                Some((path, value)) => s::filter(&[(path, value.0.clone())]),
-            };
+            let clauses: Vec<(&str, Value)> = filter
+                .iter()
+                .map(|(path, value)| (*path, value.0.clone()))
+                .collect();
+            let filter = s::filter(&clauses);
             let k = Limit::top_k(*k).expect("k is generated within 1..=1000");
             out(
                 vector::search(
@@ -1760,6 +1911,22 @@ impl PathSearch<'_> {
             self.extend(nodes, edges);
             nodes.pop();
             edges.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cases_setting_must_be_a_positive_integer() {
+        assert_eq!(cases(None), Ok(DEFAULT_CASES));
+        assert_eq!(cases(Some("1")), Ok(1));
+        assert_eq!(cases(Some("5000")), Ok(5000));
+        for bad in ["0", "", "-1", "ten", "1.5", " 8", "99999999999"] {
+            let problem = cases(Some(bad)).expect_err(bad);
+            assert!(problem.contains("P8FS_PROPTEST_CASES"), "{problem}");
         }
     }
 }
