@@ -332,7 +332,9 @@ impl PgBackend {
     /// search. Recall@10 against the exact search, measured by the benchmark
     /// (`conformance/benches/backends.rs`, 100k × 384 cosine): 1.000 with `ef_search = 100` on
     /// clustered data (0.94 with 40); on uniform random vectors, which have no neighbourhoods,
-    /// HNSW finds little (0.13 with 100): use the exact search there.
+    /// HNSW finds little (0.13 with 100): use the exact search there. The bound recall@10 ≥ 0.95
+    /// at `ef_search = 100` on clustered data is asserted on 3,000 × 128 vectors by
+    /// `backends/postgres/tests/approximate.rs`.
     pub async fn search_approximate(
         &self,
         tenant: &TenantId,
