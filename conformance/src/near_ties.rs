@@ -27,8 +27,11 @@
 
 use serde_json::{Value, json};
 
-use p8fs_core::vector::distance;
-use p8fs_core::{Filter, Metric};
+use p8fs_core::vector::{distance, search, upsert};
+use p8fs_core::{
+    CollectionName, CollectionSpec, Filter, JsonObject, Limit, Metric, RecordId, TenantId,
+    VectorStore,
+};
 
 /// Dimension of every vector in the data set.
 pub const DIMENSION: usize = 256;
@@ -273,4 +276,89 @@ impl NearTies {
         }
         Ok(())
     }
+}
+
+/// One search on one metric, and how much a backend's count of a search path
+/// (PostgreSQL's second candidate queries, TiDB's widenings) rose during it.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub metric: Metric,
+    pub k: u64,
+    pub filtered: bool,
+    pub counted: u64,
+}
+
+/// For every metric: checks the data set, loads it into the collection `ties-{metric}` of
+/// `tenant`, runs `searches` (k, filtered: usually [`SEARCHES`]) asserting that each answer is the
+/// exact f64 ranking, and drops the collection. `counter` is read before and after each search
+/// (`&|| 0` where nothing is counted).
+pub async fn run_searches(
+    store: &dyn VectorStore,
+    tenant: &TenantId,
+    searches: &[(u64, bool)],
+    counter: &dyn Fn() -> u64,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for metric in METRICS {
+        let data = NearTies::new(metric);
+        if let Err(problem) = data.check() {
+            panic!("the {metric} data set is not what it claims: {problem}");
+        }
+        let name = CollectionName::new(format!("ties-{metric}")).expect("a valid name");
+        let spec = CollectionSpec::new(name.as_str(), DIMENSION as u64, metric).expect("spec");
+        store
+            .create_collection(tenant, &spec)
+            .await
+            .expect("create the collection");
+        for item in &data.items {
+            let metadata = JsonObject::new("metadata", item.metadata.clone()).expect("metadata");
+            let id = RecordId::new(item.id.clone()).expect("a valid id");
+            upsert(
+                store,
+                tenant,
+                &name,
+                &id,
+                item.vector.clone(),
+                &metadata,
+                None,
+            )
+            .await
+            .expect("upsert");
+        }
+        for &(k, filtered) in searches {
+            let filter = filter_of(filtered);
+            let before = counter();
+            let hits = search(
+                store,
+                tenant,
+                &name,
+                data.query.clone(),
+                Limit::top_k(k).expect("k"),
+                &filter,
+            )
+            .await
+            .expect("search");
+            let counted = counter() - before;
+            let got: Vec<(String, f64)> = hits
+                .into_iter()
+                .map(|hit| (hit.id.into_string(), hit.distance))
+                .collect();
+            assert_eq!(
+                got,
+                data.expected(k, &filter),
+                "{metric}, k = {k}, filtered: {filtered}: the exact f64 ranking"
+            );
+            runs.push(Run {
+                metric,
+                k,
+                filtered,
+                counted,
+            });
+        }
+        store
+            .drop_collection(tenant, &name)
+            .await
+            .expect("drop the collection");
+    }
+    runs
 }

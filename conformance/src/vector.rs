@@ -11,7 +11,7 @@ use p8fs_core::vector::{SearchHit, search, upsert};
 use p8fs_core::{Embedding, ErrorKind, Filter, JsonObject, Limit, Metric, Result};
 
 use crate::Harness;
-use crate::near_ties::{self, NearTies};
+use crate::near_ties;
 use crate::support::{collection, filter, limit, object, record, spec};
 
 const TOLERANCE: f64 = 1e-6;
@@ -971,28 +971,5 @@ pub async fn drop_removes_records(h: &Harness) {
 /// ones included (see [`crate::near_ties`]). The hits must be exactly core's f64 ranking, with
 /// the distances core computes.
 pub async fn search_beyond_the_first_candidate_page(h: &Harness) {
-    for metric in near_ties::METRICS {
-        let data = NearTies::new(metric);
-        if let Err(problem) = data.check() {
-            panic!("the {metric} data set is not what it claims: {problem}");
-        }
-        let name = format!("ties-{metric}");
-        create(h, &name, near_ties::DIMENSION as u64, metric).await;
-        for item in &data.items {
-            put(h, &name, &item.id, &item.vector, item.metadata.clone()).await;
-        }
-        for (k, filtered) in near_ties::SEARCHES {
-            let f = near_ties::filter_of(filtered);
-            let hits = find(h, &name, &data.query, k, &f).await;
-            let got: Vec<(String, f64)> = hits
-                .iter()
-                .map(|hit| (hit.id.as_str().to_owned(), hit.distance))
-                .collect();
-            assert_eq!(
-                got,
-                data.expected(k, &f),
-                "{metric}, k = {k}, filtered: {filtered}: the exact f64 ranking"
-            );
-        }
-    }
+    near_ties::run_searches(h.b(), &h.tenant, &near_ties::SEARCHES, &|| 0).await;
 }

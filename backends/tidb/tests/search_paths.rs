@@ -13,13 +13,9 @@ mod near_ties;
 use std::sync::Arc;
 
 use p8fs_backend_tidb::{TidbBackend, TidbOptions};
-use p8fs_core::vector::{search, upsert};
-use p8fs_core::{
-    CollectionName, CollectionSpec, JsonObject, Limit, ManualClock, Metric, RecordId, TenantId,
-    VectorStore,
-};
+use p8fs_core::{ManualClock, TenantId};
 
-use near_ties::{NearTies, SEARCHES};
+use near_ties::SEARCHES;
 
 const START: i64 = 1_700_000_000_000;
 
@@ -45,84 +41,28 @@ fn fresh_tenant() -> TenantId {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_ties_and_filters_widen_the_candidate_window() {
     let backend = connect().await;
-    let tenant = fresh_tenant();
-    for metric in near_ties::METRICS {
-        let data = NearTies::new(metric);
-        if let Err(problem) = data.check() {
-            panic!("the {metric} data set is not what it claims: {problem}");
-        }
-        let name = CollectionName::new(format!("ties-{metric}")).expect("name");
-        let spec =
-            CollectionSpec::new(name.as_str(), near_ties::DIMENSION as u64, metric).expect("spec");
-        backend
-            .create_collection(&tenant, &spec)
-            .await
-            .expect("create");
-        for item in &data.items {
-            let metadata = JsonObject::new("metadata", item.metadata.clone()).expect("metadata");
-            let id = RecordId::new(item.id.clone()).expect("id");
-            upsert(
-                &backend,
-                &tenant,
-                &name,
-                &id,
-                item.vector.clone(),
-                &metadata,
-                None,
-            )
-            .await
-            .expect("upsert");
-        }
-        for (k, filtered) in SEARCHES {
-            let filter = near_ties::filter_of(filtered);
-            let before = backend.search_widenings();
-            let hits = search(
-                &backend,
-                &tenant,
-                &name,
-                data.query.clone(),
-                Limit::top_k(k).expect("k"),
-                &filter,
-            )
-            .await
-            .expect("search");
-            let widenings = backend.search_widenings() - before;
-            eprintln!("{metric}, k = {k}, filtered: {filtered}: {widenings} widenings");
+    // The control, k = 1000: k + 16 rows are more than the collection holds, so one query takes
+    // them all and nothing widens.
+    let searches = [SEARCHES[0], SEARCHES[1], (1000, false)];
+    let runs = near_ties::run_searches(&backend, &fresh_tenant(), &searches, &|| {
+        backend.search_widenings()
+    })
+    .await;
+    for run in runs {
+        eprintln!(
+            "{}, k = {}, filtered: {}: {} widenings",
+            run.metric, run.k, run.filtered, run.counted
+        );
+        if run.k == 1000 {
+            assert_eq!(run.counted, 0, "{}, k = 1000: widenings", run.metric);
+        } else {
             assert!(
-                widenings >= 1,
-                "{metric}, k = {k}, filtered: {filtered}: the window was never widened"
-            );
-            let got: Vec<(String, f64)> = hits
-                .into_iter()
-                .map(|hit| (hit.id.into_string(), hit.distance))
-                .collect();
-            assert_eq!(
-                got,
-                data.expected(k, &filter),
-                "{metric}, k = {k}, filtered: {filtered}: the exact ranking"
+                run.counted >= 1,
+                "{}, k = {}, filtered: {}: the window was never widened",
+                run.metric,
+                run.k,
+                run.filtered
             );
         }
-        if metric == Metric::Cosine {
-            // The control: k + 16 rows are more than the collection holds, so one query takes
-            // them all and nothing widens.
-            let before = backend.search_widenings();
-            let hits = search(
-                &backend,
-                &tenant,
-                &name,
-                data.query.clone(),
-                Limit::top_k(1000).expect("k"),
-                &near_ties::filter_of(false),
-            )
-            .await
-            .expect("search");
-            assert_eq!(
-                backend.search_widenings() - before,
-                0,
-                "k = 1000: widenings"
-            );
-            assert_eq!(hits.len(), data.items.len(), "k = 1000: every record");
-        }
-        backend.drop_collection(&tenant, &name).await.expect("drop");
     }
 }
