@@ -42,6 +42,8 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use p8fs_auth::oauth::client_network;
+
 use crate::config::LimitsConfig;
 
 /// File descriptors kept for the store, its database connections, the admin socket and the
@@ -269,7 +271,7 @@ impl ConnectionTable {
 
     /// A slot for a connection from `address`, or the name of the limit that refuses it.
     fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, &'static str> {
-        let address = client_address(address);
+        let address = client_network(address);
         let mut state = self.state.lock();
         if state.total >= self.max_total {
             return Err("max_connections");
@@ -285,18 +287,6 @@ impl ConnectionTable {
             table: self.clone(),
             address,
         })
-    }
-}
-
-/// The address a connection counts against: an IPv4 address (also when IPv4-mapped), or the
-/// /64 network of an IPv6 address, since one host usually holds a whole /64.
-fn client_address(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(network.into())
-        }
-        v4 => v4,
     }
 }
 
@@ -450,25 +440,5 @@ pub fn raise_open_file_limit(limits: &LimitsConfig) {
              connections beyond it fail to be accepted (raise `ulimit -Hn` or lower \
              limits.max_connections)"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_count_by_their_64_network_and_mapped_ipv4_as_ipv4() {
-        let parse = |text: &str| text.parse::<IpAddr>().unwrap_or(IpAddr::from([0; 4]));
-        assert_eq!(
-            client_address(parse("2001:db8:1:2:aaaa::1")),
-            client_address(parse("2001:db8:1:2:bbbb::2"))
-        );
-        assert_ne!(
-            client_address(parse("2001:db8:1:2::1")),
-            client_address(parse("2001:db8:1:3::1"))
-        );
-        assert_eq!(client_address(parse("::ffff:10.0.0.1")), parse("10.0.0.1"));
-        assert_eq!(client_address(parse("10.0.0.1")), parse("10.0.0.1"));
     }
 }

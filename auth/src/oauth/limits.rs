@@ -216,6 +216,21 @@ impl Taken {
     }
 }
 
+/// The address a client counts as in every per-address limit (rate limits here, connection
+/// limits in the gateway): an IPv4 address, also when IPv4-mapped, or the network address of an
+/// IPv6 /64, the block one subscriber usually gets, so a client cannot escape a limit by
+/// rotating addresses inside it.
+pub fn client_network(address: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match address.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+    }
+}
+
 /// Where a request came from, as the key of per-address rate limits.
 ///
 /// The address is the peer of the TCP connection, from axum's `ConnectInfo<SocketAddr>` (the
@@ -237,19 +252,13 @@ pub(crate) enum ClientAddress {
 impl ClientAddress {
     /// The address of the peer that sent the request with these extensions.
     pub(crate) fn of(extensions: &axum::http::Extensions) -> Self {
-        use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+        use std::net::SocketAddr;
         let Some(axum::extract::ConnectInfo(peer)) =
             extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
         else {
             return Self::Unknown;
         };
-        match peer.ip().to_canonical() {
-            IpAddr::V4(v4) => Self::Known(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                Self::Known(IpAddr::V6(Ipv6Addr::from(prefix)))
-            }
-        }
+        Self::Known(client_network(peer.ip()))
     }
 
     /// The bucket's name in rate-limit keys: `ip/<address>` (`ip/<prefix>::` for IPv6) or
