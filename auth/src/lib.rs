@@ -20,7 +20,7 @@ pub mod token;
 pub mod verify;
 
 pub use keys::{KEY_FILE_NAME, KeyRing};
-pub use principal::Principal;
+pub use principal::{Principal, bearer_token};
 pub use scope::{Scope, ScopeSet};
 pub use token::{IssuedToken, Issuer, MAX_TOKEN_TTL, TOKEN_TYPE, TokenConfig};
 pub use verify::{MAX_LEEWAY, MAX_TOKEN_BYTES, REVOCATION_PREFIX, Verifier};

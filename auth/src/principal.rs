@@ -35,3 +35,16 @@ impl Principal {
         }
     }
 }
+
+/// The token of an `Authorization: Bearer` header, if that is the scheme used: the one parser of
+/// the header for every route that takes an access token outside the front-ends' extractors.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
+        _ => None,
+    }
+}

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use p8fs_auth::{Scope, Verifier};
+use p8fs_auth::{Scope, Verifier, bearer_token};
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -83,22 +83,17 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
+    let Some(token) = bearer_token(request.headers()) else {
         return challenge(StatusCode::UNAUTHORIZED, "Bearer");
     };
     match verifier.verify(token).await {
-        Ok(principal) if principal.scopes.contains(Scope::Admin) => next.run(request).await,
-        Ok(_) => challenge(
-            StatusCode::FORBIDDEN,
-            "Bearer error=\"insufficient_scope\", scope=\"admin\"",
-        ),
+        Ok(principal) => match principal.require(Scope::Admin) {
+            Ok(()) => next.run(request).await,
+            Err(_) => challenge(
+                StatusCode::FORBIDDEN,
+                "Bearer error=\"insufficient_scope\", scope=\"admin\"",
+            ),
+        },
         Err(_) => challenge(StatusCode::UNAUTHORIZED, "Bearer error=\"invalid_token\""),
     }
 }

@@ -30,11 +30,12 @@ use super::device_keys::{DeviceKey, NewDeviceKey};
 use super::limits::ClientAddress;
 use super::pages;
 use super::tokens::TokenResponse;
-use super::wire::{OAuthError, bearer_token, json_no_store, read_body, read_form, read_json};
+use super::wire::{OAuthError, json_no_store, read_body, read_form, read_json};
 use super::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_JWT_BEARER,
     GRANT_REFRESH_TOKEN, OAuthServer,
 };
+use crate::bearer_token;
 use crate::principal::Principal;
 use crate::scope::Scope;
 

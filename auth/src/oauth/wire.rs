@@ -278,12 +278,3 @@ fn has_content_type(headers: &HeaderMap, expected: &str) -> bool {
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
-
-/// The token of an `Authorization: Bearer` header, if that is the scheme used.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
-        _ => None,
-    }
-}
