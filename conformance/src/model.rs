@@ -2,6 +2,8 @@
 //! obviously correct rather than fast. Every read filters by visibility at the clock's `now`;
 //! nothing is ever purged except by [`Maintenance::purge_expired`].
 
+mod object;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

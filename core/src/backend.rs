@@ -5,23 +5,24 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::graph::GraphStore;
 use crate::kv::KvStore;
+use crate::object::ObjectStore;
 use crate::vector::VectorStore;
 
 /// Housekeeping every backend offers.
 #[async_trait]
 pub trait Maintenance: Send + Sync {
-    /// Physically removes records that expired before the backend clock's `now`, and returns how
-    /// many were removed. Never observable except through storage size.
+    /// Physically removes records that expired before the backend clock's `now` (expired objects
+    /// included: their blobs are freed), and returns how many were removed. Never observable except through storage size.
     async fn purge_expired(&self) -> Result<u64>;
 }
 
 /// Everything a front-end needs from storage. Protocols take `Arc<dyn Backend>`.
 pub trait Backend:
-    KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static
+    KvStore + VectorStore + GraphStore + ObjectStore + Maintenance + Send + Sync + 'static
 {
 }
 
 impl<T> Backend for T where
-    T: KvStore + VectorStore + GraphStore + Maintenance + Send + Sync + 'static
+    T: KvStore + VectorStore + GraphStore + ObjectStore + Maintenance + Send + Sync + 'static
 {
 }

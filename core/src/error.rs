@@ -19,6 +19,10 @@ pub enum Resource {
     VectorRecord,
     Node,
     Edge,
+    Bucket,
+    Object,
+    Upload,
+    Part,
 }
 
 impl fmt::Display for Resource {
@@ -29,6 +33,10 @@ impl fmt::Display for Resource {
             Resource::VectorRecord => "vector record",
             Resource::Node => "node",
             Resource::Edge => "edge",
+            Resource::Bucket => "bucket",
+            Resource::Object => "object",
+            Resource::Upload => "multipart upload",
+            Resource::Part => "part",
         })
     }
 }

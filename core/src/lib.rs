@@ -5,11 +5,13 @@
 //! - [`KvStore`]: versioned JSON values with ttl, put-if-absent, compare-and-swap, scans;
 //! - [`VectorStore`]: collections and exact nearest-neighbour candidates;
 //! - [`GraphStore`]: nodes, edges and the `edges_of` traversal primitive;
+//! - [`ObjectStore`]: buckets, chunked objects and multipart uploads (S3 semantics);
 //! - [`Maintenance`]: physical removal of expired records.
 //!
 //! Semantics that must not drift between backends are free functions here, not overridable
 //! trait methods: [`kv::find_by_field`], [`vector::search`] (f64 rescoring and ordering),
-//! [`traverse::neighbors`] and [`traverse::shortest_path`].
+//! [`traverse::neighbors`], [`traverse::shortest_path`], and the object functions
+//! ([`object::ObjectWriter`], [`object::list_objects_v2`], [`object::plan_completion`]).
 //!
 //! Invariants:
 //! - no storage driver and no front-end framework is a dependency of this crate;
@@ -18,7 +20,7 @@
 //! - every limit of the contract is checked in [`validate`], and identifier types can only be
 //!   built there, so a backend never sees unvalidated input.
 //!
-//! Adding a backend: implement the four traits in a crate under `backends/`, add one
+//! Adding a backend: implement the five traits in a crate under `backends/`, add one
 //! `suite!` instantiation in `conformance/tests/all/`, and one arm where the gateway builds its
 //! backend from configuration.
 
@@ -28,6 +30,7 @@ pub mod error;
 pub mod graph;
 pub mod json;
 pub mod kv;
+pub mod object;
 pub mod traverse;
 pub mod types;
 pub mod validate;
@@ -38,5 +41,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Resource, Result};
 pub use graph::{Direction, EdgeRecord, GraphStore, NodeRecord};
 pub use kv::{KvEntry, KvStore};
+pub use object::{
+    BucketInfo, DataId, ObjectAttributes, ObjectMeta, ObjectStore, PartRecord, Precondition,
+    ReapPolicy, Segment, UploadId, UploadInfo,
+};
 pub use types::*;
 pub use vector::{SearchHit, VectorRecord, VectorStore};

@@ -67,6 +67,20 @@ text_newtype!(
     KeyPrefix
 );
 text_newtype!(
+    /// A bucket name, by S3's naming rules: 3..=63 bytes of `[a-z0-9.-]`, starting and ending
+    /// with a letter or digit, no `..`, not an IPv4 address, no `xn--` / `sthree-` prefix and no
+    /// `-s3alias` / `--ol-s3` suffix.
+    BucketName
+);
+text_newtype!(
+    /// An object key: 1..=1024 bytes of UTF-8 without U+0000.
+    ObjectKey
+);
+text_newtype!(
+    /// An object key prefix for listings: 0..=1024 bytes of UTF-8 without U+0000.
+    ObjectPrefix
+);
+text_newtype!(
     /// A vector collection name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`.
     CollectionName
 );

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    CollectionName, CollectionSpec, Depth, Dimension, Embedding, Filter, JsonMap, JsonObject,
-    JsonPath, JsonValue, Key, KeyPrefix, Label, Limit, Metric, NodeId, RecordId, Rel, RelFilter,
-    TenantId, Ttl, Weight,
+    BucketName, CollectionName, CollectionSpec, Depth, Dimension, Embedding, Filter, JsonMap,
+    JsonObject, JsonPath, JsonValue, Key, KeyPrefix, Label, Limit, Metric, NodeId, ObjectKey,
+    ObjectPrefix, RecordId, Rel, RelFilter, TenantId, Ttl, Weight,
 };
 
 /// Longest tenant id, in bytes.
@@ -102,6 +102,83 @@ impl Key {
         let value = value.into();
         text(&field.into(), &value, 1, MAX_KEY_BYTES)?;
         Ok(Self(value))
+    }
+}
+
+impl BucketName {
+    /// Validates a bucket name by S3's rules (see [`BucketName`]).
+    pub fn new(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        let field: Field = "bucket".into();
+        let bytes = value.as_bytes();
+        if !(3..=63).contains(&bytes.len()) {
+            return Err(Error::invalid(
+                field,
+                format!("is {} bytes; bucket names are 3 to 63 bytes", bytes.len()),
+            ));
+        }
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if !bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-') {
+            return Err(Error::invalid(
+                field,
+                "may hold only lowercase letters, digits, '.' and '-'",
+            ));
+        }
+        if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+            return Err(Error::invalid(
+                field,
+                "must begin and end with a letter or digit",
+            ));
+        }
+        if value.contains("..") {
+            return Err(Error::invalid(field, "must not contain '..'"));
+        }
+        if value.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(Error::invalid(field, "must not be an IP address"));
+        }
+        if ["xn--", "sthree-", "amzn-s3-demo-"]
+            .iter()
+            .any(|p| value.starts_with(p))
+            || ["-s3alias", "--ol-s3", "--x-s3", ".mrap"]
+                .iter()
+                .any(|s| value.ends_with(s))
+        {
+            return Err(Error::invalid(field, "uses a reserved prefix or suffix"));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl ObjectKey {
+    /// Validates an object key: 1..=1024 bytes of UTF-8 without U+0000.
+    pub fn new(value: impl Into<String>) -> Result<Self> {
+        Self::named("key", value)
+    }
+
+    /// As [`ObjectKey::new`], reporting errors under `field` (e.g. `start_after`).
+    pub fn named(field: impl Into<Field>, value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        text(&field.into(), &value, 1, MAX_KEY_BYTES)?;
+        Ok(Self(value))
+    }
+}
+
+impl ObjectPrefix {
+    /// Validates an object key prefix: 0..=1024 bytes of UTF-8 without U+0000.
+    pub fn new(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        text(&"prefix".into(), &value, 0, MAX_KEY_BYTES)?;
+        Ok(Self(value))
+    }
+
+    /// The empty prefix, which matches every key.
+    pub fn all() -> Self {
+        Self(String::new())
+    }
+
+    /// Whether `key` starts with this prefix.
+    pub fn matches(&self, key: &ObjectKey) -> bool {
+        key.0.as_bytes().starts_with(self.0.as_bytes())
     }
 }
 

@@ -15,10 +15,12 @@ use p8fs_core::graph::NodePage;
 use p8fs_core::kv::KvPage;
 use p8fs_core::vector::VectorPage;
 use p8fs_core::{
-    Backend, CollectionName, CollectionSpec, Direction, EdgeRecord, Embedding, ErrorKind, Filter,
-    GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Label, Limit,
-    Maintenance, NodeId, NodeRecord, RecordId, Rel, RelFilter, Result, TenantId, Ttl, VectorRecord,
-    VectorStore, Version, Weight,
+    Backend, BucketInfo, BucketName, CollectionName, CollectionSpec, DataId, Direction, EdgeRecord,
+    Embedding, ErrorKind, Filter, GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix,
+    KvEntry, KvStore, Label, Limit, Maintenance, NodeId, NodeRecord, ObjectAttributes, ObjectKey,
+    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, RecordId, Rel,
+    RelFilter, Result, TenantId, Timestamp, Ttl, UploadId, UploadInfo, VectorRecord, VectorStore,
+    Version, Weight,
 };
 
 /// The metric every backend call is recorded in.
@@ -300,6 +302,196 @@ impl GraphStore for Metered {
     ) -> Result<Vec<EdgeRecord>> {
         let call = self.inner.edges_of(tenant, nodes, direction, rels);
         timed("graph.edges_of", call).await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Metered {
+    async fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<BucketInfo> {
+        timed(
+            "object.create_bucket",
+            self.inner.create_bucket(tenant, bucket),
+        )
+        .await
+    }
+
+    async fn bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<Option<BucketInfo>> {
+        timed("object.bucket", self.inner.bucket(tenant, bucket)).await
+    }
+
+    async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>> {
+        timed("object.list_buckets", self.inner.list_buckets(tenant)).await
+    }
+
+    async fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<()> {
+        timed("object.delete_bucket", self.inner.delete_bucket(tenant, bucket)).await
+    }
+
+    async fn begin_data(&self, tenant: &TenantId) -> Result<DataId> {
+        timed("object.begin_data", self.inner.begin_data(tenant)).await
+    }
+
+    async fn write_chunk(
+        &self,
+        tenant: &TenantId,
+        data: DataId,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<()> {
+        timed("object.write_chunk", self.inner.write_chunk(tenant, data, index, bytes)).await
+    }
+
+    async fn read_chunk(&self, tenant: &TenantId, data: DataId, index: u32) -> Result<Vec<u8>> {
+        timed(
+            "object.read_chunk",
+            self.inner.read_chunk(tenant, data, index),
+        )
+        .await
+    }
+
+    async fn discard_data(&self, tenant: &TenantId, data: DataId) -> Result<()> {
+        timed("object.discard_data", self.inner.discard_data(tenant, data)).await
+    }
+
+    async fn put_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        meta: &ObjectMeta,
+        condition: &Precondition,
+    ) -> Result<()> {
+        timed("object.put_object", self.inner.put_object(tenant, bucket, meta, condition)).await
+    }
+
+    async fn object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Option<ObjectMeta>> {
+        timed("object.object", self.inner.object(tenant, bucket, key)).await
+    }
+
+    async fn delete_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<bool> {
+        timed(
+            "object.delete_object",
+            self.inner.delete_object(tenant, bucket, key),
+        )
+        .await
+    }
+
+    async fn list_objects(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        prefix: &ObjectPrefix,
+        from: &[u8],
+        limit: Limit,
+    ) -> Result<Vec<ObjectMeta>> {
+        timed(
+            "object.list_objects",
+            self.inner.list_objects(tenant, bucket, prefix, from, limit),
+        )
+        .await
+    }
+
+    async fn create_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        attributes: &ObjectAttributes,
+        expires_at: Option<Timestamp>,
+    ) -> Result<UploadInfo> {
+        timed(
+            "object.create_upload",
+            self.inner
+                .create_upload(tenant, bucket, key, attributes, expires_at),
+        )
+        .await
+    }
+
+    async fn upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        upload: UploadId,
+    ) -> Result<Option<UploadInfo>> {
+        timed("object.upload", self.inner.upload(tenant, bucket, upload)).await
+    }
+
+    async fn list_uploads(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        prefix: &ObjectPrefix,
+        after: Option<(&ObjectKey, UploadId)>,
+        limit: Limit,
+    ) -> Result<Vec<UploadInfo>> {
+        timed(
+            "object.list_uploads",
+            self.inner
+                .list_uploads(tenant, bucket, prefix, after, limit),
+        )
+        .await
+    }
+
+    async fn put_part(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        upload: UploadId,
+        part: &PartRecord,
+    ) -> Result<()> {
+        timed("object.put_part", self.inner.put_part(tenant, bucket, upload, part)).await
+    }
+
+    async fn list_parts(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        upload: UploadId,
+        after: u32,
+        limit: Limit,
+    ) -> Result<Vec<PartRecord>> {
+        timed(
+            "object.list_parts",
+            self.inner.list_parts(tenant, bucket, upload, after, limit),
+        )
+        .await
+    }
+
+    async fn complete_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        upload: UploadId,
+        meta: &ObjectMeta,
+        condition: &Precondition,
+    ) -> Result<()> {
+        timed("object.complete_upload", self.inner.complete_upload(tenant, bucket, upload, meta, condition)).await
+    }
+
+    async fn abort_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        upload: UploadId,
+    ) -> Result<()> {
+        timed("object.abort_upload", self.inner.abort_upload(tenant, bucket, upload)).await
+    }
+
+    async fn reap_objects(&self, policy: ReapPolicy) -> Result<u64> {
+        timed("object.reap_objects", self.inner.reap_objects(policy)).await
+    }
+
+    async fn stored_bytes(&self, tenant: &TenantId) -> Result<u64> {
+        timed("object.stored_bytes", self.inner.stored_bytes(tenant)).await
     }
 }
 

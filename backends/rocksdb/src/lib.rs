@@ -10,6 +10,7 @@
 mod error;
 mod graph;
 mod kv;
+mod object;
 mod schema;
 mod vector;
 

@@ -20,6 +20,7 @@
 mod error;
 mod graph;
 mod kv;
+mod object;
 mod schema;
 mod sql;
 mod vector;
