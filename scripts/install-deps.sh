@@ -15,8 +15,10 @@ fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 command -v python3 >/dev/null || { apt-get update -qq; apt-get install -y -qq python3 >/dev/null; }
 
-# The OAuth flow tests: a real browser and clients no one here wrote.
+# The OAuth flow tests: a real browser and clients no one here wrote; the S3 client tests
+# (gateway/tests/s3_clients.rs): rclone from Debian, the AWS CLI and boto3 from PyPI (below).
 missing=()
+command -v rclone >/dev/null || missing+=(rclone)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)

@@ -324,7 +324,11 @@ impl ObjectStore for Metered {
     }
 
     async fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<()> {
-        timed("object.delete_bucket", self.inner.delete_bucket(tenant, bucket)).await
+        timed(
+            "object.delete_bucket",
+            self.inner.delete_bucket(tenant, bucket),
+        )
+        .await
     }
 
     async fn begin_data(&self, tenant: &TenantId) -> Result<DataId> {
@@ -338,7 +342,11 @@ impl ObjectStore for Metered {
         index: u32,
         bytes: &[u8],
     ) -> Result<()> {
-        timed("object.write_chunk", self.inner.write_chunk(tenant, data, index, bytes)).await
+        timed(
+            "object.write_chunk",
+            self.inner.write_chunk(tenant, data, index, bytes),
+        )
+        .await
     }
 
     async fn read_chunk(&self, tenant: &TenantId, data: DataId, index: u32) -> Result<Vec<u8>> {
@@ -360,7 +368,11 @@ impl ObjectStore for Metered {
         meta: &ObjectMeta,
         condition: &Precondition,
     ) -> Result<()> {
-        timed("object.put_object", self.inner.put_object(tenant, bucket, meta, condition)).await
+        timed(
+            "object.put_object",
+            self.inner.put_object(tenant, bucket, meta, condition),
+        )
+        .await
     }
 
     async fn object(
@@ -448,7 +460,11 @@ impl ObjectStore for Metered {
         upload: UploadId,
         part: &PartRecord,
     ) -> Result<()> {
-        timed("object.put_part", self.inner.put_part(tenant, bucket, upload, part)).await
+        timed(
+            "object.put_part",
+            self.inner.put_part(tenant, bucket, upload, part),
+        )
+        .await
     }
 
     async fn list_parts(
@@ -474,7 +490,12 @@ impl ObjectStore for Metered {
         meta: &ObjectMeta,
         condition: &Precondition,
     ) -> Result<()> {
-        timed("object.complete_upload", self.inner.complete_upload(tenant, bucket, upload, meta, condition)).await
+        timed(
+            "object.complete_upload",
+            self.inner
+                .complete_upload(tenant, bucket, upload, meta, condition),
+        )
+        .await
     }
 
     async fn abort_upload(
@@ -483,7 +504,11 @@ impl ObjectStore for Metered {
         bucket: &BucketName,
         upload: UploadId,
     ) -> Result<()> {
-        timed("object.abort_upload", self.inner.abort_upload(tenant, bucket, upload)).await
+        timed(
+            "object.abort_upload",
+            self.inner.abort_upload(tenant, bucket, upload),
+        )
+        .await
     }
 
     async fn reap_objects(&self, policy: ReapPolicy) -> Result<u64> {
