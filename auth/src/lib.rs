@@ -3,6 +3,8 @@
 //! verification and revocation ([`Verifier`]), and the scopes that gate operations ([`Scope`],
 //! [`ScopeSet`], [`Principal::require`]). [`oauth`] is the OAuth 2.1 authorization server built
 //! on them: users and clients, the grants, the device flow, the sign-in and consent pages.
+//! [`s3`] holds the S3 credentials: static access keys per tenant and temporary credentials
+//! minted from an access token (STS `AssumeRoleWithWebIdentity`).
 //!
 //! Invariants:
 //! - it depends on `p8fs-core` only, never on a backend: revocations and all OAuth state live in
@@ -15,12 +17,16 @@
 pub mod keys;
 pub mod oauth;
 pub mod principal;
+pub mod s3;
 pub mod scope;
 pub mod token;
 pub mod verify;
 
 pub use keys::{KEY_FILE_NAME, KeyRing};
 pub use principal::{Principal, bearer_token};
+pub use s3::{
+    AccessKeyInfo, NewAccessKey, S3Credential, S3Credentials, SealingKey, TemporaryCredentials,
+};
 pub use scope::{Scope, ScopeSet};
 pub use token::{IssuedToken, Issuer, MAX_TOKEN_TTL, TOKEN_TYPE, TokenConfig};
 pub use verify::{MAX_LEEWAY, MAX_TOKEN_BYTES, REVOCATION_PREFIX, Verifier};

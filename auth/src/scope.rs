@@ -23,17 +23,21 @@ pub enum Scope {
     GraphWrite,
     Admin,
     DeviceKeys,
+    S3Read,
+    S3Write,
 }
 
 impl Scope {
     /// Every scope, sorted by its wire name.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Admin,
         Scope::DeviceKeys,
         Scope::GraphRead,
         Scope::GraphWrite,
         Scope::KvRead,
         Scope::KvWrite,
+        Scope::S3Read,
+        Scope::S3Write,
         Scope::VectorsRead,
         Scope::VectorsWrite,
     ];
@@ -49,6 +53,8 @@ impl Scope {
             Scope::GraphWrite => "graph:write",
             Scope::Admin => "admin",
             Scope::DeviceKeys => "device-keys",
+            Scope::S3Read => "s3:read",
+            Scope::S3Write => "s3:write",
         }
     }
 
@@ -189,7 +195,8 @@ mod tests {
         assert_eq!(ScopeSet::parse(&set.to_string()).unwrap(), set);
         assert_eq!(
             ScopeSet::all().to_string(),
-            "admin device-keys graph:read graph:write kv:read kv:write vectors:read vectors:write"
+            "admin device-keys graph:read graph:write kv:read kv:write s3:read s3:write \
+             vectors:read vectors:write"
         );
         assert!(ScopeSet::parse("").unwrap().is_empty());
     }
@@ -201,7 +208,8 @@ mod tests {
             "KV:READ",
             "kv:read,kv:write",
             "kv:read\tadmin",
-            "s3:read",
+            "s3:*",
+            "S3:READ",
         ] {
             let err = ScopeSet::parse(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");

@@ -248,11 +248,24 @@ impl Verifier {
     }
 
     async fn check_not_revoked(&self, principal: &Principal) -> Result<()> {
-        let key = revocation_key(&principal.tenant, &principal.token_id)?;
-        match self.revocations.get(&self.reserved, &key).await? {
-            Some(_) => Err(unauthorized("token revoked")),
-            None => Ok(()),
+        if self
+            .is_revoked(&principal.tenant, &principal.token_id)
+            .await?
+        {
+            Err(unauthorized("token revoked"))
+        } else {
+            Ok(())
         }
+    }
+
+    /// Whether the token `token_id` of `tenant` is revoked: for credentials obtained with a
+    /// token (S3 temporary credentials), which must stop working when it is revoked. A
+    /// revocation is remembered until the token could no longer verify anyway, so this answers
+    /// for as long as such a credential may live (it never outlives its token). A failure of
+    /// the revocation store is passed on as it is.
+    pub async fn is_revoked(&self, tenant: &TenantId, token_id: &str) -> Result<bool> {
+        let key = revocation_key(tenant, token_id)?;
+        Ok(self.revocations.get(&self.reserved, &key).await?.is_some())
     }
 
     fn remember(&self, digest: [u8; 32], verified: Arc<Verified>, now: Timestamp) {

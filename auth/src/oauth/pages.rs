@@ -375,6 +375,8 @@ fn scope_meaning(scope: Scope) -> &'static str {
         Scope::VectorsWrite => "create, change and delete your vector collections",
         Scope::GraphRead => "read your graph",
         Scope::GraphWrite => "change your graph",
+        Scope::S3Read => "read your buckets and objects over S3",
+        Scope::S3Write => "create, change and delete your buckets and objects over S3",
         Scope::Admin => "administer the server",
         Scope::DeviceKeys => {
             "register devices that can get access to your data without your password"
