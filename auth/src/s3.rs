@@ -221,7 +221,7 @@ struct SessionRecord {
 }
 
 /// Which kind of credential an access key id names.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Static,
     Temporary,

@@ -13,4 +13,5 @@ mod other;
 mod pages;
 mod redirects;
 mod refresh;
+mod s3;
 mod sessions;
