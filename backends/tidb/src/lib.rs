@@ -12,10 +12,13 @@
 //!   timeout, TiDB write conflict, a duplicate key from a racing creator) is rolled back and run
 //!   again from the start, up to [`TidbOptions::max_retries`] times (see [`transaction!`]).
 //! - Driver errors are classified in one place, `error.rs`.
-//! - Expired rows are invisible at once; [`Maintenance::purge_expired`] deletes them in batches.
+//! - Expired rows are invisible at once; [`Maintenance::purge_expired`] deletes them in batches
+//!   (expired objects too, freeing their data blobs for [`p8fs_core::ObjectStore::reap_objects`]).
 //!   On TiDB, [`TidbOptions::native_ttl_grace`] additionally enables TiDB's TTL jobs.
 //! - Values (at most 1 MiB of JSON) and vectors (at most 4096 × f32 as text) stay far below
-//!   TiDB's 6 MB entry limit, so no value is split.
+//!   TiDB's 6 MB entry limit, so no value is split; object bytes are rows of at most 1 MiB
+//!   (`p8fs_core::object::CHUNK_BYTES`), one per statement, and no transaction grows with the
+//!   size of an object or a bucket (see `object.rs`).
 
 mod error;
 mod graph;
@@ -270,10 +273,14 @@ pub(crate) use transaction;
 impl Maintenance for TidbBackend {
     async fn purge_expired(&self) -> Result<u64> {
         let grace = i64::try_from(self.options.purge_grace.as_millis()).unwrap_or(i64::MAX);
-        let now = self.now().saturating_sub(grace);
+        let clock_now = self.now();
+        let now = clock_now.saturating_sub(grace);
         let mut removed = self.purge_batches(sql::KV_PURGE, now).await?;
         removed += self.purge_batches(sql::VECTOR_PURGE, now).await?;
         removed += self.purge_graph(now).await?;
+        // Expired objects' blobs are freed now, so reads begun before the expiry keep them for
+        // the reaper's grace period.
+        removed += self.purge_objects(now, clock_now).await?;
         Ok(removed)
     }
 }

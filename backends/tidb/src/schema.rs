@@ -8,10 +8,17 @@
 //! | `p8fs_vectors`     | tenant, collection, id      | embedding, norm, metadata, expires_at         |
 //! | `p8fs_nodes`       | tenant, id                  | label, properties, expires_at                 |
 //! | `p8fs_edges`       | tenant, src, rel, dst       | weight, properties, expires_at; index on (tenant, dst, rel, src) |
+//! | `p8fs_buckets`     | tenant, name                | id (unique, never reused), created_at         |
+//! | `p8fs_deleted_buckets` | id                      | tenant, deleted_at                            |
+//! | `p8fs_objects`     | bucket (id), k              | tenant, size, etag, last_modified, expires_at, attributes (JSON text), segments ([`segments_bytes`]) |
+//! | `p8fs_blobs`       | tenant, data                | state (1 pending, 2 freed), since; index on (state, since) |
+//! | `p8fs_chunks`      | tenant, data, idx           | size, bytes (at most 1 MiB)                    |
+//! | `p8fs_uploads`     | bucket (id), id             | tenant, k, initiated, attributes, expires_at; index on (bucket, k, id) |
+//! | `p8fs_parts`       | upload, number              | data, size, etag, checksums (JSON text), last_modified |
 //! | `p8fs_migrations`  | version                     | description, applied_at                       |
 //!
-//! Plus the sequence `p8fs_version_seq` for key-value versions. `expires_at` is milliseconds
-//! since the epoch from the backend's clock, `NULL` for never.
+//! Plus the sequence `p8fs_version_seq` for key-value versions, bucket ids, data ids and upload
+//! ids. `expires_at` is milliseconds since the epoch from the backend's clock, `NULL` for never.
 //!
 //! Migrations run under a named lock (`GET_LOCK`), each statement is idempotent and each
 //! applied version is recorded, so connecting twice, or from two processes at once, is safe.
@@ -19,7 +26,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
-use p8fs_core::{Error, Metric, Result, Timestamp};
+use p8fs_core::{DataId, Error, Metric, Result, Segment, Timestamp};
 
 use crate::error::{classify, corrupt};
 use crate::sql;
@@ -197,6 +204,38 @@ pub(crate) fn bytes(text: &str) -> Value {
     Value::Bytes(text.as_bytes().to_vec())
 }
 
+/// The bytes of one segment in [`segments_bytes`]: data id and size, big-endian `u64`s.
+const SEGMENT_BYTES: usize = 16;
+
+/// An object's segments as stored: 16 bytes each (data id, size), so the 10,000 segments of
+/// the largest multipart object take 160 KB.
+pub(crate) fn segments_bytes(segments: &[Segment]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(segments.len() * SEGMENT_BYTES);
+    for segment in segments {
+        out.extend_from_slice(&segment.data.0.to_be_bytes());
+        out.extend_from_slice(&segment.size.to_be_bytes());
+    }
+    out
+}
+
+/// Parses [`segments_bytes`].
+pub(crate) fn parse_segments(bytes: &[u8]) -> Result<Vec<Segment>> {
+    if !bytes.len().is_multiple_of(SEGMENT_BYTES) {
+        return Err(corrupt("object segments"));
+    }
+    Ok(bytes
+        .chunks_exact(SEGMENT_BYTES)
+        .map(|entry| {
+            let (data, size) = entry.split_at(8);
+            let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+            Segment {
+                data: DataId(word(data)),
+                size: word(size),
+            }
+        })
+        .collect())
+}
+
 /// The metric's name in the `p8fs_collections` table.
 pub(crate) fn metric_name(metric: Metric) -> &'static str {
     metric.as_str()
@@ -285,5 +324,24 @@ mod tests {
         assert_eq!(parse_embedding("[1, 2.5,-3]").unwrap(), [1.0, 2.5, -3.0]);
         assert!(parse_embedding("1,2").is_err());
         assert!(parse_embedding("[1,x]").is_err());
+    }
+
+    #[test]
+    fn segments_round_trip() {
+        let segments = [
+            Segment {
+                data: DataId(1),
+                size: 0,
+            },
+            Segment {
+                data: DataId(u64::MAX),
+                size: 5 * 1024 * 1024 * 1024,
+            },
+        ];
+        let bytes = segments_bytes(&segments);
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(parse_segments(&bytes).unwrap(), segments);
+        assert_eq!(parse_segments(&[]).unwrap(), []);
+        assert!(parse_segments(&bytes[..15]).is_err());
     }
 }

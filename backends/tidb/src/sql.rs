@@ -63,12 +63,13 @@ pub(crate) struct Migration {
 /// rather than in a `JSON` column: MariaDB's `JSON` rejects documents nested deeper than 32
 /// levels (the contract allows 64), and TiDB's binary JSON would re-print numbers, while the
 /// contract returns values exactly as written (`1.0` stays `1.0`).
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "key-value, vector and graph tables; the version sequence",
-    statements: &[
-        "CREATE SEQUENCE IF NOT EXISTS p8fs_version_seq START WITH 1 INCREMENT BY 1 NOCACHE",
-        "CREATE TABLE IF NOT EXISTS p8fs_kv (
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "key-value, vector and graph tables; the version sequence",
+        statements: &[
+            "CREATE SEQUENCE IF NOT EXISTS p8fs_version_seq START WITH 1 INCREMENT BY 1 NOCACHE",
+            "CREATE TABLE IF NOT EXISTS p8fs_kv (
             tenant VARBINARY(63) NOT NULL,
             k VARBINARY(1024) NOT NULL,
             value LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
@@ -77,14 +78,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (tenant, k),
             KEY p8fs_kv_expires (expires_at)
         )",
-        "CREATE TABLE IF NOT EXISTS p8fs_collections (
+            "CREATE TABLE IF NOT EXISTS p8fs_collections (
             tenant VARBINARY(63) NOT NULL,
             name VARBINARY(128) NOT NULL,
             dimension INT NOT NULL,
             metric VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
             PRIMARY KEY (tenant, name)
         )",
-        "CREATE TABLE IF NOT EXISTS p8fs_vectors (
+            "CREATE TABLE IF NOT EXISTS p8fs_vectors (
             tenant VARBINARY(63) NOT NULL,
             collection VARBINARY(128) NOT NULL,
             id VARBINARY(256) NOT NULL,
@@ -95,7 +96,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (tenant, collection, id),
             KEY p8fs_vectors_expires (expires_at)
         )",
-        "CREATE TABLE IF NOT EXISTS p8fs_nodes (
+            "CREATE TABLE IF NOT EXISTS p8fs_nodes (
             tenant VARBINARY(63) NOT NULL,
             id VARBINARY(256) NOT NULL,
             label VARBINARY(128) NOT NULL,
@@ -104,7 +105,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (tenant, id),
             KEY p8fs_nodes_expires (expires_at)
         )",
-        "CREATE TABLE IF NOT EXISTS p8fs_edges (
+            "CREATE TABLE IF NOT EXISTS p8fs_edges (
             tenant VARBINARY(63) NOT NULL,
             src VARBINARY(256) NOT NULL,
             rel VARBINARY(128) NOT NULL,
@@ -116,8 +117,80 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             KEY p8fs_edges_in (tenant, dst, rel, src),
             KEY p8fs_edges_expires (expires_at)
         )",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "objects: buckets, objects, blob states, chunks, multipart uploads and parts",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS p8fs_buckets (
+            tenant VARBINARY(63) NOT NULL,
+            name VARBINARY(63) NOT NULL,
+            id BIGINT UNSIGNED NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant, name),
+            UNIQUE KEY p8fs_buckets_id (id)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_deleted_buckets (
+            id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+            tenant VARBINARY(63) NOT NULL,
+            deleted_at BIGINT NOT NULL,
+            KEY p8fs_deleted_buckets_at (deleted_at)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_objects (
+            bucket BIGINT UNSIGNED NOT NULL,
+            k VARBINARY(1024) NOT NULL,
+            tenant VARBINARY(63) NOT NULL,
+            size BIGINT UNSIGNED NOT NULL,
+            etag VARBINARY(64) NOT NULL,
+            last_modified BIGINT NOT NULL,
+            expires_at BIGINT NULL,
+            attributes MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            segments MEDIUMBLOB NOT NULL,
+            PRIMARY KEY (bucket, k),
+            KEY p8fs_objects_expires (expires_at)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_blobs (
+            tenant VARBINARY(63) NOT NULL,
+            data BIGINT UNSIGNED NOT NULL,
+            state TINYINT UNSIGNED NOT NULL,
+            since BIGINT NOT NULL,
+            PRIMARY KEY (tenant, data),
+            KEY p8fs_blobs_due (state, since)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_chunks (
+            tenant VARBINARY(63) NOT NULL,
+            data BIGINT UNSIGNED NOT NULL,
+            idx INT UNSIGNED NOT NULL,
+            size INT UNSIGNED NOT NULL,
+            bytes MEDIUMBLOB NOT NULL,
+            PRIMARY KEY (tenant, data, idx)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_uploads (
+            bucket BIGINT UNSIGNED NOT NULL,
+            id BIGINT UNSIGNED NOT NULL,
+            tenant VARBINARY(63) NOT NULL,
+            k VARBINARY(1024) NOT NULL,
+            initiated BIGINT NOT NULL,
+            attributes MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            expires_at BIGINT NULL,
+            PRIMARY KEY (bucket, id),
+            KEY p8fs_uploads_key (bucket, k, id),
+            KEY p8fs_uploads_initiated (initiated)
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_parts (
+            upload BIGINT UNSIGNED NOT NULL,
+            number INT UNSIGNED NOT NULL,
+            data BIGINT UNSIGNED NOT NULL,
+            size BIGINT UNSIGNED NOT NULL,
+            etag VARBINARY(64) NOT NULL,
+            checksums MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+            last_modified BIGINT NOT NULL,
+            PRIMARY KEY (upload, number)
+        )",
+        ],
+    },
+];
 
 /// Tables whose rows carry `expires_at`, for TiDB's TTL jobs.
 pub(crate) const TTL_TABLES: &[&str] = &["p8fs_kv", "p8fs_vectors", "p8fs_nodes", "p8fs_edges"];
@@ -357,6 +430,186 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+// ---------------------------------------------------------------------------------------------
+// Objects
+// ---------------------------------------------------------------------------------------------
+//
+// A bucket has an id from the version sequence, never reused: objects and uploads belong to
+// that id, so a bucket deleted and created again never sees what its earlier incarnation held.
+// `p8fs_blobs.state` is 1 for a pending blob (begun, not yet committed) and 2 for a freed one
+// (its object or part was replaced, deleted, expired or aborted); a blob of a committed object
+// or a stored part has no row there.
+
+/// Params: tenant, name.
+pub(crate) const BUCKET_GET: &str =
+    "SELECT id, created_at FROM p8fs_buckets WHERE tenant = ? AND name = ?";
+/// Params: tenant, name.
+pub(crate) const BUCKET_LOCK: &str =
+    "SELECT id FROM p8fs_buckets WHERE tenant = ? AND name = ? FOR UPDATE";
+/// Locks every bucket of a tenant, so creators count them one at a time. Params: tenant.
+pub(crate) const BUCKETS_LOCK_TENANT: &str =
+    "SELECT name FROM p8fs_buckets WHERE tenant = ? FOR UPDATE";
+/// Params: tenant, name, id, created_at.
+pub(crate) const BUCKET_INSERT: &str =
+    "INSERT INTO p8fs_buckets (tenant, name, id, created_at) VALUES (?, ?, ?, ?)";
+/// Params: tenant.
+pub(crate) const BUCKET_LIST: &str =
+    "SELECT name, created_at FROM p8fs_buckets WHERE tenant = ? ORDER BY name";
+/// Params: tenant, name.
+pub(crate) const BUCKET_DELETE: &str = "DELETE FROM p8fs_buckets WHERE tenant = ? AND name = ?";
+/// One visible object of the bucket, if any. Params: bucket id, now.
+pub(crate) const BUCKET_HAS_VISIBLE: &str = "SELECT 1 FROM p8fs_objects
+    WHERE bucket = ? AND (expires_at IS NULL OR expires_at > ?) LIMIT 1";
+/// Remembers a deleted bucket's id until the reaper has emptied it for good. Params: id,
+/// tenant, deleted_at.
+pub(crate) const DELETED_BUCKET_INSERT: &str =
+    "INSERT INTO p8fs_deleted_buckets (id, tenant, deleted_at) VALUES (?, ?, ?)";
+/// Params: deleted before, batch size.
+pub(crate) const DELETED_BUCKETS_DUE: &str = "SELECT id, tenant, deleted_at
+    FROM p8fs_deleted_buckets WHERE deleted_at < ? ORDER BY deleted_at LIMIT ?";
+/// Params: id.
+pub(crate) const DELETED_BUCKET_DELETE: &str = "DELETE FROM p8fs_deleted_buckets WHERE id = ?";
+
+/// Registers a pending blob. Params: tenant, data id, now.
+pub(crate) const BLOB_BEGIN: &str =
+    "INSERT INTO p8fs_blobs (tenant, data, state, since) VALUES (?, ?, 1, ?)";
+/// Locks a blob's row if it is pending. Params: tenant, data id.
+pub(crate) const BLOB_LOCK_PENDING: &str =
+    "SELECT 1 FROM p8fs_blobs WHERE tenant = ? AND data = ? AND state = 1 FOR UPDATE";
+/// Frees a pending blob (discarded). Params: now, tenant, data id.
+pub(crate) const BLOB_FREE_PENDING: &str =
+    "UPDATE p8fs_blobs SET state = 2, since = ? WHERE tenant = ? AND data = ? AND state = 1";
+/// Frees a blob still pending since before a time (abandoned). Params: tenant, data id, before.
+pub(crate) const BLOB_FREE_ABANDONED: &str = "UPDATE p8fs_blobs SET state = 2
+    WHERE tenant = ? AND data = ? AND state = 1 AND since < ?";
+/// Removes a freed blob's row, once its chunks are gone. Params: tenant, data id.
+pub(crate) const BLOB_DELETE_FREED: &str =
+    "DELETE FROM p8fs_blobs WHERE tenant = ? AND data = ? AND state = 2";
+/// Pending blobs begun before a time, for the reaper. Params: before, batch size.
+pub(crate) const BLOBS_PENDING_DUE: &str =
+    "SELECT tenant, data FROM p8fs_blobs WHERE state = 1 AND since < ? LIMIT ?";
+/// Freed blobs freed before a time, for the reaper. Params: before, batch size.
+pub(crate) const BLOBS_FREED_DUE: &str =
+    "SELECT tenant, data FROM p8fs_blobs WHERE state = 2 AND since < ? LIMIT ?";
+
+/// Clears the pending mark of blobs (their object or part commits); the caller checks that
+/// every one was pending. Followed by `n` placeholders and `)`. Params: tenant, the data ids.
+const BLOBS_CLAIM_HEAD: &str =
+    "DELETE FROM p8fs_blobs WHERE tenant = ? AND state = 1 AND data IN (";
+
+/// [`BLOBS_CLAIM_HEAD`] for `n` data ids.
+pub(crate) fn blobs_claim(n: usize) -> String {
+    format!("{BLOBS_CLAIM_HEAD}{})", placeholders(n))
+}
+
+/// Marks blobs freed (a row per blob). Followed by `n` row tuples and the clause below.
+const BLOBS_FREE_HEAD: &str = "INSERT INTO p8fs_blobs (tenant, data, state, since) VALUES ";
+/// One row of [`BLOBS_FREE_HEAD`]. Params: tenant, data id, since.
+const BLOBS_FREE_ROW: &str = "(?, ?, 2, ?)";
+/// A blob already marked keeps a single row, now freed.
+const BLOBS_FREE_TAIL: &str = " ON DUPLICATE KEY UPDATE state = 2, since = VALUES(since)";
+
+/// Marks `n` blobs freed. Params per blob: tenant, data id, since.
+pub(crate) fn blobs_free(n: usize) -> String {
+    format!(
+        "{BLOBS_FREE_HEAD}{}{BLOBS_FREE_TAIL}",
+        vec![BLOBS_FREE_ROW; n].join(", ")
+    )
+}
+
+/// Stores or replaces a chunk. Params: tenant, data id, index, size, bytes.
+pub(crate) const CHUNK_UPSERT: &str = "INSERT INTO p8fs_chunks (tenant, data, idx, size, bytes)
+    VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE size = VALUES(size), bytes = VALUES(bytes)";
+/// Params: tenant, data id, index.
+pub(crate) const CHUNK_GET: &str =
+    "SELECT bytes FROM p8fs_chunks WHERE tenant = ? AND data = ? AND idx = ?";
+/// Deletes some of a blob's chunks. Params: tenant, data id, batch size.
+pub(crate) const CHUNKS_DELETE_SOME: &str =
+    "DELETE FROM p8fs_chunks WHERE tenant = ? AND data = ? LIMIT ?";
+/// Params: tenant.
+pub(crate) const STORED_BYTES: &str =
+    "SELECT CAST(COALESCE(SUM(size), 0) AS UNSIGNED) FROM p8fs_chunks WHERE tenant = ?";
+
+/// The bucket's id and the visible object at a key (its columns NULL when there is none); no
+/// row when the tenant has no such bucket. Params: key, now, tenant, bucket name.
+pub(crate) const OBJECT_GET: &str =
+    "SELECT b.id, o.size, o.etag, o.last_modified, o.expires_at, o.attributes, o.segments
+    FROM p8fs_buckets b
+    LEFT JOIN p8fs_objects o ON o.bucket = b.id AND o.k = ?
+        AND (o.expires_at IS NULL OR o.expires_at > ?)
+    WHERE b.tenant = ? AND b.name = ?";
+/// Locks the object's row (visible or not). Params: bucket id, key.
+pub(crate) const OBJECT_LOCK: &str =
+    "SELECT etag, expires_at, segments FROM p8fs_objects WHERE bucket = ? AND k = ? FOR UPDATE";
+/// Params: bucket id, key, tenant, size, etag, last_modified, expires_at, attributes, segments.
+pub(crate) const OBJECT_INSERT: &str = "INSERT INTO p8fs_objects
+    (bucket, k, tenant, size, etag, last_modified, expires_at, attributes, segments)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Replaces a locked row. Params: size, etag, last_modified, expires_at, attributes, segments,
+/// bucket id, key.
+pub(crate) const OBJECT_UPDATE: &str = "UPDATE p8fs_objects SET size = ?, etag = ?,
+    last_modified = ?, expires_at = ?, attributes = ?, segments = ? WHERE bucket = ? AND k = ?";
+/// Params: bucket id, key.
+pub(crate) const OBJECT_DELETE: &str = "DELETE FROM p8fs_objects WHERE bucket = ? AND k = ?";
+/// Visible objects of a bucket with keys in `[low, high)` and `>= from`, keys ascending.
+/// Params: tenant, bucket name, low, high, from, now, limit.
+pub(crate) const OBJECT_LIST_PAGE: &str =
+    "SELECT o.k, o.size, o.etag, o.last_modified, o.expires_at, o.attributes, o.segments
+    FROM p8fs_buckets b
+    JOIN p8fs_objects o ON o.bucket = b.id
+    WHERE b.tenant = ? AND b.name = ? AND o.k >= ? AND o.k < ? AND o.k >= ?
+      AND (o.expires_at IS NULL OR o.expires_at > ?)
+    ORDER BY o.k LIMIT ?";
+/// Locks some expired objects, for purge. Params: now, batch size.
+pub(crate) const OBJECTS_EXPIRED_LOCK: &str = "SELECT bucket, k, tenant, segments
+    FROM p8fs_objects WHERE expires_at <= ? LIMIT ? FOR UPDATE";
+/// Locks some objects of a deleted bucket. Params: bucket id, batch size.
+pub(crate) const OBJECTS_OF_BUCKET_LOCK: &str =
+    "SELECT k, tenant, segments FROM p8fs_objects WHERE bucket = ? LIMIT ? FOR UPDATE";
+
+/// Params: bucket id, upload id, tenant, key, initiated, attributes, expires_at.
+pub(crate) const UPLOAD_INSERT: &str = "INSERT INTO p8fs_uploads
+    (bucket, id, tenant, k, initiated, attributes, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+/// The bucket's id and the upload (its columns NULL when there is none); no row when the
+/// tenant has no such bucket. Params: upload id, tenant, bucket name.
+pub(crate) const UPLOAD_GET: &str = "SELECT b.id, u.k, u.initiated, u.attributes, u.expires_at
+    FROM p8fs_buckets b
+    LEFT JOIN p8fs_uploads u ON u.bucket = b.id AND u.id = ?
+    WHERE b.tenant = ? AND b.name = ?";
+/// Locks an upload's row. Params: bucket id, upload id.
+pub(crate) const UPLOAD_LOCK: &str =
+    "SELECT tenant FROM p8fs_uploads WHERE bucket = ? AND id = ? FOR UPDATE";
+/// Params: bucket id, upload id.
+pub(crate) const UPLOAD_DELETE: &str = "DELETE FROM p8fs_uploads WHERE bucket = ? AND id = ?";
+/// Uploads with keys in `[low, high)` after `(key, id)`, ordered by key then id.
+/// Params: bucket id, low, high, after key, after key, after id, limit.
+pub(crate) const UPLOAD_LIST_PAGE: &str =
+    "SELECT id, k, initiated, attributes, expires_at FROM p8fs_uploads
+    WHERE bucket = ? AND k >= ? AND k < ? AND (k > ? OR (k = ? AND id > ?))
+    ORDER BY k, id LIMIT ?";
+/// Some uploads of a deleted bucket. Params: bucket id, batch size.
+pub(crate) const UPLOADS_OF_BUCKET: &str = "SELECT id FROM p8fs_uploads WHERE bucket = ? LIMIT ?";
+/// Uploads begun before a time, for the reaper. Params: before, batch size.
+pub(crate) const UPLOADS_DUE: &str =
+    "SELECT bucket, id FROM p8fs_uploads WHERE initiated < ? LIMIT ?";
+
+/// Every part's number and blob. Params: upload id.
+pub(crate) const PARTS_DATA: &str =
+    "SELECT number, data FROM p8fs_parts WHERE upload = ? ORDER BY number";
+/// The blob of a part. Params: upload id, number.
+pub(crate) const PART_DATA: &str = "SELECT data FROM p8fs_parts WHERE upload = ? AND number = ?";
+/// Params: upload id, number, data id, size, etag, checksums, last_modified.
+pub(crate) const PART_UPSERT: &str = "INSERT INTO p8fs_parts
+    (upload, number, data, size, etag, checksums, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON DUPLICATE KEY UPDATE data = VALUES(data), size = VALUES(size), etag = VALUES(etag),
+        checksums = VALUES(checksums), last_modified = VALUES(last_modified)";
+/// Params: upload id.
+pub(crate) const PARTS_DELETE: &str = "DELETE FROM p8fs_parts WHERE upload = ?";
+/// Parts numbered above `after`, ascending. Params: upload id, after, limit.
+pub(crate) const PART_LIST_PAGE: &str =
+    "SELECT number, data, size, etag, checksums, last_modified FROM p8fs_parts
+    WHERE upload = ? AND number > ? ORDER BY number LIMIT ?";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +623,14 @@ mod tests {
         let sql = edges_of(&[EdgeSide::In], 1, 0);
         assert_eq!(sql.matches('?').count(), 5);
         assert!(!sql.contains("NOT IN"));
+    }
+
+    #[test]
+    fn blob_statements_have_one_placeholder_per_parameter() {
+        assert_eq!(blobs_claim(3).matches('?').count(), 1 + 3);
+        assert!(blobs_claim(1).ends_with("IN (?)"));
+        let free = blobs_free(2);
+        assert_eq!(free.matches('?').count(), 2 * 3);
+        assert!(free.contains("(?, ?, 2, ?), (?, ?, 2, ?) ON DUPLICATE KEY"));
     }
 }
