@@ -3,7 +3,7 @@
 //! | cause | kind |
 //! |---|---|
 //! | SQLSTATE 23505 unique violation | `AlreadyExists` (of the record kind the table holds) |
-//! | SQLSTATE 23503 foreign key violation | `NotFound` (the collection or node referenced vanished) |
+//! | SQLSTATE 23503 foreign key violation | `NotFound` of what the row references: the collection of a vector record, the nodes of an edge, the bucket of an object or upload, the upload of a part |
 //! | 40001 serialization failure, 40P01 deadlock, 55P03 lock not available | `Unavailable` |
 //! | 57014 query canceled (statement timeout), 57P01-57P05 shutdown, class 08 connection, class 53 resources | `Unavailable` |
 //! | IO errors, TLS errors, pool timeout, closed pool, crashed worker | `Unavailable` |
@@ -28,6 +28,8 @@ pub(crate) fn classify(error: sqlx::Error) -> Error {
                 "23503" => Error::not_found(
                     match resource {
                         Some(Resource::VectorRecord) => Resource::Collection,
+                        Some(Resource::Object | Resource::Upload) => Resource::Bucket,
+                        Some(Resource::Part) => Resource::Upload,
                         _ => Resource::Node,
                     },
                     "the referenced record",
@@ -99,6 +101,10 @@ fn resource_of_table(table: &str) -> Option<Resource> {
         "p8fs_vectors" => Some(Resource::VectorRecord),
         "p8fs_nodes" => Some(Resource::Node),
         "p8fs_edges" => Some(Resource::Edge),
+        "p8fs_buckets" => Some(Resource::Bucket),
+        "p8fs_objects" => Some(Resource::Object),
+        "p8fs_uploads" => Some(Resource::Upload),
+        "p8fs_parts" => Some(Resource::Part),
         _ => None,
     }
 }
@@ -195,6 +201,23 @@ mod tests {
             classify(server("23503", Some("p8fs_edges"))),
             Error::NotFound {
                 resource: Resource::Node,
+                ..
+            }
+        ));
+        for (table, referenced) in [
+            ("p8fs_objects", Resource::Bucket),
+            ("p8fs_uploads", Resource::Bucket),
+            ("p8fs_parts", Resource::Upload),
+        ] {
+            match classify(server("23503", Some(table))) {
+                Error::NotFound { resource, .. } => assert_eq!(resource, referenced, "{table}"),
+                other => panic!("{table}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            classify(server("23505", Some("p8fs_buckets"))),
+            Error::AlreadyExists {
+                resource: Resource::Bucket,
                 ..
             }
         ));

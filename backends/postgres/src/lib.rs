@@ -6,14 +6,17 @@
 //! - Time: every statement compares expiry with "now" read from the injected [`Clock`] and passed
 //!   as a bind parameter; the database's clock is never used.
 //! - SQL: every statement is a named constant in `sql.rs`; atomicity is documented where each
-//!   write happens (`kv.rs`, `graph.rs`).
+//!   write happens (`kv.rs`, `graph.rs`, `object.rs`).
 //! - Errors: driver errors are classified in `error.rs` only; connection loss, timeouts and
 //!   serialization failures are `Unavailable` (retryable).
 //! - Vectors: exact search takes candidates from pgvector with a rigorous bound on its f32
 //!   rounding and leaves scoring to core (`vector.rs`); [`PgBackend::search_approximate`] uses a
 //!   per-collection HNSW index.
+//! - Objects: chunked data blobs, multipart uploads and the reaper (`object.rs`); object keys
+//!   are `bytea`, so listings order by raw bytes.
 //! - Expired records are invisible at once and removed in batches by
-//!   [`p8fs_core::Maintenance::purge_expired`].
+//!   [`p8fs_core::Maintenance::purge_expired`] (an expired object's blobs are freed then, for
+//!   [`p8fs_core::ObjectStore::reap_objects`] to remove).
 
 mod error;
 mod graph;
@@ -175,6 +178,7 @@ impl p8fs_core::Maintenance for PgBackend {
         let mut removed = self.purge_batches(sql::KV_PURGE, now).await?;
         removed += self.purge_vectors(now).await?;
         removed += self.purge_graph(now).await?;
+        removed += self.purge_objects(now).await?;
         Ok(removed)
     }
 }

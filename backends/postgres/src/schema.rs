@@ -13,6 +13,12 @@
 //! | `p8fs_vectors` | collection id, id | `vector` embedding, norm, metadata, expiry |
 //! | `p8fs_nodes` | tenant, id | label, properties, expiry |
 //! | `p8fs_edges` | tenant, src, rel, dst | weight, properties, expiry |
+//! | `p8fs_buckets` | tenant, name | creation time |
+//! | `p8fs_objects` | tenant, bucket, key (`bytea`) | size, ETag, attributes, segments, expiry |
+//! | `p8fs_uploads` | tenant, bucket, id | key (`bytea`), initiation, attributes, expiry to give |
+//! | `p8fs_parts` | tenant, bucket, upload id, number | data id, size, ETag, checksums |
+//! | `p8fs_blobs` | tenant, data id | `pending` or `freed`, since when |
+//! | `p8fs_chunks` | tenant, data id, index | the bytes (`bytea`, at most 1 MiB) |
 //!
 //! Codecs: JSON is written as text cast to `json`, so the stored text is exactly what serde wrote
 //! and reads back to the same value; embeddings travel in pgvector's binary format, so f32
@@ -31,8 +37,10 @@ use p8fs_core::{Error, Metric, Result};
 use crate::error::classify_migration;
 
 /// The migrations, oldest first: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "schema", include_str!("../migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "schema", include_str!("../migrations/0001_schema.sql")),
+    (2, "objects", include_str!("../migrations/0002_objects.sql")),
+];
 
 /// The embedded migrations as a sqlx migration source.
 #[derive(Debug)]

@@ -398,3 +398,364 @@ pub(crate) const EDGE_PURGE: &str = "DELETE FROM p8fs_edges \
      WHERE (tenant, src, rel, dst) IN (SELECT tenant, src, rel, dst FROM p8fs_edges \
          WHERE expires_at <= $1 LIMIT $2) \
        AND expires_at <= $1";
+
+// ---------------------------------------------------------------------------------------------
+// Objects: buckets, objects, multipart uploads, data blobs and their chunks
+// ---------------------------------------------------------------------------------------------
+//
+// Lock order, the same for every writer, so writers never deadlock each other: the bucket row
+// (`FOR KEY SHARE` by writers of objects and uploads, `FOR UPDATE` by `delete_bucket`), then
+// upload rows, then blob state rows, then object and part rows.
+
+/// `$1 tenant` → takes the transaction-scoped lock that serialises the creation of the tenant's
+/// buckets, so that counting them and adding one are atomic. Class `p8bk` in ASCII.
+pub(crate) const BUCKET_CREATE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(1882743403, hashtext($1))";
+
+/// `$1 tenant, $2 name, $3 created_at, $4 most buckets` → `existing` (the tenant has the bucket),
+/// `count` (the tenant's buckets) and `created` (the bucket was added). Run under
+/// [`BUCKET_CREATE_LOCK`], so the count cannot change meanwhile.
+pub(crate) const BUCKET_CREATE: &str = "WITH existing AS (SELECT created_at FROM p8fs_buckets \
+         WHERE tenant = $1 AND name = $2), \
+     counted AS (SELECT count(*) AS n FROM p8fs_buckets WHERE tenant = $1), \
+     created AS (INSERT INTO p8fs_buckets (tenant, name, created_at) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM counted) < $4 \
+         ON CONFLICT (tenant, name) DO NOTHING RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM existing) AS existing, (SELECT n FROM counted) AS count, \
+         EXISTS (SELECT 1 FROM created) AS created";
+
+/// `$1 tenant, $2 name` → `created_at`.
+pub(crate) const BUCKET_GET: &str =
+    "SELECT created_at FROM p8fs_buckets WHERE tenant = $1 AND name = $2";
+
+/// `$1 tenant` → `name, created_at`, names ascending.
+pub(crate) const BUCKET_LIST: &str =
+    "SELECT name, created_at FROM p8fs_buckets WHERE tenant = $1 ORDER BY name";
+
+/// `$1 tenant, $2 name` → one row when the bucket exists, which is then locked `FOR UPDATE`: no
+/// object or upload can be written into it until the transaction ends.
+pub(crate) const BUCKET_LOCK: &str =
+    "SELECT 1 FROM p8fs_buckets WHERE tenant = $1 AND name = $2 FOR UPDATE";
+
+/// `$1 tenant, $2 name` → one row when the bucket exists, locked `FOR KEY SHARE` (against
+/// `delete_bucket`).
+pub(crate) const BUCKET_SHARE: &str =
+    "SELECT 1 FROM p8fs_buckets WHERE tenant = $1 AND name = $2 FOR KEY SHARE";
+
+/// `$1 tenant, $2 name, $3 now` → `occupied` (a visible object is in the bucket) and the ids of
+/// its uploads, which are locked `FOR UPDATE` (so no part is written into them any more). Run
+/// after [`BUCKET_LOCK`], in a snapshot that sees every object committed into the bucket.
+pub(crate) const BUCKET_CHECK_EMPTY: &str = "SELECT EXISTS (SELECT 1 FROM p8fs_objects \
+         WHERE tenant = $1 AND bucket = $2 AND (expires_at IS NULL OR expires_at > $3)) AS occupied, \
+     ARRAY(SELECT id FROM p8fs_uploads WHERE tenant = $1 AND bucket = $2 FOR UPDATE) AS uploads";
+
+/// `$1 tenant, $2 name, $3 now` → removes the bucket with its expired objects and its uploads and
+/// parts, freeing their blobs at now. Run after [`BUCKET_CHECK_EMPTY`] found no visible object
+/// (none can appear while the bucket is locked); a visible object left over makes the foreign
+/// key fail rather than vanish with the bucket.
+pub(crate) const BUCKET_DELETE: &str = "WITH parts AS (DELETE FROM p8fs_parts \
+         WHERE tenant = $1 AND bucket = $2 RETURNING data_id), \
+     parts_freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT $1, data_id, 'freed', $3 FROM parts), \
+     uploads AS (DELETE FROM p8fs_uploads WHERE tenant = $1 AND bucket = $2), \
+     objects AS (DELETE FROM p8fs_objects WHERE tenant = $1 AND bucket = $2 \
+         AND expires_at IS NOT NULL AND expires_at <= $3 RETURNING segment_data), \
+     objects_freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT $1, unnest(segment_data), 'freed', $3 FROM objects) \
+     DELETE FROM p8fs_buckets WHERE tenant = $1 AND name = $2";
+
+/// `$1 tenant, $2 now` → `data_id` of a new pending blob, from the store's sequence.
+pub(crate) const BLOB_BEGIN: &str = "INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+     VALUES ($1, nextval('p8fs_version'), 'pending', $2) RETURNING data_id";
+
+/// `$1 tenant, $2 data id, $3 index, $4 bytes` → one row when stored (the blob is pending).
+///
+/// The blob's state row is locked `FOR SHARE` until the chunk commits, so a commit that claims
+/// the blob or a discard or reap that frees it either happens first (and the chunk is refused) or
+/// waits for the chunk (and then sees it): no chunk is ever stored for a blob that is no longer
+/// pending.
+pub(crate) const CHUNK_WRITE: &str = "INSERT INTO p8fs_chunks (tenant, data_id, idx, bytes) \
+     SELECT tenant, data_id, $3, $4 FROM p8fs_blobs \
+     WHERE tenant = $1 AND data_id = $2 AND state = 'pending' FOR SHARE \
+     ON CONFLICT (tenant, data_id, idx) DO UPDATE SET bytes = EXCLUDED.bytes \
+     RETURNING 1";
+
+/// `$1 tenant, $2 data id, $3 index` → `bytes`.
+pub(crate) const CHUNK_READ: &str =
+    "SELECT bytes FROM p8fs_chunks WHERE tenant = $1 AND data_id = $2 AND idx = $3";
+
+/// `$1 tenant` → the bytes of every chunk of the tenant (`length` reads the stored size, it does
+/// not fetch the bytes).
+pub(crate) const CHUNK_STORED_BYTES: &str =
+    "SELECT coalesce(sum(length(bytes)), 0)::bigint FROM p8fs_chunks WHERE tenant = $1";
+
+/// `$1 tenant, $2 data id, $3 since` → one row when the blob was pending; it is freed as of
+/// `since`. Waits for chunks being written to it (see [`CHUNK_WRITE`]).
+pub(crate) const BLOB_DISCARD: &str = "UPDATE p8fs_blobs SET state = 'freed', since = $3 \
+     WHERE tenant = $1 AND data_id = $2 AND state = 'pending' RETURNING 1";
+
+/// `$1 begun before, $2 freed as of, $3 batch size` → pending blobs begun before `$1` become
+/// freed as of `$2`; the number of blobs.
+pub(crate) const BLOB_ABANDON: &str = "UPDATE p8fs_blobs SET state = 'freed', since = $2 \
+     WHERE (tenant, data_id) IN (SELECT tenant, data_id FROM p8fs_blobs \
+         WHERE state = 'pending' AND since < $1 LIMIT $3) \
+       AND state = 'pending' AND since < $1";
+
+/// `$1 freed before, $2 batch size` → `tenant, data_id` of freed blobs the reaper removes.
+pub(crate) const BLOB_FREED: &str = "SELECT tenant, data_id FROM p8fs_blobs \
+     WHERE state = 'freed' AND since < $1 LIMIT $2";
+
+/// `$1 tenants (text[]), $2 data ids (bigint[]), $3 batch size` → removes up to `$3` chunks of
+/// those (freed) blobs.
+pub(crate) const BLOB_REMOVE_CHUNKS: &str = "DELETE FROM p8fs_chunks \
+     WHERE (tenant, data_id, idx) IN (SELECT c.tenant, c.data_id, c.idx \
+         FROM unnest($1::text[], $2::bigint[]) AS b (tenant, data_id) \
+         JOIN p8fs_chunks c ON c.tenant = b.tenant AND c.data_id = b.data_id LIMIT $3)";
+
+/// `$1 tenants (text[]), $2 data ids (bigint[])` → removes the state rows of those freed blobs
+/// (after [`BLOB_REMOVE_CHUNKS`] removed their chunks; nothing writes a freed blob).
+pub(crate) const BLOB_REMOVE: &str = "DELETE FROM p8fs_blobs \
+     WHERE (tenant, data_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) \
+       AND state = 'freed'";
+
+/// Commits an object: `$1 tenant, $2 bucket, $3 key (bytea), $4 size, $5 etag, $6 last_modified,
+/// $7 expires_at, $8 attributes (JSON text), $9 segment data ids, $10 segment sizes, $11 now,
+/// $12 condition (0 none, 1 absent, 2 ETag), $13 the ETag of condition 2, $14 claim (the
+/// segments' blobs must be pending, and stop being so)` → `bucket` (it exists), `data` (every
+/// blob was pending, or no claim), `condition` (it held) and `written`.
+///
+/// One statement: the bucket row is locked `FOR KEY SHARE` (against `delete_bucket`), the blobs'
+/// pending rows and the object row at the key `FOR UPDATE` (a row changed by a concurrent writer
+/// is read in its latest version once that commits). The object is upserted only if every check
+/// holds and the row the conflict arbiter finds is the row that was checked (same `version`): when
+/// a concurrent writer inserted the key after this statement's snapshot, nothing is written and
+/// `written` is false with every check true, and the caller runs the statement again (it then
+/// sees that row). So a condition is always evaluated against the object it replaces, and of
+/// concurrent `IfAbsent` writers exactly one succeeds. In the same statement, and only when the
+/// object was written, the claimed blobs lose their pending rows and the replaced object's blobs
+/// (visible or expired) are freed at now.
+pub(crate) const OBJECT_COMMIT: &str = "WITH bucket AS MATERIALIZED (SELECT 1 FROM p8fs_buckets \
+         WHERE tenant = $1 AND name = $2 FOR KEY SHARE), \
+     old AS MATERIALIZED (SELECT version, etag, segment_data, \
+             (expires_at IS NULL OR expires_at > $11) AS visible \
+         FROM p8fs_objects \
+         WHERE EXISTS (SELECT 1 FROM bucket) AND tenant = $1 AND bucket = $2 AND key = $3 \
+         FOR UPDATE), \
+     pending AS MATERIALIZED (SELECT data_id FROM p8fs_blobs \
+         WHERE $14 AND tenant = $1 AND data_id = ANY ($9) AND state = 'pending' FOR UPDATE), \
+     checks AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM bucket) AS bucket, \
+         (NOT $14 OR (SELECT count(*) FROM pending) \
+             = (SELECT count(DISTINCT d) FROM unnest($9::bigint[]) AS d)) AS data, \
+         CASE $12 WHEN 0 THEN true \
+             WHEN 1 THEN NOT coalesce((SELECT visible FROM old), false) \
+             ELSE coalesce((SELECT visible AND etag = $13 FROM old), false) END AS condition), \
+     written AS (INSERT INTO p8fs_objects AS o (tenant, bucket, key, version, size, etag, \
+             last_modified, expires_at, attributes, segment_data, segment_sizes) \
+         SELECT $1, $2, $3, nextval('p8fs_version'), $4, $5, $6, $7, $8::json, $9, $10 \
+         FROM checks WHERE bucket AND data AND condition \
+         ON CONFLICT (tenant, bucket, key) DO UPDATE \
+         SET version = EXCLUDED.version, size = EXCLUDED.size, etag = EXCLUDED.etag, \
+             last_modified = EXCLUDED.last_modified, expires_at = EXCLUDED.expires_at, \
+             attributes = EXCLUDED.attributes, segment_data = EXCLUDED.segment_data, \
+             segment_sizes = EXCLUDED.segment_sizes \
+         WHERE o.version = (SELECT version FROM old) \
+         RETURNING 1), \
+     claimed AS (DELETE FROM p8fs_blobs \
+         WHERE tenant = $1 AND data_id IN (SELECT data_id FROM pending) \
+           AND EXISTS (SELECT 1 FROM written)), \
+     freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT $1, unnest(segment_data), 'freed', $11 FROM old \
+         WHERE EXISTS (SELECT 1 FROM written)) \
+     SELECT bucket, data, condition, EXISTS (SELECT 1 FROM written) AS written FROM checks";
+
+/// The columns of an object row, in the order `object.rs` decodes them.
+macro_rules! object_columns {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".key, ",
+            $alias,
+            ".size, ",
+            $alias,
+            ".etag, ",
+            $alias,
+            ".last_modified, ",
+            $alias,
+            ".expires_at, ",
+            $alias,
+            ".attributes, ",
+            $alias,
+            ".segment_data, ",
+            $alias,
+            ".segment_sizes"
+        )
+    };
+}
+
+/// `$1 tenant, $2 bucket, $3 key, $4 now` → no row when the bucket is missing; otherwise one row
+/// whose columns ([`object_columns`]) are NULL when no visible object is at the key.
+pub(crate) const OBJECT_GET: &str = concat!(
+    "SELECT ",
+    object_columns!("o"),
+    " FROM p8fs_buckets b \
+     LEFT JOIN p8fs_objects o ON o.tenant = b.tenant AND o.bucket = b.name AND o.key = $3 \
+         AND (o.expires_at IS NULL OR o.expires_at > $4) \
+     WHERE b.tenant = $1 AND b.name = $2"
+);
+
+/// `$1 tenant, $2 bucket, $3 key, $4 now` → `bucket` (it exists) and `visible` (a visible object
+/// was deleted). The deleted object's blobs (visible or expired) are freed at now; a row changed
+/// by a concurrent writer is deleted in its latest version, whose blobs are the ones freed.
+pub(crate) const OBJECT_DELETE: &str = "WITH bucket AS (SELECT 1 FROM p8fs_buckets \
+         WHERE tenant = $1 AND name = $2), \
+     gone AS (DELETE FROM p8fs_objects WHERE tenant = $1 AND bucket = $2 AND key = $3 \
+         RETURNING expires_at, segment_data), \
+     freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT $1, unnest(segment_data), 'freed', $4 FROM gone) \
+     SELECT EXISTS (SELECT 1 FROM bucket) AS bucket, \
+         coalesce((SELECT expires_at IS NULL OR expires_at > $4 FROM gone), false) AS visible";
+
+/// `$1 tenant, $2 bucket, $3 from (bytea, inclusive), $4 upper bound (bytea, exclusive), $5 now,
+/// $6 limit` → no row when the bucket is missing; otherwise the visible objects in
+/// `[$3, $4)` by raw key bytes ([`object_columns`]), or one row of NULLs when there are none.
+pub(crate) const OBJECT_LIST: &str = concat!(
+    "SELECT ",
+    object_columns!("o"),
+    " FROM p8fs_buckets b \
+     LEFT JOIN LATERAL (SELECT * FROM p8fs_objects \
+         WHERE tenant = b.tenant AND bucket = b.name AND key >= $3 AND key < $4 \
+           AND (expires_at IS NULL OR expires_at > $5) \
+         ORDER BY key LIMIT $6) o ON true \
+     WHERE b.tenant = $1 AND b.name = $2 \
+     ORDER BY o.key"
+);
+
+/// `$1 expired at or before, $2 batch size, $3 now` → `removed`: expired objects removed, their
+/// blobs freed at now. Re-checks expiry under the row lock (a key written again meanwhile stays).
+pub(crate) const OBJECT_PURGE: &str = "WITH gone AS (DELETE FROM p8fs_objects \
+         WHERE (tenant, bucket, key) IN (SELECT tenant, bucket, key FROM p8fs_objects \
+             WHERE expires_at <= $1 LIMIT $2) \
+           AND expires_at <= $1 \
+         RETURNING tenant, segment_data), \
+     freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT tenant, unnest(segment_data), 'freed', $3 FROM gone) \
+     SELECT count(*) AS removed FROM gone";
+
+/// `$1 tenant, $2 bucket, $3 key (bytea), $4 initiated, $5 attributes (JSON text),
+/// $6 expires_at` → `id` of the new upload, from the store's sequence. A missing bucket fails the
+/// foreign key (`NotFound(Bucket)`, see `error.rs`).
+pub(crate) const UPLOAD_CREATE: &str = "INSERT INTO p8fs_uploads \
+         (tenant, bucket, id, key, initiated, attributes, expires_at) \
+     VALUES ($1, $2, nextval('p8fs_version'), $3, $4, $5::json, $6) RETURNING id";
+
+/// The columns of an upload row, in the order `object.rs` decodes them.
+macro_rules! upload_columns {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".id, ",
+            $alias,
+            ".key, ",
+            $alias,
+            ".initiated, ",
+            $alias,
+            ".attributes, ",
+            $alias,
+            ".expires_at"
+        )
+    };
+}
+
+/// `$1 tenant, $2 bucket, $3 upload id` → no row when the bucket is missing; otherwise one row
+/// whose columns ([`upload_columns`]) are NULL when the upload is gone.
+pub(crate) const UPLOAD_GET: &str = concat!(
+    "SELECT ",
+    upload_columns!("u"),
+    " FROM p8fs_buckets b \
+     LEFT JOIN p8fs_uploads u ON u.tenant = b.tenant AND u.bucket = b.name AND u.id = $3 \
+     WHERE b.tenant = $1 AND b.name = $2"
+);
+
+/// `$1 tenant, $2 bucket, $3 lower bound (bytea, inclusive), $4 upper bound (bytea, exclusive),
+/// $5 after key (bytea), $6 after id, $7 limit` → no row when the bucket is missing; otherwise
+/// the uploads in `[$3, $4)` strictly after `($5, $6)`, by key bytes then id
+/// ([`upload_columns`]), or one row of NULLs when there are none.
+pub(crate) const UPLOAD_LIST: &str = concat!(
+    "SELECT ",
+    upload_columns!("u"),
+    " FROM p8fs_buckets b \
+     LEFT JOIN LATERAL (SELECT * FROM p8fs_uploads \
+         WHERE tenant = b.tenant AND bucket = b.name AND key >= $3 AND key < $4 \
+           AND (key, id) > ($5, $6) \
+         ORDER BY key, id LIMIT $7) u ON true \
+     WHERE b.tenant = $1 AND b.name = $2 \
+     ORDER BY u.key, u.id"
+);
+
+/// `$1 tenant, $2 bucket, $3 upload id` → `key` of the upload, whose row is then locked
+/// `FOR UPDATE`: no part is written into it until the transaction ends.
+pub(crate) const UPLOAD_LOCK: &str = "SELECT key FROM p8fs_uploads \
+     WHERE tenant = $1 AND bucket = $2 AND id = $3 FOR UPDATE";
+
+/// `$1 tenant, $2 bucket, $3 upload id, $4 data ids (bigint[])` → how many of those blobs are
+/// the data of a part of the upload. Run after [`UPLOAD_LOCK`], so the parts cannot change.
+pub(crate) const UPLOAD_PARTS_HOLDING: &str = "SELECT count(*) FROM p8fs_parts \
+     WHERE tenant = $1 AND bucket = $2 AND upload_id = $3 AND data_id = ANY ($4)";
+
+/// `$1 tenant, $2 bucket, $3 upload id, $4 since, $5 data ids kept (bigint[])` → removes the
+/// upload and its parts; the parts' blobs not kept (used by the completed object) are freed as
+/// of `since`. Run after [`UPLOAD_LOCK`].
+pub(crate) const UPLOAD_REMOVE: &str = "WITH parts AS (DELETE FROM p8fs_parts \
+         WHERE tenant = $1 AND bucket = $2 AND upload_id = $3 RETURNING data_id), \
+     freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT DISTINCT $1, data_id, 'freed', $4 FROM parts WHERE data_id <> ALL ($5)) \
+     DELETE FROM p8fs_uploads WHERE tenant = $1 AND bucket = $2 AND id = $3";
+
+/// `$1 initiated before, $2 batch size` → `tenant, bucket, id` of uploads the reaper aborts.
+pub(crate) const UPLOAD_ABANDONED: &str = "SELECT tenant, bucket, id FROM p8fs_uploads \
+     WHERE initiated < $1 LIMIT $2";
+
+/// Records a part: `$1 tenant, $2 bucket, $3 upload id, $4 number, $5 data id, $6 size, $7 etag,
+/// $8 checksums (JSON text), $9 last_modified, $10 now` → `bucket` (it exists), `upload` (it
+/// exists), `data` (the blob was pending) and `written`.
+///
+/// As [`OBJECT_COMMIT`]: the upload row is locked `FOR KEY SHARE` (against completion and
+/// abort), the blob's pending row and the part row `FOR UPDATE`; the part is upserted only over
+/// the row that was checked, else `written` is false with every check true and the caller runs
+/// the statement again. When written, the blob stops being pending and the blob of the part it
+/// replaced is freed at now.
+pub(crate) const PART_PUT: &str = "WITH upload AS MATERIALIZED (SELECT 1 FROM p8fs_uploads \
+         WHERE tenant = $1 AND bucket = $2 AND id = $3 FOR KEY SHARE), \
+     pending AS MATERIALIZED (SELECT data_id FROM p8fs_blobs \
+         WHERE tenant = $1 AND data_id = $5 AND state = 'pending' FOR UPDATE), \
+     old AS MATERIALIZED (SELECT data_id FROM p8fs_parts \
+         WHERE EXISTS (SELECT 1 FROM upload) AND tenant = $1 AND bucket = $2 \
+           AND upload_id = $3 AND number = $4 FOR UPDATE), \
+     checks AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM upload) AS upload, \
+         EXISTS (SELECT 1 FROM pending) AS data, (SELECT data_id FROM old) AS old_data), \
+     written AS (INSERT INTO p8fs_parts AS p (tenant, bucket, upload_id, number, data_id, size, \
+             etag, checksums, last_modified) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8::json, $9 FROM checks WHERE upload AND data \
+         ON CONFLICT (tenant, bucket, upload_id, number) DO UPDATE \
+         SET data_id = EXCLUDED.data_id, size = EXCLUDED.size, etag = EXCLUDED.etag, \
+             checksums = EXCLUDED.checksums, last_modified = EXCLUDED.last_modified \
+         WHERE p.data_id = (SELECT old_data FROM checks) \
+         RETURNING 1), \
+     claimed AS (DELETE FROM p8fs_blobs \
+         WHERE tenant = $1 AND data_id IN (SELECT data_id FROM pending) \
+           AND EXISTS (SELECT 1 FROM written)), \
+     freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
+         SELECT $1, data_id, 'freed', $10 FROM old WHERE EXISTS (SELECT 1 FROM written)) \
+     SELECT EXISTS (SELECT 1 FROM p8fs_buckets WHERE tenant = $1 AND name = $2) AS bucket, \
+         upload, data, EXISTS (SELECT 1 FROM written) AS written FROM checks";
+
+/// `$1 tenant, $2 bucket, $3 upload id, $4 after number, $5 limit` → no row when the upload is
+/// gone; otherwise its parts numbered above `$4`, ascending (`number, data_id, size, etag,
+/// checksums, last_modified`), or one row of NULLs when there are none.
+pub(crate) const PART_LIST: &str = "SELECT p.number, p.data_id, p.size, p.etag, p.checksums, \
+         p.last_modified FROM p8fs_uploads u \
+     LEFT JOIN LATERAL (SELECT * FROM p8fs_parts \
+         WHERE tenant = u.tenant AND bucket = u.bucket AND upload_id = u.id AND number > $4 \
+         ORDER BY number LIMIT $5) p ON true \
+     WHERE u.tenant = $1 AND u.bucket = $2 AND u.id = $3 \
+     ORDER BY p.number";
