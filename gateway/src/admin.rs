@@ -1,5 +1,5 @@
-//! Admin commands (`p8fs token issue`, `keys rotate`, `user ...`, `client ...`) and the local
-//! admin socket through which they reach a running server.
+//! Admin commands (`p8fs token issue`, `keys rotate`, `user ...`, `client ...`,
+//! `s3 keys ...`) and the local admin socket through which they reach a running server.
 //!
 //! RocksDB admits one process, so while `p8fs serve` runs, admin commands go to it over
 //! `<data_dir>/admin.sock`: a Unix socket of mode 0600 that also checks the peer's user id
@@ -8,7 +8,8 @@
 //! the command opens the key ring (and, for accounts, the store) itself. Either way the same
 //! [`Admin::execute`] runs, so a command behaves the same with or without a server.
 //!
-//! Passwords and client secrets cross the socket but never appear in logs or `Debug` output.
+//! Passwords, client secrets and S3 secret access keys cross the socket but never appear in logs
+//! or `Debug` output.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer, Revoked};
-use p8fs_auth::{Issuer, KeyRing, ScopeSet};
-use p8fs_core::{Clock, SystemClock, TenantId};
+use p8fs_auth::s3::{S3Credentials, SEALING_KEY_FILE_NAME, SealingKey};
+use p8fs_auth::{Issuer, KeyRing, ScopeSet, Verifier};
+use p8fs_core::{Clock, KvStore, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -66,6 +68,17 @@ pub enum AdminRequest {
     /// Remove an OAuth client, the tokens issued through it and the device keys registered
     /// through it.
     ClientRemove { client_id: String },
+    /// Create an S3 access key of `tenant`; the reply carries its secret (shown only this once).
+    S3KeyCreate {
+        tenant: String,
+        /// Space-separated: `s3:read`, `s3:write` or both.
+        scope: String,
+        description: Option<String>,
+    },
+    /// The S3 access keys, of one tenant or all (never their secrets).
+    S3KeyList { tenant: Option<String> },
+    /// Revoke an S3 access key.
+    S3KeyRevoke { access_key_id: String },
 }
 
 impl AdminRequest {
@@ -85,12 +98,13 @@ enum AdminReply {
     Error(String),
 }
 
-/// Executes admin requests against one key ring and, when opened with one, the OAuth server
-/// over the store.
+/// Executes admin requests against one key ring and, when opened with them, the OAuth server
+/// and the S3 credentials over the store.
 pub struct Admin {
     keys: Arc<KeyRing>,
     issuer: Arc<Issuer>,
     oauth: Option<Arc<OAuthServer>>,
+    s3: Option<S3Credentials>,
 }
 
 impl Admin {
@@ -101,7 +115,14 @@ impl Admin {
             keys,
             issuer,
             oauth,
+            s3: None,
         }
+    }
+
+    /// The same executor, managing the S3 access keys of `s3` too.
+    pub fn with_s3(mut self, s3: S3Credentials) -> Self {
+        self.s3 = Some(s3);
+        self
     }
 
     /// Runs one request; the error is a message for the operator.
@@ -183,7 +204,40 @@ impl Admin {
                     None => Err(format!("no client {client_id}")),
                 }
             }
+            AdminRequest::S3KeyCreate {
+                tenant,
+                scope,
+                description,
+            } => {
+                let tenant = TenantId::new(tenant).map_err(text)?;
+                let scopes = ScopeSet::parse(&scope).map_err(text)?;
+                let created = self
+                    .s3()?
+                    .create_key(&tenant, scopes, description)
+                    .await
+                    .map_err(text)?;
+                let mut reply = to_value(&created.info)?;
+                reply["secret_access_key"] = Value::String(created.secret_access_key.to_string());
+                Ok(reply)
+            }
+            AdminRequest::S3KeyList { tenant } => {
+                let tenant = tenant.map(TenantId::new).transpose().map_err(text)?;
+                to_value(&self.s3()?.list_keys(tenant.as_ref()).await.map_err(text)?)
+            }
+            AdminRequest::S3KeyRevoke { access_key_id } => {
+                if self.s3()?.revoke_key(&access_key_id).await.map_err(text)? {
+                    Ok(Value::Null)
+                } else {
+                    Err(format!("no access key {access_key_id}"))
+                }
+            }
         }
+    }
+
+    fn s3(&self) -> Result<&S3Credentials, String> {
+        self.s3
+            .as_ref()
+            .ok_or_else(|| "this command needs the S3 credentials, which are not open".to_owned())
     }
 
     fn oauth(&self) -> Result<&OAuthServer, String> {
@@ -207,6 +261,26 @@ fn revoked_json(revoked: Revoked) -> Value {
 
 fn to_value<T: Serialize>(value: &T) -> Result<Value, String> {
     serde_json::to_value(value).map_err(|e| format!("cannot encode the reply: {e}"))
+}
+
+/// The file of the key that seals S3 secrets at rest: next to the signing keys.
+pub fn sealing_key_path(config: &Config) -> PathBuf {
+    server::keys_dir(config).join(SEALING_KEY_FILE_NAME)
+}
+
+/// The S3 credentials over `store` (the same store the server's auth state lives in), sealing
+/// with the key of `config`'s data directory (created on first use) and checking tokens with
+/// `verifier`: `p8fs serve` builds one and hands it to the S3 listener and to [`Admin`].
+pub fn s3_credentials(
+    config: &Config,
+    store: Arc<dyn KvStore>,
+    verifier: Arc<Verifier>,
+    clock: Arc<dyn Clock>,
+) -> Result<S3Credentials, String> {
+    let path = sealing_key_path(config);
+    let sealing = SealingKey::load_or_create(&path)
+        .map_err(|e| format!("S3 sealing key {}: {e}", path.display()))?;
+    Ok(S3Credentials::new(store, sealing, verifier, clock))
 }
 
 /// The admin socket of a data directory.
@@ -272,8 +346,9 @@ fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> 
         );
         let admin = if request.needs_store() {
             let backend = crate::backend::open(config, clock.clone()).await?;
-            let auth = server::auth(config, backend, &keys, clock).await?;
-            Admin::new(keys, auth.issuer, Some(auth.oauth))
+            let auth = server::auth(config, backend.clone(), &keys, clock.clone()).await?;
+            let s3 = s3_credentials(config, backend, auth.verifier.clone(), clock)?;
+            Admin::new(keys, auth.issuer, Some(auth.oauth)).with_s3(s3)
         } else {
             let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
             Admin::new(keys, Arc::new(issuer), None)

@@ -1,10 +1,13 @@
 //! The command line: `p8fs serve`, `p8fs migrate`, `p8fs config show`, and the admin commands
-//! `p8fs token issue`, `p8fs keys rotate`, `p8fs user ...`, `p8fs client ...` (which reach a
-//! running server through its admin socket, see [`crate::admin`]), and the OAuth client
-//! commands `p8fs login`, `p8fs token` (no subcommand) and `p8fs logout` ([`crate::login`]),
-//! which read no local configuration.
+//! `p8fs token issue`, `p8fs keys rotate`, `p8fs user ...`, `p8fs client ...`,
+//! `p8fs s3 keys ...` (which reach a running server through its admin socket, see
+//! [`crate::admin`]), the OAuth client commands `p8fs login`, `p8fs token` (no subcommand) and
+//! `p8fs logout` ([`crate::login`]), which read no local configuration, and `p8fs s3
+//! credentials`, which exchanges the token of `p8fs login` for temporary S3 credentials.
 //! Scripts rely on `--listen`, `--data-dir` and `--config` (and `P8FS_LISTEN`, `P8FS_DATA_DIR`)
-//! being accepted by every subcommand, and on `p8fs token issue` printing only the token.
+//! being accepted by every subcommand, on `p8fs token issue` printing only the token, and on
+//! `p8fs s3 keys create` printing exactly the `AWS_ACCESS_KEY_ID=` and `AWS_SECRET_ACCESS_KEY=`
+//! lines.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -75,6 +78,48 @@ enum Command {
     /// OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// S3 credentials: access keys of a tenant, and temporary credentials after `p8fs login`.
+    #[command(subcommand)]
+    S3(S3Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum S3Command {
+    /// Access keys: each belongs to one tenant and carries s3:read, s3:write or both.
+    #[command(subcommand)]
+    Keys(S3KeysCommand),
+    /// Exchange the access token of `p8fs login` for temporary S3 credentials (STS
+    /// AssumeRoleWithWebIdentity on the S3 endpoint); prints `export AWS_...` lines, or writes
+    /// an AWS CLI profile with --profile.
+    Credentials(crate::login::S3CredentialsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum S3KeysCommand {
+    /// Create an access key; prints `AWS_ACCESS_KEY_ID=...` and `AWS_SECRET_ACCESS_KEY=...`
+    /// (the secret is shown only this once).
+    Create {
+        /// The tenant the key acts in.
+        #[arg(long)]
+        tenant: String,
+        /// A scope of the key, repeatable: s3:read, s3:write (default: both).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// A note for `p8fs s3 keys list`.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List access keys as JSON lines (never their secrets).
+    List {
+        /// Only the keys of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke an access key: requests signed with it fail from now on.
+    Revoke {
+        /// The access key id.
+        access_key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +331,61 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::User(command) => user(&config, command),
         Command::Client(command) => client(&config, command),
+        Command::S3(S3Command::Keys(command)) => s3_keys(&config, command),
+        Command::S3(S3Command::Credentials(args)) => {
+            let endpoint = args
+                .endpoint_url
+                .clone()
+                .or_else(|| default_s3_endpoint(&config));
+            crate::login::s3_credentials(args, endpoint)
+        }
+    }
+}
+
+/// The S3 endpoint of the configured S3 listener, `http://HOST:PORT`.
+fn default_s3_endpoint(_config: &Config) -> Option<String> {
+    None
+}
+
+fn s3_keys(config: &Config, command: S3KeysCommand) -> Result<(), String> {
+    match command {
+        S3KeysCommand::Create {
+            tenant,
+            scopes,
+            description,
+        } => {
+            let scope = if scopes.is_empty() {
+                "s3:read s3:write".to_owned()
+            } else {
+                scopes.join(" ")
+            };
+            let created = admin::run(
+                config,
+                AdminRequest::S3KeyCreate {
+                    tenant,
+                    scope,
+                    description,
+                },
+            )?;
+            let field = |name: &str| {
+                created[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("the server's reply has no {name}"))
+            };
+            let id = field("access_key_id")?;
+            let secret = field("secret_access_key")?;
+            write_stdout(&format!(
+                "AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n"
+            ))
+        }
+        S3KeysCommand::List { tenant } => {
+            write_lines(admin::run(config, AdminRequest::S3KeyList { tenant })?)
+        }
+        S3KeysCommand::Revoke { access_key_id } => {
+            admin::run(config, AdminRequest::S3KeyRevoke { access_key_id })?;
+            Ok(())
+        }
     }
 }
 
@@ -293,13 +393,17 @@ fn run(cli: Cli) -> Result<(), String> {
 /// then be owner-only.
 fn uses_data_dir(command: &Command, config: &Config) -> bool {
     match command {
-        Command::Config(_) | Command::Login(_) | Command::Logout(_) => false,
+        Command::Config(_)
+        | Command::Login(_)
+        | Command::Logout(_)
+        | Command::S3(S3Command::Credentials(_)) => false,
         Command::Migrate => matches!(config.storage, StorageConfig::Rocksdb { .. }),
         Command::Serve
         | Command::Token(_)
         | Command::Keys(_)
         | Command::User(_)
-        | Command::Client(_) => true,
+        | Command::Client(_)
+        | Command::S3(S3Command::Keys(_)) => true,
     }
 }
 

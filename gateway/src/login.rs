@@ -16,6 +16,9 @@
 //! running at once never present the same refresh token twice (which a server with reuse
 //! detection answers by revoking the whole login).
 //!
+//! `p8fs s3 credentials` ([`sts`]) exchanges the login's access token for temporary S3
+//! credentials.
+//!
 //! Invariants: tokens reach stdout only through `p8fs token`; they never appear in messages or
 //! `Debug` output; plain `http` is accepted only for loopback servers; time comes from the
 //! injected [`Clock`].
@@ -37,6 +40,10 @@ use oauth2::{
 };
 use p8fs_core::{Clock, SystemClock, Timestamp};
 use serde::{Deserialize, Serialize};
+
+pub mod sts;
+
+pub use sts::{S3CredentialsArgs, s3_credentials};
 
 /// The client `p8fs login` uses unless told otherwise: the server's built-in public client.
 pub const DEFAULT_CLIENT_ID: &str = "p8fs-cli";
@@ -134,8 +141,14 @@ impl fmt::Debug for Entry {
 impl Entry {
     /// Whether the access token should be refreshed before use at `now`.
     pub fn needs_refresh(&self, now: Timestamp) -> bool {
+        self.needs_refresh_within(now, REFRESH_MARGIN_MILLIS)
+    }
+
+    /// Whether the access token expires within `margin` milliseconds of `now` (and should be
+    /// refreshed before a use that must last that long).
+    pub fn needs_refresh_within(&self, now: Timestamp, margin: i64) -> bool {
         self.expires_at
-            .is_some_and(|at| at.saturating_sub(now) <= REFRESH_MARGIN_MILLIS)
+            .is_some_and(|at| at.saturating_sub(now) <= margin)
     }
 
     /// The entry after a token response at `now` (a refresh keeps the old refresh token when the
@@ -728,12 +741,25 @@ pub async fn access_token(
     path: &Path,
     clock: Arc<dyn Clock>,
 ) -> Result<String, String> {
+    access_token_lasting(issuer, path, clock, REFRESH_MARGIN_MILLIS).await
+}
+
+/// A valid access token for `issuer` (or the only login), refreshed first if it expires within
+/// `margin` milliseconds (at least [`REFRESH_MARGIN_MILLIS`]): for a use that should last that
+/// long, such as temporary S3 credentials, which never outlive the token.
+pub async fn access_token_lasting(
+    issuer: Option<&str>,
+    path: &Path,
+    clock: Arc<dyn Clock>,
+    margin: i64,
+) -> Result<String, String> {
+    let margin = margin.max(REFRESH_MARGIN_MILLIS);
     let credentials = read_credentials(path)?;
     let issuer = pick_issuer(&credentials, issuer)?;
     let Some(entry) = credentials.get(&issuer) else {
         return Err(format!("not logged in to {issuer}"));
     };
-    if !entry.needs_refresh(clock.now()) {
+    if !entry.needs_refresh_within(clock.now(), margin) {
         return Ok(entry.access_token.clone());
     }
     // Refresh under the lock, re-reading first: another process may just have refreshed.
@@ -745,10 +771,14 @@ pub async fn access_token(
         ));
     };
     let now = clock.now();
-    if !entry.needs_refresh(now) {
+    if !entry.needs_refresh_within(now, margin) {
         return Ok(entry.access_token);
     }
     let Some(refresh_token) = entry.refresh_token.clone() else {
+        if !entry.needs_refresh(now) {
+            // Cannot be made to last longer, but still good for a while.
+            return Ok(entry.access_token);
+        }
         return Err(format!(
             "the access token for {issuer} has expired and there is no refresh token: run `p8fs login --issuer {issuer}` again"
         ));

@@ -284,3 +284,142 @@ fn a_stale_socket_does_not_stop_the_server_or_the_commands() {
     );
     server.stop();
 }
+
+/// The `NAME=value` lines of `p8fs s3 keys create`: (access key id, secret).
+fn created_key(stdout: &str) -> (String, String) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "exactly two lines: {stdout:?}");
+    let id = lines[0].strip_prefix("AWS_ACCESS_KEY_ID=").unwrap();
+    let secret = lines[1].strip_prefix("AWS_SECRET_ACCESS_KEY=").unwrap();
+    assert_eq!(id.len(), 20, "{id}");
+    assert!(id.starts_with("P8A"), "{id}");
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    );
+    assert_eq!(secret.len(), 40, "{secret}");
+    (id.to_owned(), secret.to_owned())
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            any_file_contains(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        }
+    })
+}
+
+#[test]
+fn s3_keys_work_without_a_server_and_through_a_running_one() {
+    let dir = private_dir();
+    let data = dir.path();
+
+    // Without a server: the store is opened directly.
+    let (first, first_secret) = created_key(&ok(
+        data,
+        &[
+            "s3",
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--description",
+            "nightly backup",
+        ],
+        "",
+    ));
+    let (read_only, _) = created_key(&ok(
+        data,
+        &[
+            "s3", "keys", "create", "--tenant", "acme", "--scope", "s3:read",
+        ],
+        "",
+    ));
+    let sealing = data.join("keys").join("s3-sealing.key");
+    let mode = std::fs::metadata(&sealing).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "sealing key mode {mode:o}");
+
+    for (args, field) in [
+        (
+            &[
+                "s3", "keys", "create", "--tenant", "acme", "--scope", "kv:read",
+            ][..],
+            "scope",
+        ),
+        (
+            &["s3", "keys", "create", "--tenant", "p8fs-system"][..],
+            "tenant",
+        ),
+        (
+            &["s3", "keys", "create", "--tenant", "Not A Tenant"][..],
+            "tenant",
+        ),
+    ] {
+        let error = fails(data, args, "");
+        assert!(error.contains(field), "{args:?}: {error}");
+    }
+    let error = fails(data, &["s3", "keys", "revoke", "P8AXXXXXXXXXXXXXXXXX"], "");
+    assert!(error.contains("P8AXXXXXXXXXXXXXXXXX"), "{error}");
+
+    let listed = ok(data, &["s3", "keys", "list", "--tenant", "acme"], "");
+    assert!(!listed.contains(&first_secret), "{listed}");
+    let keys: Vec<Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{listed}");
+    let first_listed = keys.iter().find(|k| k["access_key_id"] == first).unwrap();
+    assert_eq!(first_listed["tenant"], "acme");
+    assert_eq!(first_listed["scope"], "s3:read s3:write");
+    assert_eq!(first_listed["description"], "nightly backup");
+    let read_only_listed = keys
+        .iter()
+        .find(|k| k["access_key_id"] == read_only)
+        .unwrap();
+    assert_eq!(read_only_listed["scope"], "s3:read");
+    assert_eq!(
+        ok(data, &["s3", "keys", "list", "--tenant", "globex"], ""),
+        ""
+    );
+
+    // Through a running server (RocksDB admits one process): the same keys, the same store.
+    let server = Served::start(data);
+    let (second, second_secret) = created_key(&ok(
+        data,
+        &["s3", "keys", "create", "--tenant", "globex"],
+        "",
+    ));
+    let all = ok(data, &["s3", "keys", "list"], "");
+    assert_eq!(all.lines().count(), 3, "{all}");
+    assert!(
+        all.contains(&second) && !all.contains(&second_secret),
+        "{all}"
+    );
+    ok(data, &["s3", "keys", "revoke", &first], "");
+    let error = fails(data, &["s3", "keys", "revoke", &first], "");
+    assert!(error.contains(&first), "{error}");
+    server.stop();
+
+    let left = ok(data, &["s3", "keys", "list"], "");
+    assert_eq!(left.lines().count(), 2, "{left}");
+    assert!(!left.contains(&first), "{left}");
+
+    // The secrets are sealed on disk: the store holds the key ids but never a secret.
+    let store = data.join("rocksdb");
+    assert!(
+        any_file_contains(&store, second.as_bytes()),
+        "the store holds the key ids"
+    );
+    for secret in [&first_secret, &second_secret] {
+        assert!(
+            !any_file_contains(data, secret.as_bytes()),
+            "a secret is on disk"
+        );
+    }
+}
