@@ -30,6 +30,10 @@
 //! (breadth-first hop counts; enumeration of every simple path), which tests `core::traverse`
 //! itself, since backend and model share it.
 //!
+//! Object operations (`objects_match_model`, in `differential/object.rs`) are compared the same
+//! way, with the objects' blob ids left out; the state compared then also holds each tenant's
+//! buckets, objects and stored bytes.
+//!
 //! `P8FS_PROPTEST_CASES` sets the number of cases per test (default 256; zero or anything but a
 //! positive integer fails the test, so a misconfigured run cannot pass by generating nothing);
 //! `PROPTEST_RNG_SEED` fixes the random seed.
@@ -57,6 +61,10 @@ use p8fs_core::{
 
 use crate::support as s;
 use crate::{Factory, ModelBackend, PURGE_START, Purging};
+
+mod object;
+
+use object::{ObjOp, ObjOut};
 
 // ---------------------------------------------------------------------------------------------
 // Public entry points
@@ -180,6 +188,27 @@ pub fn graph_matches_model(factory: Factory) {
     );
 }
 
+/// Buckets and objects in two tenants (small objects at keys of up to four characters among
+/// `a`, `b`, `/` and `é`; plain and If-None-Match puts with ttls; deletes; reads of metadata and
+/// bytes; bucket create, delete and list; ListObjectsV2 walks with random prefix, delimiter,
+/// start-after and max-keys from 0 to 1000), clock advances to and around expiries, and purges.
+pub fn objects_match_model(factory: Factory) {
+    let body = prop::collection::vec(
+        prop_oneof![
+            20 => object::obj_op(ttl(0.3, 40)).prop_map(Op::Object),
+            2 => advance(30),
+            2 => advance_to_expiry(),
+            1 => Just(Op::Purge),
+        ],
+        1..=40,
+    );
+    run(
+        "objects_match_model",
+        factory,
+        concat(object::seed_objects(), body),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +255,7 @@ enum Op {
     Kv(KvOp),
     Vector(VecOp),
     Graph(GraphOp),
+    Object(ObjOp),
     /// Moves both clocks forward by this many milliseconds.
     Advance(i64),
     /// Moves both clocks to `offset` ms from a recorded expiry still ahead (the `pick`-th of
@@ -426,6 +456,7 @@ impl Op {
             )
             | Op::Vector(VecOp::Upsert { ttl, .. })
             | Op::Graph(GraphOp::PutNode { ttl, .. } | GraphOp::PutEdge { ttl, .. }) => *ttl,
+            Op::Object(op) => op.ttl(),
             _ => None,
         }
     }
@@ -977,7 +1008,8 @@ fn listing(ops: &[Op]) -> String {
 }
 
 async fn run_case(factory: Factory, ops: &[Op]) -> TestCaseResult {
-    let mut case = Case::new(factory).await;
+    let objects = ops.iter().any(|op| matches!(op, Op::Object(_)));
+    let mut case = Case::new(factory, objects).await;
     for (i, op) in ops.iter().enumerate() {
         case.step(i, op).await?;
     }
@@ -1004,6 +1036,7 @@ enum Out {
     Graph(Vec<NodeRecord>, Vec<EdgeRecord>),
     Neighbors(Vec<Neighbor>),
     Path(Option<Path>),
+    Object(ObjOut),
     State(Vec<Out>),
     Failed(ErrorKind),
 }
@@ -1554,10 +1587,12 @@ struct Case {
     model: Side,
     /// The expiries of successful writes with a ttl, from the model's clock.
     expiries: Vec<Timestamp>,
+    /// Whether the state compared includes objects.
+    objects: bool,
 }
 
 impl Case {
-    async fn new(factory: Factory) -> Self {
+    async fn new(factory: Factory, objects: bool) -> Self {
         let (clock, built) = crate::build(factory, Purging::Exclusive).await;
         let model_clock = Arc::new(ManualClock::new(PURGE_START));
         let model: Arc<dyn Backend> = Arc::new(ModelBackend::new(model_clock.clone()));
@@ -1576,6 +1611,7 @@ impl Case {
                 _keep: Box::new(()),
             },
             expiries: Vec::new(),
+            objects,
         }
     }
 
@@ -1642,6 +1678,22 @@ impl Case {
                 run_graph(self.real.backend.as_ref(), &self.tenants, graph).await,
                 run_graph(self.model.backend.as_ref(), &self.tenants, graph).await,
             ),
+            Op::Object(op) => (
+                Ok(object::run_object(
+                    self.real.backend.as_ref(),
+                    &self.tenants,
+                    op,
+                    self.real.clock.now(),
+                )
+                .await),
+                Ok(object::run_object(
+                    self.model.backend.as_ref(),
+                    &self.tenants,
+                    op,
+                    self.model.clock.now(),
+                )
+                .await),
+            ),
         };
         let real = real.map_err(|e| blame("the backend", format_args!("op #{i} {op:?}"), e))?;
         let model = model.map_err(|e| blame("the model", format_args!("op #{i} {op:?}"), e))?;
@@ -1691,10 +1743,18 @@ impl Case {
     }
 
     async fn compare_state(&self, when: &str) -> TestCaseResult {
-        let real = (self.real.state(&self.tenants).await)
+        let mut real = (self.real.state(&self.tenants).await)
             .map_err(|e| blame("the backend", format_args!("reading the state {when}"), e))?;
-        let model = (self.model.state(&self.tenants).await)
+        let mut model = (self.model.state(&self.tenants).await)
             .map_err(|e| blame("the model", format_args!("reading the state {when}"), e))?;
+        if self.objects
+            && let (Out::State(real), Out::State(model)) = (&mut real, &mut model)
+        {
+            for tenant in &self.tenants {
+                real.extend(object::state(self.real.backend.as_ref(), tenant).await);
+                model.extend(object::state(self.model.backend.as_ref(), tenant).await);
+            }
+        }
         prop_assert_eq!(
             real,
             model,

@@ -2,23 +2,25 @@
 //! executable scenarios, a reference model, and property-based differential tests.
 //!
 //! Scenarios are async functions over a [`Harness`], grouped by contract area (`kv`, `ttl`,
-//! `vector`, `graph`, `tenancy`, `limits`, `numbers`, `races`, `cursors`, `purge`). [`suite!`]
-//! instantiates every scenario and every differential test for one backend factory as separate
-//! tests, so a failure is reported as `rocksdb::kv::cas_has_exactly_one_winner` and one failure
-//! does not hide the rest. A factory that cannot reach its server panics: a missing server is a
-//! failure, never a pass.
+//! `vector`, `graph`, `tenancy`, `limits`, `numbers`, `races`, `cursors`, `object`, `purge`,
+//! `reaper`). [`suite!`] instantiates every scenario and every differential test for one backend
+//! factory as separate tests, so a failure is reported as `rocksdb::kv::cas_has_exactly_one_winner`
+//! and one failure does not hide the rest. A factory that cannot reach its server panics: a
+//! missing server is a failure, never a pass.
 //!
 //! Purges on a shared server: SQL cases share one database and tell their records apart by
-//! tenant, but `purge_expired` removes every tenant's expired records by the case's own clock. So
-//! cases run in one of two modes ([`Purging`]). Most cases are [`Purging::Shared`]: their clocks
-//! start at [`START`] and their backends purge nothing (an unbounded purge grace). The `purge`
-//! scenarios and the differential tests are [`Purging::Exclusive`]: the factory holds the server's
-//! purge lock (a session lock on the server, released when the case ends or its process dies) and
-//! sets no purge grace, and the clock runs from [`PURGE_START`], a month before [`START`]. A
-//! purge there removes only records that expired before its clock's now, which no shared case
-//! ever wrote (their records expire after `START`) and only one exclusive case at a time owns;
-//! [`build`] first purges at `START - 1` what earlier exclusive cases left, so the counts a purge
-//! returns are the case's own.
+//! tenant, but `purge_expired` removes every tenant's expired records by the case's own clock (and
+//! `reap_objects` every tenant's abandoned and freed blobs by its policy). So cases run in one of
+//! two modes ([`Purging`]). Most cases are [`Purging::Shared`]: their clocks start at [`START`],
+//! their backends purge nothing (an unbounded purge grace) and they never reap. The `purge` and
+//! `reaper` scenarios and the differential tests are [`Purging::Exclusive`]: the factory holds the
+//! server's purge lock (a session lock on the server, released when the case ends or its process
+//! dies) and sets no purge grace, and the clock runs from [`PURGE_START`], a month before
+//! [`START`]. A purge there removes only records that expired before its clock's now, which no
+//! shared case ever wrote (their records expire after `START`) and only one exclusive case at a
+//! time owns; [`build`] first purges at `START - 1` what earlier exclusive cases left, so the counts
+//! a purge returns are the case's own. A `reaper` scenario likewise first reaps with a policy at
+//! `START - 1` (`reaper::clean_slate`) and then reaps only with policies before `START`.
 
 #[cfg(test)]
 mod check_suites;
@@ -30,8 +32,10 @@ pub mod limits;
 pub mod model;
 pub mod near_ties;
 pub mod numbers;
+pub mod object;
 pub mod purge;
 pub mod races;
+pub mod reaper;
 pub mod support;
 pub mod tenancy;
 pub mod ttl;
@@ -262,6 +266,32 @@ macro_rules! suite {
                     list_vectors_cursor_under_change,
                     list_nodes_cursor_under_change,
                 ],
+                object: [
+                    buckets_create_list_head_delete,
+                    missing_bucket_is_not_found_everywhere,
+                    delete_of_non_empty_bucket_conflicts,
+                    delete_bucket_aborts_its_uploads,
+                    buckets_are_per_tenant,
+                    bucket_count_is_limited,
+                    objects_round_trip_at_chunk_sizes,
+                    attributes_round_trip,
+                    replace_and_delete,
+                    only_pending_blobs_can_be_committed,
+                    expired_objects_are_invisible,
+                    conditional_puts,
+                    if_absent_has_exactly_one_winner,
+                    objects_invisible_across_tenants,
+                    list_objects_orders_by_raw_bytes,
+                    list_v2_matches_reference,
+                    list_v2_pages_past_the_store_page,
+                    multipart_upload_completes,
+                    completion_uses_the_named_parts,
+                    invalid_part_lists_are_refused,
+                    list_parts_pages,
+                    list_uploads_by_key_then_id,
+                    abort_ends_an_upload,
+                    completion_checks_its_condition,
+                ],
             }
             $crate::__scenarios! { $factory, start_exclusive;
                 purge: [
@@ -270,6 +300,13 @@ macro_rules! suite {
                     purged_node_recreated_without_old_edges,
                     versions_increase_after_purge,
                     purge_respects_tenant_prefixes,
+                    expired_objects_are_purged,
+                ],
+                reaper: [
+                    uncommitted_blob_is_invisible_until_reaped,
+                    freed_blobs_outlive_their_object_until_reaped,
+                    abandoned_uploads_are_reaped_with_their_parts,
+                    ended_uploads_and_buckets_free_their_blobs,
                 ],
             }
             $crate::__differential! { $factory;
@@ -277,6 +314,7 @@ macro_rules! suite {
                 ttl_matches_model,
                 vectors_match_model,
                 graph_matches_model,
+                objects_match_model,
             }
         }
     };

@@ -1,6 +1,7 @@
 //! The reference model: every backend trait implemented in plain in-memory Rust, written to be
 //! obviously correct rather than fast. Every read filters by visibility at the clock's `now`;
-//! nothing is ever purged except by [`Maintenance::purge_expired`].
+//! nothing is ever purged except by [`Maintenance::purge_expired`]. Objects are in
+//! `model/object.rs`; data and upload ids come from the same counter as versions.
 
 mod object;
 
@@ -34,6 +35,7 @@ struct State {
     collections: BTreeMap<(TenantId, CollectionName), Collection>,
     nodes: BTreeMap<(TenantId, NodeId), NodeRecord>,
     edges: BTreeMap<(TenantId, NodeId, Rel, NodeId), EdgeRecord>,
+    objects: object::Objects,
 }
 
 #[derive(Debug)]
@@ -554,6 +556,7 @@ impl Maintenance for ModelBackend {
                 .retain(|_, r| is_visible(r.expires_at, now));
             removed += (before - collection.records.len()) as u64;
         }
+        removed += state.objects.purge_expired(now);
         Ok(removed)
     }
 }

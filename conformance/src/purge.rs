@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use p8fs_core::traverse::{Neighbor, Path, neighbors, shortest_path};
 use p8fs_core::vector::{SearchHit, VectorRecord, search, upsert};
 use p8fs_core::{
-    Direction, EdgeRecord, ErrorKind, Filter, JsonObject, KvEntry, Limit, Metric, NodeRecord,
-    RelFilter, TenantId, Version,
+    Clock, Direction, EdgeRecord, ErrorKind, Filter, JsonObject, KvEntry, Limit, Metric,
+    NodeRecord, RelFilter, TenantId, Version,
 };
 
 use crate::Harness;
@@ -591,4 +591,135 @@ pub async fn purge_respects_tenant_prefixes(h: &Harness) {
         assert!(vector_ids(h, t, "c").await.is_empty(), "{what}: r purged");
     }
     assert_eq!(purge(h).await, 0, "nothing newly expired");
+}
+
+pub async fn expired_objects_are_purged(h: &Harness) {
+    use p8fs_core::object::plan_completion;
+    use p8fs_core::{ObjectAttributes, ObjectMeta, Precondition, ReapPolicy, Resource};
+
+    use crate::object::{
+        assert_not_found, bucket, get, keys_in, make_bucket, okey, part_of, put, put_with,
+        read_all, store, write_data,
+    };
+
+    crate::reaper::clean_slate(h).await;
+    let (s, t, o) = (store(h), &h.tenant, &h.other);
+    make_bucket(h, t, "bkt").await;
+    make_bucket(h, o, "bkt").await;
+    let now = h.clock.now();
+    let expiring = |tenant, key, content: &'static [u8], after: i64| async move {
+        put_with(
+            h,
+            tenant,
+            "bkt",
+            key,
+            content,
+            Some(now + after),
+            &Precondition::None,
+        )
+        .await
+        .expect("put_object succeeds")
+    };
+    let short = expiring(t, "short", b"short-lived", 100).await;
+    let long = expiring(t, "long", b"long-lived", 5000).await;
+    let forever = put(h, t, "bkt", "forever", b"permanent").await;
+    let theirs = expiring(o, "theirs", b"other tenant", 100).await;
+    // A multipart object with the expiry of its upload.
+    let upload = s
+        .create_upload(
+            t,
+            &bucket("bkt"),
+            &okey("multi"),
+            &ObjectAttributes::default(),
+            Some(now + 100),
+        )
+        .await
+        .expect("create_upload");
+    let written = write_data(h, t, b"one part").await;
+    s.put_part(t, &bucket("bkt"), upload.id, &part_of(h, 1, &written))
+        .await
+        .expect("put_part");
+    let parts = s
+        .list_parts(t, &bucket("bkt"), upload.id, 0, Limit::MAX)
+        .await
+        .expect("list_parts");
+    let plan = plan_completion(&[(1, written.md5.clone())], &parts).expect("a valid part list");
+    let multi = ObjectMeta {
+        key: okey("multi"),
+        size: plan.size,
+        etag: plan.etag,
+        last_modified: now,
+        expires_at: upload.expires_at,
+        attributes: ObjectAttributes::default(),
+        segments: plan.segments,
+    };
+    s.complete_upload(t, &bucket("bkt"), upload.id, &multi, &Precondition::None)
+        .await
+        .expect("complete_upload");
+
+    h.advance(100);
+    let purged_at = h.clock.now();
+    let before = keys_in(h, t, "bkt").await;
+    assert_eq!(before, ["forever", "long"]);
+    assert_eq!(
+        purge(h).await,
+        3,
+        "short, multi and the other tenant's object expired"
+    );
+    assert_eq!(
+        keys_in(h, t, "bkt").await,
+        before,
+        "a purge changes nothing visible"
+    );
+    assert!(keys_in(h, o, "bkt").await.is_empty());
+    assert_eq!(get(h, t, "bkt", "long").await, Some(long.clone()));
+    assert_eq!(purge(h).await, 0, "nothing newly expired");
+
+    // Their blobs are freed, not removed: readable until a reap reaches the purge's time.
+    assert_eq!(read_all(h, t, &short).await, b"short-lived");
+    assert_eq!(read_all(h, t, &multi).await, b"one part");
+    let reap = |freed_before| async move {
+        s.reap_objects(ReapPolicy {
+            abandoned_before: now,
+            freed_before,
+        })
+        .await
+        .expect("reap_objects succeeds")
+    };
+    assert_eq!(reap(purged_at).await, 0, "freed at the purge: kept");
+    assert_eq!(
+        reap(purged_at + 1).await,
+        3,
+        "the three purged objects' blobs"
+    );
+    for (meta, tenant) in [(&short, t), (&multi, t), (&theirs, o)] {
+        assert_not_found(
+            s.read_chunk(tenant, meta.segments[0].data, 0).await,
+            Resource::Object,
+            "a purged object's reaped chunk",
+        );
+    }
+    assert_eq!(
+        s.stored_bytes(t).await.expect("stored_bytes"),
+        (b"long-lived".len() + b"permanent".len()) as u64
+    );
+    assert_eq!(s.stored_bytes(o).await.expect("stored_bytes"), 0);
+
+    // A purged key written again is a new object; the rest expire on time.
+    let again = put_with(
+        h,
+        t,
+        "bkt",
+        "short",
+        b"again",
+        None,
+        &Precondition::IfAbsent,
+    )
+    .await
+    .expect("If-None-Match: * over a purged object");
+    h.advance(4900);
+    assert_eq!(purge(h).await, 1, "long expired at +5000");
+    assert_eq!(keys_in(h, t, "bkt").await, ["forever", "short"]);
+    assert_eq!(get(h, t, "bkt", "short").await, Some(again));
+    assert_eq!(read_all(h, t, &forever).await, b"permanent");
 }
