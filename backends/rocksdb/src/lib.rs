@@ -5,7 +5,8 @@
 //! [`RocksOptions::sync_writes`] the log is also fsynced, which makes them survive power loss and
 //! not only a process crash. Expired records are invisible at once and removed later by
 //! [`p8fs_core::Maintenance::purge_expired`]. Each vector collection is also held in memory,
-//! contiguously, for exact search (see [`vector`]).
+//! contiguously, for exact search (see [`vector`]). Objects are a metadata record plus data
+//! blobs stored as 1 MiB chunks, committed in one write batch (see [`object`]).
 
 mod error;
 mod graph;
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch, WriteOptions,
 };
@@ -32,6 +33,8 @@ use crate::schema::{ALL_CFS, CF_META, META_VERSION_RESERVED};
 const VERSION_BLOCK: u64 = 1 << 20;
 /// Lock stripes for key-value writes.
 const KV_STRIPES: usize = 256;
+/// Lock stripes for buckets (see [`object`]).
+const BUCKET_STRIPES: usize = 64;
 
 /// Tuning of the RocksDB backend.
 #[derive(Clone, Debug)]
@@ -62,6 +65,10 @@ pub struct RocksBackend {
     write_options: WriteOptions,
     versions: Versions,
     kv_locks: Vec<Mutex<()>>,
+    /// Object writes in a bucket hold its stripe shared, deleting a bucket holds it exclusively.
+    bucket_locks: Vec<RwLock<()>>,
+    /// Serialises creating and deleting buckets, so the per-tenant bucket limit holds.
+    bucket_admin: Mutex<()>,
     /// Serialises graph writes, so endpoint checks and edge cascades are atomic.
     graph_lock: Mutex<()>,
     vectors: vector::Collections,
@@ -114,6 +121,8 @@ impl RocksBackend {
             write_options,
             versions,
             kv_locks: (0..KV_STRIPES).map(|_| Mutex::new(())).collect(),
+            bucket_locks: (0..BUCKET_STRIPES).map(|_| RwLock::new(())).collect(),
+            bucket_admin: Mutex::new(()),
             graph_lock: Mutex::new(()),
             vectors,
         })
@@ -167,10 +176,33 @@ impl RocksBackend {
     }
 
     fn kv_lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        self.kv_locks[(hash as usize) % KV_STRIPES].lock()
+        self.kv_locks[stripe(key, KV_STRIPES)].lock()
     }
+
+    /// Locks the stripes of several keys at once, in stripe order, so two callers locking
+    /// overlapping sets never deadlock. A caller must not hold any stripe when it calls this.
+    fn lock_keys<'a, 'k>(
+        &'a self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Vec<MutexGuard<'a, ()>> {
+        let mut stripes: Vec<usize> = keys
+            .into_iter()
+            .map(|key| stripe(key, KV_STRIPES))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|i| self.kv_locks[i].lock())
+            .collect()
+    }
+}
+
+/// The stripe of `key` among `stripes`.
+fn stripe(key: &[u8], stripes: usize) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+    (hash as usize) % stripes
 }
 
 fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily> {
@@ -235,6 +267,7 @@ impl p8fs_core::Maintenance for RocksBackend {
         let mut removed = self.purge_kv(now)?;
         removed += self.purge_vectors(now)?;
         removed += self.purge_graph(now)?;
+        removed += self.purge_objects(now)?;
         Ok(removed)
     }
 }

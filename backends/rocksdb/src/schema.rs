@@ -13,8 +13,22 @@
 //! | `edges_out`   | tenant 0 src 0 rel 0 dst            | expires i64, weight f64, JSON           |
 //! | `edges_in`    | tenant 0 dst 0 rel 0 src            | the same record as `edges_out`          |
 //! | `meta`        | name                                | store-wide values (version reservation) |
+//! | `buckets`     | tenant 0 bucket                     | created_at i64                          |
+//! | `objects`     | tenant 0 bucket 0 key               | expires i64, last_modified i64, size u64, etag length u32, etag, segment count u32, (data u64, size u64) × count, attributes JSON |
+//! | `blobs`       | tenant 0 data u64                   | state u8 (1 pending, 2 freed), since i64 |
+//! | `chunks`      | tenant 0 data u64 index u32         | the chunk's bytes                       |
+//! | `uploads`     | tenant 0 bucket 0 upload u64        | initiated i64, expires i64, key length u32, key, attributes JSON |
+//! | `uploads_by_key` | tenant 0 bucket 0 key 0 upload u64 | the same record as `uploads`          |
+//! | `parts`       | tenant 0 upload u64 number u32      | data u64, size u64, last_modified i64, etag length u32, etag, checksums JSON |
 //!
 //! Integers are big-endian, f32 and f64 little-endian; an expiry of `i64::MAX` means never.
+//! Data ids, upload ids and part numbers are fixed-width and end the key, so a 0x00 byte inside
+//! them never splits a component; big-endian keeps their numeric order.
+//!
+//! A data blob has a `blobs` record only while it is pending (begun, not yet committed) or freed
+//! (its object or part was replaced, deleted, expired or aborted); a blob that a committed object
+//! or a stored part references has none. The reaper deletes a blob's chunks with one range
+//! deletion over `tenant 0 data`.
 
 use p8fs_core::{Error, Result, Timestamp};
 
@@ -27,8 +41,15 @@ pub(crate) const CF_NODES: &str = "nodes";
 pub(crate) const CF_EDGES_OUT: &str = "edges_out";
 pub(crate) const CF_EDGES_IN: &str = "edges_in";
 pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_BUCKETS: &str = "buckets";
+pub(crate) const CF_OBJECTS: &str = "objects";
+pub(crate) const CF_BLOBS: &str = "blobs";
+pub(crate) const CF_CHUNKS: &str = "chunks";
+pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_UPLOADS_BY_KEY: &str = "uploads_by_key";
+pub(crate) const CF_PARTS: &str = "parts";
 
-pub(crate) const ALL_CFS: [&str; 7] = [
+pub(crate) const ALL_CFS: [&str; 14] = [
     CF_KV,
     CF_COLLECTIONS,
     CF_VECTORS,
@@ -36,6 +57,13 @@ pub(crate) const ALL_CFS: [&str; 7] = [
     CF_EDGES_OUT,
     CF_EDGES_IN,
     CF_META,
+    CF_BUCKETS,
+    CF_OBJECTS,
+    CF_BLOBS,
+    CF_CHUNKS,
+    CF_UPLOADS,
+    CF_UPLOADS_BY_KEY,
+    CF_PARTS,
 ];
 
 /// The `meta` key holding the end of the reserved version range.
