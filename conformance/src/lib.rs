@@ -272,6 +272,7 @@ macro_rules! suite {
                     delete_of_non_empty_bucket_conflicts,
                     delete_bucket_aborts_its_uploads,
                     buckets_are_per_tenant,
+                    buckets_hold_their_own_objects,
                     bucket_count_is_limited,
                     objects_round_trip_at_chunk_sizes,
                     attributes_round_trip,

@@ -553,6 +553,100 @@ pub async fn buckets_are_per_tenant(h: &Harness) {
     assert!(s.list_buckets(b).await.expect("list").is_empty());
 }
 
+pub async fn buckets_hold_their_own_objects(h: &Harness) {
+    let (s, t) = (store(h), &h.tenant);
+    // Bucket names that are prefixes of each other, and keys that make the same bytes when
+    // appended to them ("logs" + "2/a" = "logs2" + "/a").
+    let buckets = ["logs", "logs2", "logs-2", "logs.2"];
+    for name in buckets {
+        make_bucket(h, t, name).await;
+    }
+    let mut written = BTreeMap::new();
+    for (name, key) in [
+        ("logs", "2/a"),
+        ("logs", "-2"),
+        ("logs", "k"),
+        ("logs2", "/a"),
+        ("logs2", "k"),
+        ("logs-2", "k"),
+    ] {
+        let content = format!("{name}:{key}");
+        written.insert((name, key), put(h, t, name, key, content.as_bytes()).await);
+    }
+    assert_eq!(keys_in(h, t, "logs").await, ["-2", "2/a", "k"]);
+    assert_eq!(keys_in(h, t, "logs2").await, ["/a", "k"]);
+    assert_eq!(keys_in(h, t, "logs-2").await, ["k"]);
+    assert!(keys_in(h, t, "logs.2").await.is_empty());
+    for ((name, key), meta) in &written {
+        let stored = get(h, t, name, key).await.expect("visible");
+        assert_eq!(&stored, meta, "{name}/{key}");
+        assert_eq!(
+            read_all(h, t, &stored).await,
+            format!("{name}:{key}").as_bytes()
+        );
+    }
+    assert_eq!(get(h, t, "logs.2", "k").await, None);
+    let v2 = list_objects_v2(s, t, &bucket("logs"), &oprefix(""), Some("/"), b"", 1000)
+        .await
+        .expect("list_objects_v2");
+    assert_eq!(v2.common_prefixes, ["2/"]);
+
+    // Uploads too belong to their bucket.
+    let up = s
+        .create_upload(
+            t,
+            &bucket("logs2"),
+            &okey("k"),
+            &ObjectAttributes::default(),
+            None,
+        )
+        .await
+        .expect("create_upload");
+    assert_eq!(
+        s.upload(t, &bucket("logs"), up.id).await.expect("upload"),
+        None
+    );
+    assert!(
+        s.list_uploads(t, &bucket("logs"), &ObjectPrefix::all(), None, Limit::MAX)
+            .await
+            .expect("list_uploads")
+            .is_empty()
+    );
+    assert_not_found(
+        s.abort_upload(t, &bucket("logs"), up.id).await,
+        Resource::Upload,
+        "aborting an upload through another bucket",
+    );
+
+    // Deleting an object or a bucket touches that bucket only.
+    assert!(
+        s.delete_object(t, &bucket("logs2"), &okey("k"))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        get(h, t, "logs", "k").await.as_ref(),
+        written.get(&("logs", "k"))
+    );
+    assert_eq!(
+        get(h, t, "logs-2", "k").await.as_ref(),
+        written.get(&("logs-2", "k"))
+    );
+    assert!(
+        s.delete_object(t, &bucket("logs2"), &okey("/a"))
+            .await
+            .expect("delete")
+    );
+    s.delete_bucket(t, &bucket("logs2"))
+        .await
+        .expect("delete_bucket");
+    assert_eq!(keys_in(h, t, "logs").await, ["-2", "2/a", "k"]);
+    assert_eq!(
+        names(&s.list_buckets(t).await.expect("list")),
+        ["logs", "logs-2", "logs.2"]
+    );
+}
+
 pub async fn bucket_count_is_limited(h: &Harness) {
     let (s, t) = (store(h), &h.tenant);
     let name = |i: usize| format!("b{i:04}");

@@ -273,7 +273,7 @@ pub async fn list_v2_matches_reference(h: &Harness) {
             for start in starts {
                 let from = start.map(from_after).unwrap_or_default();
                 let expected = reference(KEYS, prefix, delimiter, &from);
-                for max_keys in [1u32, 3, 1000] {
+                for max_keys in [1u32, 2, 3, 1000] {
                     let pages = walk(h, "list", prefix, delimiter, &from, max_keys, &objects).await;
                     let expected_pages: Vec<Vec<Entry>> = if expected.is_empty() {
                         vec![Vec::new()]
@@ -291,6 +291,31 @@ pub async fn list_v2_matches_reference(h: &Harness) {
                 }
             }
         }
+    }
+
+    // Arguments out of the contract are refused, naming their field.
+    let all = ObjectPrefix::all();
+    for (delimiter, max_keys, field) in [
+        (Some("/"), 1001, "max-keys"),
+        (Some(""), 10, "delimiter"),
+        (Some("a\0b"), 10, "delimiter"),
+    ] {
+        let error = list_objects_v2(
+            store(h),
+            &h.tenant,
+            &bucket("list"),
+            &all,
+            delimiter,
+            b"",
+            max_keys,
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(
+            error.field(),
+            Some(field),
+            "{delimiter:?} {max_keys}: {error}"
+        );
     }
 
     // max-keys 0: nothing, and no continuation.
