@@ -39,6 +39,82 @@ pub struct Config {
     /// Where and to whom `/metrics` is served.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The S3 listener.
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// The S3 listener (`[s3]`): the S3 REST API and STS `AssumeRoleWithWebIdentity` on their own
+/// address. It shares the accept loop of the main listener (`limits.max_connections`,
+/// `limits.max_connections_per_address`, `limits.header_read_timeout`, `limits.idle_timeout`)
+/// but never buffers bodies: uploads and downloads stream one 1 MiB chunk at a time, so a
+/// request holds about 2 MiB at most. Object sizes follow S3 (a single PUT or part up to 5 GiB,
+/// an object up to 5 TiB, parts of at least 5 MiB but the last); XML request bodies (part
+/// lists, delete lists) are read whole, at most 4 MiB, and only once the request is
+/// authenticated; an STS form is at most 16 KiB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Whether `p8fs serve` serves S3.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where the S3 listener listens. Default `127.0.0.1:9000`; when it is not set and the main
+    /// `listen` has port 0 (an ephemeral server, as tests start), a free port too. `p8fs serve`
+    /// prints the address bound (`p8fs S3 on http://...`). The default address is best effort:
+    /// when it is taken, `p8fs serve` warns and runs without S3; a configured one is required.
+    /// See [`Config::s3_listen`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The domain of virtual-host-style addressing: `bucket.<domain>` names a bucket. Without
+    /// it (the default) requests are path-style (`/<bucket>/<key>`), as most clients send when
+    /// given an endpoint URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Most S3 requests handled at once; more wait for a slot (within `request_timeout`).
+    #[serde(default = "default_s3_concurrency")]
+    pub concurrency: usize,
+    /// Longest one S3 request may take, body included (an upload of 5 GiB at 2 MB/s takes
+    /// 45 minutes); then it fails with `RequestTimeout`.
+    #[serde(default = "default_s3_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Multipart uploads, and blobs of uploads that never finished, older than this are
+    /// removed by the object reaper.
+    #[serde(default = "default_abandoned_upload_age", with = "humantime_serde")]
+    pub abandoned_upload_age: Duration,
+    /// How long the bytes of an overwritten or deleted object stay readable for downloads
+    /// already under way, before the object reaper removes them.
+    #[serde(default = "default_freed_grace", with = "humantime_serde")]
+    pub freed_grace: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            domain: None,
+            concurrency: default_s3_concurrency(),
+            request_timeout: default_s3_request_timeout(),
+            abandoned_upload_age: default_abandoned_upload_age(),
+            freed_grace: default_freed_grace(),
+        }
+    }
+}
+
+fn default_s3_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000))
+}
+fn default_s3_concurrency() -> usize {
+    256
+}
+fn default_s3_request_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_abandoned_upload_age() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_freed_grace() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// Which backend stores the data; `provider` picks the variant.
@@ -359,6 +435,8 @@ impl Serialize for Secret {
 pub const MIN_LIMIT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Longest `limits.*_timeout`.
 pub const MAX_LIMIT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest `s3.request_timeout` (a day).
+pub const MAX_S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Largest `limits.body_bytes` (1 GiB).
 pub const MAX_BODY_BYTES: usize = 1 << 30;
 /// Largest `limits.body_buffer_bytes` (64 GiB).
@@ -381,6 +459,9 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_LOG_FORMAT", &["log", "format"]),
     ("P8FS_LOG_LEVEL", &["log", "level"]),
     ("P8FS_METRICS_LISTEN", &["metrics", "listen"]),
+    ("P8FS_S3_LISTEN", &["s3", "listen"]),
+    ("P8FS_S3_ENABLED", &["s3", "enabled"]),
+    ("P8FS_S3_DOMAIN", &["s3", "domain"]),
     (
         "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
         &["metrics", "require_admin_token"],
@@ -506,6 +587,7 @@ impl Config {
         {
             return Err("metrics.listen: must differ from listen".into());
         }
+        self.validate_s3()?;
         if let Some(issuer) = &self.auth.issuer {
             let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
             if !scheme_ok || issuer.ends_with('/') || issuer.contains(['?', '#']) {
@@ -541,6 +623,70 @@ impl Config {
             return Err("oauth.authorization_code_ttl: must be at most 60s".into());
         }
         Ok(())
+    }
+
+    fn validate_s3(&self) -> Result<(), String> {
+        let s3 = &self.s3;
+        if !s3.enabled {
+            return Ok(());
+        }
+        let listen = self.s3_listen();
+        let taken = |other: SocketAddr| other == listen && other.port() != 0;
+        if taken(self.listen) || self.metrics.listen.is_some_and(taken) {
+            return Err("s3.listen: must differ from listen and metrics.listen".into());
+        }
+        if s3.concurrency == 0 || s3.concurrency > MAX_COUNT_LIMIT {
+            return Err(format!(
+                "s3.concurrency: must be between 1 and {MAX_COUNT_LIMIT}"
+            ));
+        }
+        if s3.request_timeout < MIN_LIMIT_TIMEOUT || s3.request_timeout > MAX_S3_REQUEST_TIMEOUT {
+            return Err(format!(
+                "s3.request_timeout: must be between {} and {}",
+                humantime::format_duration(MIN_LIMIT_TIMEOUT),
+                humantime::format_duration(MAX_S3_REQUEST_TIMEOUT)
+            ));
+        }
+        if s3.abandoned_upload_age < Duration::from_secs(60) {
+            return Err("s3.abandoned_upload_age: must be at least 1m".into());
+        }
+        if s3.abandoned_upload_age <= s3.request_timeout {
+            return Err(
+                "s3.abandoned_upload_age: must be longer than s3.request_timeout (an upload \
+                 still being sent must not be reaped)"
+                    .into(),
+            );
+        }
+        if s3.freed_grace < Duration::from_secs(1) {
+            return Err("s3.freed_grace: must be at least 1s".into());
+        }
+        if let Some(domain) = &s3.domain {
+            let valid = !domain.is_empty()
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(
+                    "s3.domain: must be a domain name such as s3.example.com (no scheme, port \
+                     or path)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The address of the S3 listener: `s3.listen`, else `127.0.0.1:9000`, except that a main
+    /// listener on port 0 makes an unset `s3.listen` a free port of the same address.
+    pub fn s3_listen(&self) -> SocketAddr {
+        match self.s3.listen {
+            Some(listen) => listen,
+            None if self.listen.port() == 0 => SocketAddr::new(self.listen.ip(), 0),
+            None => default_s3_listen(),
+        }
     }
 
     /// The issuer URL: `auth.issuer`, or `http://<listen>` when it is not set.
@@ -603,7 +749,7 @@ mod tests {
         let file = dir.path().join("p8fs.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9000\"\n[log]\nformat = \"json\"\n",
+            "listen = \"127.0.0.1:9300\"\n[log]\nformat = \"json\"\n",
         )
         .unwrap();
         let config = Config::load(
@@ -612,7 +758,7 @@ mod tests {
             &Overrides::default(),
         )
         .unwrap();
-        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9300");
         assert_eq!(config.log.format, LogFormat::Text);
         let overrides = Overrides {
             listen: Some("127.0.0.1:7000".parse().unwrap()),
@@ -734,6 +880,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("metrics.listen"), "{error}");
+    }
+
+    #[test]
+    fn the_s3_listener_is_configured_and_checked() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(config.s3.enabled);
+        assert_eq!(config.s3_listen().to_string(), "127.0.0.1:9000");
+        assert_eq!(config.s3.request_timeout, Duration::from_secs(3600));
+        let config = Config::load(
+            None,
+            env(&[("P8FS_S3_LISTEN", "127.0.0.1:9100")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.s3_listen().to_string(), "127.0.0.1:9100");
+        let ephemeral = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: None,
+        };
+        let config = Config::load(None, env(&[]), &ephemeral).unwrap();
+        assert_eq!(config.s3_listen().to_string(), "127.0.0.1:0");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p8fs.toml");
+        for (text, key) in [
+            ("listen = \"127.0.0.1:8080\"", "s3.listen"),
+            ("domain = \"http://s3.example.com\"", "s3.domain"),
+            ("request_timeout = \"2d\"", "s3.request_timeout"),
+            ("abandoned_upload_age = \"30m\"", "s3.abandoned_upload_age"),
+            ("concurrency = 0", "s3.concurrency"),
+        ] {
+            std::fs::write(&file, format!("[s3]\n{text}\n")).unwrap();
+            let error = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+        std::fs::write(
+            &file,
+            "[s3]\nenabled = false\nlisten = \"127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! p8fs-gateway: the `p8fs` binary's library. Configuration ([`config`]), the one place a backend
 //! is chosen ([`backend`]), server assembly ([`server`]), the accept loop and its limits on
 //! slow and numerous clients ([`connections`]), metrics ([`metrics`], [`metered`]),
-//! admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
+//! the S3 listener and the object reaper ([`s3`]), admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
 //! and the command line ([`cli`]).
 //!
 //! Cargo features: `postgres` and `tidb` (both default) compile in those backends; without them
@@ -15,4 +15,5 @@ pub mod connections;
 pub mod login;
 pub mod metered;
 pub mod metrics;
+pub mod s3;
 pub mod server;

@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use p8fs_auth::oauth::{OAuthConfig, OAuthServer};
+use p8fs_auth::s3::S3Credentials;
 use p8fs_auth::{Issuer, KeyRing, TokenConfig, Verifier};
 use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
 use p8fs_rest::RestState;
@@ -32,6 +33,9 @@ pub struct Services {
     pub verifier: Arc<Verifier>,
     pub oauth: Arc<OAuthServer>,
     pub admin: Arc<Admin>,
+    /// S3 access keys and temporary credentials.
+    pub s3: S3Credentials,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Creates the data directory owner-only (0700) if it does not exist, and refuses one that
@@ -99,19 +103,39 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         KeyRing::load_or_create(&keys_dir(config), clock.clone())
             .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
     );
-    let auth = auth(config, backend.clone(), &keys, clock).await?;
-    let admin = Arc::new(Admin::new(
-        keys.clone(),
-        auth.issuer,
-        Some(auth.oauth.clone()),
-    ));
+    let auth = auth(config, backend.clone(), &keys, clock.clone()).await?;
+    let s3 = s3_credentials(
+        config,
+        backend.clone(),
+        auth.verifier.clone(),
+        clock.clone(),
+    )?;
+    let admin = Arc::new(
+        Admin::new(keys.clone(), auth.issuer, Some(auth.oauth.clone())).with_s3(s3.clone()),
+    );
     Ok(Services {
         backend,
         keys,
         verifier: auth.verifier,
         oauth: auth.oauth,
         admin,
+        s3,
+        clock,
     })
+}
+
+/// The S3 credentials over `store` (where the auth state lives), their secrets sealed with the
+/// key in `<data_dir>/keys/` (created owner-only on first use).
+pub fn s3_credentials(
+    config: &Config,
+    store: Arc<dyn KvStore>,
+    verifier: Arc<Verifier>,
+    clock: Arc<dyn Clock>,
+) -> Result<S3Credentials, String> {
+    let path = keys_dir(config).join(p8fs_auth::s3::SEALING_KEY_FILE_NAME);
+    let sealing = p8fs_auth::s3::SealingKey::load_or_create(&path)
+        .map_err(|e| format!("S3 sealing key {}: {e}", path.display()))?;
+    Ok(S3Credentials::new(store, sealing, verifier, clock))
 }
 
 /// The token side of a server over one store.
@@ -215,7 +239,7 @@ fn with_limits(router: Router, config: &Config) -> Router {
 
 /// The span of one request: method, path and the names of the query parameters, never their
 /// values (a `code`, `user_code`, token or secret can travel in a query string).
-fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
+pub(crate) fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
     tracing::debug_span!(
         "request",
         method = %request.method(),
@@ -281,6 +305,7 @@ pub fn init_logging(config: &Config) {
 pub async fn serve(mut config: Config) -> Result<(), String> {
     init_logging(&config);
     connections::raise_open_file_limit(&config.limits);
+    let s3_listen = config.s3_listen();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -290,7 +315,7 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
     // With port 0 the issuer URL takes the port actually bound.
     config.listen = address;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let services = services(&config, clock).await?;
+    let services = services(&config, clock.clone()).await?;
     admin::listen(&config, services.admin.clone()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
@@ -311,6 +336,45 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
             let app = with_limits(metrics_router(&services, &config), &config);
             let limits = config.limits.clone();
             let shutdown = until_stopped();
+            Some(tokio::spawn(async move {
+                connections::serve(listener, app, &limits, shutdown).await;
+            }))
+        }
+        None => None,
+    };
+    let s3_listener = match config.s3.enabled {
+        true => match tokio::net::TcpListener::bind(s3_listen).await {
+            Ok(listener) => Some(listener),
+            // The default address is best effort (another S3 server may hold port 9000);
+            // an address configured in s3.listen is required.
+            Err(e) if config.s3.listen.is_none() => {
+                tracing::warn!(address = %s3_listen, error = %e, "S3 not served");
+                eprintln!(
+                    "p8fs S3 not served: cannot listen on {s3_listen} ({e}); set s3.listen \
+                     (P8FS_S3_LISTEN) to another address"
+                );
+                None
+            }
+            Err(e) => return Err(format!("cannot listen on {s3_listen} (s3.listen): {e}")),
+        },
+        false => None,
+    };
+    let s3_server = match s3_listener {
+        Some(listener) => {
+            let bound = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the S3 address: {e}"))?;
+            tracing::info!(address = %bound, "p8fs S3 listening");
+            eprintln!("p8fs S3 on http://{bound}");
+            let app = crate::s3::app(&services, &config, clock.clone())?;
+            let limits = config.limits.clone();
+            let shutdown = until_stopped();
+            crate::s3::spawn_object_reaper(
+                services.backend.clone(),
+                clock.clone(),
+                config.s3.clone(),
+                config.maintenance.purge_interval,
+            );
             Some(tokio::spawn(async move {
                 connections::serve(listener, app, &limits, shutdown).await;
             }))
@@ -345,6 +409,9 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
     .await;
     if let Some(metrics_server) = metrics_server {
         let _ = metrics_server.await;
+    }
+    if let Some(s3_server) = s3_server {
+        let _ = s3_server.await;
     }
     admin::remove_socket(&config);
     tracing::info!("p8fs stopped");
