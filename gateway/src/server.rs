@@ -104,7 +104,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
             .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
     );
     let auth = auth(config, backend.clone(), &keys, clock.clone()).await?;
-    let s3 = s3_credentials(
+    let s3 = admin::s3_credentials(
         config,
         backend.clone(),
         auth.verifier.clone(),
@@ -122,20 +122,6 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         s3,
         clock,
     })
-}
-
-/// The S3 credentials over `store` (where the auth state lives), their secrets sealed with the
-/// key in `<data_dir>/keys/` (created owner-only on first use).
-pub fn s3_credentials(
-    config: &Config,
-    store: Arc<dyn KvStore>,
-    verifier: Arc<Verifier>,
-    clock: Arc<dyn Clock>,
-) -> Result<S3Credentials, String> {
-    let path = keys_dir(config).join(p8fs_auth::s3::SEALING_KEY_FILE_NAME);
-    let sealing = p8fs_auth::s3::SealingKey::load_or_create(&path)
-        .map_err(|e| format!("S3 sealing key {}: {e}", path.display()))?;
-    Ok(S3Credentials::new(store, sealing, verifier, clock))
 }
 
 /// The token side of a server over one store.
