@@ -281,6 +281,7 @@ macro_rules! suite {
                     expired_objects_are_invisible,
                     conditional_puts,
                     if_absent_has_exactly_one_winner,
+                    if_absent_has_one_winner_among_puts_and_completions,
                     objects_invisible_across_tenants,
                     list_objects_orders_by_raw_bytes,
                     list_v2_matches_reference,

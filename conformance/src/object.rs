@@ -1175,6 +1175,100 @@ pub async fn if_absent_has_exactly_one_winner(h: &Harness) {
     }
 }
 
+pub async fn if_absent_has_one_winner_among_puts_and_completions(h: &Harness) {
+    let (s, t) = (store(h), &h.tenant);
+    make_bucket(h, t, "race").await;
+    let b = bucket("race");
+    for round in 0..2u8 {
+        let key = format!("k{round}");
+        // Half the racers put, half complete an upload of one part.
+        let mut racers = Vec::new();
+        for i in 0..RACERS {
+            let content = bytes(20 + i, round);
+            let written = write_data(h, t, &content).await;
+            if i % 2 == 0 {
+                let meta = meta_of(h, &key, &written, None, ObjectAttributes::default());
+                racers.push((None, meta, content));
+            } else {
+                let up = s
+                    .create_upload(t, &b, &okey(&key), &ObjectAttributes::default(), None)
+                    .await
+                    .expect("create_upload");
+                s.put_part(t, &b, up.id, &part_of(h, 1, &written))
+                    .await
+                    .expect("put_part");
+                let stored = s
+                    .list_parts(t, &b, up.id, 0, Limit::MAX)
+                    .await
+                    .expect("list_parts");
+                let plan = p8fs_core::object::plan_completion(&[(1, written.md5.clone())], &stored)
+                    .expect("a valid part list");
+                let meta = ObjectMeta {
+                    key: okey(&key),
+                    size: plan.size,
+                    etag: plan.etag,
+                    last_modified: h.clock.now(),
+                    expires_at: None,
+                    attributes: ObjectAttributes::default(),
+                    segments: plan.segments,
+                };
+                racers.push((Some(up.id), meta, content));
+            }
+        }
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for (upload, meta, _) in racers.clone() {
+            let (backend, tenant, barrier) = (h.backend.clone(), t.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let b = bucket("race");
+                barrier.wait().await;
+                match upload {
+                    None => {
+                        backend
+                            .put_object(&tenant, &b, &meta, &Precondition::IfAbsent)
+                            .await
+                    }
+                    Some(id) => {
+                        backend
+                            .complete_upload(&tenant, &b, id, &meta, &Precondition::IfAbsent)
+                            .await
+                    }
+                }
+            }));
+        }
+        let mut winners = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.expect("racer task") {
+                Ok(()) => winners.push(i),
+                Err(e) => assert_eq!(
+                    e.kind(),
+                    ErrorKind::Conflict,
+                    "round {round}: a losing If-None-Match write is a conflict: {e}"
+                ),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one winner: {winners:?}"
+        );
+        let (_, winner, content) = &racers[winners[0]];
+        assert_eq!(get(h, t, "race", &key).await.as_ref(), Some(winner));
+        assert_eq!(&read_all(h, t, winner).await, content);
+        // The losing completions left their uploads in place.
+        for (i, (upload, _, _)) in racers.iter().enumerate() {
+            if let Some(id) = upload {
+                let left = s.upload(t, &b, *id).await.expect("upload");
+                assert_eq!(
+                    left.is_some(),
+                    i != winners[0],
+                    "round {round}: upload of racer {i}"
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tenancy
 // ---------------------------------------------------------------------------------------------
