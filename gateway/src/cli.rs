@@ -10,7 +10,7 @@
 //! lines.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -342,9 +342,22 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// The S3 endpoint of the configured S3 listener, `http://HOST:PORT`.
-fn default_s3_endpoint(_config: &Config) -> Option<String> {
-    None
+/// The S3 endpoint of the configured S3 listener, `http://HOST:PORT` (an unspecified address
+/// is reached on loopback); `None` when S3 is off or its port is chosen at start.
+fn default_s3_endpoint(config: &Config) -> Option<String> {
+    if !config.s3.enabled {
+        return None;
+    }
+    let address = config.s3_listen();
+    if address.port() == 0 {
+        return None;
+    }
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, address.port())))
 }
 
 fn s3_keys(config: &Config, command: S3KeysCommand) -> Result<(), String> {

@@ -18,11 +18,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_p8fs");
 
 /// Runs `p8fs args...` on `dir` with `stdin`; returns (success, stdout, stderr).
 fn p8fs(dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    p8fs_with_env(dir, args, stdin, &[])
+}
+
+/// [`p8fs`] with environment variables set.
+fn p8fs_with_env(
+    dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &Path)],
+) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .args(args)
         .env_remove("P8FS_CONFIG")
+        .env_remove("P8FS_S3_LISTEN")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -66,6 +79,8 @@ fn private_dir() -> tempfile::TempDir {
 struct Served {
     child: Child,
     base: String,
+    /// The S3 listener's URL.
+    s3: Option<String>,
 }
 
 impl Served {
@@ -74,21 +89,26 @@ impl Served {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env_remove("P8FS_CONFIG")
+            .env_remove("P8FS_S3_LISTEN")
             .env("P8FS_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut s3 = None;
         let base = loop {
             let line = lines.next().unwrap().unwrap();
+            if let Some(rest) = line.strip_prefix("p8fs S3 on ") {
+                s3 = Some(rest.trim().to_owned());
+            }
             if let Some(rest) = line.strip_prefix("p8fs listening on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Served { child, base }
+        Served { child, base, s3 }
     }
 
     fn stop(mut self) {
@@ -422,4 +442,132 @@ fn s3_keys_work_without_a_server_and_through_a_running_one() {
             "a secret is on disk"
         );
     }
+}
+
+#[test]
+fn s3_credentials_exchange_the_login_token_at_sts() {
+    let dir = private_dir();
+    let data = dir.path();
+    let home = private_dir();
+    let server = Served::start(data);
+    let endpoint = server.s3.clone().expect("p8fs serve prints its S3 address");
+
+    // A login as `p8fs login` leaves it, with a token that may use S3.
+    let login = |scope: &str| {
+        let token = ok(
+            data,
+            &[
+                "token", "issue", "--tenant", "acme", "--sub", "alice", "--scope", scope, "--ttl",
+                "2h",
+            ],
+            "",
+        );
+        let credentials = home.path().join(format!("login-{}.json", scope.len()));
+        let entry = serde_json::json!({
+            server.base.clone(): {
+                "client_id": "p8fs-cli",
+                "token_endpoint": format!("{}/oauth/token", server.base),
+                "access_token": token.trim(),
+            }
+        });
+        std::fs::write(&credentials, entry.to_string()).unwrap();
+        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+        credentials
+    };
+    let credentials = login("kv:read s3:read s3:write");
+    let aws = home.path().join("aws").join("credentials");
+    let env: [(&str, &Path); 2] = [
+        ("P8FS_CREDENTIALS", &credentials),
+        ("AWS_SHARED_CREDENTIALS_FILE", &aws),
+    ];
+    let run = |args: &[&str], env: &[(&str, &Path)]| p8fs_with_env(data, args, "", env);
+
+    let (success, stdout, stderr) = run(&["s3", "credentials", "--endpoint-url", &endpoint], &env);
+    assert!(success, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let id = lines[0].strip_prefix("export AWS_ACCESS_KEY_ID=").unwrap();
+    assert!(id.starts_with("P8T") && id.len() == 20, "{id}");
+    let secret = lines[1]
+        .strip_prefix("export AWS_SECRET_ACCESS_KEY=")
+        .unwrap();
+    assert_eq!(secret.len(), 40);
+    let session = lines[2].strip_prefix("export AWS_SESSION_TOKEN=").unwrap();
+    assert!(session.len() >= 40, "{session}");
+    assert!(!stderr.contains(secret) && !stderr.contains(session));
+
+    // Without --endpoint-url, the configured S3 listener is the endpoint.
+    let listen = endpoint.strip_prefix("http://").unwrap();
+    let configured: [(&str, &Path); 2] = [env[0], ("P8FS_S3_LISTEN", Path::new(listen))];
+    let (success, stdout, stderr) = run(&["s3", "credentials"], &configured);
+    assert!(success, "{stderr}");
+    assert!(
+        stdout.starts_with("export AWS_ACCESS_KEY_ID=P8T"),
+        "{stdout}"
+    );
+
+    // --profile writes the AWS CLI file (0600), keeping the other profiles.
+    std::fs::create_dir_all(aws.parent().unwrap()).unwrap();
+    std::fs::write(
+        &aws,
+        "[default]\naws_access_key_id = AKIAKEEP\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let (success, stdout, stderr) = run(
+        &[
+            "s3",
+            "credentials",
+            "--endpoint-url",
+            &endpoint,
+            "--profile",
+            "p8fs",
+            "--duration",
+            "15m",
+        ],
+        &env,
+    );
+    assert!(success, "{stderr}");
+    assert_eq!(stdout, "", "nothing on stdout with --profile");
+    let written = std::fs::read_to_string(&aws).unwrap();
+    assert!(
+        written.starts_with("[default]\naws_access_key_id = AKIAKEEP\nregion = eu-west-1\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("[p8fs]\naws_access_key_id = P8T"),
+        "{written}"
+    );
+    assert!(written.contains("aws_secret_access_key = "), "{written}");
+    assert!(written.contains("aws_session_token = "), "{written}");
+    let mode = std::fs::metadata(&aws).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // Bad input is refused by the server with the field named; no endpoint, no guess.
+    let (success, _, stderr) = run(
+        &[
+            "s3",
+            "credentials",
+            "--endpoint-url",
+            &endpoint,
+            "--duration",
+            "5m",
+        ],
+        &env,
+    );
+    assert!(!success && stderr.contains("DurationSeconds"), "{stderr}");
+    let (success, _, stderr) = run(
+        &["s3", "credentials", "--endpoint-url", "http://example.com"],
+        &env,
+    );
+    assert!(!success && stderr.contains("https"), "{stderr}");
+
+    // A login without an s3 scope gets nothing.
+    let no_s3 = login("kv:read");
+    let (success, stdout, stderr) = run(
+        &["s3", "credentials", "--endpoint-url", &endpoint],
+        &[("P8FS_CREDENTIALS", &no_s3)],
+    );
+    assert!(!success && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("s3:read"), "{stderr}");
+    server.stop();
 }
