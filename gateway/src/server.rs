@@ -275,9 +275,17 @@ async fn jwks(State(keys): State<Arc<KeyRing>>) -> Json<serde_json::Value> {
 }
 
 /// Sets up logging as configured.
+///
+/// s3s logs every S3 error answered (a 404 of a HEAD included) at the error level from its
+/// `s3s::ops` module; that module is silenced unless `log.level` names s3s. Failures of p8fs
+/// itself are logged by the S3 front-end.
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut level = config.log.level.clone();
+    if !level.contains("s3s") {
+        level.push_str(",s3s::ops=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s::ops=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
