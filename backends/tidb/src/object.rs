@@ -49,6 +49,25 @@ const CHUNK_DELETE_BATCH: u64 = 16;
 /// Blobs named per statement when marking them freed or clearing their pending mark.
 const BLOB_STATEMENT_ROWS: usize = 500;
 
+/// Most blobs one transaction frees when it removes objects in a batch (an object may have
+/// 10,000 segments), so no transaction outgrows TiDB's limits.
+const BLOBS_PER_TRANSACTION: usize = 10_000;
+
+/// How many of a batch of objects, given the byte lengths of their stored segments, one
+/// transaction removes: at least one, and no more than [`BLOBS_PER_TRANSACTION`] blobs.
+fn within_budget(segment_bytes: impl Iterator<Item = usize>) -> usize {
+    let mut blobs = 0;
+    let mut take = 0;
+    for len in segment_bytes {
+        blobs += len / schema::SEGMENT_BYTES;
+        if take > 0 && blobs > BLOBS_PER_TRANSACTION {
+            break;
+        }
+        take += 1;
+    }
+    take
+}
+
 /// An expired object's bucket id, key, tenant and segments.
 type ExpiredObject = (u64, Vec<u8>, Vec<u8>, Vec<u8>);
 
@@ -328,18 +347,19 @@ impl TidbBackend {
     /// batch per transaction, then uploads one per transaction.
     async fn empty_deleted_bucket(&self, bucket: u64, since: Timestamp) -> Result<()> {
         loop {
-            let removed = transaction!(self, tx => {
+            let (fetched, removed) = transaction!(self, tx => {
                 let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = tx
                     .exec(sql::OBJECTS_OF_BUCKET_LOCK, (bucket, BATCH))
                     .await?;
-                for (key, tenant, segments) in &rows {
+                let take = within_budget(rows.iter().map(|(_, _, s)| s.len()));
+                for (key, tenant, segments) in &rows[..take] {
                     let segments = schema::parse_segments(segments)?;
                     free_blobs(&mut tx, tenant, &blob_ids(&segments), since).await?;
                     tx.exec_drop(sql::OBJECT_DELETE, (bucket, key.as_slice())).await?;
                 }
-                rows.len() as u64
+                (rows.len(), take)
             })?;
-            if removed < BATCH {
+            if fetched < BATCH as usize && removed == fetched {
                 break;
             }
         }
@@ -364,19 +384,20 @@ impl TidbBackend {
     pub(crate) async fn purge_objects(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
         let mut removed = 0;
         loop {
-            let batch = transaction!(self, tx => {
+            let (fetched, taken) = transaction!(self, tx => {
                 let rows: Vec<ExpiredObject> = tx
                     .exec(sql::OBJECTS_EXPIRED_LOCK, (before, BATCH))
                     .await?;
-                for (bucket, key, tenant, segments) in &rows {
+                let take = within_budget(rows.iter().map(|(_, _, _, s)| s.len()));
+                for (bucket, key, tenant, segments) in &rows[..take] {
                     let segments = schema::parse_segments(segments)?;
                     free_blobs(&mut tx, tenant, &blob_ids(&segments), now).await?;
                     tx.exec_drop(sql::OBJECT_DELETE, (*bucket, key.as_slice())).await?;
                 }
-                rows.len() as u64
+                (rows.len(), take)
             })?;
-            removed += batch;
-            if batch < BATCH {
+            removed += taken as u64;
+            if fetched < BATCH as usize && taken == fetched {
                 return Ok(removed);
             }
         }
@@ -1068,6 +1089,20 @@ mod tests {
         assert!(check_condition(None, &etag, &key, 20).is_err());
         let other = Precondition::IfEtag("abd".to_owned());
         assert!(check_condition(Some(&live), &other, &key, 20).is_err());
+    }
+
+    #[test]
+    fn batches_stay_within_the_blob_budget() {
+        let seg = schema::SEGMENT_BYTES;
+        assert_eq!(within_budget([seg; 100].into_iter()), 100);
+        assert_eq!(within_budget([seg * 10_000; 3].into_iter()), 1);
+        assert_eq!(
+            within_budget([seg * 20_000, seg].into_iter()),
+            1,
+            "at least one"
+        );
+        assert_eq!(within_budget([seg * 9_999, seg, seg].into_iter()), 2);
+        assert_eq!(within_budget(std::iter::empty()), 0);
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub(crate) fn bytes(text: &str) -> Value {
 }
 
 /// The bytes of one segment in [`segments_bytes`]: data id and size, big-endian `u64`s.
-const SEGMENT_BYTES: usize = 16;
+pub(crate) const SEGMENT_BYTES: usize = 16;
 
 /// An object's segments as stored: 16 bytes each (data id, size), so the 10,000 segments of
 /// the largest multipart object take 160 KB.
