@@ -670,8 +670,9 @@ fn after_prefix(prefix: &str) -> Vec<u8> {
 
 /// ListObjectsV2: visible objects under `prefix` from `from` (raw bytes, inclusive; a
 /// continuation or `from_after(start_after)`), with keys that hold `delimiter` after the prefix
-/// rolled up into common prefixes. Keys and common prefixes together number at most `max_keys`
-/// (0..=1000); `next_from` is `Some` exactly when more follow.
+/// rolled up into common prefixes (an empty delimiter is none, as in S3). Keys and common
+/// prefixes together number at most `max_keys` (0..=1000); `next_from` is `Some` exactly when
+/// more follow.
 pub async fn list_objects_v2(
     store: &dyn ObjectStore,
     tenant: &TenantId,
@@ -684,10 +685,12 @@ pub async fn list_objects_v2(
     if max_keys > crate::validate::MAX_PAGE_SIZE {
         return Err(Error::invalid("max-keys", "must be at most 1000"));
     }
-    if delimiter.is_some_and(|d| d.is_empty() || d.contains('\0') || d.len() > 1024) {
+    // An empty delimiter is no delimiter, as S3 treats it (rclone sends `delimiter=`).
+    let delimiter = delimiter.filter(|d| !d.is_empty());
+    if delimiter.is_some_and(|d| d.contains('\0') || d.len() > 1024) {
         return Err(Error::invalid(
             "delimiter",
-            "must be 1..=1024 bytes without U+0000",
+            "must be at most 1024 bytes without U+0000",
         ));
     }
     // The bucket must exist even when nothing is asked for.

@@ -1,3 +1,5 @@
+//! Unit tests of the shared object semantics.
+
 use super::*;
 use crate::validate::MAX_KEY_BYTES;
 
