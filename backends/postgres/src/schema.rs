@@ -18,7 +18,7 @@
 //! | `p8fs_uploads` | tenant, bucket, id | key (`bytea`), initiation, attributes, expiry to give |
 //! | `p8fs_parts` | tenant, bucket, upload id, number | data id, size, ETag, checksums |
 //! | `p8fs_blobs` | tenant, data id | `pending` or `freed`, since when |
-//! | `p8fs_chunks` | tenant, data id, index | the bytes (`bytea`, at most 1 MiB) |
+//! | `p8fs_chunks` | tenant, data id, index | the bytes (`bytea` stored uncompressed, at most 1 MiB) |
 //!
 //! Codecs: JSON is written as text cast to `json`, so the stored text is exactly what serde wrote
 //! and reads back to the same value; embeddings travel in pgvector's binary format, so f32
@@ -40,6 +40,11 @@ use crate::error::classify_migration;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "schema", include_str!("../migrations/0001_schema.sql")),
     (2, "objects", include_str!("../migrations/0002_objects.sql")),
+    (
+        3,
+        "chunk storage",
+        include_str!("../migrations/0003_chunk_storage.sql"),
+    ),
 ];
 
 /// The embedded migrations as a sqlx migration source.
