@@ -13,8 +13,9 @@ python3 scripts/check-one-build.py
 
 # Suites that must have run, each with tests named `<suite>::...`: every backend's conformance
 # suite, and the OAuth flows in a real browser and with the Python clients
-# (gateway/tests/oauth_flows.rs), which need what scripts/install-deps.sh installs.
-REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows)
+# (gateway/tests/oauth_flows.rs), and the S3 clients (AWS CLI, boto3, rclone) with the crash test
+# (gateway/tests/s3_clients.rs), which need what scripts/install-deps.sh installs.
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
