@@ -658,9 +658,10 @@ pub fn from_after(key: &str) -> Vec<u8> {
     from
 }
 
-/// The smallest byte string above every string that starts with `prefix` (a non-empty UTF-8
-/// prefix: its last byte is below 0xF5, so incrementing it never overflows).
-fn after_prefix(prefix: &str) -> Vec<u8> {
+/// Where a listing that shall skip every key starting with `prefix` starts: the smallest byte
+/// string above all of them (for a non-empty UTF-8 prefix the last byte is below 0xF5, so
+/// incrementing it never overflows).
+pub fn after_prefix(prefix: &str) -> Vec<u8> {
     let mut from = prefix.as_bytes().to_vec();
     if let Some(last) = from.last_mut() {
         *last += 1;

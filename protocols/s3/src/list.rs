@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p8fs_core::object::{self as core_object, ObjectListing, from_after};
+use p8fs_core::object::{self as core_object, ObjectListing, after_prefix, from_after};
 use p8fs_core::{ObjectMeta, ObjectPrefix, TenantId};
 use s3s::dto::{
     CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
@@ -218,12 +218,7 @@ fn from_marker(marker: &str, prefix: &ObjectPrefix, delimiter: Option<&str>) -> 
             .unwrap_or(false)
     });
     if is_common_prefix {
-        // The smallest byte string above every key starting with the marker.
-        let mut from = marker.as_bytes().to_vec();
-        if let Some(last) = from.last_mut() {
-            *last = last.saturating_add(1);
-        }
-        from
+        after_prefix(marker)
     } else {
         from_after(marker)
     }
