@@ -2,26 +2,30 @@
 //! executable scenarios, a reference model, and property-based differential tests.
 //!
 //! Scenarios are async functions over a [`Harness`], grouped by contract area (`kv`, `ttl`,
-//! `vector`, `graph`, `tenancy`, `limits`, `numbers`, `races`, `cursors`, `object`, `purge`,
-//! `reaper`). [`suite!`] instantiates every scenario and every differential test for one backend
-//! factory as separate tests, so a failure is reported as `rocksdb::kv::cas_has_exactly_one_winner`
-//! and one failure does not hide the rest. A factory that cannot reach its server panics: a
-//! missing server is a failure, never a pass.
+//! `vector`, `graph`, `tenancy`, `limits`, `numbers`, `races`, `cursors`, `object`, `change`,
+//! `purge`, `reaper`, `retention`). [`suite!`] instantiates every scenario and every differential
+//! test for one backend factory as separate tests, so a failure is reported as
+//! `rocksdb::kv::cas_has_exactly_one_winner` and one failure does not hide the rest. A factory that
+//! cannot reach its server panics: a missing server is a failure, never a pass.
 //!
 //! Purges on a shared server: SQL cases share one database and tell their records apart by
 //! tenant, but `purge_expired` removes every tenant's expired records by the case's own clock (and
-//! `reap_objects` every tenant's abandoned and freed blobs by its policy). So cases run in one of
-//! two modes ([`Purging`]). Most cases are [`Purging::Shared`]: their clocks start at [`START`],
-//! their backends purge nothing (an unbounded purge grace) and they never reap. The `purge` and
-//! `reaper` scenarios and the differential tests are [`Purging::Exclusive`]: the factory holds the
-//! server's purge lock (a session lock on the server, released when the case ends or its process
-//! dies) and sets no purge grace, and the clock runs from [`PURGE_START`], a month before
+//! `reap_objects` every tenant's abandoned and freed blobs by its policy, `trim_changes` every
+//! tenant's changes committed before its time). So cases run in one of two modes ([`Purging`]).
+//! Most cases are [`Purging::Shared`]: their clocks start at [`START`], their backends purge
+//! nothing (an unbounded purge grace) and they never reap or trim. The `purge`, `reaper` and
+//! `retention` scenarios and the differential tests are [`Purging::Exclusive`]: the factory holds
+//! the server's purge lock (a session lock on the server, released when the case ends or its
+//! process dies) and sets no purge grace, and the clock runs from [`PURGE_START`], a month before
 //! [`START`]. A purge there removes only records that expired before its clock's now, which no
 //! shared case ever wrote (their records expire after `START`) and only one exclusive case at a
 //! time owns; [`build`] first purges at `START - 1` what earlier exclusive cases left, so the counts
 //! a purge returns are the case's own. A `reaper` scenario likewise first reaps with a policy at
-//! `START - 1` (`reaper::clean_slate`) and then reaps only with policies before `START`.
+//! `START - 1` (`reaper::clean_slate`) and then reaps only with policies before `START`, and a
+//! `retention` scenario first trims at `START - 1` and then trims only before `START`: every
+//! change of a shared case is committed at or after `START`.
 
+pub mod change;
 #[cfg(test)]
 mod check_suites;
 pub mod cursors;
@@ -36,6 +40,7 @@ pub mod object;
 pub mod purge;
 pub mod races;
 pub mod reaper;
+pub mod retention;
 pub mod support;
 pub mod tenancy;
 pub mod ttl;
@@ -294,6 +299,16 @@ macro_rules! suite {
                     abort_ends_an_upload,
                     completion_checks_its_condition,
                 ],
+                change: [
+                    kv_writes_are_logged,
+                    vector_writes_are_logged,
+                    graph_writes_are_logged,
+                    object_writes_are_logged,
+                    expiry_appends_nothing,
+                    cursors_are_dense_and_page,
+                    logs_are_per_tenant,
+                    concurrent_writers_are_logged_once,
+                ],
             }
             $crate::__scenarios! { $factory, start_exclusive;
                 purge: [
@@ -309,6 +324,11 @@ macro_rules! suite {
                     freed_blobs_outlive_their_object_until_reaped,
                     abandoned_uploads_are_reaped_with_their_parts,
                     ended_uploads_and_buckets_free_their_blobs,
+                ],
+                retention: [
+                    trim_keeps_a_suffix,
+                    trim_keeps_a_suffix_when_clocks_disagree,
+                    purge_and_reap_append_nothing,
                 ],
             }
             $crate::__differential! { $factory;

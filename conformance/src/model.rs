@@ -1,8 +1,13 @@
 //! The reference model: every backend trait implemented in plain in-memory Rust, written to be
 //! obviously correct rather than fast. Every read filters by visibility at the clock's `now`;
 //! nothing is ever purged except by [`Maintenance::purge_expired`]. Objects are in
-//! `model/object.rs`; data and upload ids come from the same counter as versions.
+//! `model/object.rs`; data and upload ids come from the same counter as versions. Every write
+//! appends its change (`model/change.rs`) while it holds the state lock, after everything that
+//! can fail has been checked, so a failed write appends nothing; `delete_node` appends the
+//! node's `Delete`, then one edge `Delete` per visible edge it removed, edges ordered by
+//! (src, rel, dst) as raw bytes, which every backend follows too.
 
+mod change;
 mod object;
 
 use std::collections::BTreeMap;
@@ -15,10 +20,11 @@ use p8fs_core::graph::NodePage;
 use p8fs_core::kv::KvPage;
 use p8fs_core::vector::VectorPage;
 use p8fs_core::{
-    Clock, CollectionName, CollectionSpec, Direction, EdgeRecord, Embedding, Error, Filter,
-    GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Label, Limit,
-    Maintenance, NodeId, NodeRecord, Page, RecordId, Rel, RelFilter, Resource, Result, TenantId,
-    Timestamp, Ttl, VectorRecord, VectorStore, Version, Weight, expires_at, is_visible,
+    ChangeEvent, Clock, CollectionName, CollectionSpec, Direction, EdgeRecord, Embedding, Error,
+    Filter, GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Label,
+    Limit, Maintenance, NodeId, NodeRecord, Page, RecordId, Rel, RelFilter, Resource, Result,
+    Subject, TenantId, Timestamp, Ttl, VectorRecord, VectorStore, Version, Weight, expires_at,
+    is_visible,
 };
 
 /// The in-memory reference backend.
@@ -36,6 +42,7 @@ struct State {
     nodes: BTreeMap<(TenantId, NodeId), NodeRecord>,
     edges: BTreeMap<(TenantId, NodeId, Rel, NodeId), EdgeRecord>,
     objects: object::Objects,
+    changes: change::Changes,
 }
 
 #[derive(Debug)]
@@ -78,6 +85,11 @@ impl State {
             expires_at: expires_at(now, ttl),
         };
         self.kv.insert((tenant.clone(), key.clone()), entry);
+        self.changes.append(
+            tenant,
+            now,
+            ChangeEvent::put(Subject::Kv { key: key.clone() }, Some(version)),
+        );
         version
     }
 
@@ -163,6 +175,12 @@ impl KvStore for ModelBackend {
         let mut state = self.state.lock();
         let existed = state.visible_kv(tenant, key, now).is_some();
         state.kv.remove(&(tenant.clone(), key.clone()));
+        if existed {
+            let subject = Subject::Kv { key: key.clone() };
+            state
+                .changes
+                .append(tenant, now, ChangeEvent::delete(subject));
+        }
         Ok(existed)
     }
 
@@ -208,6 +226,7 @@ impl KvStore for ModelBackend {
 #[async_trait]
 impl VectorStore for ModelBackend {
     async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool> {
+        let now = self.clock.now();
         let mut state = self.state.lock();
         let key = (tenant.clone(), spec.name.clone());
         match state.collections.get(&key) {
@@ -226,6 +245,12 @@ impl VectorStore for ModelBackend {
                         records: BTreeMap::new(),
                     },
                 );
+                let subject = Subject::Collection {
+                    name: spec.name.clone(),
+                };
+                state
+                    .changes
+                    .append(tenant, now, ChangeEvent::put(subject, None));
                 Ok(true)
             }
         }
@@ -256,11 +281,20 @@ impl VectorStore for ModelBackend {
     }
 
     async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
+        let now = self.clock.now();
         let mut state = self.state.lock();
-        Ok(state
+        let existed = state
             .collections
             .remove(&(tenant.clone(), name.clone()))
-            .is_some())
+            .is_some();
+        if existed {
+            // One change for the collection; its records go with it without one each.
+            let subject = Subject::Collection { name: name.clone() };
+            state
+                .changes
+                .append(tenant, now, ChangeEvent::delete(subject));
+        }
+        Ok(existed)
     }
 
     async fn upsert_vector(
@@ -292,6 +326,13 @@ impl VectorStore for ModelBackend {
                 expires_at: expires_at(now, ttl),
             },
         );
+        let subject = Subject::Vector {
+            collection: collection.clone(),
+            id: id.clone(),
+        };
+        state
+            .changes
+            .append(tenant, now, ChangeEvent::put(subject, None));
         Ok(())
     }
 
@@ -323,10 +364,20 @@ impl VectorStore for ModelBackend {
             .collections
             .get_mut(&(tenant.clone(), collection.clone()))
             .ok_or_else(|| Error::not_found(Resource::Collection, collection))?;
-        Ok(entry
+        let existed = entry
             .records
             .remove(id)
-            .is_some_and(|r| is_visible(r.expires_at, now)))
+            .is_some_and(|r| is_visible(r.expires_at, now));
+        if existed {
+            let subject = Subject::Vector {
+                collection: collection.clone(),
+                id: id.clone(),
+            };
+            state
+                .changes
+                .append(tenant, now, ChangeEvent::delete(subject));
+        }
+        Ok(existed)
     }
 
     async fn list_vectors(
@@ -403,6 +454,10 @@ impl GraphStore for ModelBackend {
                 expires_at: expires_at(now, ttl),
             },
         );
+        let subject = Subject::Node { id: id.clone() };
+        state
+            .changes
+            .append(tenant, now, ChangeEvent::put(subject, None));
         Ok(())
     }
 
@@ -415,8 +470,37 @@ impl GraphStore for ModelBackend {
         let now = self.clock.now();
         let mut state = self.state.lock();
         let existed = state.visible_node(tenant, id, now).is_some();
+        // The visible edges this removes, each logged after the node in (src, rel, dst) byte
+        // order. An invisible node has no visible edge: an edge is visible only with both ends.
+        let mut removed: Vec<(NodeId, Rel, NodeId)> = state
+            .edges
+            .iter()
+            .filter(|((t, src, _, dst), edge)| {
+                t == tenant && (src == id || dst == id) && state.edge_visible(tenant, edge, now)
+            })
+            .map(|((_, src, rel, dst), _)| (src.clone(), rel.clone(), dst.clone()))
+            .collect();
+        removed.sort_by(|a, b| {
+            (a.0.as_bytes(), a.1.as_bytes(), a.2.as_bytes()).cmp(&(
+                b.0.as_bytes(),
+                b.1.as_bytes(),
+                b.2.as_bytes(),
+            ))
+        });
         state.nodes.remove(&(tenant.clone(), id.clone()));
         state.remove_edges_touching(tenant, id);
+        if existed {
+            let subject = Subject::Node { id: id.clone() };
+            state
+                .changes
+                .append(tenant, now, ChangeEvent::delete(subject));
+            for (src, rel, dst) in removed {
+                let subject = Subject::Edge { src, rel, dst };
+                state
+                    .changes
+                    .append(tenant, now, ChangeEvent::delete(subject));
+            }
+        }
         Ok(existed)
     }
 
@@ -471,6 +555,14 @@ impl GraphStore for ModelBackend {
                 expires_at: expires_at(now, ttl),
             },
         );
+        let subject = Subject::Edge {
+            src: src.clone(),
+            rel: rel.clone(),
+            dst: dst.clone(),
+        };
+        state
+            .changes
+            .append(tenant, now, ChangeEvent::put(subject, None));
         Ok(())
     }
 
@@ -502,7 +594,18 @@ impl GraphStore for ModelBackend {
         let removed = state
             .edges
             .remove(&(tenant.clone(), src.clone(), rel.clone(), dst.clone()));
-        Ok(removed.is_some_and(|e| state.edge_visible(tenant, &e, now)))
+        let existed = removed.is_some_and(|e| state.edge_visible(tenant, &e, now));
+        if existed {
+            let subject = Subject::Edge {
+                src: src.clone(),
+                rel: rel.clone(),
+                dst: dst.clone(),
+            };
+            state
+                .changes
+                .append(tenant, now, ChangeEvent::delete(subject));
+        }
+        Ok(existed)
     }
 
     async fn edges_of(

@@ -1,7 +1,8 @@
 //! Objects in the reference model: buckets, objects, data blobs with their chunks, and multipart
 //! uploads, each in a plain map. A blob is *pending* from `begin_data` until an object or a part
 //! takes it, *in use* while one holds it, and *freed* from the moment its holder is replaced,
-//! deleted, aborted or purged, until the reaper removes it.
+//! deleted, aborted or purged, until the reaper removes it. Buckets and committed objects append
+//! their changes; blobs, uploads and parts, which nothing can see, append none.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +10,9 @@ use async_trait::async_trait;
 
 use p8fs_core::object::{CHUNK_BYTES, MAX_BUCKETS, object_visible};
 use p8fs_core::{
-    BucketInfo, BucketName, DataId, Error, Limit, ObjectAttributes, ObjectKey, ObjectMeta,
-    ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result, TenantId,
-    Timestamp, UploadId, UploadInfo,
+    BucketInfo, BucketName, ChangeEvent, DataId, Error, Limit, ObjectAttributes, ObjectKey,
+    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
+    Subject, TenantId, Timestamp, UploadId, UploadInfo,
 };
 
 use super::{ModelBackend, State};
@@ -188,6 +189,19 @@ impl State {
     }
 }
 
+fn bucket_subject(bucket: &BucketName) -> Subject {
+    Subject::Bucket {
+        name: bucket.clone(),
+    }
+}
+
+fn object_subject(bucket: &BucketName, key: &ObjectKey) -> Subject {
+    Subject::Object {
+        bucket: bucket.clone(),
+        key: key.clone(),
+    }
+}
+
 #[async_trait]
 impl ObjectStore for ModelBackend {
     async fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<BucketInfo> {
@@ -214,6 +228,8 @@ impl ObjectStore for ModelBackend {
         objects
             .buckets
             .insert((tenant.clone(), bucket.clone()), info.clone());
+        let event = ChangeEvent::put(bucket_subject(bucket), None);
+        state.changes.append(tenant, now, event);
         Ok(info)
     }
 
@@ -277,6 +293,8 @@ impl ObjectStore for ModelBackend {
             objects.end_upload(tenant, bucket, upload, &[], now);
         }
         objects.buckets.remove(&(tenant.clone(), bucket.clone()));
+        let event = ChangeEvent::delete(bucket_subject(bucket));
+        state.changes.append(tenant, now, event);
         Ok(())
     }
 
@@ -359,6 +377,8 @@ impl ObjectStore for ModelBackend {
         }
         objects.check(tenant, bucket, &meta.key, condition, now)?;
         objects.commit(tenant, bucket, meta, now);
+        let event = ChangeEvent::put(object_subject(bucket, &meta.key), None);
+        state.changes.append(tenant, now, event);
         Ok(())
     }
 
@@ -387,7 +407,7 @@ impl ObjectStore for ModelBackend {
         let removed = objects
             .objects
             .remove(&(tenant.clone(), bucket.clone(), key.clone()));
-        Ok(match removed {
+        let existed = match removed {
             None => false,
             Some(meta) => {
                 let visible = object_visible(&meta, now);
@@ -396,7 +416,12 @@ impl ObjectStore for ModelBackend {
                 }
                 visible
             }
-        })
+        };
+        if existed {
+            let event = ChangeEvent::delete(object_subject(bucket, key));
+            state.changes.append(tenant, now, event);
+        }
+        Ok(existed)
     }
 
     async fn list_objects(
@@ -571,6 +596,8 @@ impl ObjectStore for ModelBackend {
         let used: Vec<DataId> = meta.segments.iter().map(|s| s.data).collect();
         objects.end_upload(tenant, bucket, upload, &used, now);
         objects.commit(tenant, bucket, meta, now);
+        let event = ChangeEvent::put(object_subject(bucket, &meta.key), None);
+        state.changes.append(tenant, now, event);
         Ok(())
     }
 
