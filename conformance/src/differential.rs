@@ -9,13 +9,15 @@
 //! operation both results must be equal: values, pages and cursors (listings are followed to their
 //! end), search hits with their distances, traversal results, and for errors the [`ErrorKind`].
 //! After `purge_expired` and at the end of each case the whole visible state of both tenants is
-//! compared too.
+//! compared too, and so are both tenants' change logs, read from the start in pages to the head:
+//! cursors, commit times, operations, subjects and key-value versions (as ordinals, below), and
+//! the heads `change_heads` reports for the case's tenants.
 //!
 //! Versions are opaque and are never compared across sides. Each side remembers, per
 //! (tenant, key), the versions its own writes returned; a write must return a version greater than
 //! every earlier one for that key (also across delete and expiry), and a version is reported as
 //! its ordinal among them (0 for the key's first write). A read returning a version that no write
-//! to that key returned fails the case. Compare-and-swap picks its expected version on each side
+//! to that key returned fails the case, and so does a change carrying one. Compare-and-swap picks its expected version on each side
 //! by position in that side's list (`Expected`), never by value.
 //!
 //! Each case runs in [`Purging::Exclusive`] mode, so `purge_expired` removes what expired on the
@@ -54,9 +56,9 @@ use p8fs_core::kv::KvEntry;
 use p8fs_core::traverse::{self, Neighbor, Path, PathQuery};
 use p8fs_core::vector::{self, VectorPage};
 use p8fs_core::{
-    Backend, Clock, CollectionSpec, Direction, EdgeRecord, ErrorKind, Key, KeyPrefix, Limit,
-    ManualClock, Metric, NodeId, NodeRecord, Page, RecordId, SearchHit, TenantId, Timestamp, Ttl,
-    VectorRecord, Version, kv,
+    Backend, Change, ChangeCursor, ChangeOp, Clock, CollectionSpec, Direction, EdgeRecord,
+    ErrorKind, Key, KeyPrefix, Limit, ManualClock, Metric, NodeId, NodeRecord, Page, RecordId,
+    SearchHit, Subject, TenantId, Timestamp, Ttl, VectorRecord, Version, kv,
 };
 
 use crate::support as s;
@@ -189,8 +191,9 @@ pub fn graph_matches_model(factory: Factory) {
 }
 
 /// Buckets and objects in two tenants (small objects at keys of up to four characters among
-/// `a`, `b`, `/` and `é`; plain and If-None-Match puts with ttls; deletes; reads of metadata and
-/// bytes; bucket create, delete and list; ListObjectsV2 walks with random prefix, delimiter,
+/// `a`, `b`, `/` and `é`; plain and If-None-Match puts with ttls; one-part multipart uploads
+/// completed, plainly or If-None-Match, or aborted; deletes; reads of metadata and bytes; bucket
+/// create, delete and list; ListObjectsV2 walks with random prefix, delimiter,
 /// start-after and max-keys from 0 to 1000), clock advances to and around expiries, and purges.
 pub fn objects_match_model(factory: Factory) {
     let body = prop::collection::vec(
@@ -1041,6 +1044,26 @@ enum Out {
     Failed(ErrorKind),
 }
 
+/// A change with its key-value version replaced by its ordinal.
+#[derive(Debug, PartialEq)]
+struct Logged {
+    cursor: u64,
+    at: Timestamp,
+    op: ChangeOp,
+    subject: Subject,
+    version: Option<usize>,
+}
+
+/// A tenant's change log read whole: its changes and its head.
+#[derive(Debug, PartialEq)]
+struct Log {
+    changes: Vec<Logged>,
+    head: u64,
+}
+
+/// How many changes a page of the change log asks for when a log is compared.
+const CHANGE_PAGE: u64 = 50;
+
 /// A key-value entry with its version replaced by its ordinal.
 #[derive(Debug, PartialEq)]
 struct Entry {
@@ -1170,6 +1193,94 @@ impl Side {
             value: Json(e.value),
             expires_at: e.expires_at,
         })
+    }
+
+    /// A change as both sides must agree on it: a key-value change's version as its ordinal
+    /// among the versions the key's writes returned on this side.
+    fn logged(&self, t: usize, change: Change) -> Result<Logged, TestCaseError> {
+        let version = match (&change.subject, change.version) {
+            (Subject::Kv { key }, Some(version)) => Some(self.canon(t, key.as_str(), version)?),
+            (_, None) => None,
+            (subject, Some(version)) => {
+                return Err(TestCaseError::fail(format!(
+                    "change {} ({subject:?}, tenant {t}) carries version {version}, which only \
+                     key-value changes do",
+                    change.cursor
+                )));
+            }
+        };
+        Ok(Logged {
+            cursor: change.cursor.0,
+            at: change.at,
+            op: change.op,
+            subject: change.subject,
+            version,
+        })
+    }
+
+    /// The change log of tenant `t`, read from its start in pages up to its head.
+    async fn log(&self, t: usize, tenant: &TenantId) -> Result<Log, TestCaseError> {
+        let limit = s::limit(CHANGE_PAGE);
+        let mut changes = Vec::new();
+        let mut after = ChangeCursor(0);
+        loop {
+            let page = self
+                .backend
+                .changes(tenant, after, limit)
+                .await
+                .map_err(|e| {
+                    TestCaseError::fail(format!(
+                        "reading the change log of tenant {t} after {after}: {e}"
+                    ))
+                })?;
+            let expected_next = page.changes.last().map_or(after, |c| c.cursor);
+            prop_assert_eq!(
+                page.next,
+                expected_next,
+                "next is the last cursor of a page, or after for an empty one"
+            );
+            if page.changes.is_empty() && page.next != page.head {
+                return Err(TestCaseError::fail(format!(
+                    "an empty page of tenant {t}'s change log after {after}, below its head {}",
+                    page.head
+                )));
+            }
+            for change in page.changes {
+                changes.push(self.logged(t, change)?);
+            }
+            after = page.next;
+            if page.next == page.head {
+                return Ok(Log {
+                    changes,
+                    head: page.head.0,
+                });
+            }
+        }
+    }
+
+    /// Both tenants' change logs, and the heads `change_heads` lists for them.
+    async fn logs(
+        &self,
+        tenants: &[TenantId; 2],
+    ) -> Result<(Vec<Log>, Vec<(usize, u64)>), TestCaseError> {
+        let mut logs = Vec::new();
+        for (t, tenant) in tenants.iter().enumerate() {
+            logs.push(self.log(t, tenant).await?);
+        }
+        let heads = self
+            .backend
+            .change_heads()
+            .await
+            .map_err(|e| TestCaseError::fail(format!("change_heads: {e}")))?
+            .into_iter()
+            .filter_map(|(tenant, head)| {
+                tenants
+                    .iter()
+                    .position(|t| *t == tenant)
+                    .map(|t| (t, head.0))
+            })
+            .collect();
+        Ok((logs, heads))
     }
 
     fn entry_pages(
@@ -1759,6 +1870,26 @@ impl Case {
             real,
             model,
             "the visible state {} differs: the backend (left), the model (right)",
+            when
+        );
+        let real = (self.real.logs(&self.tenants).await).map_err(|e| {
+            blame(
+                "the backend",
+                format_args!("reading the change logs {when}"),
+                e,
+            )
+        })?;
+        let model = (self.model.logs(&self.tenants).await).map_err(|e| {
+            blame(
+                "the model",
+                format_args!("reading the change logs {when}"),
+                e,
+            )
+        })?;
+        prop_assert_eq!(
+            real,
+            model,
+            "the change logs {} differ: the backend (left), the model (right)",
             when
         );
         Ok(())

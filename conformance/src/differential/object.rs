@@ -1,20 +1,25 @@
 //! Object operations of the differential tests: buckets, small objects at keys drawn from a tiny
 //! alphabet with `/` (so prefixes, delimiters and common prefixes meet), conditional puts, ttls,
-//! deletes, reads of the whole bytes, and ListObjectsV2 walks with random prefix, delimiter,
-//! start-after and max-keys, followed to their last page.
+//! one-part multipart uploads completed (conditionally) or aborted, deletes, reads of the whole
+//! bytes, and ListObjectsV2 walks with random prefix, delimiter, start-after and max-keys,
+//! followed to their last page.
 //!
 //! Blob and upload ids differ between sides and are never compared; an object is compared by
 //! everything else (key, size, ETag, last-modified, expiry, attributes, number of segments) and
-//! by its bytes.
+//! by its bytes. The changes of bucket and object writes are compared with the rest of each
+//! tenant's change log (`Case::compare_state`).
+
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
 use p8fs_core::object::{
     MAX_PUT_BYTES, ObjectListing, ObjectWriter, chunk_reads, from_after, list_objects_v2,
+    plan_completion,
 };
 use p8fs_core::{
     Backend, BucketName, ErrorKind, Limit, ObjectAttributes, ObjectKey, ObjectMeta, ObjectPrefix,
-    ObjectStore, Precondition, TenantId, Timestamp,
+    ObjectStore, PartRecord, Precondition, TenantId, Timestamp,
 };
 
 use super::{MAX_PAGES, Op, Out, tenant};
@@ -59,6 +64,19 @@ pub(super) enum ObjOp {
         ttl: Option<i64>,
         if_absent: bool,
     },
+    /// Creates an upload of `key`, writes `size` bytes made from `seed` as its one part, then
+    /// completes it (if absent, with `if_absent`) or aborts it. A refused completion leaves the
+    /// upload open, as S3 does.
+    Multipart {
+        t: usize,
+        b: &'static str,
+        key: String,
+        size: usize,
+        seed: u8,
+        ttl: Option<i64>,
+        if_absent: bool,
+        complete: bool,
+    },
     Delete {
         t: usize,
         b: &'static str,
@@ -84,7 +102,7 @@ pub(super) enum ObjOp {
 impl ObjOp {
     pub(super) fn ttl(&self) -> Option<i64> {
         match self {
-            ObjOp::Put { ttl, .. } => *ttl,
+            ObjOp::Put { ttl, .. } | ObjOp::Multipart { ttl, .. } => *ttl,
             _ => None,
         }
     }
@@ -146,6 +164,28 @@ fn bucket_name() -> BoxedStrategy<&'static str> {
 }
 
 pub(super) fn obj_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<ObjOp> {
+    let multipart = (
+        tenant(),
+        bucket_name(),
+        key_text(),
+        prop::sample::select(SIZES),
+        any::<u8>(),
+        ttl.clone(),
+        prop::bool::weighted(0.25),
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(
+            |(t, b, key, size, seed, ttl, if_absent, complete)| ObjOp::Multipart {
+                t,
+                b,
+                key,
+                size,
+                seed,
+                ttl,
+                if_absent,
+                complete,
+            },
+        );
     let put = (
         tenant(),
         bucket_name(),
@@ -187,6 +227,7 @@ pub(super) fn obj_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<ObjOp> {
         1 => (tenant(), bucket_name()).prop_map(|(t, b)| ObjOp::DeleteBucket { t, b }),
         1 => tenant().prop_map(|t| ObjOp::Buckets { t }),
         10 => put,
+        2 => multipart,
         3 => (tenant(), bucket_name(), key_text()).prop_map(|(t, b, key)| ObjOp::Delete { t, b, key }),
         3 => (tenant(), bucket_name(), key_text()).prop_map(|(t, b, key)| ObjOp::Get { t, b, key }),
         6 => list,
@@ -280,6 +321,62 @@ async fn put(
     result
 }
 
+/// Runs [`ObjOp::Multipart`]: an upload with one part of `bytes`, completed under `condition`
+/// or aborted.
+#[allow(clippy::too_many_arguments)]
+async fn multipart(
+    b: &dyn Backend,
+    tenant: &TenantId,
+    bucket_name: &str,
+    key: &str,
+    bytes: &[u8],
+    expires_at: Option<Timestamp>,
+    condition: &Precondition,
+    complete: bool,
+    now: Timestamp,
+) -> p8fs_core::Result<()> {
+    let store: &dyn ObjectStore = b;
+    let name = bucket(bucket_name);
+    let upload = store
+        .create_upload(
+            tenant,
+            &name,
+            &okey(key),
+            &ObjectAttributes::default(),
+            expires_at,
+        )
+        .await?;
+    let mut writer = ObjectWriter::begin(store, tenant, MAX_PUT_BYTES).await?;
+    writer.write(bytes).await?;
+    let written = writer.finish().await?;
+    let part = PartRecord {
+        number: 1,
+        data: written.data,
+        size: written.size,
+        etag: written.md5.clone(),
+        checksums: BTreeMap::new(),
+        last_modified: now,
+    };
+    store.put_part(tenant, &name, upload.id, &part).await?;
+    if !complete {
+        return store.abort_upload(tenant, &name, upload.id).await;
+    }
+    let plan = plan_completion(&[(1, part.etag.clone())], std::slice::from_ref(&part))
+        .map_err(|e| p8fs_core::Error::internal(format!("plan_completion: {e:?}"), None))?;
+    let meta = ObjectMeta {
+        key: upload.key,
+        size: plan.size,
+        etag: plan.etag,
+        last_modified: now,
+        expires_at: upload.expires_at,
+        attributes: upload.attributes,
+        segments: plan.segments,
+    };
+    store
+        .complete_upload(tenant, &name, upload.id, &meta, condition)
+        .await
+}
+
 /// Runs one object operation on one side whose clock reads `now`.
 pub(super) async fn run_object(
     b: &dyn Backend,
@@ -330,6 +427,40 @@ pub(super) async fn run_object(
             };
             let bytes = content(*size, *seed);
             match put(b, &tenants[*t], name, &bytes, meta, &condition).await {
+                Ok(()) => Out::Done,
+                Err(e) => failed(e),
+            }
+        }
+        ObjOp::Multipart {
+            t,
+            b: name,
+            key,
+            size,
+            seed,
+            ttl,
+            if_absent,
+            complete,
+        } => {
+            let condition = if *if_absent {
+                Precondition::IfAbsent
+            } else {
+                Precondition::None
+            };
+            let bytes = content(*size, *seed);
+            let expires_at = ttl.map(|ttl| now + ttl);
+            match multipart(
+                b,
+                &tenants[*t],
+                name,
+                key,
+                &bytes,
+                expires_at,
+                &condition,
+                *complete,
+                now,
+            )
+            .await
+            {
                 Ok(()) => Out::Done,
                 Err(e) => failed(e),
             }
