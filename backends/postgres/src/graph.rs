@@ -10,6 +10,13 @@
 //! the row, deletes the edges the old incarnation left, and replaces it; an absent row has no
 //! edges (the foreign keys see to it). `edges_of` is one query per call, joining the visibility of
 //! both endpoints.
+//!
+//! Changes: `put_node`, `put_edge` and `delete_edge` append theirs in the statement that writes
+//! (the slow path of `put_node` in its last statement). `delete_node` is a transaction: it locks
+//! the node row `FOR UPDATE` (so no edge can be added to it any more), then one statement deletes
+//! its edges and the row and appends the node's `Delete` and one edge `Delete` per visible edge,
+//! edges in (src, rel, dst) order. Removing what was already invisible (an expired node, the edges
+//! an earlier incarnation left) appends nothing.
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -98,6 +105,7 @@ impl PgBackend {
             .bind(label.as_str())
             .bind(properties)
             .bind(expires)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -157,14 +165,37 @@ impl GraphStore for PgBackend {
     }
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
-        let visible: Option<bool> = sqlx::query_scalar(sql::NODE_DELETE)
+        let now = self.now();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let visible: Option<bool> = sqlx::query_scalar(sql::NODE_LOCK)
             .bind(tenant.as_str())
             .bind(id.as_str())
-            .bind(self.now())
-            .fetch_optional(&self.pool)
+            .bind(now)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
-        Ok(visible.unwrap_or(false))
+        match visible {
+            None => return Ok(false),
+            Some(false) => {
+                sqlx::query(sql::NODE_DELETE_INVISIBLE)
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+            Some(true) => {
+                sqlx::query(sql::NODE_DELETE_VISIBLE)
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(visible == Some(true))
     }
 
     async fn list_nodes(

@@ -10,6 +10,10 @@
 //! caller with a given expected version swaps. Every statement that assigns a version first takes
 //! a transaction-scoped advisory lock on the key, so versions of one key follow commit order even
 //! when no row exists to lock (a delete followed by two racing re-creations).
+//!
+//! Each of those statements also appends the write's change when, and only when, it wrote
+//! (see `append_events` in `sql.rs`): a failed compare-and-swap or `put_if_absent` and the
+//! delete of an absent or expired record append nothing.
 
 use std::collections::BTreeMap;
 
@@ -204,11 +208,13 @@ impl KvStore for PgBackend {
         value: &JsonValue,
         ttl: Option<Ttl>,
     ) -> Result<Version> {
+        let now = self.now();
         let raw: i64 = sqlx::query_scalar(sql::KV_PUT)
             .bind(tenant.as_str())
             .bind(key.as_str())
             .bind(json_text(value.get())?)
-            .bind(expires_at(self.now(), ttl))
+            .bind(expires_at(now, ttl))
+            .bind(now)
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;

@@ -18,6 +18,7 @@
 //!   [`p8fs_core::Maintenance::purge_expired`] (an expired object's blobs are freed then, for
 //!   [`p8fs_core::ObjectStore::reap_objects`] to remove).
 
+mod change;
 mod error;
 mod graph;
 mod kv;

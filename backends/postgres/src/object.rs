@@ -12,6 +12,11 @@
 //! The reaper works in bounded batches and removes a blob's chunks before its state row, so a
 //! crash at any point leaves the blob for the next reap. Keys are `bytea`: listings order and
 //! start by raw bytes.
+//!
+//! Changes: creating and deleting a bucket, committing an object and deleting a visible one
+//! append their change in the statement that writes (`append_events` in `sql.rs`); a completion
+//! appends the object's `Put` as the last statement of its transaction. Uploads, parts, blobs,
+//! the reaper and purges append nothing: none of them changes what a reader sees.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -20,12 +25,13 @@ use sqlx::{PgConnection, Row};
 
 use p8fs_core::object::MAX_BUCKETS;
 use p8fs_core::{
-    BucketInfo, BucketName, DataId, Error, Limit, ObjectAttributes, ObjectKey, ObjectMeta,
-    ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result, Segment,
-    TenantId, Timestamp, UploadId, UploadInfo,
+    BucketInfo, BucketName, ChangeEvent, DataId, Error, Limit, ObjectAttributes, ObjectKey,
+    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
+    Segment, Subject, TenantId, Timestamp, UploadId, UploadInfo,
 };
 
 use crate::PgBackend;
+use crate::change::append_changes;
 use crate::error::{classify, corrupt};
 use crate::schema::json_text;
 use crate::sql;
@@ -33,6 +39,17 @@ use crate::sql;
 /// How often a commit runs again when a concurrent writer created the row it meant to write
 /// after its snapshot was taken (each attempt then sees the rows committed before it).
 const COMMIT_ATTEMPTS: usize = 16;
+
+/// What an object commit is part of.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Commit {
+    /// `put_object`: every segment's blob must be pending and stops being so, and the statement
+    /// appends the object's `Put`.
+    Put,
+    /// `complete_upload`: the segments are the upload's parts, and the completion appends the
+    /// `Put` itself once the upload is removed, as the last statement of its transaction.
+    Completion,
+}
 
 /// Blobs (or uploads) the reaper takes per batch.
 const REAP_BATCH: i64 = 256;
@@ -181,8 +198,7 @@ impl PgBackend {
         }
     }
 
-    /// Runs [`sql::OBJECT_COMMIT`] on `connection` until it writes or a check fails. With
-    /// `claim`, every segment's blob must be pending and stops being so.
+    /// Runs [`sql::OBJECT_COMMIT`] on `connection` until it writes or a check fails.
     async fn commit_object(
         &self,
         connection: &mut PgConnection,
@@ -190,8 +206,10 @@ impl PgBackend {
         bucket: &BucketName,
         meta: &ObjectMeta,
         condition: &Precondition,
-        claim: bool,
+        commit: Commit,
     ) -> Result<()> {
+        // A single PUT claims its pending blobs and appends its change in this statement.
+        let (claim, append) = (commit == Commit::Put, commit == Commit::Put);
         let data: Vec<i64> = meta.segments.iter().map(|s| id_param(s.data.0)).collect();
         let sizes = meta
             .segments
@@ -217,6 +235,8 @@ impl PgBackend {
                 .bind(kind)
                 .bind(etag)
                 .bind(claim)
+                .bind(append)
+                .bind(meta.key.as_str())
                 .fetch_one(&mut *connection)
                 .await
                 .map_err(classify)?;
@@ -549,8 +569,15 @@ impl ObjectStore for PgBackend {
         condition: &Precondition,
     ) -> Result<()> {
         let mut connection = self.pool.acquire().await.map_err(classify)?;
-        self.commit_object(&mut connection, tenant, bucket, meta, condition, true)
-            .await
+        self.commit_object(
+            &mut connection,
+            tenant,
+            bucket,
+            meta,
+            condition,
+            Commit::Put,
+        )
+        .await
     }
 
     async fn object(
@@ -584,6 +611,7 @@ impl ObjectStore for PgBackend {
             .bind(bucket.as_str())
             .bind(key.as_str().as_bytes())
             .bind(self.now())
+            .bind(key.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
@@ -847,17 +875,23 @@ impl ObjectStore for PgBackend {
                 format!("a part of upload {upload} named in the completion"),
             ));
         }
-        self.commit_object(&mut tx, tenant, bucket, meta, condition, false)
+        self.commit_object(&mut tx, tenant, bucket, meta, condition, Commit::Completion)
             .await?;
+        let now = self.now();
         Self::remove_upload(
             &mut tx,
             tenant.as_str(),
             bucket.as_str(),
             id,
-            self.now(),
+            now,
             &distinct,
         )
         .await?;
+        let subject = Subject::Object {
+            bucket: bucket.clone(),
+            key: meta.key.clone(),
+        };
+        append_changes(&mut tx, tenant, now, &[ChangeEvent::put(subject, None)]).await?;
         tx.commit().await.map_err(classify)
     }
 

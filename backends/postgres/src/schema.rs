@@ -19,6 +19,8 @@
 //! | `p8fs_parts` | tenant, bucket, upload id, number | data id, size, ETag, checksums |
 //! | `p8fs_blobs` | tenant, data id | `pending` or `freed`, since when |
 //! | `p8fs_chunks` | tenant, data id, index | the bytes (`bytea` stored uncompressed, at most 1 MiB) |
+//! | `p8fs_change_heads` | tenant | newest cursor (head), last trimmed cursor (floor) |
+//! | `p8fs_changes` | tenant, cursor | time, kind, operation, subject parts, version |
 //!
 //! Codecs: JSON is written as text cast to `json`, so the stored text is exactly what serde wrote
 //! and reads back to the same value; embeddings travel in pgvector's binary format, so f32
@@ -45,6 +47,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "chunk storage",
         include_str!("../migrations/0003_chunk_storage.sql"),
     ),
+    (4, "changes", include_str!("../migrations/0004_changes.sql")),
 ];
 
 /// The embedded migrations as a sqlx migration source.

@@ -15,6 +15,126 @@ macro_rules! kv_key_lock {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The change log
+// ---------------------------------------------------------------------------------------------
+//
+// A write appends its changes in the statement that writes (or, for writes of several statements,
+// in the last statement before the commit), so they commit or roll back together. The statement
+// defines a CTE `events` — `n` (1, 2, … in cursor order), `kind`, `op`, the subject parts `a`,
+// `b`, `c`, and `version` — with one row per change, computed from what the write actually did
+// (an empty `events` appends nothing and takes no lock), and ends with [`append_events`].
+
+/// The last CTEs of a write that appends the rows of `events` for tenant `$tenant` at time `$at`
+/// (both parameter names): the tenant's head row is incremented by the number of events (an
+/// upsert, so the first change of a tenant creates it) and the events are inserted at the cursors
+/// up to the new head. The head row stays locked until the transaction ends, so a concurrent
+/// writer of the tenant takes its cursors only after this one committed or rolled back: cursors
+/// are dense and follow commit order. The CTE `head` reads `events`, which reads what the write
+/// returned, so the lock is taken after the write itself.
+macro_rules! append_events {
+    ($tenant:literal, $at:literal) => {
+        concat!(
+            "event_count AS MATERIALIZED (SELECT count(*) AS n FROM events), \
+             head AS (INSERT INTO p8fs_change_heads AS h (tenant, head, floor) \
+                 SELECT ",
+            $tenant,
+            ", n, 0 FROM event_count WHERE n > 0 \
+                 ON CONFLICT (tenant) DO UPDATE SET head = h.head + EXCLUDED.head \
+                 RETURNING h.head), \
+             appended AS (INSERT INTO p8fs_changes (tenant, cursor, at, kind, op, a, b, c, version) \
+                 SELECT ",
+            $tenant,
+            ", head.head - event_count.n + e.n, ",
+            $at,
+            ", e.kind, e.op, e.a, e.b, e.c, e.version \
+                 FROM events e CROSS JOIN head CROSS JOIN event_count) "
+        )
+    };
+}
+
+/// The CTE `events` of a write that appends one change per row of `$from` (a `FROM …` clause,
+/// usually the write's `RETURNING` rows, with its condition): kind and operation are names,
+/// the subject parts and the version SQL expressions.
+macro_rules! one_event {
+    ($kind:literal, $op:literal, $a:literal, $b:literal, $c:literal, $version:literal, $from:literal) => {
+        concat!(
+            "events AS (SELECT 1::bigint AS n, '",
+            $kind,
+            "'::text AS kind, '",
+            $op,
+            "'::text AS op, ",
+            $a,
+            "::text AS a, ",
+            $b,
+            "::text AS b, ",
+            $c,
+            "::text AS c, ",
+            $version,
+            "::bigint AS version ",
+            $from,
+            "), "
+        )
+    };
+}
+
+/// Appends changes in a transaction of several statements, as its last statement: `$1 tenant,
+/// $2 at, $3 kinds, $4 operations, $5 first, $6 second, $7 third subject parts (text[] each),
+/// $8 versions (bigint[])`, one element per change, in cursor order.
+pub(crate) const CHANGE_APPEND: &str = concat!(
+    "WITH events AS (SELECT e.n, e.kind, e.op, e.a, e.b, e.c, e.version \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[]) \
+             WITH ORDINALITY AS e (kind, op, a, b, c, version, n)), ",
+    append_events!("$1", "$2"),
+    "SELECT count(*) FROM events"
+);
+
+/// `$1 tenant, $2 after, $3 limit` → one row per change after `$2` (at most `$3`, cursors
+/// ascending: `floor, head, cursor, at, kind, op, a, b, c, version`), or one row whose change
+/// columns are NULL when there is none; no row when the tenant has no log. One statement, so the
+/// head, the floor and the changes are one snapshot: every change up to that head is in it.
+pub(crate) const CHANGES_READ: &str = "SELECT h.floor, h.head, c.cursor, c.at, c.kind, c.op, \
+         c.a, c.b, c.c, c.version \
+     FROM p8fs_change_heads h \
+     LEFT JOIN LATERAL (SELECT * FROM p8fs_changes \
+         WHERE tenant = h.tenant AND cursor > $2 AND cursor <= h.head \
+         ORDER BY cursor LIMIT $3) c ON true \
+     WHERE h.tenant = $1 \
+     ORDER BY c.cursor";
+
+/// → `tenant, head` of every tenant with a log, tenants ascending by raw bytes.
+pub(crate) const CHANGE_HEADS: &str = "SELECT tenant, head FROM p8fs_change_heads ORDER BY tenant";
+
+/// `$1 before` → the tenants whose oldest kept change was written before `$1`: those
+/// [`CHANGES_TRIM`] has work for.
+pub(crate) const CHANGES_TRIMMABLE: &str = "SELECT h.tenant FROM p8fs_change_heads h \
+     WHERE h.head > h.floor AND EXISTS (SELECT 1 FROM p8fs_changes c \
+         WHERE c.tenant = h.tenant AND c.cursor = h.floor + 1 AND c.at < $1) \
+     ORDER BY h.tenant";
+
+/// `$1 tenant, $2 before, $3 batch size` → `removed` (how many changes were removed) and `more`
+/// (the batch ended without reaching a change at or after `$2`, so the next batch may find more).
+///
+/// One batch of retention for one tenant: of the next `$3` kept changes, those before the first
+/// written at or after `$2` are removed and the floor is raised to the last of them, in one
+/// statement, so a reader sees the rows and the floor of one state. What remains is a suffix of
+/// the log: only cursors up to the snapshot's head are considered, and a writer only adds cursors
+/// above it. Concurrent trims of a tenant remove prefixes too, and the floor only goes up.
+pub(crate) const CHANGES_TRIM: &str = "WITH h AS (SELECT floor FROM p8fs_change_heads \
+         WHERE tenant = $1), \
+     batch AS MATERIALIZED (SELECT c.cursor, c.at FROM p8fs_changes c, h \
+         WHERE c.tenant = $1 AND c.cursor > h.floor ORDER BY c.cursor LIMIT $3), \
+     stop AS MATERIALIZED (SELECT min(cursor) AS cursor FROM batch WHERE at >= $2), \
+     cut AS MATERIALIZED (SELECT CASE WHEN (SELECT cursor FROM stop) IS NULL \
+             THEN (SELECT max(cursor) FROM batch) ELSE (SELECT cursor FROM stop) - 1 END AS upto, \
+         (SELECT cursor FROM stop) IS NULL AND (SELECT count(*) FROM batch) = $3 AS more), \
+     gone AS (DELETE FROM p8fs_changes \
+         WHERE tenant = $1 AND cursor > (SELECT floor FROM h) AND cursor <= (SELECT upto FROM cut) \
+         RETURNING 1), \
+     raised AS (UPDATE p8fs_change_heads SET floor = greatest(floor, (SELECT upto FROM cut)) \
+         WHERE tenant = $1 AND (SELECT upto FROM cut) > floor) \
+     SELECT (SELECT count(*) FROM gone) AS removed, more FROM cut";
+
+// ---------------------------------------------------------------------------------------------
 // Key-value
 // ---------------------------------------------------------------------------------------------
 
@@ -22,28 +142,33 @@ macro_rules! kv_key_lock {
 pub(crate) const KV_GET: &str = "SELECT value, version, expires_at FROM p8fs_kv \
      WHERE tenant = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
-/// `$1 tenant, $2 key, $3 value (JSON text), $4 expires_at` → `version`. Upserts.
+/// `$1 tenant, $2 key, $3 value (JSON text), $4 expires_at, $5 now` → `version`. Upserts, and
+/// appends the `Put`.
 ///
 /// The version comes from `nextval` evaluated after the key's advisory lock is held, and every
 /// statement that assigns a version to a key holds that lock until it commits; so a version is
 /// greater than every version the key had before, also across delete and re-creation (where no
 /// row lock exists to order the writers).
 pub(crate) const KV_PUT: &str = concat!(
-    "INSERT INTO p8fs_kv AS kv (tenant, key, value, version, expires_at) \
+    "WITH written AS (INSERT INTO p8fs_kv AS kv (tenant, key, value, version, expires_at) \
      SELECT $1, $2, $3::json, nextval('p8fs_version'), $4 \
      FROM (SELECT ",
     kv_key_lock!(),
     ") AS key_lock \
      ON CONFLICT (tenant, key) DO UPDATE \
      SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at \
-     RETURNING version"
+     RETURNING version), ",
+    one_event!("kv", "put", "''", "''", "$2", "version", "FROM written"),
+    append_events!("$1", "$5"),
+    "SELECT version FROM written"
 );
 
 /// `$1 tenant, $2 key, $3 value, $4 expires_at, $5 now` → `version`, or no row when a visible
 /// record exists. An expired row is replaced; the conflict arbiter locks the row and the `WHERE`
-/// is evaluated on its latest version, so of concurrent callers exactly one gets a row back.
+/// is evaluated on its latest version, so of concurrent callers exactly one gets a row back. The
+/// `Put` is appended when a row is.
 pub(crate) const KV_PUT_IF_ABSENT: &str = concat!(
-    "INSERT INTO p8fs_kv AS kv (tenant, key, value, version, expires_at) \
+    "WITH written AS (INSERT INTO p8fs_kv AS kv (tenant, key, value, version, expires_at) \
      SELECT $1, $2, $3::json, nextval('p8fs_version'), $4 \
      FROM (SELECT ",
     kv_key_lock!(),
@@ -51,14 +176,18 @@ pub(crate) const KV_PUT_IF_ABSENT: &str = concat!(
      ON CONFLICT (tenant, key) DO UPDATE \
      SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at \
      WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $5 \
-     RETURNING version"
+     RETURNING version), ",
+    one_event!("kv", "put", "''", "''", "$2", "version", "FROM written"),
+    append_events!("$1", "$5"),
+    "SELECT version FROM written"
 );
 
 /// `$1 tenant, $2 key, $3 now, $4 expected version, $5 value, $6 expires_at` →
 /// `swapped` (the new version, or NULL) and `current` (the visible version in the statement's
 /// snapshot, or NULL). The `UPDATE` locks the row and re-checks `version = $4` on its latest
 /// version (PostgreSQL re-evaluates the condition after waiting for a concurrent writer), so of
-/// concurrent callers with the same expected version exactly one swaps.
+/// concurrent callers with the same expected version exactly one swaps; that one appends its
+/// `Put`.
 pub(crate) const KV_COMPARE_AND_SWAP: &str = concat!(
     "WITH key_lock AS MATERIALIZED (SELECT ",
     kv_key_lock!(),
@@ -70,13 +199,29 @@ pub(crate) const KV_COMPARE_AND_SWAP: &str = concat!(
          FROM key_lock \
          WHERE tenant = $1 AND key = $2 AND version = $4 \
            AND (expires_at IS NULL OR expires_at > $3) \
-         RETURNING p8fs_kv.version) \
-     SELECT (SELECT version FROM swapped) AS swapped, (SELECT version FROM current_row) AS current"
+         RETURNING p8fs_kv.version), ",
+    one_event!("kv", "put", "''", "''", "$2", "version", "FROM swapped"),
+    append_events!("$1", "$3"),
+    "SELECT (SELECT version FROM swapped) AS swapped, (SELECT version FROM current_row) AS current"
 );
 
-/// `$1 tenant, $2 key, $3 now` → one row `visible` when a row existed.
-pub(crate) const KV_DELETE: &str = "DELETE FROM p8fs_kv WHERE tenant = $1 AND key = $2 \
-     RETURNING (expires_at IS NULL OR expires_at > $3)";
+/// `$1 tenant, $2 key, $3 now` → one row `visible` when a row existed; a visible one appends its
+/// `Delete`.
+pub(crate) const KV_DELETE: &str = concat!(
+    "WITH gone AS (DELETE FROM p8fs_kv WHERE tenant = $1 AND key = $2 \
+         RETURNING (expires_at IS NULL OR expires_at > $3) AS visible), ",
+    one_event!(
+        "kv",
+        "delete",
+        "''",
+        "''",
+        "$2",
+        "NULL",
+        "FROM gone WHERE visible"
+    ),
+    append_events!("$1", "$3"),
+    "SELECT visible FROM gone"
+);
 
 /// `$1 tenant, $2 lower bound (the prefix), $3 upper bound (exclusive), $4 start after (exclusive,
 /// '' for none), $5 now, $6 limit` → `key, value, version, expires_at`, keys ascending.
@@ -101,9 +246,23 @@ pub(crate) const KV_PURGE: &str = "DELETE FROM p8fs_kv \
 // Vector collections and records
 // ---------------------------------------------------------------------------------------------
 
-/// `$1 tenant, $2 name, $3 dimension, $4 metric` → `id` when created, no row when it exists.
-pub(crate) const COLLECTION_CREATE: &str = "INSERT INTO p8fs_collections (tenant, name, dimension, metric) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, name) DO NOTHING RETURNING id";
+/// `$1 tenant, $2 name, $3 dimension, $4 metric, $5 now` → `id` when created (and the `Put`
+/// appended), no row when it exists.
+pub(crate) const COLLECTION_CREATE: &str = concat!(
+    "WITH created AS (INSERT INTO p8fs_collections (tenant, name, dimension, metric) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, name) DO NOTHING RETURNING id), ",
+    one_event!(
+        "collection",
+        "put",
+        "''",
+        "''",
+        "$2",
+        "NULL",
+        "FROM created"
+    ),
+    append_events!("$1", "$5"),
+    "SELECT id FROM created"
+);
 
 /// `$1 tenant, $2 name` → `id, dimension, metric`.
 pub(crate) const COLLECTION_GET: &str =
@@ -113,21 +272,40 @@ pub(crate) const COLLECTION_GET: &str =
 pub(crate) const COLLECTION_LIST: &str =
     "SELECT name, dimension, metric FROM p8fs_collections WHERE tenant = $1 ORDER BY name";
 
-/// `$1 tenant, $2 name` → `id` of the dropped collection; its records go by cascade.
-pub(crate) const COLLECTION_DROP: &str =
-    "DELETE FROM p8fs_collections WHERE tenant = $1 AND name = $2 RETURNING id";
+/// `$1 tenant, $2 name, $3 now` → `id` of the dropped collection, whose `Delete` is appended;
+/// its records go by cascade, without a change each.
+pub(crate) const COLLECTION_DROP: &str = concat!(
+    "WITH dropped AS (DELETE FROM p8fs_collections WHERE tenant = $1 AND name = $2 \
+         RETURNING id), ",
+    one_event!(
+        "collection",
+        "delete",
+        "''",
+        "''",
+        "$2",
+        "NULL",
+        "FROM dropped"
+    ),
+    append_events!("$1", "$3"),
+    "SELECT id FROM dropped"
+);
 
 /// `$1 tenant, $2 name, $3 id, $4 embedding, $5 norm, $6 extreme, $7 metadata, $8 expires_at,
-/// $9 dimension, $10 metric` → one row when written; no row when the collection is missing or
-/// has another dimension or metric.
-pub(crate) const VECTOR_UPSERT: &str = "INSERT INTO p8fs_vectors \
+/// $9 dimension, $10 metric, $11 now` → one row when written (and the `Put` appended); no row
+/// when the collection is missing or has another dimension or metric.
+pub(crate) const VECTOR_UPSERT: &str = concat!(
+    "WITH written AS (INSERT INTO p8fs_vectors \
          (collection_id, id, embedding, norm, extreme, metadata, expires_at) \
      SELECT c.id, $3, $4, $5, $6, $7::json, $8 FROM p8fs_collections c \
      WHERE c.tenant = $1 AND c.name = $2 AND c.dimension = $9 AND c.metric = $10 \
      ON CONFLICT (collection_id, id) DO UPDATE \
      SET embedding = EXCLUDED.embedding, norm = EXCLUDED.norm, extreme = EXCLUDED.extreme, \
          metadata = EXCLUDED.metadata, expires_at = EXCLUDED.expires_at \
-     RETURNING 1";
+     RETURNING 1), ",
+    one_event!("vector", "put", "''", "$2", "$3", "NULL", "FROM written"),
+    append_events!("$1", "$11"),
+    "SELECT 1 FROM written"
+);
 
 /// `$1 tenant, $2 name, $3 id, $4 now` → no row when the collection is missing; otherwise one row
 /// whose record columns are NULL when the record is absent or expired.
@@ -138,12 +316,23 @@ pub(crate) const VECTOR_GET: &str = "SELECT v.embedding, v.metadata, v.expires_a
      WHERE c.tenant = $1 AND c.name = $2";
 
 /// `$1 tenant, $2 name, $3 id, $4 now` → `collection` (NULL when missing) and `deleted` (NULL when
-/// no row was deleted, else whether it was visible).
-pub(crate) const VECTOR_DELETE: &str = "WITH c AS (SELECT id FROM p8fs_collections \
-         WHERE tenant = $1 AND name = $2), \
+/// no row was deleted, else whether it was visible); a visible record's `Delete` is appended.
+pub(crate) const VECTOR_DELETE: &str = concat!(
+    "WITH c AS (SELECT id FROM p8fs_collections WHERE tenant = $1 AND name = $2), \
      d AS (DELETE FROM p8fs_vectors v USING c WHERE v.collection_id = c.id AND v.id = $3 \
-         RETURNING (v.expires_at IS NULL OR v.expires_at > $4) AS visible) \
-     SELECT (SELECT id FROM c) AS collection, (SELECT visible FROM d) AS deleted";
+         RETURNING (v.expires_at IS NULL OR v.expires_at > $4) AS visible), ",
+    one_event!(
+        "vector",
+        "delete",
+        "''",
+        "$2",
+        "$3",
+        "NULL",
+        "FROM d WHERE visible"
+    ),
+    append_events!("$1", "$4"),
+    "SELECT (SELECT id FROM c) AS collection, (SELECT visible FROM d) AS deleted"
+);
 
 /// `$1 collection id, $2 start after ('' for none), $3 now, $4 limit` → records, ids ascending.
 pub(crate) const VECTOR_LIST: &str = "SELECT id, embedding, metadata, expires_at FROM p8fs_vectors \
@@ -273,15 +462,20 @@ pub(crate) const HNSW_SEARCH: &str = "SELECT id, embedding, metadata, expires_at
 // Graph
 // ---------------------------------------------------------------------------------------------
 
-/// `$1 tenant, $2 id, $3 label, $4 properties, $5 expires_at, $6 now` → one row unless an
-/// expired row exists (then the caller takes the slow path that also removes its edges).
-pub(crate) const NODE_UPSERT_UNLESS_EXPIRED: &str = "INSERT INTO p8fs_nodes AS n \
-         (tenant, id, label, properties, expires_at) \
+/// `$1 tenant, $2 id, $3 label, $4 properties, $5 expires_at, $6 now` → one row (and the `Put`
+/// appended) unless an expired row exists (then the caller takes the slow path that also removes
+/// its edges).
+pub(crate) const NODE_UPSERT_UNLESS_EXPIRED: &str = concat!(
+    "WITH written AS (INSERT INTO p8fs_nodes AS n (tenant, id, label, properties, expires_at) \
      VALUES ($1, $2, $3, $4::json, $5) \
      ON CONFLICT (tenant, id) DO UPDATE \
      SET label = EXCLUDED.label, properties = EXCLUDED.properties, expires_at = EXCLUDED.expires_at \
      WHERE n.expires_at IS NULL OR n.expires_at > $6 \
-     RETURNING 1";
+     RETURNING 1), ",
+    one_event!("node", "put", "''", "''", "$2", "NULL", "FROM written"),
+    append_events!("$1", "$6"),
+    "SELECT 1 FROM written"
+);
 
 /// `$1 tenant, $2 id, $3 now` → `visible` of the node row, locked for update.
 pub(crate) const NODE_LOCK: &str = "SELECT (expires_at IS NULL OR expires_at > $3) FROM p8fs_nodes \
@@ -291,19 +485,58 @@ pub(crate) const NODE_LOCK: &str = "SELECT (expires_at IS NULL OR expires_at > $
 pub(crate) const NODE_DELETE_EDGES: &str =
     "DELETE FROM p8fs_edges WHERE tenant = $1 AND (src = $2 OR dst = $2)";
 
-/// `$1 tenant, $2 id, $3 label, $4 properties, $5 expires_at` → upserts unconditionally.
-pub(crate) const NODE_UPSERT: &str = "INSERT INTO p8fs_nodes (tenant, id, label, properties, expires_at) \
+/// `$1 tenant, $2 id, $3 label, $4 properties, $5 expires_at, $6 now` → upserts unconditionally
+/// and appends the `Put`; the last statement of `put_node`'s slow path.
+pub(crate) const NODE_UPSERT: &str = concat!(
+    "WITH written AS (INSERT INTO p8fs_nodes (tenant, id, label, properties, expires_at) \
      VALUES ($1, $2, $3, $4::json, $5) \
      ON CONFLICT (tenant, id) DO UPDATE \
-     SET label = EXCLUDED.label, properties = EXCLUDED.properties, expires_at = EXCLUDED.expires_at";
+     SET label = EXCLUDED.label, properties = EXCLUDED.properties, expires_at = EXCLUDED.expires_at \
+     RETURNING 1), ",
+    one_event!("node", "put", "''", "''", "$2", "NULL", "FROM written"),
+    append_events!("$1", "$6"),
+    "SELECT 1 FROM written"
+);
 
 /// `$1 tenant, $2 id, $3 now` → `label, properties, expires_at` of the visible node.
 pub(crate) const NODE_GET: &str = "SELECT label, properties, expires_at FROM p8fs_nodes \
      WHERE tenant = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
-/// `$1 tenant, $2 id, $3 now` → `visible` when a row was deleted; edges go by cascade.
-pub(crate) const NODE_DELETE: &str = "DELETE FROM p8fs_nodes WHERE tenant = $1 AND id = $2 \
-     RETURNING (expires_at IS NULL OR expires_at > $3)";
+/// `$1 tenant, $2 id` → deletes the node row; its edges go by cascade. For a node that is not
+/// visible, locked by [`NODE_LOCK`]: nothing it removes was visible, so nothing is appended.
+pub(crate) const NODE_DELETE_INVISIBLE: &str =
+    "DELETE FROM p8fs_nodes WHERE tenant = $1 AND id = $2";
+
+/// `$1 tenant, $2 id, $3 now` → deletes a visible node, locked by [`NODE_LOCK`], and its edges,
+/// and appends the node's `Delete` followed by one edge `Delete` per visible edge (both endpoints
+/// visible, the edge not expired), edges ordered by (src, rel, dst) as raw bytes. The node lock
+/// keeps `put_edge` from adding edges to it, and this statement runs after the lock was taken, so
+/// its snapshot holds every edge the node has: the cascade finds none left. An edge that a
+/// concurrent `delete_edge` or `delete_node` (of the other endpoint) deleted first is not
+/// returned here, so its `Delete` is appended once. The edges are locked in key order, so two
+/// such deletions of neighbouring nodes cannot deadlock on them.
+pub(crate) const NODE_DELETE_VISIBLE: &str = concat!(
+    "WITH edges_gone AS (DELETE FROM p8fs_edges \
+         WHERE (tenant, src, rel, dst) IN (SELECT tenant, src, rel, dst FROM p8fs_edges \
+             WHERE tenant = $1 AND (src = $2 OR dst = $2) ORDER BY src, rel, dst FOR UPDATE) \
+         RETURNING src, rel, dst, expires_at), \
+     node_gone AS (DELETE FROM p8fs_nodes WHERE tenant = $1 AND id = $2 \
+         RETURNING (expires_at IS NULL OR expires_at > $3) AS visible), \
+     events AS (SELECT 1::bigint AS n, 'node'::text AS kind, 'delete'::text AS op, \
+             ''::text AS a, ''::text AS b, $2::text AS c, NULL::bigint AS version \
+         FROM node_gone WHERE visible \
+         UNION ALL \
+         SELECT 1 + row_number() OVER (ORDER BY g.src, g.rel, g.dst), 'edge', 'delete', \
+             g.src, g.rel, g.dst, NULL \
+         FROM edges_gone g \
+         WHERE (SELECT visible FROM node_gone) \
+           AND (g.expires_at IS NULL OR g.expires_at > $3) \
+           AND EXISTS (SELECT 1 FROM p8fs_nodes o WHERE o.tenant = $1 \
+               AND o.id = CASE WHEN g.src = $2 THEN g.dst ELSE g.src END \
+               AND (o.expires_at IS NULL OR o.expires_at > $3))), ",
+    append_events!("$1", "$3"),
+    "SELECT visible FROM node_gone"
+);
 
 /// `$1 tenant, $2 start after ('' for none), $3 now, $4 limit` → visible nodes, ids ascending.
 pub(crate) const NODE_LIST: &str = "SELECT id, label, properties, expires_at FROM p8fs_nodes \
@@ -317,7 +550,9 @@ pub(crate) const NODE_LIST: &str = "SELECT id, label, properties, expires_at FRO
 /// `delete_node` (which deletes the row) or the slow path of `put_node` (which locks it for
 /// update) either finishes first, and the check sees its result, or waits for this statement; an
 /// edge is therefore never written next to a deleted node or into an older incarnation of one.
-pub(crate) const EDGE_PUT: &str = "WITH endpoints AS (SELECT id FROM p8fs_nodes \
+/// A written edge appends its `Put`.
+pub(crate) const EDGE_PUT: &str = concat!(
+    "WITH endpoints AS (SELECT id FROM p8fs_nodes \
          WHERE tenant = $1 AND id IN ($2, $4) AND (expires_at IS NULL OR expires_at > $8) \
          FOR KEY SHARE), \
      written AS (INSERT INTO p8fs_edges (tenant, src, rel, dst, weight, properties, expires_at) \
@@ -326,8 +561,11 @@ pub(crate) const EDGE_PUT: &str = "WITH endpoints AS (SELECT id FROM p8fs_nodes 
          ON CONFLICT (tenant, src, rel, dst) DO UPDATE \
          SET weight = EXCLUDED.weight, properties = EXCLUDED.properties, \
              expires_at = EXCLUDED.expires_at \
-         RETURNING 1) \
-     SELECT ARRAY(SELECT id FROM endpoints) AS found, (SELECT count(*) FROM written) AS written";
+         RETURNING 1), ",
+    one_event!("edge", "put", "$2", "$3", "$4", "NULL", "FROM written"),
+    append_events!("$1", "$8"),
+    "SELECT ARRAY(SELECT id FROM endpoints) AS found, (SELECT count(*) FROM written) AS written"
+);
 
 /// `$1 tenant, $2 src, $3 rel, $4 dst, $5 now` → `weight, properties, expires_at` of the edge
 /// when it and both endpoints are visible.
@@ -339,15 +577,30 @@ pub(crate) const EDGE_GET: &str = "SELECT e.weight, e.properties, e.expires_at F
        AND (s.expires_at IS NULL OR s.expires_at > $5) \
        AND (d.expires_at IS NULL OR d.expires_at > $5)";
 
-/// `$1 tenant, $2 src, $3 rel, $4 dst, $5 now` → `visible` when a row was deleted.
-pub(crate) const EDGE_DELETE: &str = "WITH gone AS (DELETE FROM p8fs_edges \
-         WHERE tenant = $1 AND src = $2 AND rel = $3 AND dst = $4 RETURNING expires_at) \
-     SELECT (g.expires_at IS NULL OR g.expires_at > $5) \
+/// `$1 tenant, $2 src, $3 rel, $4 dst, $5 now` → `visible` when a row was deleted; a visible
+/// edge's `Delete` is appended. An edge a concurrent `delete_node` removed first is not deleted
+/// here (the row is gone once this statement gets its lock), so its `Delete` is appended once.
+pub(crate) const EDGE_DELETE: &str = concat!(
+    "WITH gone AS (DELETE FROM p8fs_edges \
+         WHERE tenant = $1 AND src = $2 AND rel = $3 AND dst = $4 RETURNING expires_at), \
+     result AS MATERIALIZED (SELECT (g.expires_at IS NULL OR g.expires_at > $5) \
        AND EXISTS (SELECT 1 FROM p8fs_nodes WHERE tenant = $1 AND id = $2 \
            AND (expires_at IS NULL OR expires_at > $5)) \
        AND EXISTS (SELECT 1 FROM p8fs_nodes WHERE tenant = $1 AND id = $4 \
-           AND (expires_at IS NULL OR expires_at > $5)) \
-     FROM gone g";
+           AND (expires_at IS NULL OR expires_at > $5)) AS visible \
+     FROM gone g), ",
+    one_event!(
+        "edge",
+        "delete",
+        "$2",
+        "$3",
+        "$4",
+        "NULL",
+        "FROM result WHERE visible"
+    ),
+    append_events!("$1", "$5"),
+    "SELECT visible FROM result"
+);
 
 /// The traversal primitive: visible edges (both endpoints visible) touching the nodes `$2`
 /// (text[]) in one direction, with relations in `$3` (text[]; empty for all), at `$4 now`.
@@ -412,17 +665,20 @@ pub(crate) const EDGE_PURGE: &str = "DELETE FROM p8fs_edges \
 pub(crate) const BUCKET_CREATE_LOCK: &str =
     "SELECT pg_advisory_xact_lock(1882743403, hashtext($1))";
 
-/// `$1 tenant, $2 name, $3 created_at, $4 most buckets` → `existing` (the tenant has the bucket),
-/// `count` (the tenant's buckets) and `created` (the bucket was added). Run under
-/// [`BUCKET_CREATE_LOCK`], so the count cannot change meanwhile.
-pub(crate) const BUCKET_CREATE: &str = "WITH existing AS (SELECT created_at FROM p8fs_buckets \
-         WHERE tenant = $1 AND name = $2), \
+/// `$1 tenant, $2 name, $3 created_at (now), $4 most buckets` → `existing` (the tenant has the
+/// bucket), `count` (the tenant's buckets) and `created` (the bucket was added, and its `Put`
+/// appended). Run under [`BUCKET_CREATE_LOCK`], so the count cannot change meanwhile.
+pub(crate) const BUCKET_CREATE: &str = concat!(
+    "WITH existing AS (SELECT created_at FROM p8fs_buckets WHERE tenant = $1 AND name = $2), \
      counted AS (SELECT count(*) AS n FROM p8fs_buckets WHERE tenant = $1), \
      created AS (INSERT INTO p8fs_buckets (tenant, name, created_at) SELECT $1, $2, $3 \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM counted) < $4 \
-         ON CONFLICT (tenant, name) DO NOTHING RETURNING 1) \
-     SELECT EXISTS (SELECT 1 FROM existing) AS existing, (SELECT n FROM counted) AS count, \
-         EXISTS (SELECT 1 FROM created) AS created";
+         ON CONFLICT (tenant, name) DO NOTHING RETURNING 1), ",
+    one_event!("bucket", "put", "''", "''", "$2", "NULL", "FROM created"),
+    append_events!("$1", "$3"),
+    "SELECT EXISTS (SELECT 1 FROM existing) AS existing, (SELECT n FROM counted) AS count, \
+         EXISTS (SELECT 1 FROM created) AS created"
+);
 
 /// `$1 tenant, $2 name` → `created_at`.
 pub(crate) const BUCKET_GET: &str =
@@ -450,10 +706,12 @@ pub(crate) const BUCKET_CHECK_EMPTY: &str = "SELECT EXISTS (SELECT 1 FROM p8fs_o
      ARRAY(SELECT id FROM p8fs_uploads WHERE tenant = $1 AND bucket = $2 FOR UPDATE) AS uploads";
 
 /// `$1 tenant, $2 name, $3 now` → removes the bucket with its expired objects and its uploads and
-/// parts, freeing their blobs at now. Run after [`BUCKET_CHECK_EMPTY`] found no visible object
-/// (none can appear while the bucket is locked); a visible object left over makes the foreign
-/// key fail rather than vanish with the bucket.
-pub(crate) const BUCKET_DELETE: &str = "WITH parts AS (DELETE FROM p8fs_parts \
+/// parts, freeing their blobs at now, and appends the bucket's `Delete` (only; nothing else it
+/// removes was visible). Run after [`BUCKET_CHECK_EMPTY`] found no visible object (none can
+/// appear while the bucket is locked); a visible object left over makes the foreign key fail
+/// rather than vanish with the bucket.
+pub(crate) const BUCKET_DELETE: &str = concat!(
+    "WITH parts AS (DELETE FROM p8fs_parts \
          WHERE tenant = $1 AND bucket = $2 RETURNING data_id), \
      parts_freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
          SELECT DISTINCT $1, data_id, 'freed', $3 FROM parts), \
@@ -461,8 +719,12 @@ pub(crate) const BUCKET_DELETE: &str = "WITH parts AS (DELETE FROM p8fs_parts \
      objects AS (DELETE FROM p8fs_objects WHERE tenant = $1 AND bucket = $2 \
          AND expires_at IS NOT NULL AND expires_at <= $3 RETURNING segment_data), \
      objects_freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
-         SELECT DISTINCT $1, unnest(segment_data), 'freed', $3 FROM objects) \
-     DELETE FROM p8fs_buckets WHERE tenant = $1 AND name = $2";
+         SELECT DISTINCT $1, unnest(segment_data), 'freed', $3 FROM objects), \
+     gone AS (DELETE FROM p8fs_buckets WHERE tenant = $1 AND name = $2 RETURNING 1), ",
+    one_event!("bucket", "delete", "''", "''", "$2", "NULL", "FROM gone"),
+    append_events!("$1", "$3"),
+    "SELECT count(*) FROM gone"
+);
 
 /// `$1 tenant, $2 now` → `data_id` of a new pending blob, from the store's sequence.
 pub(crate) const BLOB_BEGIN: &str = "INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
@@ -521,8 +783,9 @@ pub(crate) const BLOB_REMOVE: &str = "DELETE FROM p8fs_blobs \
 /// Commits an object: `$1 tenant, $2 bucket, $3 key (bytea), $4 size, $5 etag, $6 last_modified,
 /// $7 expires_at, $8 attributes (JSON text), $9 segment data ids, $10 segment sizes, $11 now,
 /// $12 condition (0 none, 1 absent, 2 ETag), $13 the ETag of condition 2, $14 claim (the
-/// segments' blobs must be pending, and stop being so)` → `bucket` (it exists), `data` (every
-/// blob was pending, or no claim), `condition` (it held) and `written`.
+/// segments' blobs must be pending, and stop being so), $15 append the object's `Put` when
+/// written, $16 the key as text` → `bucket` (it exists), `data` (every blob was pending, or no
+/// claim), `condition` (it held) and `written`.
 ///
 /// One statement: the bucket row is locked `FOR KEY SHARE` (against `delete_bucket`), the blobs'
 /// pending rows and the object row at the key `FOR UPDATE` (a row changed by a concurrent writer
@@ -533,8 +796,10 @@ pub(crate) const BLOB_REMOVE: &str = "DELETE FROM p8fs_blobs \
 /// sees that row). So a condition is always evaluated against the object it replaces, and of
 /// concurrent `IfAbsent` writers exactly one succeeds. In the same statement, and only when the
 /// object was written, the claimed blobs lose their pending rows and the replaced object's blobs
-/// (visible or expired) are freed at now.
-pub(crate) const OBJECT_COMMIT: &str = "WITH bucket AS MATERIALIZED (SELECT 1 FROM p8fs_buckets \
+/// (visible or expired) are freed at now. A completion passes `$15` false and appends the `Put`
+/// itself, as its last statement.
+pub(crate) const OBJECT_COMMIT: &str = concat!(
+    "WITH bucket AS MATERIALIZED (SELECT 1 FROM p8fs_buckets \
          WHERE tenant = $1 AND name = $2 FOR KEY SHARE), \
      old AS MATERIALIZED (SELECT version, etag, segment_data, \
              (expires_at IS NULL OR expires_at > $11) AS visible \
@@ -565,8 +830,19 @@ pub(crate) const OBJECT_COMMIT: &str = "WITH bucket AS MATERIALIZED (SELECT 1 FR
            AND EXISTS (SELECT 1 FROM written)), \
      freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
          SELECT DISTINCT $1, unnest(segment_data), 'freed', $11 FROM old \
-         WHERE EXISTS (SELECT 1 FROM written)) \
-     SELECT bucket, data, condition, EXISTS (SELECT 1 FROM written) AS written FROM checks";
+         WHERE EXISTS (SELECT 1 FROM written)), ",
+    one_event!(
+        "object",
+        "put",
+        "''",
+        "$2",
+        "$16",
+        "NULL",
+        "FROM written WHERE $15"
+    ),
+    append_events!("$1", "$11"),
+    "SELECT bucket, data, condition, EXISTS (SELECT 1 FROM written) AS written FROM checks"
+);
 
 /// The columns of an object row, in the order `object.rs` decodes them.
 macro_rules! object_columns {
@@ -603,17 +879,29 @@ pub(crate) const OBJECT_GET: &str = concat!(
      WHERE b.tenant = $1 AND b.name = $2"
 );
 
-/// `$1 tenant, $2 bucket, $3 key, $4 now` → `bucket` (it exists) and `visible` (a visible object
-/// was deleted). The deleted object's blobs (visible or expired) are freed at now; a row changed
-/// by a concurrent writer is deleted in its latest version, whose blobs are the ones freed.
-pub(crate) const OBJECT_DELETE: &str = "WITH bucket AS (SELECT 1 FROM p8fs_buckets \
-         WHERE tenant = $1 AND name = $2), \
+/// `$1 tenant, $2 bucket, $3 key, $4 now, $5 the key as text` → `bucket` (it exists) and
+/// `visible` (a visible object was deleted, and its `Delete` appended). The deleted object's
+/// blobs (visible or expired) are freed at now; a row changed by a concurrent writer is deleted
+/// in its latest version, whose blobs are the ones freed.
+pub(crate) const OBJECT_DELETE: &str = concat!(
+    "WITH bucket AS (SELECT 1 FROM p8fs_buckets WHERE tenant = $1 AND name = $2), \
      gone AS (DELETE FROM p8fs_objects WHERE tenant = $1 AND bucket = $2 AND key = $3 \
          RETURNING expires_at, segment_data), \
      freed AS (INSERT INTO p8fs_blobs (tenant, data_id, state, since) \
-         SELECT DISTINCT $1, unnest(segment_data), 'freed', $4 FROM gone) \
-     SELECT EXISTS (SELECT 1 FROM bucket) AS bucket, \
-         coalesce((SELECT expires_at IS NULL OR expires_at > $4 FROM gone), false) AS visible";
+         SELECT DISTINCT $1, unnest(segment_data), 'freed', $4 FROM gone), ",
+    one_event!(
+        "object",
+        "delete",
+        "''",
+        "$2",
+        "$5",
+        "NULL",
+        "FROM gone WHERE expires_at IS NULL OR expires_at > $4"
+    ),
+    append_events!("$1", "$4"),
+    "SELECT EXISTS (SELECT 1 FROM bucket) AS bucket, \
+         coalesce((SELECT expires_at IS NULL OR expires_at > $4 FROM gone), false) AS visible"
+);
 
 /// `$1 tenant, $2 bucket, $3 from (bytea, inclusive), $4 upper bound (bytea, exclusive), $5 now,
 /// $6 limit` → no row when the bucket is missing; otherwise the visible objects in

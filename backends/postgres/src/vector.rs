@@ -26,6 +26,11 @@
 //!
 //! Records outside the tame range (and queries outside it) are *extreme*: they are always
 //! candidates (a partial index finds them) and core scores them exactly.
+//!
+//! # Writes
+//! Each write is one statement that also appends its change when it changed something (see
+//! `append_events` in `sql.rs`): a collection created or dropped, a record upserted, a visible
+//! record deleted. Dropping a collection appends its `Delete` only; its records go with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -424,6 +429,7 @@ impl VectorStore for PgBackend {
                 .bind(spec.name.as_str())
                 .bind(dimension_param(spec))
                 .bind(metric_name(spec.metric))
+                .bind(self.now())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(classify)?;
@@ -475,6 +481,7 @@ impl VectorStore for PgBackend {
         let dropped: Option<i64> = sqlx::query_scalar(sql::COLLECTION_DROP)
             .bind(tenant.as_str())
             .bind(name.as_str())
+            .bind(self.now())
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -508,6 +515,7 @@ impl VectorStore for PgBackend {
         ttl: Option<Ttl>,
     ) -> Result<()> {
         let record_norm = norm(vector.values());
+        let now = self.now();
         let written: Option<i32> = sqlx::query_scalar(sql::VECTOR_UPSERT)
             .bind(tenant.as_str())
             .bind(collection.as_str())
@@ -516,9 +524,10 @@ impl VectorStore for PgBackend {
             .bind(record_norm)
             .bind(is_extreme(record_norm))
             .bind(json_text(metadata.get())?)
-            .bind(expires_at(self.now(), ttl))
+            .bind(expires_at(now, ttl))
             .bind(i32::try_from(vector.dimension()).unwrap_or(i32::MAX))
             .bind(metric_name(vector.metric()))
+            .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
