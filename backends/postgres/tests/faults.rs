@@ -507,7 +507,13 @@ async fn migrations_apply_once_when_gateways_start_together() {
         .fetch_one(&mut conn)
         .await
         .expect("count migrations");
-    assert_eq!(applied, 3, "each schema migration ran once");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations directory")
+        .count();
+    assert_eq!(
+        applied as usize, migrations,
+        "each schema migration ran once"
+    );
     // Starting again is a no-op, and the store works.
     let again = PgBackend::connect(
         &url,
