@@ -14,6 +14,9 @@
 //!   per-collection HNSW index.
 //! - Objects: chunked data blobs, multipart uploads and the reaper (`object.rs`); object keys
 //!   are `bytea`, so listings order by raw bytes.
+//! - Changes: every write appends its change to its tenant's log in the statement that writes (or
+//!   as the last statement of its transaction), taking cursors from a per-tenant head row locked
+//!   until the commit, so cursors are dense and in commit order (`change.rs`).
 //! - Expired records are invisible at once and removed in batches by
 //!   [`p8fs_core::Maintenance::purge_expired`] (an expired object's blobs are freed then, for
 //!   [`p8fs_core::ObjectStore::reap_objects`] to remove).
