@@ -9,6 +9,15 @@
 //! commits first (and its edge is deleted with the node) or finds the node gone (`NotFound`), so
 //! no visible edge ever dangles. Reads need no lock: an edge is returned only when it and both
 //! endpoints are visible, checked by joins in the same statement.
+//!
+//! Changes (`change.rs`), each the last step of its write's transaction: `put_node` and
+//! `put_edge` append a `Put`. `delete_node` of a visible node appends the node's `Delete`, then
+//! a `Delete` for each visible edge it removes: it locks every edge row touching the node first,
+//! so of two transactions removing one edge (`delete_node` of either endpoint, `delete_edge`)
+//! only the one that gets the row's lock first still finds it and reports it. `delete_edge`
+//! locks the edge's row the same way before it decides. Removing what was already invisible
+//! (expired edges, edges of an expired node, the edges `put_node` clears from an earlier node
+//! with its id) appends nothing.
 
 use std::collections::HashMap;
 
@@ -18,8 +27,9 @@ use mysql_async::{Row, Transaction, Value};
 
 use p8fs_core::graph::NodePage;
 use p8fs_core::{
-    Direction, EdgeRecord, Error, GraphStore, JsonObject, Label, Limit, NodeId, NodeRecord, Page,
-    Rel, RelFilter, Resource, Result, TenantId, Timestamp, Ttl, Weight, expires_at, is_visible,
+    ChangeEvent, Direction, EdgeRecord, Error, GraphStore, JsonObject, Label, Limit, NodeId,
+    NodeRecord, Page, Rel, RelFilter, Resource, Result, Subject, TenantId, Timestamp, Ttl, Weight,
+    expires_at, is_visible,
 };
 
 use crate::error::{classify, corrupt};
@@ -54,6 +64,44 @@ async fn delete_edges_touching(
     let leaving = tx.affected_rows();
     tx.exec_drop(sql::EDGES_DELETE_TO, key).await?;
     Ok(leaving + tx.affected_rows())
+}
+
+/// Locks every edge touching `id` and returns the visible ones (it and both endpoints visible at
+/// `now`), sorted by source, relation and destination. With the rows locked, the plain read that
+/// checks visibility sees them as this transaction will delete them.
+async fn lock_visible_edges(
+    tx: &mut Transaction<'_>,
+    tenant: &TenantId,
+    id: &NodeId,
+    now: Timestamp,
+) -> Result<Vec<EdgeRecord>, TxError> {
+    let key = (bytes(tenant.as_str()), bytes(id.as_str()));
+    tx.exec_drop(sql::EDGES_LOCK_FROM, key.clone()).await?;
+    tx.exec_drop(sql::EDGES_LOCK_TO, key).await?;
+    let sides = [EdgeSide::Out, EdgeSide::In];
+    let mut params: Vec<Value> = Vec::new();
+    for side in sides {
+        params.extend([
+            bytes(tenant.as_str()),
+            Value::from(now),
+            Value::from(now),
+            Value::from(now),
+            bytes(id.as_str()),
+        ]);
+        if side == EdgeSide::In {
+            params.push(bytes(id.as_str()));
+        }
+    }
+    let rows: Vec<Row> = tx.exec(sql::edges_of(&sides, 1, 0), params).await?;
+    let mut edges = rows.into_iter().map(edge).collect::<Result<Vec<_>>>()?;
+    edges.sort_by(|x, y| {
+        (x.src.as_str(), x.rel.as_str(), x.dst.as_str()).cmp(&(
+            y.src.as_str(),
+            y.rel.as_str(),
+            y.dst.as_str(),
+        ))
+    });
+    Ok(edges)
 }
 
 fn node(mut row: Row) -> Result<NodeRecord> {
@@ -152,6 +200,8 @@ impl GraphStore for TidbBackend {
                 )
                 .await?;
             }
+            let event = ChangeEvent::put(Subject::Node { id: id.clone() }, None);
+            self.append(&mut tx, tenant, &[event]).await?;
         })
     }
 
@@ -179,9 +229,20 @@ impl GraphStore for TidbBackend {
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
         transaction!(self, tx => {
-            let (_, visible) = lock_node(&mut tx, tenant, id, self.now()).await?;
+            let now = self.now();
+            let (_, visible) = lock_node(&mut tx, tenant, id, now).await?;
+            // An invisible node has no visible edges: nothing it removes is a change.
+            let mut events = Vec::new();
+            if visible {
+                events.push(ChangeEvent::delete(Subject::Node { id: id.clone() }));
+                let edges = lock_visible_edges(&mut tx, tenant, id, now).await?;
+                events.extend(edges.into_iter().map(|e| {
+                    ChangeEvent::delete(Subject::Edge { src: e.src, rel: e.rel, dst: e.dst })
+                }));
+            }
             delete_edges_touching(&mut tx, tenant, id).await?;
             tx.exec_drop(sql::NODE_DELETE, (bytes(tenant.as_str()), bytes(id.as_str()))).await?;
+            self.append(&mut tx, tenant, &events).await?;
             visible
         })
     }
@@ -243,6 +304,8 @@ impl GraphStore for TidbBackend {
                 Value::from(expires_at(now, ttl)),
             ];
             tx.exec_drop(sql::EDGE_UPSERT, params).await?;
+            let subject = Subject::Edge { src: src.clone(), rel: rel.clone(), dst: dst.clone() };
+            self.append(&mut tx, tenant, &[ChangeEvent::put(subject, None)]).await?;
         })
     }
 
@@ -292,11 +355,22 @@ impl GraphStore for TidbBackend {
         transaction!(self, tx => {
             let now = self.now();
             let key = || vec![bytes(tenant.as_str()), bytes(src.as_str()), bytes(rel.as_str()), bytes(dst.as_str())];
-            let mut params = key();
-            params.extend([Value::from(now), Value::from(now), Value::from(now)]);
-            let visible: Option<Row> = tx.exec_first(sql::EDGE_GET, params).await?;
-            tx.exec_drop(sql::EDGE_DELETE, key()).await?;
-            visible.is_some()
+            // The row's lock decides between concurrent removers of the edge: a later one finds
+            // no row, so only one of them reports (and logs) the removal.
+            let locked: Option<Row> = tx.exec_first(sql::EDGE_LOCK, key()).await?;
+            if locked.is_some() {
+                let mut params = key();
+                params.extend([Value::from(now), Value::from(now), Value::from(now)]);
+                let visible = tx.exec_first::<Row, _, _>(sql::EDGE_GET, params).await?.is_some();
+                tx.exec_drop(sql::EDGE_DELETE, key()).await?;
+                if visible {
+                    let subject = Subject::Edge { src: src.clone(), rel: rel.clone(), dst: dst.clone() };
+                    self.append(&mut tx, tenant, &[ChangeEvent::delete(subject)]).await?;
+                }
+                visible
+            } else {
+                false
+            }
         })
     }
 

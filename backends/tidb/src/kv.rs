@@ -6,12 +6,16 @@
 //! serialised and exactly one sees the expected version. When the row is absent there is nothing
 //! to lock at `READ COMMITTED`: writers then `INSERT`, the unique key lets exactly one through,
 //! and the others fail with a duplicate key, roll back and run again (see `transaction!`), now
-//! finding (and locking) the winner's row. `delete` is one statement.
+//! finding (and locking) the winner's row.
 //!
 //! Versions come from the `NOCACHE` sequence `p8fs_version_seq`, taken only after the row lock is
 //! held (or, for an absent row, inside the transaction whose `INSERT` must win): a later write to
 //! a key therefore always takes a later number than the write it follows, across delete, expiry
 //! and re-creation, and across every gateway sharing the database.
+//!
+//! Every write that happened appends its change (`change.rs`) as the last step of the same
+//! transaction: a `Put` with the new version, or a `Delete` when `delete` removed a visible
+//! record. `delete` is a transaction too, so the row it removed and its change commit together.
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
@@ -19,8 +23,8 @@ use mysql_async::{Row, Transaction, Value};
 
 use p8fs_core::kv::KvPage;
 use p8fs_core::{
-    Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Limit, Page, Resource, Result,
-    TenantId, Timestamp, Ttl, Version, expires_at, is_visible,
+    ChangeEvent, Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Limit, Page,
+    Resource, Result, Subject, TenantId, Timestamp, Ttl, Version, expires_at, is_visible,
 };
 
 use crate::error::{classify, corrupt};
@@ -97,6 +101,14 @@ async fn write(
         .await?;
     }
     Ok(Version(version))
+}
+
+/// The change a write of `key` at `version` appends.
+fn put_event(key: &Key, version: Version) -> [ChangeEvent; 1] {
+    [ChangeEvent::put(
+        Subject::Kv { key: key.clone() },
+        Some(version),
+    )]
 }
 
 /// A `(key, value, version, expires_at)` row.
@@ -199,7 +211,9 @@ impl KvStore for TidbBackend {
         transaction!(self, tx => {
             let now = self.now();
             let present = lock(&mut tx, tenant, key).await?.is_some();
-            write(&mut tx, tenant, key, value, ttl, now, present).await?
+            let version = write(&mut tx, tenant, key, value, ttl, now, present).await?;
+            self.append(&mut tx, tenant, &put_event(key, version)).await?;
+            version
         })
     }
 
@@ -216,7 +230,9 @@ impl KvStore for TidbBackend {
             if locked.as_ref().is_some_and(|row| is_visible(row.expires_at, now)) {
                 return Err(Error::already_exists(Resource::Key, key).into());
             }
-            write(&mut tx, tenant, key, value, ttl, now, locked.is_some()).await?
+            let version = write(&mut tx, tenant, key, value, ttl, now, locked.is_some()).await?;
+            self.append(&mut tx, tenant, &put_event(key, version)).await?;
+            version
         })
     }
 
@@ -239,7 +255,9 @@ impl KvStore for TidbBackend {
                         ))
                         .into());
                     }
-                    write(&mut tx, tenant, key, value, ttl, now, true).await?
+                    let version = write(&mut tx, tenant, key, value, ttl, now, true).await?;
+                    self.append(&mut tx, tenant, &put_event(key, version)).await?;
+                    version
                 }
                 _ => return Err(Error::not_found(Resource::Key, key).into()),
             }
@@ -247,14 +265,19 @@ impl KvStore for TidbBackend {
     }
 
     async fn delete(&self, tenant: &TenantId, key: &Key) -> Result<bool> {
-        let mut conn = self.conn().await?;
-        conn.exec_drop(
-            sql::KV_DELETE,
-            (bytes(tenant.as_str()), bytes(key.as_str()), self.now()),
-        )
-        .await
-        .map_err(classify)?;
-        Ok(conn.affected_rows() > 0)
+        transaction!(self, tx => {
+            tx.exec_drop(
+                sql::KV_DELETE,
+                (bytes(tenant.as_str()), bytes(key.as_str()), self.now()),
+            )
+            .await?;
+            let deleted = tx.affected_rows() > 0;
+            if deleted {
+                let event = ChangeEvent::delete(Subject::Kv { key: key.clone() });
+                self.append(&mut tx, tenant, &[event]).await?;
+            }
+            deleted
+        })
     }
 
     async fn scan(

@@ -11,6 +11,9 @@
 //!   (`SELECT ... FOR UPDATE`); a transaction that loses a conflict (deadlock, lock wait
 //!   timeout, TiDB write conflict, a duplicate key from a racing creator) is rolled back and run
 //!   again from the start, up to [`TidbOptions::max_retries`] times (see [`transaction!`]).
+//! - Every write appends its change to the tenant's change log in its own transaction, as its
+//!   last step: a per-tenant head row, locked until the commit, hands out dense cursors in
+//!   commit order (see `change.rs`).
 //! - Driver errors are classified in one place, `error.rs`.
 //! - Expired rows are invisible at once; [`Maintenance::purge_expired`] deletes them in batches
 //!   (expired objects too, freeing their data blobs for [`p8fs_core::ObjectStore::reap_objects`]).
@@ -20,6 +23,7 @@
 //!   (`p8fs_core::object::CHUNK_BYTES`), one per statement, and no transaction grows with the
 //!   size of an object or a bucket (see `object.rs`).
 
+mod change;
 mod error;
 mod graph;
 mod kv;

@@ -17,12 +17,19 @@
 //!
 //! `delete_bucket` removes the bucket's row after checking, under its lock, that no visible
 //! object remains, and records the id in `p8fs_deleted_buckets`; it then removes the expired
-//! objects and the uploads of that id in bounded transactions. A write that looked the bucket
-//! up just before the delete may still commit into the deleted id, where nothing can see it; the
-//! reaper empties such ids again once they are older than its `abandoned_before` and forgets
-//! them. No transaction grows with the size of a bucket or a blob: blobs are removed a few
-//! chunks per statement, chunks first and the state row last, so an interrupted removal is
-//! simply done again by the next reaper.
+//! objects and the uploads of that id in bounded transactions. `put_object` and
+//! `complete_upload` meet a racing `delete_bucket` on the tenant's change head (see
+//! `recheck_bucket`), so an object never commits into a deleted bucket. Other writes that looked
+//! the bucket up just before the delete (a new upload, a part) may still commit into the deleted
+//! id, where nothing can see them; the reaper empties such ids again once they are older than
+//! its `abandoned_before` and forgets them. No transaction grows with the size of a bucket or a
+//! blob: blobs are removed a few chunks per statement, chunks first and the state row last, so
+//! an interrupted removal is simply done again by the next reaper.
+//!
+//! Changes (`change.rs`), appended in the write's transaction once it has decided: a bucket
+//! `Put` for `create_bucket` and `Delete` for `delete_bucket`, an object `Put` for `put_object`
+//! and `complete_upload`, and an object `Delete` when `delete_object` removed a visible object.
+//! Uploads, parts, blobs, purge and the reaper append nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -32,9 +39,9 @@ use mysql_async::{Row, Transaction, Value};
 
 use p8fs_core::object::{CHUNK_BYTES, MAX_BUCKETS};
 use p8fs_core::{
-    BucketInfo, BucketName, DataId, Error, Limit, ObjectAttributes, ObjectKey, ObjectMeta,
-    ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result, Segment,
-    TenantId, Timestamp, UploadId, UploadInfo, is_visible,
+    BucketInfo, BucketName, ChangeEvent, DataId, Error, Limit, ObjectAttributes, ObjectKey,
+    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
+    Segment, Subject, TenantId, Timestamp, UploadId, UploadInfo, is_visible,
 };
 
 use crate::error::{classify, corrupt};
@@ -70,6 +77,14 @@ fn within_budget(segment_bytes: impl Iterator<Item = usize>) -> usize {
 
 /// An expired object's bucket id, key, tenant and segments.
 type ExpiredObject = (u64, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The subject of a change to the object at `key` in `bucket`.
+fn object_subject(bucket: &BucketName, key: &ObjectKey) -> Subject {
+    Subject::Object {
+        bucket: bucket.clone(),
+        key: key.clone(),
+    }
+}
 
 fn not_found_bucket(bucket: &BucketName) -> TxError {
     Error::not_found(Resource::Bucket, bucket).into()
@@ -113,6 +128,26 @@ async fn bucket_id<Q: Queryable>(
         )
         .await?;
     Ok(row.map(|(id, _)| id))
+}
+
+/// Checks, after the write has appended its change (so it holds the tenant's change head), that
+/// the bucket it wrote into still exists: `NotFound(Bucket)` if a `delete_bucket` committed
+/// since the write looked the bucket up, which rolls the write back. A bucket's row is not
+/// locked by object writes (TiDB has no shared row locks; an exclusive one would serialise every
+/// write to a bucket), and without this check such a write would commit into the deleted
+/// bucket's id and log a `Put` after the bucket's `Delete`. `delete_bucket` takes the head
+/// before its emptiness check, so of the two, whichever takes the head first decides.
+async fn recheck_bucket(
+    tx: &mut Transaction<'_>,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    id: u64,
+) -> Result<(), TxError> {
+    if bucket_id(tx, tenant, bucket).await? == Some(id) {
+        Ok(())
+    } else {
+        Err(not_found_bucket(bucket))
+    }
 }
 
 /// Clears the pending mark of every blob in `ids`; `NotFound(Object)` unless all were pending.
@@ -491,6 +526,8 @@ impl ObjectStore for TidbBackend {
                 (bytes(tenant.as_str()), bytes(bucket.as_str()), id, now),
             )
             .await?;
+            let event = ChangeEvent::put(Subject::Bucket { name: bucket.clone() }, None);
+            self.append(&mut tx, tenant, &[event]).await?;
             BucketInfo {
                 name: bucket.clone(),
                 created_at: now,
@@ -539,6 +576,11 @@ impl ObjectStore for TidbBackend {
                 .exec_first(sql::BUCKET_LOCK, (bytes(tenant.as_str()), bytes(bucket.as_str())))
                 .await?;
             let id = id.ok_or_else(|| not_found_bucket(bucket))?;
+            // The change is appended before the emptiness check, unlike everywhere else: holding
+            // the tenant's change head, the check sees every object write of the tenant that
+            // committed before, and every later one finds the bucket gone (`recheck_bucket`).
+            let event = ChangeEvent::delete(Subject::Bucket { name: bucket.clone() });
+            self.append(&mut tx, tenant, &[event]).await?;
             let visible: Option<i64> = tx.exec_first(sql::BUCKET_HAS_VISIBLE, (id, now)).await?;
             if visible.is_some() {
                 return Err(Error::conflict(format!("bucket {bucket} is not empty")).into());
@@ -649,6 +691,9 @@ impl ObjectStore for TidbBackend {
             check_condition(previous.as_ref(), condition, &meta.key, now)?;
             claim_pending(&mut tx, tenant, &blobs).await?;
             commit_object(&mut tx, tenant, id, meta, previous, now).await?;
+            let event = ChangeEvent::put(object_subject(bucket, &meta.key), None);
+            self.append(&mut tx, tenant, &[event]).await?;
+            recheck_bucket(&mut tx, tenant, bucket, id).await?;
         })
     }
 
@@ -703,7 +748,12 @@ impl ObjectStore for TidbBackend {
                     )
                     .await?;
                     tx.exec_drop(sql::OBJECT_DELETE, (id, bytes(key.as_str()))).await?;
-                    is_visible(previous.expires_at, now)
+                    let visible = is_visible(previous.expires_at, now);
+                    if visible {
+                        let event = ChangeEvent::delete(object_subject(bucket, key));
+                        self.append(&mut tx, tenant, &[event]).await?;
+                    }
+                    visible
                 }
                 None => false,
             }
@@ -953,6 +1003,9 @@ impl ObjectStore for TidbBackend {
             tx.exec_drop(sql::PARTS_DELETE, (upload.0,)).await?;
             tx.exec_drop(sql::UPLOAD_DELETE, (id, upload.0)).await?;
             commit_object(&mut tx, tenant, id, meta, previous, now).await?;
+            let event = ChangeEvent::put(object_subject(bucket, &meta.key), None);
+            self.append(&mut tx, tenant, &[event]).await?;
+            recheck_bucket(&mut tx, tenant, bucket, id).await?;
         })
     }
 

@@ -15,6 +15,8 @@
 //! | `p8fs_chunks`      | tenant, data, idx           | size, bytes (at most 1 MiB)                    |
 //! | `p8fs_uploads`     | bucket (id), id             | tenant, k, initiated, attributes, expires_at; index on (bucket, k, id) |
 //! | `p8fs_parts`       | upload, number              | data, size, etag, checksums (JSON text), last_modified |
+//! | `p8fs_change_heads` | tenant                     | head, floor (newest and last trimmed cursor)  |
+//! | `p8fs_changes`     | tenant, seq (the cursor)    | committed_at, kind, op, a, b, c (the subject's parts), version |
 //! | `p8fs_migrations`  | version                     | description, applied_at                       |
 //!
 //! Plus the sequence `p8fs_version_seq` for key-value versions, bucket ids, data ids and upload

@@ -190,6 +190,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         )",
         ],
     },
+    Migration {
+        version: 3,
+        description: "the change log: a head row per tenant and its changes",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS p8fs_change_heads (
+            tenant VARBINARY(63) NOT NULL PRIMARY KEY,
+            head BIGINT UNSIGNED NOT NULL,
+            floor BIGINT UNSIGNED NOT NULL
+        )",
+            "CREATE TABLE IF NOT EXISTS p8fs_changes (
+            tenant VARBINARY(63) NOT NULL,
+            seq BIGINT UNSIGNED NOT NULL,
+            committed_at BIGINT NOT NULL,
+            kind VARCHAR(10) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            op VARCHAR(6) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+            a VARBINARY(256) NOT NULL,
+            b VARBINARY(128) NOT NULL,
+            c VARBINARY(1024) NOT NULL,
+            version BIGINT UNSIGNED NULL,
+            PRIMARY KEY (tenant, seq)
+        )",
+        ],
+    },
 ];
 
 /// Tables whose rows carry `expires_at`, for TiDB's TTL jobs.
@@ -209,6 +232,84 @@ pub(crate) const NATIVE_TTL_ENABLE: &str =
 /// The next store-wide version. A `NOCACHE` sequence hands out strictly increasing numbers
 /// across the whole store (every TiDB node asks the same allocator) and is not rolled back.
 pub(crate) const NEXT_VERSION: &str = "SELECT NEXTVAL(p8fs_version_seq)";
+
+// ---------------------------------------------------------------------------------------------
+// The change log
+// ---------------------------------------------------------------------------------------------
+//
+// `p8fs_change_heads` holds each tenant's newest cursor (`head`) and the last trimmed one
+// (`floor`); `p8fs_changes` holds the changes, keyed by tenant and cursor (`seq`, since `CURSOR`
+// is a reserved word). A write advances its tenant's head as its last statement before commit
+// and inserts its changes under the new numbers: the head row stays locked until the commit, so
+// cursors are handed out in commit order with no gaps, and a rollback takes its numbers back.
+
+/// Creates the tenant's head row or advances it by `n`, locking it until the transaction ends.
+/// Params: tenant, n.
+pub(crate) const CHANGE_HEAD_ADVANCE: &str =
+    "INSERT INTO p8fs_change_heads (tenant, head, floor) VALUES (?, ?, 0)
+    ON DUPLICATE KEY UPDATE head = head + VALUES(head)";
+/// The head just advanced (the transaction reads its own write). Params: tenant.
+pub(crate) const CHANGE_HEAD_GET: &str = "SELECT head FROM p8fs_change_heads WHERE tenant = ?";
+
+/// Appends changes. Followed by `n` row tuples.
+const CHANGES_INSERT_HEAD: &str =
+    "INSERT INTO p8fs_changes (tenant, seq, committed_at, kind, op, a, b, c, version) VALUES ";
+/// One row of [`CHANGES_INSERT_HEAD`]. Params: tenant, cursor, committed_at, kind, op, a, b, c,
+/// version.
+const CHANGES_INSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Parameters per row of [`changes_insert`].
+pub(crate) const CHANGES_INSERT_PARAMS: usize = 9;
+
+/// Appends `n` changes. Params per change: see [`CHANGES_INSERT_ROW`].
+pub(crate) fn changes_insert(n: usize) -> String {
+    format!(
+        "{CHANGES_INSERT_HEAD}{}",
+        vec![CHANGES_INSERT_ROW; n].join(", ")
+    )
+}
+
+/// The tenant's head and floor with its changes after a cursor, ascending, in one statement so
+/// all of it comes from one snapshot: no row when the tenant has no log, one row with NULL
+/// change columns when nothing follows the cursor. The page is a derived table so the server
+/// walks the primary key from the cursor and stops after `limit` rows (a join sorted outside
+/// would read every later change first). Params: tenant, after, limit, tenant.
+pub(crate) const CHANGES_PAGE: &str =
+    "SELECT h.head, h.floor, c.seq, c.committed_at, c.kind, c.op, c.a, c.b, c.c, c.version
+    FROM p8fs_change_heads h
+    LEFT JOIN (
+        SELECT seq, committed_at, kind, op, a, b, c, version FROM p8fs_changes
+        WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?
+    ) c ON 1 = 1
+    WHERE h.tenant = ?
+    ORDER BY c.seq";
+/// Every tenant with a log and its head, tenants ascending by raw bytes.
+pub(crate) const CHANGE_HEADS: &str = "SELECT tenant, head FROM p8fs_change_heads ORDER BY tenant";
+/// Tenants with a log after one, ascending, for trimming. Params: after, limit.
+pub(crate) const CHANGE_TENANTS_PAGE: &str =
+    "SELECT tenant FROM p8fs_change_heads WHERE tenant > ? ORDER BY tenant LIMIT ?";
+/// The tenant's floor and its oldest stored change (NULL when none is stored); no row when the
+/// tenant has no log. Params: tenant, tenant.
+pub(crate) const CHANGES_OLDEST: &str = "SELECT h.floor, c.seq, c.committed_at
+    FROM p8fs_change_heads h
+    LEFT JOIN (
+        SELECT seq, committed_at FROM p8fs_changes WHERE tenant = ? ORDER BY seq LIMIT 1
+    ) c ON 1 = 1
+    WHERE h.tenant = ?";
+/// Locks the tenant's head row, so no write of the tenant commits a change while a trim decides.
+/// Params: tenant.
+pub(crate) const CHANGE_HEAD_LOCK: &str =
+    "SELECT head, floor FROM p8fs_change_heads WHERE tenant = ? FOR UPDATE";
+/// The first change after the floor committed at or after a time: where trimming stops.
+/// Params: tenant, floor, before.
+pub(crate) const CHANGES_FIRST_KEPT: &str = "SELECT seq FROM p8fs_changes
+    WHERE tenant = ? AND seq > ? AND committed_at >= ? ORDER BY seq LIMIT 1";
+/// Raises a locked head row's floor. Params: floor, tenant.
+pub(crate) const CHANGE_FLOOR_RAISE: &str =
+    "UPDATE p8fs_change_heads SET floor = ? WHERE tenant = ?";
+/// Deletes some changes at or below the floor, which no reader reads any more.
+/// Params: tenant, floor, batch size.
+pub(crate) const CHANGES_DELETE_TRIMMED: &str =
+    "DELETE FROM p8fs_changes WHERE tenant = ? AND seq <= ? LIMIT ?";
 
 // ---------------------------------------------------------------------------------------------
 // Key-value
@@ -372,6 +473,15 @@ pub(crate) const EDGE_GET: &str = "SELECT e.weight, e.properties, e.expires_at
       AND (e.expires_at IS NULL OR e.expires_at > ?)
       AND (s.expires_at IS NULL OR s.expires_at > ?)
       AND (d.expires_at IS NULL OR d.expires_at > ?)";
+/// Locks the edge's row (visible or not). Params: tenant, src, rel, dst.
+pub(crate) const EDGE_LOCK: &str = "SELECT 1 FROM p8fs_edges
+    WHERE tenant = ? AND src = ? AND rel = ? AND dst = ? FOR UPDATE";
+/// Locks every edge leaving a node. Params: tenant, id.
+pub(crate) const EDGES_LOCK_FROM: &str =
+    "SELECT 1 FROM p8fs_edges WHERE tenant = ? AND src = ? FOR UPDATE";
+/// Locks every edge entering a node (through `p8fs_edges_in`). Params: tenant, id.
+pub(crate) const EDGES_LOCK_TO: &str =
+    "SELECT 1 FROM p8fs_edges WHERE tenant = ? AND dst = ? FOR UPDATE";
 /// Params: tenant, src, rel, dst.
 pub(crate) const EDGE_DELETE: &str =
     "DELETE FROM p8fs_edges WHERE tenant = ? AND src = ? AND rel = ? AND dst = ?";
@@ -623,6 +733,18 @@ mod tests {
         let sql = edges_of(&[EdgeSide::In], 1, 0);
         assert_eq!(sql.matches('?').count(), 5);
         assert!(!sql.contains("NOT IN"));
+    }
+
+    #[test]
+    fn change_inserts_have_one_placeholder_per_parameter() {
+        assert_eq!(
+            changes_insert(3).matches('?').count(),
+            3 * CHANGES_INSERT_PARAMS
+        );
+        assert_eq!(
+            CHANGES_INSERT_ROW.matches('?').count(),
+            CHANGES_INSERT_PARAMS
+        );
     }
 
     #[test]

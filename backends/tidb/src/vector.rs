@@ -4,6 +4,11 @@
 //! that locks the collection's row, so a record can never be written into a collection that a
 //! concurrent drop has already emptied (and re-appear when the name is created again).
 //!
+//! Changes (`change.rs`): each write that happened appends its change as the last step of its
+//! transaction: a collection `Put` when `create_collection` created one, one collection `Delete`
+//! for a drop (its records go without a change each), a record `Put` per upsert and a `Delete`
+//! when `delete_vector` removed a visible record (a transaction too, for that).
+//!
 //! Search: the server orders records by TiDB's `VEC_*_DISTANCE`, which is only approximate
 //! (TiDB computes in f32; the MariaDB stand-in in f64 over the decimal text, whose components
 //! differ from the stored f32 by up to half an f32 ulp). [`rounding_bound`] bounds that error
@@ -19,8 +24,9 @@ use mysql_async::{Row, Transaction, Value};
 
 use p8fs_core::vector::{VectorPage, distance, norm};
 use p8fs_core::{
-    CollectionName, CollectionSpec, Embedding, Error, Filter, JsonObject, Limit, Metric, Page,
-    RecordId, Resource, Result, TenantId, Ttl, VectorRecord, VectorStore, expires_at,
+    ChangeEvent, CollectionName, CollectionSpec, Embedding, Error, Filter, JsonObject, Limit,
+    Metric, Page, RecordId, Resource, Result, Subject, TenantId, Ttl, VectorRecord, VectorStore,
+    expires_at,
 };
 
 use crate::error::{classify, corrupt};
@@ -170,6 +176,8 @@ impl VectorStore for TidbBackend {
                         ),
                     )
                     .await?;
+                    let event = ChangeEvent::put(Subject::Collection { name: spec.name.clone() }, None);
+                    self.append(&mut tx, tenant, &[event]).await?;
                     true
                 }
             }
@@ -221,6 +229,8 @@ impl VectorStore for TidbBackend {
                 let key = (bytes(tenant.as_str()), bytes(name.as_str()));
                 tx.exec_drop(sql::VECTORS_DELETE_ALL, key.clone()).await?;
                 tx.exec_drop(sql::COLLECTION_DELETE, key).await?;
+                let event = ChangeEvent::delete(Subject::Collection { name: name.clone() });
+                self.append(&mut tx, tenant, &[event]).await?;
                 true
             }
         })
@@ -256,6 +266,8 @@ impl VectorStore for TidbBackend {
                 Value::from(expires_at(now, ttl)),
             ];
             tx.exec_drop(sql::VECTOR_UPSERT, params).await?;
+            let subject = Subject::Vector { collection: collection.clone(), id: id.clone() };
+            self.append(&mut tx, tenant, &[ChangeEvent::put(subject, None)]).await?;
         })
     }
 
@@ -291,19 +303,24 @@ impl VectorStore for TidbBackend {
         id: &RecordId,
     ) -> Result<bool> {
         self.require_collection(tenant, collection).await?;
-        let mut conn = self.conn().await?;
-        conn.exec_drop(
-            sql::VECTOR_DELETE,
-            (
-                bytes(tenant.as_str()),
-                bytes(collection.as_str()),
-                bytes(id.as_str()),
-                self.now(),
-            ),
-        )
-        .await
-        .map_err(classify)?;
-        Ok(conn.affected_rows() > 0)
+        transaction!(self, tx => {
+            tx.exec_drop(
+                sql::VECTOR_DELETE,
+                (
+                    bytes(tenant.as_str()),
+                    bytes(collection.as_str()),
+                    bytes(id.as_str()),
+                    self.now(),
+                ),
+            )
+            .await?;
+            let deleted = tx.affected_rows() > 0;
+            if deleted {
+                let subject = Subject::Vector { collection: collection.clone(), id: id.clone() };
+                self.append(&mut tx, tenant, &[ChangeEvent::delete(subject)]).await?;
+            }
+            deleted
+        })
     }
 
     async fn list_vectors(
