@@ -3,7 +3,8 @@
 //!
 //! Atomicity: graph writes hold one graph lock while they check endpoints or cascade to edges and
 //! then write one `WriteBatch`, so an edge is never written beside a node being deleted and both
-//! copies of an edge always change together. Reads take no lock.
+//! copies of an edge always change together. Reads take no lock. Each write appends its changes
+//! in its batch (see [`crate::change`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,12 +13,13 @@ use rocksdb::WriteBatch;
 
 use p8fs_core::graph::NodePage;
 use p8fs_core::{
-    Direction, EdgeRecord, Error, GraphStore, JsonMap, JsonObject, Label, Limit, NodeId,
+    ChangeOp, Direction, EdgeRecord, Error, GraphStore, JsonMap, JsonObject, Label, Limit, NodeId,
     NodeRecord, Page, Rel, RelFilter, Resource, Result, TenantId, Timestamp, Ttl, Weight,
     expires_at, is_visible,
 };
 
 use crate::RocksBackend;
+use crate::change::Event;
 use crate::schema::{self, CF_EDGES_IN, CF_EDGES_OUT, CF_NODES, Reader};
 
 fn node_key(tenant: &TenantId, id: &NodeId) -> Vec<u8> {
@@ -98,6 +100,9 @@ fn edge_parts(raw_key: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
     }
 }
 
+/// Edges to delete, each with its expiry.
+type Doomed = HashMap<RawEdge, Option<Timestamp>>;
+
 /// The raw components of an edge key, for deleting both copies.
 #[derive(PartialEq, Eq, Hash)]
 struct RawEdge {
@@ -134,30 +139,26 @@ impl RocksBackend {
         }
     }
 
-    /// Collects into `doomed` every edge touching `id`, from both column families.
-    fn edges_touching(
-        &self,
-        tenant: &TenantId,
-        id: &NodeId,
-        doomed: &mut HashSet<RawEdge>,
-    ) -> Result<()> {
+    /// Collects into `doomed` every edge touching `id`, from both column families, with its
+    /// expiry.
+    fn edges_touching(&self, tenant: &TenantId, id: &NodeId, doomed: &mut Doomed) -> Result<()> {
         let prefix = schema::prefix(&[tenant.as_bytes(), id.as_bytes()]);
         let tenant = tenant.as_bytes();
-        self.scan_raw(CF_EDGES_OUT, &prefix, None, |raw_key, _| {
+        self.scan_raw(CF_EDGES_OUT, &prefix, None, |raw_key, raw| {
             let (src, rel, dst) = edge_parts(raw_key)?;
-            doomed.insert(RawEdge::new(tenant, src, rel, dst));
+            doomed.insert(RawEdge::new(tenant, src, rel, dst), edge_expiry(raw)?);
             Ok(true)
         })?;
-        self.scan_raw(CF_EDGES_IN, &prefix, None, |raw_key, _| {
+        self.scan_raw(CF_EDGES_IN, &prefix, None, |raw_key, raw| {
             let (dst, rel, src) = edge_parts(raw_key)?;
-            doomed.insert(RawEdge::new(tenant, src, rel, dst));
+            doomed.insert(RawEdge::new(tenant, src, rel, dst), edge_expiry(raw)?);
             Ok(true)
         })
     }
 
     /// Adds to `batch` the deletion of both copies of each edge.
-    fn delete_edges(&self, doomed: &HashSet<RawEdge>, batch: &mut WriteBatch) -> Result<()> {
-        for edge in doomed {
+    fn delete_edges(&self, doomed: &Doomed, batch: &mut WriteBatch) -> Result<()> {
+        for edge in doomed.keys() {
             let (tenant, src, rel, dst) = (&edge.tenant, &edge.src, &edge.rel, &edge.dst);
             batch.delete_cf(
                 self.cf(CF_EDGES_OUT)?,
@@ -179,7 +180,7 @@ impl RocksBackend {
             Ok(true)
         })?;
         let mut batch = WriteBatch::default();
-        let mut doomed = HashSet::new();
+        let mut doomed = Doomed::new();
         for raw_key in &expired_nodes {
             let mut parts = schema::split(raw_key);
             let tenant =
@@ -189,16 +190,57 @@ impl RocksBackend {
             self.edges_touching(&tenant, &id, &mut doomed)?;
         }
         self.scan_raw(CF_EDGES_OUT, &[], None, |raw_key, raw| {
-            if !is_visible(edge_expiry(raw)?, now) {
+            let expires_at = edge_expiry(raw)?;
+            if !is_visible(expires_at, now) {
                 let tenant = schema::split(raw_key).next().unwrap_or_default();
                 let (src, rel, dst) = edge_parts(raw_key)?;
-                doomed.insert(RawEdge::new(tenant, src, rel, dst));
+                doomed.insert(RawEdge::new(tenant, src, rel, dst), expires_at);
             }
             Ok(true)
         })?;
         self.delete_edges(&doomed, &mut batch)?;
         self.write(batch)?;
         Ok((expired_nodes.len() + doomed.len()) as u64)
+    }
+
+    /// The edges in `doomed` (all touching the visible node `id`) that are visible: unexpired,
+    /// with the other end visible. Ascending by `(src, rel, dst)`, the order their changes take.
+    fn visible_edges(
+        &self,
+        tenant: &TenantId,
+        id: &NodeId,
+        doomed: &Doomed,
+        now: Timestamp,
+    ) -> Result<Vec<(NodeId, Rel, NodeId)>> {
+        let mut nodes: HashMap<&[u8], bool> = HashMap::new();
+        let mut edges = Vec::new();
+        for (edge, expires_at) in doomed {
+            if !is_visible(*expires_at, now) {
+                continue;
+            }
+            let other = if edge.src == id.as_bytes() {
+                edge.dst.as_slice()
+            } else {
+                edge.src.as_slice()
+            };
+            let other_visible = match nodes.get(other) {
+                Some(known) => *known,
+                None => {
+                    let known = other == id.as_bytes() || self.node_visible(tenant, other, now)?;
+                    nodes.insert(other, known);
+                    known
+                }
+            };
+            if other_visible {
+                edges.push((
+                    text_node(&edge.src)?,
+                    text_rel(&edge.rel)?,
+                    text_node(&edge.dst)?,
+                ));
+            }
+        }
+        edges.sort_unstable();
+        Ok(edges)
     }
 
     /// Visits the visible edges stored in `family` under `a` (optionally only relation `rel`),
@@ -240,7 +282,9 @@ impl GraphStore for RocksBackend {
         let now = self.now();
         let mut batch = WriteBatch::default();
         if !self.node_visible(tenant, id.as_bytes(), now)? {
-            let mut doomed = HashSet::new();
+            // An earlier incarnation's edges were invisible already: removing them appends
+            // nothing.
+            let mut doomed = Doomed::new();
             self.edges_touching(tenant, id, &mut doomed)?;
             self.delete_edges(&doomed, &mut batch)?;
         }
@@ -249,7 +293,7 @@ impl GraphStore for RocksBackend {
             node_key(tenant, id),
             encode_node(label, properties.get(), expires_at(now, ttl))?,
         );
-        self.write(batch)
+        self.write_changes(tenant, batch, &[Event::node(ChangeOp::Put, id)])
     }
 
     async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
@@ -269,10 +313,26 @@ impl GraphStore for RocksBackend {
         let existed = self.node_visible(tenant, id.as_bytes(), now)?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_NODES)?, node_key(tenant, id));
-        let mut doomed = HashSet::new();
+        let mut doomed = Doomed::new();
         self.edges_touching(tenant, id, &mut doomed)?;
         self.delete_edges(&doomed, &mut batch)?;
-        self.write(batch)?;
+        // The node's change, then one per edge that was visible (unexpired, other end visible);
+        // an invisible node had no visible edges.
+        let removed = if existed {
+            self.visible_edges(tenant, id, &doomed, now)?
+        } else {
+            Vec::new()
+        };
+        let mut events = Vec::with_capacity(1 + removed.len());
+        if existed {
+            events.push(Event::node(ChangeOp::Delete, id));
+        }
+        events.extend(
+            removed
+                .iter()
+                .map(|(src, rel, dst)| Event::edge(ChangeOp::Delete, src, rel, dst)),
+        );
+        self.write_changes(tenant, batch, &events)?;
         Ok(existed)
     }
 
@@ -327,7 +387,7 @@ impl GraphStore for RocksBackend {
             edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()),
             &value,
         );
-        self.write(batch)
+        self.write_changes(tenant, batch, &[Event::edge(ChangeOp::Put, src, rel, dst)])
     }
 
     async fn get_edge(
@@ -371,7 +431,8 @@ impl GraphStore for RocksBackend {
             self.cf(CF_EDGES_IN)?,
             edge_key(tenant, dst.as_bytes(), rel.as_bytes(), src.as_bytes()),
         );
-        self.write(batch)?;
+        let event = visible.then(|| Event::edge(ChangeOp::Delete, src, rel, dst));
+        self.write_changes(tenant, batch, event.as_slice())?;
         Ok(visible)
     }
 

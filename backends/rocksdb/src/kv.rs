@@ -4,7 +4,8 @@
 //! that key's lock stripe while it reads the current record, decides, and writes one
 //! `WriteBatch`. Reads take no lock: RocksDB makes each single-key write atomic, so a reader sees
 //! the old or the new record, never a mix. Concurrent compare-and-swap callers on one key are
-//! thereby serialised, and exactly one sees the expected version.
+//! thereby serialised, and exactly one sees the expected version. Each write appends its change
+//! in the same batch (see [`crate::change`]).
 
 use async_trait::async_trait;
 use rocksdb::WriteBatch;
@@ -16,6 +17,7 @@ use p8fs_core::{
 };
 
 use crate::RocksBackend;
+use crate::change::Event;
 use crate::schema::{self, CF_KV, Reader};
 
 /// A decoded `kv` value.
@@ -71,9 +73,12 @@ impl RocksBackend {
         }
     }
 
-    /// Writes a new version of the record; the caller holds the key's stripe lock.
+    /// Writes a new version of the record with its `Put` change; the caller holds the key's
+    /// stripe lock.
     fn write_kv(
         &self,
+        tenant: &TenantId,
+        key: &Key,
         raw_key: &[u8],
         value: &JsonValue,
         ttl: Option<Ttl>,
@@ -86,8 +91,9 @@ impl RocksBackend {
             raw_key,
             encode(version, expires_at(now, ttl), value)?,
         );
-        self.write(batch)?;
-        Ok(Version(version))
+        let version = Version(version);
+        self.write_changes(tenant, batch, &[Event::kv_put(key, version)])?;
+        Ok(version)
     }
 
     /// Visible entries of `tenant` whose key starts with `prefix`, after `start_after`, at most
@@ -169,7 +175,7 @@ impl KvStore for RocksBackend {
     ) -> Result<Version> {
         let raw_key = kv_key(tenant, key);
         let _guard = self.kv_lock(&raw_key);
-        self.write_kv(&raw_key, value, ttl, self.now())
+        self.write_kv(tenant, key, &raw_key, value, ttl, self.now())
     }
 
     async fn put_if_absent(
@@ -185,7 +191,7 @@ impl KvStore for RocksBackend {
         if self.visible_header(&raw_key, now)?.is_some() {
             return Err(Error::already_exists(Resource::Key, key));
         }
-        self.write_kv(&raw_key, value, ttl, now)
+        self.write_kv(tenant, key, &raw_key, value, ttl, now)
     }
 
     async fn compare_and_swap(
@@ -205,7 +211,7 @@ impl KvStore for RocksBackend {
                 "key {key} is at version {}, not {expected}",
                 stored.version
             ))),
-            Some(_) => self.write_kv(&raw_key, value, ttl, now),
+            Some(_) => self.write_kv(tenant, key, &raw_key, value, ttl, now),
         }
     }
 
@@ -217,10 +223,13 @@ impl KvStore for RocksBackend {
             return Ok(false);
         };
         let (stored, _) = decode_header(&raw)?;
+        let visible = is_visible(stored.expires_at, now);
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_KV)?, &raw_key);
-        self.write(batch)?;
-        Ok(is_visible(stored.expires_at, now))
+        // Removing an expired leftover is not a change anyone saw.
+        let event = visible.then(|| Event::kv_delete(key));
+        self.write_changes(tenant, batch, event.as_slice())?;
+        Ok(visible)
     }
 
     async fn scan(

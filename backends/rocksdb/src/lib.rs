@@ -6,8 +6,10 @@
 //! not only a process crash. Expired records are invisible at once and removed later by
 //! [`p8fs_core::Maintenance::purge_expired`]. Each vector collection is also held in memory,
 //! contiguously, for exact search (see [`vector`]). Objects are a metadata record plus data
-//! blobs stored as 1 MiB chunks, committed in one write batch (see [`object`]).
+//! blobs stored as 1 MiB chunks, committed in one write batch (see [`object`]). Every write
+//! appends its changes to the tenant's change log in its own write batch (see [`change`]).
 
+mod change;
 mod error;
 mod graph;
 mod kv;
@@ -72,6 +74,8 @@ pub struct RocksBackend {
     /// Serialises graph writes, so endpoint checks and edge cascades are atomic.
     graph_lock: Mutex<()>,
     vectors: vector::Collections,
+    /// Each tenant's change-log lock and position (see [`change`]).
+    logs: change::Logs,
 }
 
 impl std::fmt::Debug for RocksBackend {
@@ -98,18 +102,28 @@ impl RocksBackend {
         // Point lookups dominate: memtables and flushed tables get whole-key bloom filters, and
         // tables hash-indexed data blocks, with index and filter blocks in the block cache.
         db_options.set_write_buffer_size(options.write_buffer_bytes);
+        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(options.block_cache_bytes));
-        table.set_bloom_filter(10.0, false);
-        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+        table.set_block_cache(&cache);
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // The change log is appended and read in key order, never looked up by key, so its
+        // families build no filters: each append would otherwise pay for one.
+        let mut log_options = db_options.clone();
+        log_options.set_block_based_table_factory(&table);
+        table.set_bloom_filter(10.0, false);
+        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
         db_options.set_block_based_table_factory(&table);
         db_options.set_memtable_whole_key_filtering(true);
         db_options.set_memtable_prefix_bloom_ratio(0.1);
-        let families = ALL_CFS
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, db_options.clone()));
+        let families = ALL_CFS.iter().map(|name| {
+            let family_options = if schema::LOG_CFS.contains(name) {
+                &log_options
+            } else {
+                &db_options
+            };
+            ColumnFamilyDescriptor::new(*name, family_options.clone())
+        });
         let db = DB::open_cf_descriptors(&db_options, path, families).map_err(classify)?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync_writes);
@@ -125,6 +139,7 @@ impl RocksBackend {
             bucket_admin: Mutex::new(()),
             graph_lock: Mutex::new(()),
             vectors,
+            logs: change::Logs::default(),
         })
     }
 

@@ -6,7 +6,9 @@
 //! decides and writes one `WriteBatch`. Writes addressing a bucket also hold the bucket's stripe
 //! shared, and deleting a bucket holds it exclusively, so nothing appears in a bucket while it is
 //! being deleted. Reads take no lock: each record is written whole, so a reader sees it before
-//! or after a write, never a mix.
+//! or after a write, never a mix. Bucket and object writes append their changes in their batch
+//! (see [`crate::change`]); multipart uploads, parts and blobs append none until an upload is
+//! completed, and neither do the reaper, purge or the removal of expired objects.
 //!
 //! A blob's life: `begin_data` writes its pending record; the write that commits it (an object or
 //! a part) removes the record in the same batch; the write that replaces, deletes or expires what
@@ -23,11 +25,12 @@ use rocksdb::WriteBatch;
 
 use p8fs_core::object::{CHUNK_BYTES, MAX_BUCKETS};
 use p8fs_core::{
-    BucketInfo, BucketName, DataId, Error, Limit, ObjectAttributes, ObjectKey, ObjectMeta,
-    ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result, Segment,
-    TenantId, Timestamp, UploadId, UploadInfo, is_visible,
+    BucketInfo, BucketName, ChangeOp, DataId, Error, Limit, ObjectAttributes, ObjectKey,
+    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
+    Segment, TenantId, Timestamp, UploadId, UploadInfo, is_visible,
 };
 
+use crate::change::Event;
 use crate::error::corrupt;
 use crate::schema::{
     self, CF_BLOBS, CF_BUCKETS, CF_CHUNKS, CF_OBJECTS, CF_PARTS, CF_UPLOADS, CF_UPLOADS_BY_KEY,
@@ -411,16 +414,23 @@ impl RocksBackend {
             self.free_blobs(&mut batch, t, previous.segments.iter().map(|s| s.data), now)?;
         }
         batch.put_cf(self.cf(CF_OBJECTS)?, &object_raw, encode_object(meta)?);
-        self.write(batch)
+        self.write_changes(
+            tenant,
+            batch,
+            &[Event::object(ChangeOp::Put, bucket, &meta.key)],
+        )
     }
 
     /// Removes the object record at `raw` (if it is still there and `still` holds for its
-    /// expiry) and frees its blobs; returns the removed record's expiry.
+    /// expiry) and frees its blobs; returns the removed record's expiry. A deletion the caller
+    /// logs (`change`, with the tenant) appends its change when the object was visible; removing
+    /// an expired one appends nothing.
     fn remove_object(
         &self,
         raw_key: &[u8],
         now: Timestamp,
         still: impl Fn(Option<Timestamp>) -> bool,
+        change: Option<(&TenantId, Event<'_>)>,
     ) -> Result<Option<Option<Timestamp>>> {
         let _guard = self.lock_keys([raw_key]);
         let Some(raw) = self.get_raw(CF_OBJECTS, raw_key)? else {
@@ -439,7 +449,12 @@ impl RocksBackend {
             now,
         )?;
         batch.delete_cf(self.cf(CF_OBJECTS)?, raw_key);
-        self.write(batch)?;
+        match change {
+            Some((tenant, event)) if is_visible(stored.expires_at, now) => {
+                self.write_changes(tenant, batch, &[event])?;
+            }
+            _ => self.write(batch)?,
+        }
         Ok(Some(stored.expires_at))
     }
 
@@ -526,7 +541,7 @@ impl RocksBackend {
                 Ok(expired(object_expiry(raw)?))
             })?;
             for key in keys {
-                if self.remove_object(&key, now, expired)?.is_some() {
+                if self.remove_object(&key, now, expired, None)?.is_some() {
                     removed += 1;
                 }
             }
@@ -590,7 +605,7 @@ impl ObjectStore for RocksBackend {
         let created_at = self.now();
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_BUCKETS)?, &raw, created_at.to_be_bytes());
-        self.write(batch)?;
+        self.write_changes(tenant, batch, &[Event::bucket(ChangeOp::Put, bucket)])?;
         Ok(BucketInfo {
             name: bucket.clone(),
             created_at,
@@ -641,7 +656,7 @@ impl ObjectStore for RocksBackend {
             let (keys, done) =
                 self.next_batch(CF_OBJECTS, &prefix, &mut cursor, |_, _| Ok(true))?;
             for key in keys {
-                self.remove_object(&key, now, |_| true)?;
+                self.remove_object(&key, now, |_| true, None)?;
             }
             if done {
                 break;
@@ -660,7 +675,7 @@ impl ObjectStore for RocksBackend {
         }
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_BUCKETS)?, &raw);
-        self.write(batch)
+        self.write_changes(tenant, batch, &[Event::bucket(ChangeOp::Delete, bucket)])
     }
 
     async fn begin_data(&self, tenant: &TenantId) -> Result<DataId> {
@@ -758,8 +773,12 @@ impl ObjectStore for RocksBackend {
         let _bucket = self.bucket_shared(&bucket_raw);
         self.require_bucket(&bucket_raw, bucket)?;
         let now = self.now();
-        let removed =
-            self.remove_object(&object_key(tenant, bucket, key.as_bytes()), now, |_| true)?;
+        let removed = self.remove_object(
+            &object_key(tenant, bucket, key.as_bytes()),
+            now,
+            |_| true,
+            Some((tenant, Event::object(ChangeOp::Delete, bucket, key))),
+        )?;
         Ok(removed.is_some_and(|expires_at| is_visible(expires_at, now)))
     }
 

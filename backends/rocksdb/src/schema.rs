@@ -20,10 +20,18 @@
 //! | `uploads`     | tenant 0 bucket 0 upload u64        | initiated i64, expires i64, key length u32, key, attributes JSON |
 //! | `uploads_by_key` | tenant 0 bucket 0 key 0 upload u64 | the same record as `uploads`          |
 //! | `parts`       | tenant 0 upload u64 number u32      | data u64, size u64, last_modified i64, etag length u32, etag, checksums JSON |
+//! | `changes`     | tenant 0 cursor u64                 | at i64, op u8, kind u8, has version u8, [version u64], (length u32, part) × 2, last part |
+//! | `change_logs` | tenant                              | head u64, floor u64 (as of the last trim) |
 //!
 //! Integers are big-endian, f32 and f64 little-endian; an expiry of `i64::MAX` means never.
 //! Data ids, upload ids and part numbers are fixed-width and end the key, so a 0x00 byte inside
 //! them never splits a component; big-endian keeps their numeric order.
+//!
+//! A change's subject is stored as [`p8fs_core::Subject::parts`]: the first two parts with their
+//! length, the last one (the record's own key or id) as the rest of the value. A tenant's head is
+//! its last `changes` key; its `change_logs` record, written only by trimming, holds the last
+//! cursor trimmed away and the head at that time, which outlives the changes (see
+//! [`crate::change`]).
 //!
 //! A data blob has a `blobs` record only while it is pending (begun, not yet committed) or freed
 //! (its object or part was replaced, deleted, expired or aborted); a blob that a committed object
@@ -48,8 +56,12 @@ pub(crate) const CF_CHUNKS: &str = "chunks";
 pub(crate) const CF_UPLOADS: &str = "uploads";
 pub(crate) const CF_UPLOADS_BY_KEY: &str = "uploads_by_key";
 pub(crate) const CF_PARTS: &str = "parts";
+pub(crate) const CF_CHANGES: &str = "changes";
+pub(crate) const CF_CHANGE_LOGS: &str = "change_logs";
 
-pub(crate) const ALL_CFS: [&str; 14] = [
+/// Every column family. Opening a database creates the ones it lacks, so a database written
+/// before a family existed opens with it empty.
+pub(crate) const ALL_CFS: [&str; 16] = [
     CF_KV,
     CF_COLLECTIONS,
     CF_VECTORS,
@@ -64,7 +76,12 @@ pub(crate) const ALL_CFS: [&str; 14] = [
     CF_UPLOADS,
     CF_UPLOADS_BY_KEY,
     CF_PARTS,
+    CF_CHANGES,
+    CF_CHANGE_LOGS,
 ];
+
+/// The change log's families, tuned for appending and reading in key order.
+pub(crate) const LOG_CFS: [&str; 2] = [CF_CHANGES, CF_CHANGE_LOGS];
 
 /// The `meta` key holding the end of the reserved version range.
 pub(crate) const META_VERSION_RESERVED: &[u8] = b"version_reserved";
@@ -169,6 +186,11 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
+    }
+
+    /// The remaining bytes.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.buf
     }
 
     /// The remaining bytes, parsed as JSON.

@@ -1,5 +1,6 @@
 //! RocksDB-specific behaviour the shared suite cannot see: what survives closing and reopening
-//! the database.
+//! the database, opening a database written before a column family existed, and the change log's
+//! cursors under concurrent writers.
 
 use std::sync::Arc;
 
@@ -7,8 +8,9 @@ use serde_json::json;
 
 use p8fs_core::vector::{search, upsert};
 use p8fs_core::{
-    CollectionName, CollectionSpec, Filter, GraphStore, JsonObject, JsonValue, Key, KvStore, Label,
-    Limit, ManualClock, Metric, NodeId, RecordId, TenantId, VectorStore,
+    ChangeCursor, ChangeLog, ChangeOp, CollectionName, CollectionSpec, ErrorKind, Filter,
+    GraphStore, JsonObject, JsonValue, Key, KvStore, Label, Limit, ManualClock, Metric, NodeId,
+    RecordId, Rel, Subject, TenantId, Ttl, VectorStore, Weight,
 };
 
 use crate::{RocksBackend, RocksOptions};
@@ -108,4 +110,344 @@ async fn vector_collections_and_graph_reload() {
             .unwrap()
             .is_some()
     );
+}
+
+fn value(n: u64) -> JsonValue {
+    JsonValue::new(json!(n)).unwrap()
+}
+
+fn key(name: &str) -> Key {
+    Key::new(name).unwrap()
+}
+
+/// Every change of `tenant` after `after`, one small page at a time.
+async fn all_changes(db: &RocksBackend, tenant: &TenantId, after: u64) -> Vec<p8fs_core::Change> {
+    let mut out = Vec::new();
+    let mut cursor = ChangeCursor(after);
+    loop {
+        let page = db
+            .changes(tenant, cursor, Limit::new(3).unwrap())
+            .await
+            .unwrap();
+        if page.changes.is_empty() {
+            assert_eq!(page.next, page.head);
+            return out;
+        }
+        cursor = page.next;
+        out.extend(page.changes);
+    }
+}
+
+#[tokio::test]
+async fn change_log_head_and_floor_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let tenant = TenantId::new("t").unwrap();
+    // A tenant whose id extends the first one's must keep its own log.
+    let other = TenantId::new("tt").unwrap();
+    {
+        let db = open(dir.path(), &clock);
+        db.put(&tenant, &key("a"), &value(1), None).await.unwrap();
+        db.put(&tenant, &key("b"), &value(2), None).await.unwrap();
+        assert!(db.delete(&tenant, &key("a")).await.unwrap());
+        db.put(&other, &key("a"), &value(3), None).await.unwrap();
+        clock.advance(1_000);
+        db.put(&tenant, &key("c"), &value(4), None).await.unwrap();
+        assert_eq!(db.trim_changes(2_000).await.unwrap(), 4);
+        assert_eq!(db.trim_changes(2_000).await.unwrap(), 0);
+    }
+    let db = open(dir.path(), &clock);
+    let gone = db
+        .changes(&tenant, ChangeCursor(2), Limit::new(10).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::Gone);
+    let page = db
+        .changes(&tenant, ChangeCursor(3), Limit::new(10).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.head, ChangeCursor(4));
+    assert_eq!(page.next, ChangeCursor(4));
+    assert_eq!(page.changes.len(), 1);
+    assert_eq!(page.changes[0].subject, Subject::Kv { key: key("c") });
+    assert_eq!(page.changes[0].at, 2_000);
+    let beyond = db
+        .changes(&tenant, ChangeCursor(5), Limit::new(10).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(beyond.kind(), ErrorKind::InvalidInput);
+
+    // Cursors continue at head + 1; trimming everything keeps the head and the floor.
+    db.put(&tenant, &key("d"), &value(5), None).await.unwrap();
+    assert_eq!(
+        db.change_heads().await.unwrap(),
+        [
+            (tenant.clone(), ChangeCursor(5)),
+            (other.clone(), ChangeCursor(1))
+        ]
+    );
+    clock.advance(1_000);
+    assert_eq!(db.trim_changes(i64::MAX).await.unwrap(), 2);
+    drop(db);
+    let db = open(dir.path(), &clock);
+    assert_eq!(
+        db.change_heads().await.unwrap(),
+        [
+            (tenant.clone(), ChangeCursor(5)),
+            (other.clone(), ChangeCursor(1))
+        ]
+    );
+    let page = db
+        .changes(&tenant, ChangeCursor(5), Limit::new(10).unwrap())
+        .await
+        .unwrap();
+    assert!(page.changes.is_empty());
+    assert_eq!(page.head, ChangeCursor(5));
+    let version = db.put(&tenant, &key("e"), &value(6), None).await.unwrap();
+    let changes = all_changes(&db, &tenant, 5).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].cursor, ChangeCursor(6));
+    assert_eq!(changes[0].version, Some(version));
+}
+
+#[tokio::test]
+async fn a_database_without_the_change_log_families_opens_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The column families of a database written before the change log existed.
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let old = crate::schema::ALL_CFS
+            .iter()
+            .filter(|name| !name.starts_with("change"));
+        let db = rocksdb::DB::open_cf(&options, dir.path(), old).unwrap();
+        let cf = db.cf_handle(crate::schema::CF_KV).unwrap();
+        db.put_cf(cf, b"t\0old", {
+            let mut raw = 1u64.to_be_bytes().to_vec();
+            raw.extend_from_slice(&i64::MAX.to_be_bytes());
+            raw.extend_from_slice(b"1");
+            raw
+        })
+        .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(1_000));
+    let db = open(dir.path(), &clock);
+    let tenant = TenantId::new("t").unwrap();
+    assert!(db.get(&tenant, &key("old")).await.unwrap().is_some());
+    assert!(db.change_heads().await.unwrap().is_empty());
+    assert!(db.delete(&tenant, &key("old")).await.unwrap());
+    let changes = all_changes(&db, &tenant, 0).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].op, ChangeOp::Delete);
+    assert_eq!(changes[0].cursor, ChangeCursor(1));
+}
+
+#[tokio::test]
+async fn deleting_a_node_logs_it_then_its_visible_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let db = open(dir.path(), &clock);
+    let tenant = TenantId::new("t").unwrap();
+    let node = |id: &str| NodeId::new(id).unwrap();
+    let (label, rel, props) = (
+        Label::new("l").unwrap(),
+        Rel::new("r").unwrap(),
+        JsonObject::empty(),
+    );
+    let weight = Weight::new(1.0).unwrap();
+    for id in ["a", "b", "c"] {
+        db.put_node(&tenant, &node(id), &label, &props, None)
+            .await
+            .unwrap();
+    }
+    let short = Some(Ttl::from_millis(500).unwrap());
+    db.put_node(&tenant, &node("d"), &label, &props, short)
+        .await
+        .unwrap();
+    for (src, dst, ttl) in [
+        ("c", "a", None),
+        ("a", "b", None),
+        ("a", "a", None),
+        ("a", "c", short),
+        ("a", "d", None),
+    ] {
+        db.put_edge(&tenant, &node(src), &rel, &node(dst), weight, &props, ttl)
+            .await
+            .unwrap();
+    }
+    clock.advance(1_000);
+    // `d` expired: putting it again removes its old edge without a change.
+    db.put_node(&tenant, &node("d"), &label, &props, None)
+        .await
+        .unwrap();
+    let head = all_changes(&db, &tenant, 0).await.len() as u64;
+    assert_eq!(head, 10);
+    assert!(db.delete_node(&tenant, &node("a")).await.unwrap());
+    let changes = all_changes(&db, &tenant, head).await;
+    let subjects: Vec<(ChangeOp, Subject)> =
+        changes.into_iter().map(|c| (c.op, c.subject)).collect();
+    let edge = |src: &str, dst: &str| Subject::Edge {
+        src: node(src),
+        rel: rel.clone(),
+        dst: node(dst),
+    };
+    assert_eq!(
+        subjects,
+        [
+            (ChangeOp::Delete, Subject::Node { id: node("a") }),
+            (ChangeOp::Delete, edge("a", "a")),
+            (ChangeOp::Delete, edge("a", "b")),
+            (ChangeOp::Delete, edge("c", "a")),
+        ]
+    );
+    // Nothing visible is left to remove: no change.
+    assert!(!db.delete_node(&tenant, &node("a")).await.unwrap());
+    assert!(
+        !db.delete_edge(&tenant, &node("c"), &rel, &node("a"))
+            .await
+            .unwrap()
+    );
+    assert!(all_changes(&db, &tenant, head + 4).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_get_dense_cursors_in_commit_order() {
+    const WRITERS: u64 = 4;
+    const EACH: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let db = Arc::new(open(dir.path(), &clock));
+    let tenant = TenantId::new("t").unwrap();
+    let total = WRITERS * EACH;
+    let reader = {
+        let (db, tenant) = (db.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = ChangeCursor(0);
+            while (seen.len() as u64) < total {
+                let page = db
+                    .changes(&tenant, cursor, Limit::new(7).unwrap())
+                    .await
+                    .unwrap();
+                assert!(page.next <= page.head);
+                for change in &page.changes {
+                    seen.push(change.clone());
+                }
+                cursor = page.next;
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (db, tenant) = (db.clone(), tenant.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let k = key(&format!("w{w}-{}", i % 50));
+                    db.put(&tenant, &k, &value(i), None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let cursors: Vec<u64> = seen.iter().map(|c| c.cursor.0).collect();
+    assert_eq!(cursors, (1..=total).collect::<Vec<_>>());
+    // Per key, versions rise along the cursors: the log is in commit order.
+    let mut last = std::collections::HashMap::new();
+    for change in &seen {
+        let version = change.version.unwrap();
+        if let Some(previous) = last.insert(change.subject.clone(), version) {
+            assert!(previous < version);
+        }
+    }
+    assert_eq!(
+        db.change_heads().await.unwrap(),
+        [(tenant, ChangeCursor(total))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_racing_a_trim_see_whole_pages_or_gone() {
+    const WRITERS: u64 = 2;
+    const EACH: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let db = Arc::new(open(dir.path(), &clock));
+    let tenant = TenantId::new("t").unwrap();
+    let total = WRITERS * EACH;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trimmer = {
+        let (db, clock, done) = (db.clone(), clock.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut removed = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let now = clock.advance(1);
+                removed += db.trim_changes(now).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            removed
+        })
+    };
+    let reader = {
+        let (db, tenant) = (db.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let (mut cursor, mut read, mut gone) = (ChangeCursor(0), 0u64, 0u64);
+            while cursor.0 < total {
+                match db.changes(&tenant, cursor, Limit::new(5).unwrap()).await {
+                    Ok(page) => {
+                        for (i, change) in page.changes.iter().enumerate() {
+                            assert_eq!(change.cursor.0, cursor.0 + 1 + i as u64);
+                        }
+                        read += page.changes.len() as u64;
+                        cursor = page.next;
+                    }
+                    Err(p8fs_core::Error::Gone { oldest }) => {
+                        assert!(oldest > cursor);
+                        gone += 1;
+                        cursor = oldest;
+                    }
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            (read, gone)
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (db, tenant) = (db.clone(), tenant.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    db.put(&tenant, &key(&format!("w{w}-{i}")), &value(i), None)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let (read, _gone) = reader.await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut removed = trimmer.await.unwrap();
+    clock.advance(1);
+    removed += db.trim_changes(clock.advance(0)).await.unwrap();
+    // Every change was read or trimmed, and the trims removed each one once.
+    assert!(read <= total);
+    assert_eq!(removed, total);
+    assert_eq!(
+        db.change_heads().await.unwrap(),
+        [(tenant.clone(), ChangeCursor(total))]
+    );
+    let page = db
+        .changes(&tenant, ChangeCursor(total), Limit::new(5).unwrap())
+        .await
+        .unwrap();
+    assert!(page.changes.is_empty());
 }

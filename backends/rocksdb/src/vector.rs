@@ -4,7 +4,8 @@
 //! Consistency: every write to a collection holds its index's write lock while it writes RocksDB
 //! and then updates memory, so memory always equals what is stored. Dropping a collection marks
 //! its index dropped under the same lock, so a writer that raced the drop fails with `NotFound`
-//! instead of leaving a record behind.
+//! instead of leaving a record behind. Each write appends its change in its batch, taking the
+//! tenant's log lock inside the index lock (see [`crate::change`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +16,13 @@ use rocksdb::{DB, WriteBatch};
 
 use p8fs_core::vector::{CandidateSelector, VectorPage, norm};
 use p8fs_core::{
-    CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap, JsonObject,
-    Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl, VectorRecord,
-    VectorStore, expires_at, is_visible,
+    ChangeOp, CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap,
+    JsonObject, Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl,
+    VectorRecord, VectorStore, expires_at, is_visible,
 };
 
 use crate::RocksBackend;
+use crate::change::Event;
 use crate::error::{classify, corrupt};
 use crate::schema::{self, CF_COLLECTIONS, CF_VECTORS, Reader};
 
@@ -332,7 +334,11 @@ impl VectorStore for RocksBackend {
             collection_key(tenant, &spec.name),
             encode_spec(spec),
         );
-        self.write(batch)?;
+        self.write_changes(
+            tenant,
+            batch,
+            &[Event::collection(ChangeOp::Put, &spec.name)],
+        )?;
         map.insert(key, Arc::new(RwLock::new(Index::new(spec.clone()))));
         Ok(true)
     }
@@ -373,7 +379,8 @@ impl VectorStore for RocksBackend {
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_COLLECTIONS)?, collection_key(tenant, name));
         batch.delete_range_cf(self.cf(CF_VECTORS)?, prefix, end);
-        self.write(batch)?;
+        // One change for the collection; its records go with it without one each.
+        self.write_changes(tenant, batch, &[Event::collection(ChangeOp::Delete, name)])?;
         index.dropped = true;
         map.remove(&(tenant.clone(), name.clone()));
         Ok(true)
@@ -405,7 +412,11 @@ impl VectorStore for RocksBackend {
             record_key(tenant, collection, id),
             encode_record(vector.values(), metadata.get(), expires_at)?,
         );
-        self.write(batch)?;
+        self.write_changes(
+            tenant,
+            batch,
+            &[Event::vector(ChangeOp::Put, collection, id)],
+        )?;
         index.set(VectorRecord {
             id: id.clone(),
             vector: vector.values().to_vec(),
@@ -445,7 +456,8 @@ impl VectorStore for RocksBackend {
         let visible = is_visible(index.expires[row], now);
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_VECTORS)?, record_key(tenant, collection, id));
-        self.write(batch)?;
+        let event = visible.then(|| Event::vector(ChangeOp::Delete, collection, id));
+        self.write_changes(tenant, batch, event.as_slice())?;
         index.remove(id);
         Ok(visible)
     }
