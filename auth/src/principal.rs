@@ -1,7 +1,9 @@
 //! The authenticated caller a verified access token describes. Front-ends take the tenant from
 //! here, never from the request, and check scopes with [`Principal::require`].
 
-use p8fs_core::{Error, Result, TenantId, Timestamp};
+use std::collections::BTreeSet;
+
+use p8fs_core::{ChangeKind, Error, Result, TenantId, Timestamp};
 
 use crate::scope::{Scope, ScopeSet};
 
@@ -33,6 +35,32 @@ impl Principal {
                 format!("the token lacks the scope {scope}").into(),
             ))
         }
+    }
+
+    /// The kinds of change this caller may see in its tenant's change log: those it could read
+    /// ([`read_scope`]). `Forbidden` when it can read none.
+    pub fn readable_kinds(&self) -> Result<BTreeSet<ChangeKind>> {
+        let kinds: BTreeSet<ChangeKind> = ChangeKind::ALL
+            .into_iter()
+            .filter(|kind| self.scopes.contains(read_scope(*kind)))
+            .collect();
+        if kinds.is_empty() {
+            return Err(Error::Forbidden(
+                "reading changes needs one of the scopes kv:read, vectors:read, graph:read, s3:read"
+                    .into(),
+            ));
+        }
+        Ok(kinds)
+    }
+}
+
+/// The scope that reads records of a kind, and so sees their changes.
+pub fn read_scope(kind: ChangeKind) -> Scope {
+    match kind {
+        ChangeKind::Kv => Scope::KvRead,
+        ChangeKind::Collection | ChangeKind::Vector => Scope::VectorsRead,
+        ChangeKind::Node | ChangeKind::Edge => Scope::GraphRead,
+        ChangeKind::Bucket | ChangeKind::Object => Scope::S3Read,
     }
 }
 

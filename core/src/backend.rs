@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::change::ChangeLog;
 use crate::error::Result;
 use crate::graph::GraphStore;
 use crate::kv::KvStore;
@@ -18,11 +19,19 @@ pub trait Maintenance: Send + Sync {
 
 /// Everything a front-end needs from storage. Protocols take `Arc<dyn Backend>`.
 pub trait Backend:
-    KvStore + VectorStore + GraphStore + ObjectStore + Maintenance + Send + Sync + 'static
+    KvStore + VectorStore + GraphStore + ObjectStore + ChangeLog + Maintenance + Send + Sync + 'static
 {
 }
 
 impl<T> Backend for T where
-    T: KvStore + VectorStore + GraphStore + ObjectStore + Maintenance + Send + Sync + 'static
+    T: KvStore
+        + VectorStore
+        + GraphStore
+        + ObjectStore
+        + ChangeLog
+        + Maintenance
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::change::ChangeCursor;
+
 /// The result type used across p8fs.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -65,6 +67,12 @@ pub enum Error {
     /// Valid credentials without the right to do this.
     #[error("forbidden: {0}")]
     Forbidden(Cow<'static, str>),
+    /// What was asked for has been removed for good: a change-log cursor older than the log's
+    /// retention. `oldest` is the oldest cursor a reader may resume after.
+    #[error(
+        "changes up to cursor {oldest} were removed by retention; read after cursor {oldest} or later"
+    )]
+    Gone { oldest: ChangeCursor },
     /// A transient failure; the caller may retry.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -90,6 +98,7 @@ pub enum ErrorKind {
     InvalidInput,
     Unauthorized,
     Forbidden,
+    Gone,
     Unavailable,
     Internal,
 }
@@ -104,6 +113,7 @@ impl Error {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Gone { .. } => ErrorKind::Gone,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Internal { .. } => ErrorKind::Internal,
         }

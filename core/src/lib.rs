@@ -6,6 +6,7 @@
 //! - [`VectorStore`]: collections and exact nearest-neighbour candidates;
 //! - [`GraphStore`]: nodes, edges and the `edges_of` traversal primitive;
 //! - [`ObjectStore`]: buckets, chunked objects and multipart uploads (S3 semantics);
+//! - [`ChangeLog`]: reading and trimming each tenant's log of committed writes;
 //! - [`Maintenance`]: physical removal of expired records.
 //!
 //! Semantics that must not drift between backends are free functions here, not overridable
@@ -20,11 +21,12 @@
 //! - every limit of the contract is checked in [`validate`], and identifier types can only be
 //!   built there, so a backend never sees unvalidated input.
 //!
-//! Adding a backend: implement the five traits in a crate under `backends/`, add one
+//! Adding a backend: implement the six traits in a crate under `backends/`, add one
 //! `suite!` instantiation in `conformance/tests/all/`, and one arm where the gateway builds its
 //! backend from configuration.
 
 pub mod backend;
+pub mod change;
 pub mod clock;
 pub mod error;
 pub mod graph;
@@ -37,6 +39,10 @@ pub mod validate;
 pub mod vector;
 
 pub use backend::{Backend, Maintenance};
+pub use change::{
+    Change, ChangeCursor, ChangeEvent, ChangeFilter, ChangeKind, ChangeLog, ChangeOp, ChangePage,
+    ChangeSignal, Subject,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Resource, Result};
 pub use graph::{Direction, EdgeRecord, GraphStore, NodeRecord};

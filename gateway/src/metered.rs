@@ -10,31 +10,44 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Notify;
+
 use async_trait::async_trait;
 use p8fs_core::graph::NodePage;
 use p8fs_core::kv::KvPage;
 use p8fs_core::vector::VectorPage;
 use p8fs_core::{
-    Backend, BucketInfo, BucketName, CollectionName, CollectionSpec, DataId, Direction, EdgeRecord,
-    Embedding, ErrorKind, Filter, GraphStore, JsonObject, JsonPath, JsonValue, Key, KeyPrefix,
-    KvEntry, KvStore, Label, Limit, Maintenance, NodeId, NodeRecord, ObjectAttributes, ObjectKey,
-    ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, RecordId, Rel,
-    RelFilter, Result, TenantId, Timestamp, Ttl, UploadId, UploadInfo, VectorRecord, VectorStore,
-    Version, Weight,
+    Backend, BucketInfo, BucketName, ChangeCursor, ChangeLog, ChangePage, CollectionName,
+    CollectionSpec, DataId, Direction, EdgeRecord, Embedding, ErrorKind, Filter, GraphStore,
+    JsonObject, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Label, Limit, Maintenance,
+    NodeId, NodeRecord, ObjectAttributes, ObjectKey, ObjectMeta, ObjectPrefix, ObjectStore,
+    PartRecord, Precondition, ReapPolicy, RecordId, Rel, RelFilter, Result, TenantId, Timestamp,
+    Ttl, UploadId, UploadInfo, VectorRecord, VectorStore, Version, Weight,
 };
 
 /// The metric every backend call is recorded in.
 pub const METRIC: &str = "backend_operation_duration_seconds";
 
-/// A backend whose every call is timed.
+/// A backend whose every call is timed, and whose successful writes wake the change hub.
 pub struct Metered {
     inner: Arc<dyn Backend>,
+    written: Arc<Notify>,
 }
 
 impl Metered {
-    /// Times every call to `inner`.
-    pub fn new(inner: Arc<dyn Backend>) -> Self {
-        Self { inner }
+    /// Times every call to `inner`; `written` is notified after each successful write, so
+    /// change streams on this node learn of it at once (other nodes' by polling).
+    pub fn new(inner: Arc<dyn Backend>, written: Arc<Notify>) -> Self {
+        Self { inner, written }
+    }
+
+    /// [`timed`] for a write: notifies `written` when it succeeded.
+    async fn wrote<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let result = timed(op, call).await;
+        if result.is_ok() {
+            self.written.notify_one();
+        }
+        result
     }
 }
 
@@ -46,6 +59,7 @@ fn outcome(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidInput => "invalid_input",
         ErrorKind::Unauthorized => "unauthorized",
         ErrorKind::Forbidden => "forbidden",
+        ErrorKind::Gone => "gone",
         ErrorKind::Unavailable => "unavailable",
         ErrorKind::Internal => "internal",
     }
@@ -77,7 +91,8 @@ impl KvStore for Metered {
         value: &JsonValue,
         ttl: Option<Ttl>,
     ) -> Result<Version> {
-        timed("kv.put", self.inner.put(tenant, key, value, ttl)).await
+        self.wrote("kv.put", self.inner.put(tenant, key, value, ttl))
+            .await
     }
 
     async fn put_if_absent(
@@ -88,7 +103,7 @@ impl KvStore for Metered {
         ttl: Option<Ttl>,
     ) -> Result<Version> {
         let call = self.inner.put_if_absent(tenant, key, value, ttl);
-        timed("kv.put_if_absent", call).await
+        self.wrote("kv.put_if_absent", call).await
     }
 
     async fn compare_and_swap(
@@ -102,11 +117,12 @@ impl KvStore for Metered {
         let call = self
             .inner
             .compare_and_swap(tenant, key, expected, value, ttl);
-        timed("kv.compare_and_swap", call).await
+        self.wrote("kv.compare_and_swap", call).await
     }
 
     async fn delete(&self, tenant: &TenantId, key: &Key) -> Result<bool> {
-        timed("kv.delete", self.inner.delete(tenant, key)).await
+        self.wrote("kv.delete", self.inner.delete(tenant, key))
+            .await
     }
 
     async fn scan(
@@ -139,7 +155,7 @@ impl KvStore for Metered {
 impl VectorStore for Metered {
     async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool> {
         let call = self.inner.create_collection(tenant, spec);
-        timed("vector.create_collection", call).await
+        self.wrote("vector.create_collection", call).await
     }
 
     async fn collection(
@@ -157,7 +173,7 @@ impl VectorStore for Metered {
 
     async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
         let call = self.inner.drop_collection(tenant, name);
-        timed("vector.drop_collection", call).await
+        self.wrote("vector.drop_collection", call).await
     }
 
     async fn upsert_vector(
@@ -172,7 +188,7 @@ impl VectorStore for Metered {
         let call = self
             .inner
             .upsert_vector(tenant, collection, id, vector, metadata, ttl);
-        timed("vector.upsert", call).await
+        self.wrote("vector.upsert", call).await
     }
 
     async fn get_vector(
@@ -192,7 +208,7 @@ impl VectorStore for Metered {
         id: &RecordId,
     ) -> Result<bool> {
         let call = self.inner.delete_vector(tenant, collection, id);
-        timed("vector.delete", call).await
+        self.wrote("vector.delete", call).await
     }
 
     async fn list_vectors(
@@ -234,7 +250,7 @@ impl GraphStore for Metered {
         ttl: Option<Ttl>,
     ) -> Result<()> {
         let call = self.inner.put_node(tenant, id, label, properties, ttl);
-        timed("graph.put_node", call).await
+        self.wrote("graph.put_node", call).await
     }
 
     async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
@@ -242,7 +258,8 @@ impl GraphStore for Metered {
     }
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
-        timed("graph.delete_node", self.inner.delete_node(tenant, id)).await
+        self.wrote("graph.delete_node", self.inner.delete_node(tenant, id))
+            .await
     }
 
     async fn list_nodes(
@@ -268,7 +285,7 @@ impl GraphStore for Metered {
         let call = self
             .inner
             .put_edge(tenant, src, rel, dst, weight, properties, ttl);
-        timed("graph.put_edge", call).await
+        self.wrote("graph.put_edge", call).await
     }
 
     async fn get_edge(
@@ -290,7 +307,7 @@ impl GraphStore for Metered {
         dst: &NodeId,
     ) -> Result<bool> {
         let call = self.inner.delete_edge(tenant, src, rel, dst);
-        timed("graph.delete_edge", call).await
+        self.wrote("graph.delete_edge", call).await
     }
 
     async fn edges_of(
@@ -308,7 +325,7 @@ impl GraphStore for Metered {
 #[async_trait]
 impl ObjectStore for Metered {
     async fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<BucketInfo> {
-        timed(
+        self.wrote(
             "object.create_bucket",
             self.inner.create_bucket(tenant, bucket),
         )
@@ -324,7 +341,7 @@ impl ObjectStore for Metered {
     }
 
     async fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<()> {
-        timed(
+        self.wrote(
             "object.delete_bucket",
             self.inner.delete_bucket(tenant, bucket),
         )
@@ -368,7 +385,7 @@ impl ObjectStore for Metered {
         meta: &ObjectMeta,
         condition: &Precondition,
     ) -> Result<()> {
-        timed(
+        self.wrote(
             "object.put_object",
             self.inner.put_object(tenant, bucket, meta, condition),
         )
@@ -390,7 +407,7 @@ impl ObjectStore for Metered {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<bool> {
-        timed(
+        self.wrote(
             "object.delete_object",
             self.inner.delete_object(tenant, bucket, key),
         )
@@ -490,7 +507,7 @@ impl ObjectStore for Metered {
         meta: &ObjectMeta,
         condition: &Precondition,
     ) -> Result<()> {
-        timed(
+        self.wrote(
             "object.complete_upload",
             self.inner
                 .complete_upload(tenant, bucket, upload, meta, condition),
@@ -517,6 +534,26 @@ impl ObjectStore for Metered {
 
     async fn stored_bytes(&self, tenant: &TenantId) -> Result<u64> {
         timed("object.stored_bytes", self.inner.stored_bytes(tenant)).await
+    }
+}
+
+#[async_trait]
+impl ChangeLog for Metered {
+    async fn changes(
+        &self,
+        tenant: &TenantId,
+        after: ChangeCursor,
+        limit: Limit,
+    ) -> Result<ChangePage> {
+        timed("change.changes", self.inner.changes(tenant, after, limit)).await
+    }
+
+    async fn change_heads(&self) -> Result<Vec<(TenantId, ChangeCursor)>> {
+        timed("change.change_heads", self.inner.change_heads()).await
+    }
+
+    async fn trim_changes(&self, before: Timestamp) -> Result<u64> {
+        timed("change.trim_changes", self.inner.trim_changes(before)).await
     }
 }
 

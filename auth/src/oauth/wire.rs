@@ -140,7 +140,7 @@ impl From<Error> for OAuthError {
             ErrorKind::NotFound => {
                 Self::new(StatusCode::NOT_FOUND, "invalid_request", error.to_string())
             }
-            ErrorKind::Unavailable | ErrorKind::Internal => Self::server(error),
+            ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::Gone => Self::server(error),
         }
     }
 }

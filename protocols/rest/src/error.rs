@@ -50,6 +50,15 @@ impl ApiError {
         }
     }
 
+    /// An error answered with `status` rather than its kind's (413, 416, 412 on a read).
+    pub(crate) fn with_status(error: Error, status: StatusCode) -> Self {
+        Self {
+            error,
+            conditional: false,
+            status: Some(status),
+        }
+    }
+
     /// The field an `InvalidInput` error names.
     #[cfg(test)]
     pub(crate) fn field(&self) -> Option<&str> {
@@ -87,6 +96,9 @@ pub struct Problem {
     /// The request field at fault, for bad input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For 410 Gone from the change log: the oldest cursor a reader may resume after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_cursor: Option<String>,
 }
 
 fn status(kind: ErrorKind, conditional: bool) -> StatusCode {
@@ -99,8 +111,47 @@ fn status(kind: ErrorKind, conditional: bool) -> StatusCode {
         ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Gone => StatusCode::GONE,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    /// The problem document of an error (logging internal details, never sending them).
+    pub(crate) fn problem_of(error: &Error) -> Problem {
+        Self::problem(error, status(error.kind(), false))
+    }
+
+    fn problem(error: &Error, status: StatusCode) -> Problem {
+        let detail = match error {
+            Error::Internal { .. } => {
+                tracing::error!(?error, "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            Error::Unavailable { .. } => {
+                tracing::warn!(?error, "backend unavailable");
+                "the service is temporarily unavailable; retry later".to_owned()
+            }
+            Error::NotFound { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Conflict { .. }
+            | Error::InvalidInput { .. }
+            | Error::Unauthorized(_)
+            | Error::Forbidden(_)
+            | Error::Gone { .. } => error.to_string(),
+        };
+        Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail,
+            field: error.field().map(str::to_owned),
+            oldest_cursor: match error {
+                Error::Gone { oldest } => Some(oldest.to_string()),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -110,29 +161,7 @@ impl IntoResponse for ApiError {
         let status = self
             .status
             .unwrap_or_else(|| status(kind, self.conditional));
-        let detail = match &self.error {
-            Error::Internal { .. } => {
-                tracing::error!(error = ?self.error, "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            Error::Unavailable { .. } => {
-                tracing::warn!(error = ?self.error, "backend unavailable");
-                "the service is temporarily unavailable; retry later".to_owned()
-            }
-            Error::NotFound { .. }
-            | Error::AlreadyExists { .. }
-            | Error::Conflict { .. }
-            | Error::InvalidInput { .. }
-            | Error::Unauthorized(_)
-            | Error::Forbidden(_) => self.error.to_string(),
-        };
-        let problem = Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").into(),
-            status: status.as_u16(),
-            detail,
-            field: self.error.field().map(str::to_owned),
-        };
+        let problem = Self::problem(&self.error, status);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -43,10 +43,11 @@ pub(crate) fn s3_error(error: Error) -> S3Error {
         },
         Error::Unauthorized(_) | Error::Forbidden(_) => S3ErrorCode::AccessDenied,
         Error::Unavailable { .. } => S3ErrorCode::ServiceUnavailable,
-        Error::Internal { .. } => S3ErrorCode::InternalError,
+        // The S3 front-end never reads the change log.
+        Error::Internal { .. } | Error::Gone { .. } => S3ErrorCode::InternalError,
     };
     match &error {
-        Error::Internal { .. } | Error::Unavailable { .. } => {
+        Error::Internal { .. } | Error::Unavailable { .. } | Error::Gone { .. } => {
             tracing::warn!(error = %error, source = ?std::error::Error::source(&error), "S3 request failed");
             S3Error::new(code)
         }
@@ -126,7 +127,7 @@ pub(crate) fn sts_error(error: &Error) -> (&'static str, http::StatusCode, Strin
                 "the service is unavailable; retry".to_owned(),
             )
         }
-        Error::Internal { .. } => {
+        Error::Internal { .. } | Error::Gone { .. } => {
             tracing::warn!(%error, source = ?std::error::Error::source(error), "STS request failed");
             (
                 "InternalFailure",
