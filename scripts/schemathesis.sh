@@ -73,7 +73,7 @@ if [ -z "$ready" ]; then
 fi
 
 token="$("${p8fs[@]}" token issue --data-dir "$work/data" --tenant schemathesis --sub schemathesis \
-  --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write')"
+  --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write')"
 
 echo "== schemathesis on $base/openapi.json: max-examples $max_examples, $workers worker(s)"
 status=0

@@ -20,7 +20,7 @@ use std::time::Duration;
 use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer, Revoked};
 use p8fs_auth::s3::{S3Credentials, SEALING_KEY_FILE_NAME, SealingKey};
 use p8fs_auth::{Issuer, KeyRing, ScopeSet, Verifier};
-use p8fs_core::{Clock, KvStore, SystemClock, TenantId};
+use p8fs_core::{Backend, Clock, KvStore, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -79,6 +79,9 @@ pub enum AdminRequest {
     S3KeyList { tenant: Option<String> },
     /// Revoke an S3 access key.
     S3KeyRevoke { access_key_id: String },
+    /// The bytes of object data a tenant stores (every chunk, whatever its state: committed,
+    /// being uploaded, or freed and awaiting the reaper).
+    S3Usage { tenant: String },
 }
 
 impl AdminRequest {
@@ -105,6 +108,7 @@ pub struct Admin {
     issuer: Arc<Issuer>,
     oauth: Option<Arc<OAuthServer>>,
     s3: Option<S3Credentials>,
+    storage: Option<Arc<dyn Backend>>,
 }
 
 impl Admin {
@@ -116,12 +120,19 @@ impl Admin {
             issuer,
             oauth,
             s3: None,
+            storage: None,
         }
     }
 
     /// The same executor, managing the S3 access keys of `s3` too.
     pub fn with_s3(mut self, s3: S3Credentials) -> Self {
         self.s3 = Some(s3);
+        self
+    }
+
+    /// The same executor, reporting storage use of `storage` too.
+    pub fn with_storage(mut self, storage: Arc<dyn Backend>) -> Self {
+        self.storage = Some(storage);
         self
     }
 
@@ -223,6 +234,14 @@ impl Admin {
             AdminRequest::S3KeyList { tenant } => {
                 let tenant = tenant.map(TenantId::new).transpose().map_err(text)?;
                 to_value(&self.s3()?.list_keys(tenant.as_ref()).await.map_err(text)?)
+            }
+            AdminRequest::S3Usage { tenant } => {
+                let tenant = TenantId::new(tenant).map_err(text)?;
+                let storage = self.storage.as_ref().ok_or_else(|| {
+                    "this command needs the storage, which is not open".to_owned()
+                })?;
+                let bytes = storage.stored_bytes(&tenant).await.map_err(text)?;
+                Ok(json!({"tenant": tenant.as_str(), "stored_bytes": bytes}))
             }
             AdminRequest::S3KeyRevoke { access_key_id } => {
                 if self.s3()?.revoke_key(&access_key_id).await.map_err(text)? {
@@ -347,8 +366,10 @@ fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> 
         let admin = if request.needs_store() {
             let backend = crate::backend::open(config, clock.clone()).await?;
             let auth = server::auth(config, backend.clone(), &keys, clock.clone()).await?;
-            let s3 = s3_credentials(config, backend, auth.verifier.clone(), clock)?;
-            Admin::new(keys, auth.issuer, Some(auth.oauth)).with_s3(s3)
+            let s3 = s3_credentials(config, backend.clone(), auth.verifier.clone(), clock)?;
+            Admin::new(keys, auth.issuer, Some(auth.oauth))
+                .with_s3(s3)
+                .with_storage(backend)
         } else {
             let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
             Admin::new(keys, Arc::new(issuer), None)

@@ -47,6 +47,9 @@ struct Common {
     /// Address to listen on (overrides P8FS_LISTEN and the file).
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Address of the S3 listener (overrides P8FS_S3_LISTEN and the file's `s3.listen`).
+    #[arg(long, global = true, value_name = "ADDR")]
+    s3_listen: Option<SocketAddr>,
     /// Directory for local state: RocksDB data and signing keys (overrides P8FS_DATA_DIR).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -92,6 +95,14 @@ enum S3Command {
     /// AssumeRoleWithWebIdentity on the S3 endpoint); prints `export AWS_...` lines, or writes
     /// an AWS CLI profile with --profile.
     Credentials(crate::login::S3CredentialsArgs),
+    /// Print the bytes of object data a tenant stores, as a JSON line
+    /// (`{"tenant":...,"stored_bytes":...}`): every chunk, committed, being uploaded or freed
+    /// and awaiting the reaper.
+    Usage {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +279,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let overrides = Overrides {
         listen: cli.common.listen,
+        s3_listen: cli.common.s3_listen,
         data_dir: cli.common.data_dir.clone(),
     };
     let config = Config::load(cli.common.config.as_deref(), std::env::vars(), &overrides)?;
@@ -332,6 +344,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::User(command) => user(&config, command),
         Command::Client(command) => client(&config, command),
         Command::S3(S3Command::Keys(command)) => s3_keys(&config, command),
+        Command::S3(S3Command::Usage { tenant }) => {
+            let usage = admin::run(&config, AdminRequest::S3Usage { tenant })?;
+            write_stdout(&format!("{usage}\n"))
+        }
         Command::S3(S3Command::Credentials(args)) => {
             let endpoint = args
                 .endpoint_url
@@ -416,7 +432,7 @@ fn uses_data_dir(command: &Command, config: &Config) -> bool {
         | Command::Keys(_)
         | Command::User(_)
         | Command::Client(_)
-        | Command::S3(S3Command::Keys(_)) => true,
+        | Command::S3(S3Command::Keys(_) | S3Command::Usage { .. }) => true,
     }
 }
 

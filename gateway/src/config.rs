@@ -42,6 +42,41 @@ pub struct Config {
     /// The S3 listener.
     #[serde(default)]
     pub s3: S3Config,
+    /// The change log and its followers.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// The change log (`[events]`): how long changes are kept, and how often change streams look
+/// for writes made through other gateway nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long changes are kept (1 minute – 10 years); a reader whose cursor is older gets
+    /// 410 Gone naming the oldest cursor it may use.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the change hub reads the log's heads while streams wait (10 ms – 10 s).
+    /// Writes through this node wake streams at once; this bounds the delay for writes made
+    /// through another node sharing the database.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention: default_retention(),
+            poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 /// The S3 listener (`[s3]`): the S3 REST API and STS `AssumeRoleWithWebIdentity` on their own
@@ -478,6 +513,8 @@ const COMMAND_LINE_VARIABLES: &[&str] = &["P8FS_CONFIG", "P8FS_CREDENTIALS"];
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    /// `--s3-listen`: the S3 listener's address.
+    pub s3_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -518,6 +555,9 @@ impl Config {
             .map_err(|e: toml::de::Error| format!("configuration: {}", e.message()))?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
+        }
+        if let Some(listen) = overrides.s3_listen {
+            config.s3.listen = Some(listen);
         }
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
@@ -621,6 +661,21 @@ impl Config {
         }
         if oauth.authorization_code_ttl > Duration::from_secs(60) {
             return Err("oauth.authorization_code_ttl: must be at most 60s".into());
+        }
+        self.validate_events()
+    }
+
+    fn validate_events(&self) -> Result<(), String> {
+        let events = &self.events;
+        if events.retention < Duration::from_secs(60)
+            || events.retention > Duration::from_secs(10 * 366 * 24 * 3600)
+        {
+            return Err("events.retention: must be between 1m and 10 years".into());
+        }
+        if events.poll_interval < Duration::from_millis(10)
+            || events.poll_interval > Duration::from_secs(10)
+        {
+            return Err("events.poll_interval: must be between 10ms and 10s".into());
         }
         Ok(())
     }
@@ -762,7 +817,7 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Text);
         let overrides = Overrides {
             listen: Some("127.0.0.1:7000".parse().unwrap()),
-            data_dir: None,
+            ..Overrides::default()
         };
         let config = Config::load(
             Some(&file),
@@ -895,9 +950,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.s3_listen().to_string(), "127.0.0.1:9100");
+        let flag = Overrides {
+            s3_listen: Some("127.0.0.1:9200".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config =
+            Config::load(None, env(&[("P8FS_S3_LISTEN", "127.0.0.1:9100")]), &flag).unwrap();
+        assert_eq!(config.s3_listen().to_string(), "127.0.0.1:9200");
         let ephemeral = Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            data_dir: None,
+            ..Overrides::default()
         };
         let config = Config::load(None, env(&[]), &ephemeral).unwrap();
         assert_eq!(config.s3_listen().to_string(), "127.0.0.1:0");

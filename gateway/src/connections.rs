@@ -15,6 +15,10 @@
 //!   then waiting for a slot and handling share `limits.request_timeout`; each is a 408. The
 //!   bodies held in memory by all requests together are at most `limits.body_buffer_bytes`
 //!   (a body waits for room, within its read timeout).
+//! - Object uploads (`PUT /v1/objects/{bucket}/{key}`, [`p8fs_rest::objects::streams_body`]) are
+//!   the exception: their handler streams the body into storage in bounded memory, so it is not
+//!   buffered here; such a request takes a slot at once and has `s3.request_timeout` for all of
+//!   it, like an S3 upload.
 //! - Every request carries `ConnectInfo<SocketAddr>` (the TCP peer) in its extensions, for
 //!   per-address rate limits.
 //! - Shutdown stops accepting, lets requests in flight finish and closes idle connections.
@@ -316,6 +320,8 @@ pub struct RequestLimits {
     body_bytes: usize,
     body_read_timeout: Duration,
     request_timeout: Duration,
+    /// The whole time of an object upload, which is not buffered.
+    upload_timeout: Duration,
     /// One permit per byte of request body held in memory, by all requests together.
     body_budget: Semaphore,
     body_budget_bytes: usize,
@@ -324,8 +330,9 @@ pub struct RequestLimits {
 
 impl RequestLimits {
     /// The limits of `[limits]`.
-    pub fn new(limits: &LimitsConfig) -> Self {
+    pub fn new(limits: &LimitsConfig, upload_timeout: Duration) -> Self {
         Self {
+            upload_timeout,
             body_bytes: limits.body_bytes,
             body_read_timeout: limits.body_read_timeout,
             request_timeout: limits.request_timeout,
@@ -346,6 +353,19 @@ pub async fn limit_request(
     request: Request,
     next: Next,
 ) -> Response {
+    if p8fs_rest::objects::streams_body(request.method(), request.uri().path()) {
+        let handled = async {
+            let _permit = limits.slots.acquire().await;
+            next.run(request).await
+        };
+        return match tokio::time::timeout(limits.upload_timeout, handled).await {
+            Ok(response) => response,
+            Err(_) => {
+                metrics::counter!("http_request_timeouts_total", "phase" => "upload").increment(1);
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            }
+        };
+    }
     let (parts, body) = request.into_parts();
     let body = match tokio::time::timeout(limits.body_read_timeout, read_body(body, &limits)).await
     {

@@ -1,7 +1,8 @@
 //! p8fs-gateway: the `p8fs` binary's library. Configuration ([`config`]), the one place a backend
 //! is chosen ([`backend`]), server assembly ([`server`]), the accept loop and its limits on
 //! slow and numerous clients ([`connections`]), metrics ([`metrics`], [`metered`]),
-//! the S3 listener and the object reaper ([`s3`]), admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
+//! the S3 listener and the object reaper ([`s3`]), the change hub that wakes change streams and
+//! the log's retention ([`changes`]), admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
 //! and the command line ([`cli`]).
 //!
 //! Cargo features: `postgres` and `tidb` (both default) compile in those backends; without them
@@ -9,6 +10,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod connections;

@@ -18,6 +18,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::admin::{self, Admin};
+use crate::changes::ChangeHub;
 use crate::config::{Config, LogFormat};
 use crate::connections::{self, RequestLimits};
 use crate::metered::Metered;
@@ -36,6 +37,8 @@ pub struct Services {
     /// S3 access keys and temporary credentials.
     pub s3: S3Credentials,
     pub clock: Arc<dyn Clock>,
+    /// Wakes change followers (SSE streams) when their tenant's log grows.
+    pub changes: Arc<ChangeHub>,
 }
 
 /// Creates the data directory owner-only (0700) if it does not exist, and refuses one that
@@ -96,9 +99,13 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
 /// Opens the backend, the signing keys and the OAuth server (creating its built-in clients).
 pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, String> {
     private_data_dir(config)?;
+    let written = Arc::new(tokio::sync::Notify::new());
     let backend: Arc<dyn Backend> = Arc::new(Metered::new(
         crate::backend::open(config, clock.clone()).await?,
+        written.clone(),
     ));
+    let changes = ChangeHub::new(backend.clone(), written, config.events.poll_interval);
+    changes.spawn();
     let keys = Arc::new(
         KeyRing::load_or_create(&keys_dir(config), clock.clone())
             .map_err(|e| format!("signing keys in {}: {e}", keys_dir(config).display()))?,
@@ -111,7 +118,9 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         clock.clone(),
     )?;
     let admin = Arc::new(
-        Admin::new(keys.clone(), auth.issuer, Some(auth.oauth.clone())).with_s3(s3.clone()),
+        Admin::new(keys.clone(), auth.issuer, Some(auth.oauth.clone()))
+            .with_s3(s3.clone())
+            .with_storage(backend.clone()),
     );
     Ok(Services {
         backend,
@@ -121,6 +130,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
         admin,
         s3,
         clock,
+        changes,
     })
 }
 
@@ -176,6 +186,8 @@ pub fn app(services: &Services, config: &Config) -> Router {
     let rest = p8fs_rest::router(RestState {
         backend: services.backend.clone(),
         verifier: services.verifier.clone(),
+        clock: services.clock.clone(),
+        changes: services.changes.clone(),
     });
     crate::metrics::handle();
     let mut router = Router::new();
@@ -211,7 +223,10 @@ fn metrics_router(services: &Services, config: &Config) -> Router {
 /// redacted), then [`connections::limit_request`] (body deadline, then concurrency slot and
 /// handling timeout) around the body-size limit the extractors apply.
 fn with_limits(router: Router, config: &Config) -> Router {
-    let limits = Arc::new(RequestLimits::new(&config.limits));
+    let limits = Arc::new(RequestLimits::new(
+        &config.limits,
+        config.s3.request_timeout,
+    ));
     router
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(axum::middleware::from_fn_with_state(
@@ -376,6 +391,12 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
         None => None,
     };
     spawn_reaper(services.backend.clone(), config.maintenance.purge_interval);
+    crate::changes::spawn_retention(
+        services.backend.clone(),
+        clock.clone(),
+        config.events.retention,
+        config.maintenance.purge_interval,
+    );
     spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
     eprintln!(

@@ -32,6 +32,7 @@ async fn start() -> Server {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         // A directory the server creates, so owner-only as it requires.
         data_dir: Some(dir.path().join("data")),
+        ..Overrides::default()
     };
     let config = Config::load(None, Vec::new(), &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -958,4 +959,402 @@ async fn conditional_headers_follow_rfc_9110() {
     // Well-formed but larger than any version: it matches nothing.
     let (status, _) = put(vec![("If-Match", "\"99999999999999999999\"")]).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+}
+
+#[tokio::test]
+async fn objects_over_rest_stream_list_range_and_condition() {
+    let server = start().await;
+    let token = server.token("alice", "s3:read s3:write");
+    let put = |path: &str| server.http.put(server.url(path)).bearer_auth(&token);
+    let get = |path: &str| server.http.get(server.url(path)).bearer_auth(&token);
+
+    let (status, created) = server
+        .call(reqwest::Method::PUT, "/v1/objects/notes", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "notes");
+    let (status, _) = server
+        .call(reqwest::Method::PUT, "/v1/objects/notes", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "creating it again is a no-op");
+
+    // Three chunks and a byte.
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 1)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    let response = put("/v1/objects/notes/2026/plan.bin")
+        .header("content-type", "application/x-plan")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let written: Value = response.json().await.unwrap();
+    let etag = p8fs_core::object::md5_hex(&bytes);
+    assert_eq!(written["etag"], etag);
+    assert_eq!(written["size"], bytes.len());
+
+    let response = get("/v1/objects/notes/2026/plan.bin").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-plan");
+    assert_eq!(response.headers()["etag"], format!("\"{etag}\"").as_str());
+    let last_modified = response.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    let response = server
+        .http
+        .head(server.url("/v1/objects/notes/2026/plan.bin"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+
+    // Ranges: across a chunk boundary, a suffix, and one past the end.
+    let start = 1024 * 1024 - 5;
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("range", format!("bytes={start}-{}", start + 9))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes {start}-{}/{}", start + 9, bytes.len()).as_str()
+    );
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        &bytes[start..start + 10]
+    );
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("range", "bytes=-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        &bytes[bytes.len() - 3..]
+    );
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
+
+    // Read conditions.
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("if-none-match", format!("\"{etag}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("if-modified-since", &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let response = get("/v1/objects/notes/2026/plan.bin")
+        .header("if-match", "\"0123\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+
+    // Write conditions: create-only, then replace only the version we read.
+    let response = put("/v1/objects/notes/2026/plan.bin")
+        .header("if-none-match", "*")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+    let response = put("/v1/objects/notes/todo.txt")
+        .header("if-none-match", "*")
+        .body("milk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = put("/v1/objects/notes/todo.txt")
+        .header("if-match", "\"00000000000000000000000000000000\"")
+        .body("eggs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+    let response = put("/v1/objects/notes/todo.txt")
+        .header(
+            "if-match",
+            format!("\"{}\"", p8fs_core::object::md5_hex(b"milk")),
+        )
+        .body("eggs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = get("/v1/objects/notes/todo.txt")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "eggs");
+
+    // Listing: a delimiter rolls `2026/` up; pages of one follow the cursor.
+    let (status, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/objects/notes?delimiter=/",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["common_prefixes"], json!(["2026/"]));
+    assert_eq!(page["objects"][0]["key"], "todo.txt");
+    assert!(page.get("next").is_none());
+    let mut keys = Vec::new();
+    let mut path = "/v1/objects/notes?limit=1".to_owned();
+    loop {
+        let (status, page) = server.call(reqwest::Method::GET, &path, &token, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for object in page["objects"].as_array().unwrap() {
+            keys.push(object["key"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/objects/notes?limit=1&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(keys, ["2026/plan.bin", "todo.txt"]);
+    let (status, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/objects/notes?cursor=zz",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(page["field"], "cursor");
+
+    // Another tenant sees no bucket; a token without s3:write cannot upload.
+    let other = server.token("bob", "s3:read s3:write");
+    let (status, _) = server
+        .call(reqwest::Method::GET, "/v1/objects/notes", &other, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, buckets) = server
+        .call(reqwest::Method::GET, "/v1/objects", &other, None)
+        .await;
+    assert_eq!(buckets["buckets"], json!([]));
+    let reader = server.token("alice", "s3:read");
+    let response = server
+        .http
+        .put(server.url("/v1/objects/notes/x"))
+        .bearer_auth(&reader)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = put("/v1/objects/missing/x").body("x").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // A bucket with objects is not deleted; emptied, it is.
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, "/v1/objects/notes", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    for key in ["2026/plan.bin", "todo.txt"] {
+        let (status, _) = server
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/objects/notes/{key}"),
+                &token,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _) = server
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/objects/notes/todo.txt",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, "/v1/objects/notes", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+/// Reads SSE events (`id`, `event`, `data`) from a streaming response until `count` arrived.
+async fn sse_events(
+    response: &mut reqwest::Response,
+    count: usize,
+) -> Vec<(String, String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("the stream sent the events in time")
+            .unwrap()
+            .expect("the stream stayed open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !event.is_empty() {
+                events.push((id, event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn changes_are_paged_and_streamed_per_tenant_and_scope() {
+    let server = start().await;
+    let token = server.token("alice", "kv:read kv:write s3:read");
+    let (status, page) = server
+        .call(reqwest::Method::GET, "/v1/changes", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page, json!({"changes": [], "next": "0", "head": "0"}));
+
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v1/kv/a"),
+        (reqwest::Method::PUT, "/v1/kv/b"),
+        (reqwest::Method::DELETE, "/v1/kv/a"),
+    ] {
+        let body = (method == reqwest::Method::PUT).then(|| json!(1));
+        let (status, _) = server.call(method, path, &token, body).await;
+        assert!(status.is_success(), "{status}");
+    }
+    let (_, page) = server
+        .call(reqwest::Method::GET, "/v1/changes?limit=2", &token, None)
+        .await;
+    let changes = page["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{page}");
+    assert_eq!(changes[0]["cursor"], "1");
+    assert_eq!(changes[0]["op"], "put");
+    assert_eq!(changes[0]["kind"], "kv");
+    assert_eq!(changes[0]["key"], "a");
+    assert!(changes[0]["version"].is_string());
+    assert_eq!(page["next"], "2");
+    assert_eq!(page["head"], "3");
+    let (_, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/changes?after=2&prefix=a",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(page["changes"][0]["op"], "delete", "{page}");
+    assert_eq!(page["next"], "3");
+
+    // Bad cursors and kinds the token cannot read.
+    let (status, problem) = server
+        .call(reqwest::Method::GET, "/v1/changes?after=4", &token, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["field"], "after");
+    let (status, _) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/changes?kinds=vector",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let writer_only = server.token("alice", "kv:write");
+    let (status, _) = server
+        .call(reqwest::Method::GET, "/v1/changes", &writer_only, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let other = server.token("bob", "kv:read");
+    let (_, page) = server
+        .call(reqwest::Method::GET, "/v1/changes", &other, None)
+        .await;
+    assert_eq!(page["head"], "0", "another tenant's log is its own");
+
+    // A stream resumed after cursor 1 gets 2 and 3, then a write made while it waits.
+    let mut stream = server
+        .http
+        .get(server.url("/v1/changes/stream?kinds=kv"))
+        .bearer_auth(&token)
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let events = sse_events(&mut stream, 2).await;
+    assert_eq!(events[0].0, "2");
+    assert_eq!(events[0].1, "change");
+    assert_eq!(events[1].2["op"], "delete");
+    let (status, _) = server
+        .call(reqwest::Method::PUT, "/v1/kv/c", &token, Some(json!("new")))
+        .await;
+    assert!(status.is_success());
+    let events = sse_events(&mut stream, 1).await;
+    assert_eq!(events[0].0, "4");
+    assert_eq!(events[0].2["key"], "c");
+    drop(stream);
+
+    // Without a cursor a stream starts at the head: only new changes.
+    let mut stream = server
+        .http
+        .get(server.url("/v1/changes/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = server
+        .call(reqwest::Method::PUT, "/v1/kv/d", &token, Some(json!("new")))
+        .await;
+    assert!(status.is_success());
+    let events = sse_events(&mut stream, 1).await;
+    assert_eq!(events[0].0, "5");
+    let response = server
+        .http
+        .get(server.url("/v1/changes/stream"))
+        .bearer_auth(&token)
+        .header("last-event-id", "99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }

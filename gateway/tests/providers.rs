@@ -23,6 +23,7 @@ async fn round_trip(provider: &str, url_variable: &str) {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         // A directory the server creates, so owner-only as it requires.
         data_dir: Some(dir.path().join("data")),
+        ..Overrides::default()
     };
     let env = vec![
         ("P8FS_STORAGE_PROVIDER".to_owned(), provider.to_owned()),

@@ -41,6 +41,7 @@ async fn start() -> Server {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().join("data")),
+        ..Overrides::default()
     };
     let config = Config::load(None, Vec::new(), &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

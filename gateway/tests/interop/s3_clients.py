@@ -409,13 +409,8 @@ def manifest_path(env):
     return os.path.join(env.work, "manifest.json")
 
 
-def scenario_crash_upload(env):
-    """Completed objects, then an unfinished multipart upload and a large PUT in flight when
-    the gateway (process `--pid`) is killed with SIGKILL."""
-    import signal
-    import threading
-    import time
-
+def scenario_crash_prepare(env):
+    """The completed objects a crash must leave intact, listed in a manifest."""
     s3 = env.client()
     s3.create_bucket(Bucket=CRASH_BUCKET)
     manifest = {}
@@ -429,6 +424,16 @@ def scenario_crash_upload(env):
     manifest["done/multipart"] = md5_file(whole)
     with open(manifest_path(env), "w") as f:
         json.dump(manifest, f)
+
+
+def scenario_crash_upload(env):
+    """An unfinished multipart upload and a large PUT in flight when the gateway (process
+    `--pid`) is killed with SIGKILL."""
+    import signal
+    import threading
+    import time
+
+    s3 = env.client()
     uid = s3.create_multipart_upload(Bucket=CRASH_BUCKET, Key="partial/multipart")["UploadId"]
     s3.upload_part(Bucket=CRASH_BUCKET, Key="partial/multipart", UploadId=uid, PartNumber=1, Body=os.urandom(5 * MIB))
     big = os.path.join(env.work, "big.bin")
@@ -475,6 +480,7 @@ def scenario_crash_verify(env):
 
 
 SCENARIOS = {
+    "crash-prepare": scenario_crash_prepare,
     "crash-upload": scenario_crash_upload,
     "crash-verify": scenario_crash_verify,
     "awscli": scenario_awscli,

@@ -5,11 +5,13 @@
 //! the request), call the backend trait or a core algorithm, and map errors to
 //! `application/problem+json` in [`error`]. This crate names no backend.
 
+pub mod changes;
 pub mod error;
 mod extract;
 pub mod graph;
 mod integer;
 pub mod kv;
+pub mod objects;
 mod schema;
 pub mod vectors;
 
@@ -19,7 +21,7 @@ use axum::Json;
 use axum::Router;
 use axum::routing::{get, post};
 use p8fs_auth::Verifier;
-use p8fs_core::Backend;
+use p8fs_core::{Backend, ChangeSignal, Clock};
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -32,10 +34,14 @@ pub const DEFAULT_PAGE: u64 = 100;
 pub struct RestState {
     pub backend: Arc<dyn Backend>,
     pub verifier: Arc<Verifier>,
+    /// The time objects are stamped with (their last-modified), as the backend's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes change streams that have caught up.
+    pub changes: Arc<dyn ChangeSignal>,
 }
 
 /// The document's description, with the conventions its schemas rely on.
-const DESCRIPTION: &str = "Key-value, vectors and graph of one tenant's memory vault. The tenant \
+const DESCRIPTION: &str = "Key-value, vectors, graph and objects of one tenant's memory vault. The tenant \
     comes from the bearer token.\n\n\
     Lengths: names, ids, keys and paths are limited in UTF-8 bytes. JSON Schema's `maxLength` \
     counts characters, so such a string has `maxLength: N`, a bound every accepted string meets, \
@@ -57,6 +63,9 @@ const DESCRIPTION: &str = "Key-value, vectors and graph of one tenant's memory v
         graph::put_node, graph::get_node, graph::delete_node, graph::list_nodes,
         graph::put_edge, graph::get_edge, graph::delete_edge,
         graph::node_edges, graph::node_neighbors, graph::find_path,
+        objects::list_buckets, objects::create_bucket, objects::delete_bucket, objects::list_objects,
+        objects::put_object, objects::get_object, objects::delete_object,
+        changes::read_changes, changes::stream_changes,
     ),
     components(schemas(schema::AnyJson, schema::AnyJsonObject)),
     modifiers(&BearerAuth),
@@ -64,6 +73,8 @@ const DESCRIPTION: &str = "Key-value, vectors and graph of one tenant's memory v
         (name = "kv", description = "Versioned JSON values with optional ttl"),
         (name = "vectors", description = "Collections and exact nearest-neighbour search"),
         (name = "graph", description = "Nodes, edges and traversals"),
+        (name = "changes", description = "The tenant's change log: every committed write once, in commit order, as pages or a live event stream"),
+        (name = "objects", description = "Buckets and objects, the same as the S3 front-end's (scopes s3:read and s3:write)"),
     )
 )]
 pub struct ApiDoc;
@@ -171,6 +182,21 @@ pub fn router(state: RestState) -> Router {
                 .delete(graph::delete_edge),
         )
         .route("/v1/graph/shortest-path", post(graph::find_path))
+        .route("/v1/changes", get(changes::read_changes))
+        .route("/v1/changes/stream", get(changes::stream_changes))
+        .route("/v1/objects", get(objects::list_buckets))
+        .route(
+            "/v1/objects/{bucket}",
+            get(objects::list_objects)
+                .put(objects::create_bucket)
+                .delete(objects::delete_bucket),
+        )
+        .route(
+            "/v1/objects/{bucket}/{*key}",
+            get(objects::get_object)
+                .put(objects::put_object)
+                .delete(objects::delete_object),
+        )
         .with_state(state)
 }
 
