@@ -1153,6 +1153,20 @@ async fn objects_over_rest_stream_list_range_and_condition() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(page["field"], "cursor");
 
+    let (status, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/objects/notes?cursor=",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an empty cursor was never issued"
+    );
+    assert_eq!(page["field"], "cursor");
     // Another tenant sees no bucket; a token without s3:write cannot upload.
     let other = server.token("bob", "s3:read s3:write");
     let (status, _) = server

@@ -20,10 +20,10 @@ use futures::{StreamExt, TryStreamExt};
 use p8fs_auth::Scope;
 use p8fs_core::object::{
     ByteRange, MAX_PUT_BYTES, ObjectWriter, ReadPreconditions, ReadRefusal,
-    check_read_preconditions, chunk_reads, from_after, list_objects_v2,
+    check_read_preconditions, chunk_reads, from_after, hex, list_objects_v2, unhex,
 };
 use p8fs_core::{
-    BucketInfo, BucketName, Error, ObjectAttributes, ObjectKey, ObjectMeta, ObjectPrefix,
+    BucketInfo, BucketName, Error, Limit, ObjectAttributes, ObjectKey, ObjectMeta, ObjectPrefix,
     Precondition, Resource, TenantId,
 };
 use serde::{Deserialize, Serialize};
@@ -139,10 +139,6 @@ const BUCKET_DESCRIPTION: &str = "A bucket name, as S3 names buckets: 3..=63 cha
 const KEY_DESCRIPTION: &str = "The object key, percent-encoded: 1..=1024 bytes of UTF-8 without \
     U+0000 (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
 
-fn bucket_name(name: String) -> Result<BucketName, Error> {
-    BucketName::new(name)
-}
-
 fn bucket(info: BucketInfo) -> Bucket {
     Bucket {
         name: info.name.as_str().to_owned(),
@@ -197,7 +193,7 @@ pub(crate) async fn create_bucket(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::S3Write)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     match state.backend.create_bucket(&caller.tenant, &name).await {
         Ok(info) => Ok((StatusCode::CREATED, Json(bucket(info))).into_response()),
         Err(Error::AlreadyExists { .. }) => {
@@ -230,7 +226,7 @@ pub(crate) async fn delete_bucket(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::S3Write)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     state.backend.delete_bucket(&caller.tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -256,15 +252,12 @@ pub(crate) async fn list_objects(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<ObjectPage>, ApiError> {
     caller.require(Scope::S3Read)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     let prefix = ObjectPrefix::new(params.prefix.unwrap_or_default())?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    let limit = u32::try_from(limit)
-        .ok()
-        .filter(|l| (1..=1000).contains(l))
-        .ok_or_else(|| Error::invalid("limit", "must be between 1 and 1000"))?;
+    let limit = Limit::new(params.limit.unwrap_or(DEFAULT_PAGE))?;
     let from = match (params.cursor, params.start_after) {
         (Some(cursor), _) => unhex(&cursor)
+            .filter(|from| !from.is_empty())
             .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API issued"))?,
         (None, Some(after)) => {
             let after = ObjectKey::new(after).map_err(|e| rename_field(e, "start_after"))?;
@@ -279,7 +272,7 @@ pub(crate) async fn list_objects(
         &prefix,
         params.delimiter.as_deref(),
         &from,
-        limit,
+        u32::try_from(limit.get()).unwrap_or(u32::MAX),
     )
     .await?;
     Ok(Json(ObjectPage {
@@ -321,7 +314,7 @@ pub(crate) async fn put_object(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::S3Write)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     let key = ObjectKey::new(key)?;
     let ttl = ttl(params.ttl_ms)?;
     let condition = write_condition(&headers)?;
@@ -437,7 +430,7 @@ pub(crate) async fn get_object(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::S3Read)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     let key = ObjectKey::new(key)?;
     let tenant = caller.tenant;
     let backend = state.backend.clone();
@@ -549,7 +542,7 @@ pub(crate) async fn delete_object(
     ApiPath((name, key)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::S3Write)?;
-    let name = bucket_name(name)?;
+    let name = BucketName::new(name)?;
     let key = ObjectKey::new(key)?;
     if state
         .backend
@@ -672,20 +665,6 @@ fn http_date(millis: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(millis))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,7 +732,6 @@ mod tests {
         assert_eq!(unhex(&hex(&raw)), Some(raw));
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex(""), None);
     }
 
     #[test]
