@@ -83,7 +83,8 @@ pub struct ChangeRecord {
 }
 
 impl ChangeRecord {
-    fn of(change: &Change) -> Self {
+    /// The record of `change`, as the stream, the pages and the NATS publisher send it.
+    pub fn of(change: &Change) -> Self {
         let mut record = Self {
             cursor: change.cursor.to_string(),
             at: change.at,
@@ -133,6 +134,22 @@ pub struct ChangePageBody {
     /// The cursor of the tenant's newest change when the page was read: caught up when
     /// `next == head`.
     pub head: String,
+}
+
+/// One event of `GET /v1/changes/stream`, as a Server-Sent Events parser yields it (OpenAPI 3.1
+/// reads a `text/event-stream` schema as the schema of one event). Documentation only: the
+/// stream is written by axum's SSE encoder.
+#[derive(Debug, ToSchema)]
+pub struct StreamEvent {
+    /// `change`, or `error` for the last event of a stream that could not go on.
+    #[schema(pattern = "^(change|error)$")]
+    pub event: String,
+    /// The change's cursor (absent on `error`): what `Last-Event-ID` resumes after.
+    #[schema(pattern = "^[0-9]{1,20}$")]
+    pub id: Option<String>,
+    /// A ChangeRecord as JSON, or on `error` a problem document as JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
 }
 
 /// A read of the change log.
@@ -276,7 +293,7 @@ pub(crate) async fn read_changes(
             description = "Resume after this cursor (the `id` of the last event received)"),
     ),
     responses(
-        (status = 200, description = "`event: change` events, `id` the cursor and `data` a ChangeRecord; an `event: error` with a problem document ends the stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`event: change` events, `id` the cursor and `data` a ChangeRecord; an `event: error` with a problem document ends the stream", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Bad input, or a cursor beyond the newest change", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token can read none of the kinds asked for", body = Problem, content_type = "application/problem+json"),

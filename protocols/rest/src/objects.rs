@@ -572,10 +572,17 @@ fn header_text(
         .transpose()
 }
 
-/// The write condition of `If-Match: "<etag>"` or `If-None-Match: *`, one of them.
+/// The write condition of `If-Match: "<etag>"` or `If-None-Match: *`, one of them. A header with
+/// an empty value is an empty list of entity tags (RFC 9110 section 5.6.1), so no condition, as on
+/// `PUT /v1/kv/{key}`.
 fn write_condition(headers: &HeaderMap) -> Result<Precondition, Error> {
-    let if_match = header_text(headers, header::IF_MATCH, "if-match")?;
-    let if_none_match = header_text(headers, header::IF_NONE_MATCH, "if-none-match")?;
+    let present = |text: Option<String>| text.filter(|t| !t.trim().is_empty());
+    let if_match = present(header_text(headers, header::IF_MATCH, "if-match")?);
+    let if_none_match = present(header_text(
+        headers,
+        header::IF_NONE_MATCH,
+        "if-none-match",
+    )?);
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
         (None, Some(tag)) if tag.trim() == "*" => Ok(Precondition::IfAbsent),
@@ -724,6 +731,12 @@ mod tests {
         assert_eq!(err.field(), Some("if-none-match"));
         let err = write_condition(&headers(&[(header::IF_MATCH, "abc")])).unwrap_err();
         assert_eq!(err.field(), Some("if-match"));
+        for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+            assert_eq!(
+                write_condition(&headers(&[(name, " ")])).unwrap(),
+                Precondition::None
+            );
+        }
     }
 
     #[test]
