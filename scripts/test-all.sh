@@ -14,8 +14,10 @@ python3 scripts/check-one-build.py
 # Suites that must have run, each with tests named `<suite>::...`: every backend's conformance
 # suite, and the OAuth flows in a real browser and with the Python clients
 # (gateway/tests/oauth_flows.rs), and the S3 clients (AWS CLI, boto3, rclone) with the crash test
-# (gateway/tests/s3_clients.rs), which need what scripts/install-deps.sh installs.
-REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients)
+# (gateway/tests/s3_clients.rs), which need what scripts/install-deps.sh installs; the NATS
+# publisher against a real nats-server and change streams across two gateway nodes
+# (gateway/tests/events.rs).
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
@@ -33,9 +35,11 @@ stop_postgres() {
   scripts/services/postgres.sh stop || true
   P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh stop || true
 }
+# NATS with JetStream for the publisher's tests (gateway/tests/events.rs), which restart it.
 stop_services() {
   stop_mariadb
   stop_postgres
+  scripts/services/nats.sh stop || true
 }
 trap stop_services EXIT
 scripts/services/postgres.sh start
@@ -43,7 +47,13 @@ P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh start
 P8FS_TEST_POSTGRES_URL="$(scripts/services/postgres.sh url)"
 P8FS_TEST_POSTGRES_FAULT_URL="$(P8FS_POSTGRES_PORT=$postgres_fault_port scripts/services/postgres.sh url)"
 P8FS_TEST_POSTGRES_FAULT_RESTART="P8FS_POSTGRES_PORT=$postgres_fault_port $PWD/scripts/services/postgres.sh restart"
-export P8FS_TEST_POSTGRES_URL P8FS_TEST_POSTGRES_FAULT_URL P8FS_TEST_POSTGRES_FAULT_RESTART
+P8FS_TEST_POSTGRES_CREATEDB="$PWD/scripts/services/postgres.sh createdb"
+export P8FS_TEST_POSTGRES_URL P8FS_TEST_POSTGRES_FAULT_URL P8FS_TEST_POSTGRES_FAULT_RESTART \
+  P8FS_TEST_POSTGRES_CREATEDB
+scripts/services/nats.sh start
+P8FS_TEST_NATS_URL="$(scripts/services/nats.sh url)"
+P8FS_TEST_NATS_RESTART="$PWD/scripts/services/nats.sh restart"
+export P8FS_TEST_NATS_URL P8FS_TEST_NATS_RESTART
 scripts/services/mariadb.sh start
 P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh start
 P8FS_TEST_TIDB_URL="$(scripts/services/mariadb.sh url)"

@@ -1,6 +1,6 @@
 //! The change hub: one poller of the backend's log heads for every change follower of this
-//! node (SSE streams today; GraphQL subscriptions, MCP and gRPC watchers later), and the
-//! retention job that trims the log.
+//! node (SSE streams and the NATS publisher today; GraphQL subscriptions, MCP and gRPC watchers
+//! later), and the retention job that trims the log.
 //!
 //! A follower that has caught up waits in [`ChangeSignal::changed`] on a per-tenant
 //! `watch` channel holding the tenant's newest cursor. The poller reads
@@ -27,6 +27,8 @@ pub struct ChangeHub {
     backend: Arc<dyn Backend>,
     /// The newest cursor seen per tenant someone waits on.
     heads: Mutex<HashMap<TenantId, watch::Sender<ChangeCursor>>>,
+    /// Every tenant's head, for followers of all tenants (the NATS publisher).
+    all: watch::Sender<Arc<Vec<(TenantId, ChangeCursor)>>>,
     /// Notified after a write through this node, and when a follower starts waiting.
     wake: Arc<Notify>,
     interval: Duration,
@@ -39,6 +41,7 @@ impl ChangeHub {
         Arc::new(Self {
             backend,
             heads: Mutex::new(HashMap::new()),
+            all: watch::channel(Arc::new(Vec::new())).0,
             wake,
             interval,
         })
@@ -61,17 +64,32 @@ impl ChangeHub {
         });
     }
 
+    /// Every tenant's head, updated on each poll that finds the log grown; the hub polls for
+    /// as long as the receiver lives.
+    pub fn follow_all(&self) -> watch::Receiver<Arc<Vec<(TenantId, ChangeCursor)>>> {
+        let receiver = self.all.subscribe();
+        self.wake.notify_one();
+        receiver
+    }
+
     /// Whether anyone waits; forgets tenants no one waits on any more.
     fn has_followers(&self) -> bool {
         let mut heads = self.heads.lock();
         heads.retain(|_, sender| sender.receiver_count() > 0);
-        !heads.is_empty()
+        !heads.is_empty() || self.all.receiver_count() > 0
     }
 
     /// Reads every tenant's head and wakes the followers of those that grew.
     async fn poll(&self) {
         match self.backend.change_heads().await {
             Ok(all) => {
+                self.all.send_if_modified(|seen| {
+                    let grew = **seen != all;
+                    if grew {
+                        *seen = Arc::new(all.clone());
+                    }
+                    grew
+                });
                 let heads = self.heads.lock();
                 for (tenant, head) in all {
                     if let Some(sender) = heads.get(&tenant) {

@@ -61,6 +61,9 @@ pub struct EventsConfig {
     /// through another node sharing the database.
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Publishing every change to NATS JetStream (off unless `[events.nats]` is present).
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
 }
 
 impl Default for EventsConfig {
@@ -68,7 +71,92 @@ impl Default for EventsConfig {
         Self {
             retention: default_retention(),
             poll_interval: default_poll_interval(),
+            nats: None,
         }
+    }
+}
+
+/// The NATS JetStream publisher (`[events.nats]`, see `crate::nats`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The server, e.g. `nats://127.0.0.1:4222` (credentials may be given as
+    /// `nats://user:password@host:port`; they are never logged).
+    pub url: String,
+    /// Subjects are `<subject_prefix>.<tenant>.<kind>.<op>` (default `p8fs`).
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// The JetStream stream; created capturing `<subject_prefix>.>` if it does not exist
+    /// (default `P8FS`).
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// The duplicate window of a stream the gateway creates (default 2m, at least twice
+    /// `lease_ttl`): re-sends within it are dropped by JetStream.
+    #[serde(default = "default_duplicate_window", with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long a publishing node's lease lasts without renewal (1s – 5m, default 10s); another
+    /// node takes over at most this long after the publisher dies.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How long to wait for JetStream to acknowledge a message (100ms – 1m, default 5s).
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+}
+
+fn default_subject_prefix() -> String {
+    "p8fs".into()
+}
+fn default_stream() -> String {
+    "P8FS".into()
+}
+fn default_duplicate_window() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl NatsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(self.url.starts_with("nats://") || self.url.starts_with("tls://"))
+            || self.url.len() > 2048
+        {
+            return Err("events.nats.url: must be a nats:// or tls:// URL".into());
+        }
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if self.subject_prefix.len() > 200 || !self.subject_prefix.split('.').all(token_ok) {
+            return Err(
+                "events.nats.subject_prefix: must be dot-separated tokens of \
+                 [A-Za-z0-9_-] (no wildcards or spaces), at most 200 bytes"
+                    .into(),
+            );
+        }
+        if self.stream.len() > 64 || !token_ok(&self.stream) {
+            return Err("events.nats.stream: must be 1..=64 of [A-Za-z0-9_-]".into());
+        }
+        if self.lease_ttl < Duration::from_secs(1) || self.lease_ttl > Duration::from_secs(300) {
+            return Err("events.nats.lease_ttl: must be between 1s and 5m".into());
+        }
+        if self.ack_timeout < Duration::from_millis(100)
+            || self.ack_timeout > Duration::from_secs(60)
+        {
+            return Err("events.nats.ack_timeout: must be between 100ms and 1m".into());
+        }
+        if self.duplicate_window < self.lease_ttl * 2
+            || self.duplicate_window > Duration::from_secs(24 * 3600)
+        {
+            return Err(
+                "events.nats.duplicate_window: must be between twice lease_ttl and 1 day".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -677,7 +765,10 @@ impl Config {
         {
             return Err("events.poll_interval: must be between 10ms and 10s".into());
         }
-        Ok(())
+        match &events.nats {
+            Some(nats) => nats.validate(),
+            None => Ok(()),
+        }
     }
 
     fn validate_s3(&self) -> Result<(), String> {

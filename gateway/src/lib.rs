@@ -17,5 +17,6 @@ pub mod connections;
 pub mod login;
 pub mod metered;
 pub mod metrics;
+pub mod nats;
 pub mod s3;
 pub mod server;

@@ -397,6 +397,14 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
         config.events.retention,
         config.maintenance.purge_interval,
     );
+    if let Some(nats) = &config.events.nats {
+        crate::nats::spawn(
+            services.backend.clone(),
+            clock.clone(),
+            &services.changes,
+            nats.clone(),
+        )?;
+    }
     spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
     eprintln!(

@@ -10,6 +10,9 @@
 #   stop     stops the server of $PORT (no-op when it is not running)
 #   restart  stop, then start
 #   url      prints the connection URL (postgres://p8fs:p8fs@127.0.0.1:$PORT/p8fs_test)
+#   createdb NAME
+#            creates the database NAME ([a-z0-9_]) from the template p8fs_template (only the
+#            vector extension) unless it exists, owned by the test role, and prints its URL
 #
 # Environment: P8FS_POSTGRES_PORT (default 5433). Each port is its own instance with its data in
 # /var/tmp/p8fs-postgres-$PORT, so a test that restarts a server uses another port and does not
@@ -92,10 +95,20 @@ stop() {
   fi
 }
 
+createdb() {
+  local name="${1:-}"
+  [[ "$name" =~ ^[a-z0-9_]{1,60}$ ]] || { echo "createdb: NAME must be 1..=60 of [a-z0-9_]" >&2; exit 2; }
+  if [ "$(psql_admin -d postgres -At -c "SELECT count(*) FROM pg_database WHERE datname = '$name'")" != 1 ]; then
+    psql_admin -d postgres -c "CREATE DATABASE $name OWNER $ROLE TEMPLATE p8fs_template"
+  fi
+  echo "postgres://$ROLE:$ROLE_PASSWORD@127.0.0.1:$PORT/$name"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
   url) url ;;
-  *) echo "usage: $0 start|stop|restart|url" >&2; exit 2 ;;
+  createdb) createdb "${2:-}" ;;
+  *) echo "usage: $0 start|stop|restart|url|createdb NAME" >&2; exit 2 ;;
 esac
