@@ -2,9 +2,12 @@
 //! - key-value: gets/s and puts/s;
 //! - exact vector search, 100k × 384 cosine, k = 10: p50/p90, against a naive scalar loop over
 //!   `Vec<Vec<f32>>` on the same data;
-//! - shortest path (unweighted, max depth 6) and neighbors on a 100k-node, 1M-edge random graph.
+//! - shortest path (unweighted, max depth 6) and neighbors on a 100k-node, 1M-edge random graph;
+//! - change log: 100k kv puts of distinct keys in a fresh tenant (puts/s, each appending its
+//!   change), then the whole log read back through `ChangeLog::changes` in pages of 1000
+//!   (changes/s).
 //!
-//! `cargo bench --workspace --bench backends [-- kv vector graph]`
+//! `cargo bench --workspace --bench backends [-- kv vector graph changes]`
 //! Sizes scale with `P8FS_BENCH_SCALE` (default 1.0); the backend is chosen with
 //! `P8FS_BENCH_BACKEND` (default `rocksdb`).
 //!
@@ -30,8 +33,8 @@ use p8fs_conformance::support::{collection, key, label, node, object, rel, spec,
 use p8fs_core::traverse::{self, PathQuery};
 use p8fs_core::vector;
 use p8fs_core::{
-    Backend, Clock, Depth, Direction, Filter, JsonObject, Limit, Metric, RecordId, RelFilter,
-    SystemClock, TenantId, Weight,
+    Backend, ChangeCursor, Clock, Depth, Direction, Filter, JsonObject, Limit, Metric, RecordId,
+    RelFilter, SystemClock, TenantId, Weight,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -129,6 +132,9 @@ fn main() {
         if wanted("graph") {
             bench.graph().await;
         }
+        if wanted("changes") {
+            bench.changes().await;
+        }
     });
 }
 
@@ -186,6 +192,54 @@ impl Bench {
         println!(
             "kv: {} keys; put {put_rate:.0}/s ({puts} puts); get {get_rate:.0}/s ({gets} random gets)",
             keys.len()
+        );
+    }
+
+    /// Writes distinct keys in a tenant of their own, then reads the tenant's whole change log
+    /// back, page by page, as a follower catching up does.
+    async fn changes(&mut self) {
+        let tenant = p8fs_conformance::support::fresh_tenant();
+        let n = self.n(100_000);
+        let keys: Vec<_> = (0..n).map(|i| key(&format!("log/{i:08}"))).collect();
+        let payload = value(json!({"name": "a memory", "tags": ["x", "y"], "n": 42}));
+        let started = Instant::now();
+        for k in &keys {
+            self.backend
+                .put(&tenant, k, &payload, None)
+                .await
+                .expect("put");
+        }
+        let put_rate = n as f64 / started.elapsed().as_secs_f64();
+        let page_size = Limit::new(1000).expect("limit");
+        let mut after = ChangeCursor(0);
+        let mut read = 0;
+        let mut pages = Vec::new();
+        let started = Instant::now();
+        loop {
+            let page_started = Instant::now();
+            let page = self
+                .backend
+                .changes(&tenant, after, page_size)
+                .await
+                .expect("changes");
+            if page.changes.is_empty() {
+                break;
+            }
+            pages.push(page_started.elapsed());
+            read += page.changes.len();
+            after = page.next;
+            if page.next == page.head {
+                break;
+            }
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(read, n, "the log holds one change per put");
+        println!(
+            "changes: {n} kv puts (distinct keys, fresh tenant) {put_rate:.0}/s; read back in pages of 1000: {:.0} changes/s ({} pages, page p50 {:.2} ms, p90 {:.2} ms)",
+            read as f64 / elapsed.as_secs_f64(),
+            pages.len(),
+            ms(percentile(&mut pages, 0.5)),
+            ms(percentile(&mut pages, 0.9))
         );
     }
 
