@@ -311,6 +311,12 @@ pub(crate) async fn stream_changes(
         params.kinds.as_deref(),
         params.prefix,
     )?;
+    // Both are checked; a reconnecting EventSource sends its original URL with the header.
+    let after = params
+        .after
+        .as_deref()
+        .map(|a| cursor(a, "after"))
+        .transpose()?;
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(cursor(
             value
@@ -318,11 +324,7 @@ pub(crate) async fn stream_changes(
                 .map_err(|_| Error::invalid("last-event-id", "must be a cursor"))?,
             "last-event-id",
         )?),
-        None => params
-            .after
-            .as_deref()
-            .map(|a| cursor(a, "after"))
-            .transpose()?,
+        None => after,
     };
     // Checked before the stream starts, so a stale or foreign cursor is an HTTP error.
     let first = state

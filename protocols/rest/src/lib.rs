@@ -97,6 +97,21 @@ impl Modify for BearerAuth {
 /// otherwise, so they are renamed here.
 pub fn openapi_document() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    // An `application/octet-stream` request body is any bytes: utoipa describes `Vec<u8>` as an
+    // array of integers, which no client sends; the empty schema says what is accepted.
+    let bodies = document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(|operation| operation.pointer_mut("/requestBody/content"))
+        .filter_map(|content| content.get_mut("application/octet-stream"))
+        .filter_map(Value::as_object_mut);
+    for body in bodies {
+        body.insert("schema".to_owned(), Value::Object(Default::default()));
+    }
     let responses = document
         .get_mut("paths")
         .and_then(Value::as_object_mut)

@@ -293,7 +293,7 @@ pub(crate) async fn list_objects(
         ("If-None-Match" = Option<String>, Header, nullable = false, pattern = "^\\*$",
             description = "`*`: create only if no object exists at the key"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The object's bytes, at most 5 GiB; the `Content-Type` header is stored and returned on download"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "The object's bytes, at most 5 GiB (none: an empty object); the `Content-Type` header is stored and returned on download"),
     responses(
         (status = 200, description = "Stored", body = ObjectInfo),
         (status = 201, description = "Created (If-None-Match: *)", body = ObjectInfo),
@@ -574,8 +574,9 @@ fn header_text(
 
 /// The write condition of `If-Match: "<etag>"` or `If-None-Match: *`, one of them. A header with
 /// an empty value is an empty list of entity tags (RFC 9110 section 5.6.1), so no condition, as on
-/// `PUT /v1/kv/{key}`.
-fn write_condition(headers: &HeaderMap) -> Result<Precondition, Error> {
+/// `PUT /v1/kv/{key}`. Both at once cannot hold (`If-Match` needs the object, `If-None-Match: *`
+/// its absence), so the answer is 412 whatever is stored (RFC 9110 section 13.2.2).
+fn write_condition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let present = |text: Option<String>| text.filter(|t| !t.trim().is_empty());
     let if_match = present(header_text(headers, header::IF_MATCH, "if-match")?);
     let if_none_match = present(header_text(
@@ -589,7 +590,8 @@ fn write_condition(headers: &HeaderMap) -> Result<Precondition, Error> {
         (None, Some(_)) => Err(Error::invalid(
             "if-none-match",
             "only `*` is supported on uploads (create only if absent)",
-        )),
+        )
+        .into()),
         (Some(tag), None) => {
             let tag = tag.trim();
             let unquoted = tag
@@ -599,10 +601,14 @@ fn write_condition(headers: &HeaderMap) -> Result<Precondition, Error> {
                 .ok_or_else(|| Error::invalid("if-match", "must be one quoted entity tag"))?;
             Ok(Precondition::IfEtag(unquoted.to_owned()))
         }
+        (Some(_), Some(tag)) if tag.trim() == "*" => Err(ApiError::conditional(Error::conflict(
+            "If-Match and If-None-Match: * cannot both hold",
+        ))),
         (Some(_), Some(_)) => Err(Error::invalid(
-            "if-match",
-            "cannot be combined with If-None-Match on an upload",
-        )),
+            "if-none-match",
+            "only `*` is supported on uploads (create only if absent)",
+        )
+        .into()),
     }
 }
 
@@ -737,6 +743,9 @@ mod tests {
                 Precondition::None
             );
         }
+        let both = [(header::IF_MATCH, "\"abc\""), (header::IF_NONE_MATCH, "*")];
+        let err = write_condition(&headers(&both)).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::PRECONDITION_FAILED);
     }
 
     #[test]
