@@ -52,8 +52,8 @@ export P8FS_TEST_POSTGRES_URL P8FS_TEST_POSTGRES_FAULT_URL P8FS_TEST_POSTGRES_FA
   P8FS_TEST_POSTGRES_CREATEDB
 scripts/services/nats.sh start
 P8FS_TEST_NATS_URL="$(scripts/services/nats.sh url)"
-P8FS_TEST_NATS_RESTART="$PWD/scripts/services/nats.sh restart"
-export P8FS_TEST_NATS_URL P8FS_TEST_NATS_RESTART
+P8FS_TEST_NATS_SERVICE="$PWD/scripts/services/nats.sh"
+export P8FS_TEST_NATS_URL P8FS_TEST_NATS_SERVICE
 scripts/services/mariadb.sh start
 P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh start
 P8FS_TEST_TIDB_URL="$(scripts/services/mariadb.sh url)"

@@ -6,6 +6,8 @@
 #            /var/tmp/p8fs-nats-$PORT (kept across restarts, as a real deployment's is)
 #   stop     stops the server of $PORT (no-op when it is not running)
 #   restart  stop, then start (the stream and its messages survive)
+#   pause    stops the server's process (SIGSTOP): clients stay connected and get no answers
+#   resume   lets it go on (SIGCONT)
 #   url      prints the client URL (nats://127.0.0.1:$PORT)
 #
 # Environment: P8FS_NATS_PORT (default 4223). Each port is its own instance.
@@ -73,6 +75,8 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
+  pause) running && kill -STOP "$(cat "$PIDFILE")" ;;
+  resume) running && kill -CONT "$(cat "$PIDFILE")" ;;
   url) url ;;
-  *) echo "usage: $0 start|stop|restart|url" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|pause|resume|url" >&2; exit 2 ;;
 esac
