@@ -531,7 +531,10 @@ async fn migrations_apply_once_when_gateways_start_together() {
         backend.close().await;
     }
     drop(conn);
-    sqlx::raw_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
+    // Not `WITH (FORCE)`: an autovacuum worker on the new database belongs to no role, so
+    // a non-superuser may not terminate it; a plain drop asks autovacuum to leave and
+    // waits for the closed pool's server processes to exit.
+    sqlx::raw_sql(&format!("DROP DATABASE {database}"))
         .execute(&mut admin)
         .await
         .expect("drop the database");

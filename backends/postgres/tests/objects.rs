@@ -69,7 +69,10 @@ impl Scratch {
 
     async fn drop_database(mut self) {
         self.backend.close().await;
-        sqlx::raw_sql(&format!("DROP DATABASE {} WITH (FORCE)", self.database))
+        // Not `WITH (FORCE)`: an autovacuum worker on the new database belongs to no role, so
+        // a non-superuser may not terminate it; a plain drop asks autovacuum to leave and
+        // waits for the closed pool's server processes to exit.
+        sqlx::raw_sql(&format!("DROP DATABASE {}", self.database))
             .execute(&mut self.admin)
             .await
             .expect("drop the test's database");
