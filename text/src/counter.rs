@@ -1,0 +1,81 @@
+//! Counting tokens: the trait the chunker measures with, and an estimate for models whose
+//! tokenizer is not at hand.
+
+/// Counts the tokens a model's tokenizer makes of a text, without special tokens (`[CLS]`,
+/// `[SEP]`). The embedder implements it with the model's own tokenizer.
+pub trait TokenCounter {
+    fn count(&self, text: &str) -> usize;
+}
+
+impl<F: Fn(&str) -> usize> TokenCounter for F {
+    fn count(&self, text: &str) -> usize {
+        self(text)
+    }
+}
+
+/// An estimate for an unknown tokenizer: whitespace-separated words × 4/3, rounded up, plus one
+/// per CJK character (Han, kana, Hangul), which WordPiece-style tokenizers split one by one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApproximateCounter;
+
+impl TokenCounter for ApproximateCounter {
+    fn count(&self, text: &str) -> usize {
+        let mut words = 0usize;
+        let mut cjk = 0usize;
+        let mut in_word = false;
+        for c in text.chars() {
+            if c.is_whitespace() {
+                in_word = false;
+            } else {
+                if !in_word {
+                    words += 1;
+                    in_word = true;
+                }
+                if is_cjk(c) {
+                    cjk += 1;
+                }
+            }
+        }
+        (words * 4).div_ceil(3) + cjk
+    }
+}
+
+/// Whether `c` is a CJK ideograph, kana, Hangul syllable or CJK punctuation.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3000..=0x303F   // CJK symbols and punctuation
+        | 0x3040..=0x30FF // Hiragana, Katakana
+        | 0x3100..=0x312F // Bopomofo
+        | 0x3130..=0x318F // Hangul compatibility jamo
+        | 0x3400..=0x4DBF // CJK extension A
+        | 0x4E00..=0x9FFF // CJK unified ideographs
+        | 0xAC00..=0xD7AF // Hangul syllables
+        | 0xF900..=0xFAFF // CJK compatibility ideographs
+        | 0xFF00..=0xFFEF // half- and full-width forms
+        | 0x20000..=0x2FA1F // CJK extensions B to F, compatibility supplement
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_times_four_thirds_plus_cjk() {
+        let c = ApproximateCounter;
+        assert_eq!(c.count(""), 0);
+        assert_eq!(c.count("   \n"), 0);
+        assert_eq!(c.count("hello"), 2);
+        assert_eq!(c.count("hello world"), 3);
+        assert_eq!(c.count(" one two  three\n"), 4);
+        // One word of 4 ideographs: 2 + 4.
+        assert_eq!(c.count("日本語だ"), 6);
+        assert_eq!(c.count("مرحبا بالعالم"), 3);
+    }
+
+    #[test]
+    fn closures_count_too() {
+        let bytes = |t: &str| t.len();
+        assert_eq!(TokenCounter::count(&bytes, "abc"), 3);
+    }
+}

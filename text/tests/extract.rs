@@ -1,0 +1,201 @@
+//! Extraction of the committed fixture files: real PDFs (made by `fixtures/make_pdfs.py`), an
+//! HTML page, Markdown, JSON, multilingual text and a binary file named `.txt`.
+
+use p8fs_text::{ExtractError, Extracted, Format, Limits, extract};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Detects the format from the file name, as the ingest worker does for an upload without a
+/// content type, and extracts with the default limits.
+fn extract_fixture(name: &str) -> Result<Extracted, ExtractError> {
+    let format = Format::detect(None, name).expect("supported fixture");
+    extract(format, &fixture(name), &Limits::default())
+}
+
+#[test]
+fn pdf_text_layer_of_every_page() {
+    let got = extract_fixture("report.pdf").unwrap();
+    assert!(!got.truncated);
+    let text = got.text;
+    let phrases = [
+        "Quarterly Report",
+        "The memory vault stores every upload and indexes it for semantic search.",
+        "Revenue grew by twelve percent in the third quarter. Costs stayed flat.",
+        "Second Page",
+        "Each chunk holds at most two hundred and fifty four tokens.",
+        "Third Page",
+        "The end of the report.",
+    ];
+    let mut from = 0;
+    for phrase in phrases {
+        let at = text[from..]
+            .find(phrase)
+            .unwrap_or_else(|| panic!("{phrase:?} missing after byte {from} of {text:?}"));
+        from += at + phrase.len();
+    }
+    // Pages are paragraphs of their own.
+    assert!(text.contains("\n\nSecond Page"), "{text:?}");
+}
+
+#[test]
+fn corrupt_pdf_is_an_error_not_a_panic() {
+    let e = extract_fixture("corrupt.pdf").unwrap_err();
+    assert_eq!(e.code(), "corrupt", "{e}");
+    assert!(e.to_string().starts_with("corrupt PDF: "), "{e}");
+
+    // Every prefix of the real file, and garbled copies of it, fail cleanly or give text.
+    let good = fixture("report.pdf");
+    for len in (0..good.len()).step_by(97) {
+        let _ = extract(Format::Pdf, &good[..len], &Limits::default());
+    }
+    for seed in 0..40usize {
+        let mut bad = good.clone();
+        for i in (seed * 13 + 9..bad.len()).step_by(50 + seed) {
+            bad[i] ^= 0x5a;
+        }
+        if let Err(e) = extract(Format::Pdf, &bad, &Limits::default()) {
+            assert!(
+                ["corrupt", "no_text_layer", "empty"].contains(&e.code()),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pdf_without_text_layer() {
+    let e = extract_fixture("scanned.pdf").unwrap_err();
+    assert_eq!(e, ExtractError::NoTextLayer);
+    assert!(e.to_string().starts_with("no text layer"));
+}
+
+#[test]
+fn pdf_over_the_input_limit() {
+    let bytes = fixture("report.pdf");
+    let limits = Limits {
+        max_input_bytes: 1000,
+        ..Limits::default()
+    };
+    let e = extract(Format::Pdf, &bytes, &limits).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("too large: {} bytes, at most 1000", bytes.len())
+    );
+}
+
+#[test]
+fn html_page_without_markup_scripts_or_styles() {
+    let got = extract(
+        Format::detect(Some("text/html; charset=utf-8"), "page").unwrap(),
+        &fixture("page.html"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        got.text,
+        "Home | About\n\n\
+         Fish & Chips — a history\n\n\
+         Fried fish arrived in England with Sephardic Jewish immigrants. Chips followed <later>.\n\n\
+         Prices rose from £0.03 to £9.50 — café owners agree.\n\n\
+         Cod\n\nHaddock\n\n\
+         A plate of fish\n\n\
+         Last updated 2026."
+    );
+    for absent in [
+        "script",
+        "style",
+        "Head title",
+        "noscript",
+        "comment",
+        "<p",
+        "href",
+    ] {
+        assert!(!got.text.contains(absent), "{absent} in {:?}", got.text);
+    }
+}
+
+#[test]
+fn markdown_as_readable_text() {
+    let got = extract_fixture("notes.md").unwrap();
+    assert_eq!(
+        got.text,
+        "Meeting notes\n\n\
+         Attendees: Ada, Grace and Linus. See the design doc and the diagram.\n\n\
+         Decisions\n\n\
+         Ship the text crate.\nIndex PDFs, HTML and JSON.\n\n\
+         Write tests\nWrite the bench\n\n\
+         cargo nextest run\n\n\
+         Quoted advice: chunk at paragraphs first.\n\n\
+         Format Crate\nPDF pdf-extract"
+    );
+}
+
+#[test]
+fn json_values_with_key_paths() {
+    let got = extract_fixture("data.json").unwrap();
+    assert_eq!(
+        got.text,
+        "title: Hello\npublished: true\nrating: 4.5\nviews: 1200\nauthor.name: Ada Lovelace\n\
+         items.0.name: Bar\nitems.1.name: Baz\nitems.1.tags.0: x\nitems.2.name: Foo\n\
+         items.2.note: multi line note"
+    );
+    let e = extract(Format::Json, b"{\"title\": \"Hel", &Limits::default()).unwrap_err();
+    assert_eq!(e.code(), "corrupt");
+}
+
+#[test]
+fn multilingual_text_is_kept_as_is() {
+    let bytes = fixture("multilingual.txt");
+    let got = extract_fixture("multilingual.txt").unwrap();
+    assert_eq!(got.text, std::str::from_utf8(&bytes).unwrap().trim());
+    assert!(got.text.contains("👨‍👩‍👧"));
+    assert!(got.text.contains("هذا نص تجريبي"));
+}
+
+#[test]
+fn binary_file_named_txt() {
+    let e = extract_fixture("binary.txt").unwrap_err();
+    assert_eq!(e.code(), "not_text");
+    assert_eq!(e.to_string(), "binary content: NUL byte at offset 8");
+    // Without NUL bytes, the first invalid UTF-8 byte is named.
+    let e = extract(
+        Format::PlainText,
+        &fixture("binary.txt")[..8],
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "not UTF-8 text: invalid byte at offset 0");
+}
+
+#[test]
+fn a_prefix_of_a_long_file_cut_inside_a_character() {
+    // What the ingest worker passes for a long text file: `read_limit` bytes of it.
+    let limits = Limits {
+        max_text_bytes: 64,
+        ..Limits::default()
+    };
+    let full = "語".repeat(100); // 3 bytes each
+    let prefix = &full.as_bytes()[..limits.read_limit(Format::PlainText)];
+    let got = extract(Format::PlainText, prefix, &limits).unwrap();
+    assert!(got.truncated);
+    assert_eq!(got.text, "語".repeat(21));
+}
+
+#[test]
+fn output_over_the_text_limit_ends_at_a_paragraph() {
+    let limits = Limits {
+        max_text_bytes: 100,
+        ..Limits::default()
+    };
+    let got = extract(Format::Markdown, &fixture("notes.md"), &limits).unwrap();
+    assert!(got.truncated);
+    assert!(got.text.len() <= 100);
+    assert_eq!(
+        got.text,
+        "Meeting notes\n\nAttendees: Ada, Grace and Linus. See the design doc and the diagram.\n\n\
+         Decisions"
+    );
+}
