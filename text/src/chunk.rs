@@ -5,11 +5,12 @@
 //! into runs of words (UAX #29 word bounds, so CJK text is cut between ideographs), the longest
 //! run that fits found by an exponential then binary search over its end; a single word over the
 //! limit is cut the same way at char boundaries. Units are then packed greedily into chunks by
-//! the sum of their counts, and each chunk is counted once more as a whole, dropping units from
-//! its end (or its overlap from its start) while that final count is over the limit: a
-//! tokenizer may count a join differently than the sum of its parts. Each chunk after the first
-//! starts with the trailing whole sentences of the one before whose counts add up to at most
-//! `overlap_tokens`.
+//! the sum of their counts; a full chunk ends instead at the last paragraph end within it when
+//! at least half of the limit comes before that end. Each chunk is counted once more as a
+//! whole, dropping units from its end (or its overlap from its start) while that final count is
+//! over the limit: a tokenizer may count a join differently than the sum of its parts. Each
+//! chunk after the first starts with the trailing whole sentences of the one before whose counts
+//! add up to at most `overlap_tokens`.
 //!
 //! Every unit is counted once and every chunk once or a few times, so the work is linear in the
 //! text but for the searches inside over-long sentences (a log factor).
@@ -109,6 +110,8 @@ struct Unit {
     tokens: usize,
     /// A whole sentence, which may be repeated as overlap.
     sentence: bool,
+    /// The last unit of its paragraph.
+    paragraph_end: bool,
 }
 
 /// Cuts `text` into chunks of at most `options.max_tokens` tokens as `counter` counts them.
@@ -141,6 +144,22 @@ pub fn chunk(text: &str, counter: &dyn TokenCounter, options: &ChunkOptions) -> 
         while end < units.len() && sum + units[end].tokens <= max {
             sum += units[end].tokens;
             end += 1;
+        }
+        // Paragraphs before sentences: a chunk that is full (more text follows) ends at the
+        // last paragraph end among its new units, if at least half of the limit comes before.
+        if end < units.len() && !units[end - 1].paragraph_end {
+            let mut before = sum;
+            for k in (next..end - 1).rev() {
+                before -= units[k + 1].tokens;
+                if before < max / 2 {
+                    break;
+                }
+                if units[k].paragraph_end {
+                    sum = before;
+                    end = k + 1;
+                    break;
+                }
+            }
         }
         while first < next && sum > max {
             sum -= units[first].tokens;
@@ -187,8 +206,11 @@ pub fn chunk(text: &str, counter: &dyn TokenCounter, options: &ChunkOptions) -> 
 
 /// The units of `text` in order: its sentences, over-long ones cut into runs that fit.
 fn units(text: &str, counter: &dyn TokenCounter, max: usize) -> Vec<Unit> {
-    let mut units = Vec::new();
+    let mut units: Vec<Unit> = Vec::new();
     for (p_start, p_end) in paragraphs(text) {
+        if let Some(last) = units.last_mut() {
+            last.paragraph_end = true;
+        }
         let paragraph = &text[p_start..p_end];
         for (offset, sentence) in paragraph.split_sentence_bound_indices() {
             let lead = sentence.len() - sentence.trim_start().len();
@@ -205,6 +227,7 @@ fn units(text: &str, counter: &dyn TokenCounter, max: usize) -> Vec<Unit> {
                     end,
                     tokens,
                     sentence: true,
+                    paragraph_end: false,
                 });
             } else {
                 let words = words(text, start, end);
@@ -289,6 +312,7 @@ fn pack(
                     end: atoms[i].1,
                     tokens: alone,
                     sentence: false,
+                    paragraph_end: false,
                 }),
             }
             i += 1;
@@ -325,6 +349,7 @@ fn pack(
             end: atoms[fit].1,
             tokens: fit_tokens,
             sentence: false,
+            paragraph_end: false,
         });
         i = fit + 1;
     }
@@ -384,17 +409,18 @@ mod tests {
     }
 
     #[test]
-    fn paragraph_then_sentence_cuts_with_overlap() {
-        // Each sentence is 3 words: 4 tokens; a limit of 16 holds 4 sentences (12 words: 16).
+    fn cuts_at_paragraphs_then_sentences_with_overlap() {
+        // Each sentence is 3 words: 4 tokens; a limit of 16 holds 4 sentences (12 words: 16), but
+        // the first chunk ends with the first paragraph (12 tokens, at least half the limit).
         // (UAX #29 does not end a sentence at a period followed by a lower-case word.)
         let text = "A b c. D e f. G h i.\n\nJ k l. M n o. P q r. S t u. V w x.";
         let got = chunk(text, &ApproximateCounter, &opts(16, 4));
         assert_eq!(
             texts(&got),
             [
-                "A b c. D e f. G h i.\n\nJ k l.",
-                "J k l. M n o. P q r. S t u.",
-                "S t u. V w x."
+                "A b c. D e f. G h i.",
+                "G h i.\n\nJ k l. M n o. P q r.",
+                "P q r. S t u. V w x."
             ]
         );
     }
