@@ -199,3 +199,79 @@ fn output_over_the_text_limit_ends_at_a_paragraph() {
          Decisions"
     );
 }
+
+/// A well-formed PDF (cross-reference table and all) of `objects`, numbered from 1, the first
+/// the catalog.
+fn pdf_of(objects: &[String]) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n{object}\nendobj\n", i + 1).bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for offset in offsets {
+        pdf.extend(format!("{offset:010} 00000 n \n").bytes());
+    }
+    let size = objects.len() + 1;
+    pdf.extend(
+        format!("trailer\n<< /Size {size} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").bytes(),
+    );
+    pdf
+}
+
+/// A one-page PDF showing "Hello world" in font `/F1`, object 5 (`font`); the page dictionary
+/// also holds `value` under `/X`.
+fn one_page_pdf(font: &str, value: &str) -> Vec<u8> {
+    let content = "BT /F1 12 Tf 72 712 Td (Hello world) Tj ET";
+    pdf_of(&[
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+             /Resources << /Font << /F1 5 0 R >> >> /X {value} >>"
+        ),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+        font.to_owned(),
+    ])
+}
+
+const HELVETICA: &str = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>";
+
+#[test]
+fn a_parser_panic_is_a_corrupt_pdf() {
+    assert_eq!(
+        extract(
+            Format::Pdf,
+            &one_page_pdf(HELVETICA, "1"),
+            &Limits::default()
+        )
+        .unwrap()
+        .text,
+        "Hello world"
+    );
+    // pdf-extract panics ("wrong type") on a font that is a number; the panic is contained.
+    let e = extract(Format::Pdf, &one_page_pdf("42", "1"), &Limits::default()).unwrap_err();
+    assert_eq!(e.code(), "corrupt");
+    assert_eq!(e.to_string(), "corrupt PDF: wrong type");
+    // And on a Type0 font without descendants.
+    let font = "<< /Type /Font /Subtype /Type0 /BaseFont /X >>";
+    let e = extract(Format::Pdf, &one_page_pdf(font, "1"), &Limits::default()).unwrap_err();
+    assert_eq!(e.code(), "corrupt", "{e}");
+}
+
+#[test]
+fn deeply_nested_pdf_objects_do_not_overflow_the_stack() {
+    // A stack overflow would abort the process, which catch_unwind cannot contain.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let got = extract(
+        Format::Pdf,
+        &one_page_pdf(HELVETICA, &deep),
+        &Limits::default(),
+    );
+    assert!(got.is_err(), "{got:?}");
+}
