@@ -14,29 +14,42 @@ impl<F: Fn(&str) -> usize> TokenCounter for F {
 }
 
 /// An estimate for an unknown tokenizer: whitespace-separated words × 4/3, rounded up, plus one
-/// per CJK character (Han, kana, Hangul), which WordPiece-style tokenizers split one by one.
+/// per CJK character (Han, kana, Hangul), which WordPiece-style tokenizers split one by one,
+/// plus one per 4 further characters of a word longer than 16 (not CJK), so that a long run
+/// without spaces (a base64 blob, a URL) counts as the many tokens it makes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApproximateCounter;
+
+/// Characters of a word counted by the ×4/3 rule alone.
+const LONG_WORD: usize = 16;
 
 impl TokenCounter for ApproximateCounter {
     fn count(&self, text: &str) -> usize {
         let mut words = 0usize;
         let mut cjk = 0usize;
+        let mut long = 0usize;
+        // Non-CJK characters of the current word.
+        let mut word_chars = 0usize;
         let mut in_word = false;
         for c in text.chars() {
             if c.is_whitespace() {
+                long += word_chars.saturating_sub(LONG_WORD).div_ceil(4);
+                word_chars = 0;
                 in_word = false;
+                continue;
+            }
+            if !in_word {
+                words += 1;
+                in_word = true;
+            }
+            if is_cjk(c) {
+                cjk += 1;
             } else {
-                if !in_word {
-                    words += 1;
-                    in_word = true;
-                }
-                if is_cjk(c) {
-                    cjk += 1;
-                }
+                word_chars += 1;
             }
         }
-        (words * 4).div_ceil(3) + cjk
+        long += word_chars.saturating_sub(LONG_WORD).div_ceil(4);
+        (words * 4).div_ceil(3) + cjk + long
     }
 }
 
@@ -71,6 +84,11 @@ mod tests {
         // One word of 4 ideographs: 2 + 4.
         assert_eq!(c.count("日本語だ"), 6);
         assert_eq!(c.count("مرحبا بالعالم"), 3);
+        // 16 characters count as a word, 17 to 20 as a word and one token more.
+        assert_eq!(c.count(&"a".repeat(16)), 2);
+        assert_eq!(c.count(&"a".repeat(17)), 3);
+        assert_eq!(c.count(&format!("{} x", "a".repeat(20))), 4);
+        assert_eq!(c.count(&"QUJD".repeat(1000)), 2 + (4000 - 16) / 4);
     }
 
     #[test]

@@ -191,6 +191,12 @@ fn a_single_long_word_is_cut_at_char_boundaries() {
             .collect::<String>(),
         blob
     );
+    // The approximate counter counts a long run without spaces by its length, so it is cut too.
+    let got = chunk(&blob, &ApproximateCounter, &options);
+    check(&blob, &ApproximateCounter, &options, &got);
+    assert!(got.chunks.len() > 20, "{}", got.chunks.len());
+    let joined: String = got.chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(joined, blob);
 }
 
 /// Random texts of words, sentences, paragraphs, CJK, emoji and long blobs.
