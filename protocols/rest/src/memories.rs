@@ -1,0 +1,469 @@
+//! `/v1/memories`, `/v1/search` and `/v1/index`: notes stored as memories, search by meaning
+//! over memories and indexed objects, and the index status of an object (scopes
+//! `memories:read` and `memories:write`). The work is [`p8fs_memory::Memory`]'s; with
+//! `[embeddings] provider = "none"` these routes answer 503.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use p8fs_auth::Scope;
+use p8fs_core::{BucketName, Error, Limit, ObjectKey};
+use p8fs_memory::{Found, IndexStatus, MemoryRecord, NewMemory, Origin, Query, SourceKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
+use crate::kv::{limit, ttl};
+use crate::schema::AnyJsonObject;
+use crate::{RestState, integer};
+
+/// Search results when a request names no `k`.
+const DEFAULT_K: u64 = 10;
+
+/// A memory to store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "The quarterly review moved to Friday 10:00.", "tags": ["work"], "metadata": {"project": "apollo"}}))]
+pub struct CreateMemory {
+    /// The note: 1..=65536 bytes of UTF-8 (the server's `embeddings.max_memory_bytes`), not
+    /// only whitespace.
+    #[schema(min_length = 1)]
+    pub text: String,
+    /// A JSON object, at most 8 KiB serialized; searches can filter on it.
+    #[serde(default)]
+    #[schema(value_type = Option<AnyJsonObject>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// At most 32 tags of 1..=64 bytes, without `.` or control characters.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub tags: Vec<String>,
+    /// Time to live in milliseconds (1 ..= 100 years); the memory and its chunks expire together.
+    #[schema(minimum = 1, maximum = 3155760000000_i64)]
+    #[serde(default, deserialize_with = "integer::optional_i64")]
+    pub ttl_ms: Option<i64>,
+}
+
+/// A stored memory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryItem {
+    /// `m` and 28 hex digits; ids sort by creation time.
+    pub id: String,
+    pub text: String,
+    pub metadata: Map<String, Value>,
+    pub tags: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// How many chunks the text was cut into for search.
+    pub chunks: u64,
+    /// Whether text past the chunk limit was left out of the index.
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// A page of memories, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryPage {
+    pub items: Vec<MemoryItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Listing options.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListMemories {
+    /// Only memories after this id (the previous page's `next`).
+    #[param(pattern = "^m[0-9a-f]{28}$")]
+    pub start_after: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+}
+
+/// A link from one memory to another.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "m018f3a2b4c5d6e7f8091a2b3c4d5", "rel": "follows"}))]
+pub struct CreateLink {
+    /// The other memory's id.
+    #[schema(pattern = "^m[0-9a-f]{28}$")]
+    pub to: String,
+    /// The relation, 1..=128 bytes (default `link`); `has_chunk` is reserved.
+    #[schema(min_length = 1, max_length = 128)]
+    pub rel: Option<String>,
+    /// A positive weight (default 1).
+    #[schema(exclusive_minimum = 0)]
+    pub weight: Option<f64>,
+}
+
+/// A search by meaning.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// What to look for, in plain words: 1..=4096 bytes.
+    #[param(min_length = 1, max_length = 4096)]
+    pub q: String,
+    /// How many chunks, 1..=1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
+    pub k: Option<u64>,
+    /// Only chunks of memories or only chunks of objects.
+    #[param(pattern = "^(memory|object)$")]
+    pub source: Option<String>,
+    /// Only chunks of objects in this bucket.
+    #[param(
+        min_length = 3,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+    )]
+    pub bucket: Option<String>,
+    /// Only chunks of memories carrying all these tags (comma-separated).
+    pub tags: Option<String>,
+    /// Only chunks of memories whose metadata holds these values: a JSON object of
+    /// `{"dot.path": value}` equalities, at most 16 with the other filters.
+    pub metadata: Option<String>,
+}
+
+/// Where a chunk comes from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Source {
+    /// `memory` or `object`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A chunk found by a search.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    /// Cosine similarity to the query, -1..=1; higher is nearer.
+    pub score: f64,
+    pub text: String,
+    pub source: Source,
+    /// The chunk's position among its source's chunks (from 0) and their number.
+    pub chunk: u64,
+    pub chunks: u64,
+    /// The chunk's byte range in its source's text.
+    pub start: u64,
+    pub end: u64,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+/// Search results, nearest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+}
+
+/// An object's index status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexStatusBody {
+    /// `pending`, `indexed` or `failed`.
+    pub state: String,
+    /// For `failed`: `unsupported`, `not_text`, `corrupt`, `too_large` or `empty`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// For `failed`: why, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The format the text was extracted as (`text`, `markdown`, `html`, `pdf`, `json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub chunks: u64,
+    /// Whether text past a limit (`embeddings.max_text_bytes`, `max_chunks`) was left out.
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexed_at: Option<i64>,
+}
+
+fn memory_service(state: &RestState) -> Result<&p8fs_memory::Memory, Error> {
+    state.memory.as_deref().ok_or_else(|| {
+        Error::unavailable(
+            "search by meaning is off on this server ([embeddings] provider = \"none\")",
+            None,
+        )
+    })
+}
+
+fn item(record: MemoryRecord) -> MemoryItem {
+    MemoryItem {
+        id: record.id,
+        text: record.text,
+        metadata: record.metadata,
+        tags: record.tags,
+        created_at: record.created_at,
+        chunks: record.chunks as u64,
+        truncated: record.truncated,
+        expires_at: record.expires_at,
+    }
+}
+
+fn hit(found: Found) -> SearchHit {
+    let source = match found.origin {
+        Origin::Memory { id } => Source {
+            kind: "memory".to_owned(),
+            memory: Some(id),
+            bucket: None,
+            key: None,
+        },
+        Origin::Object { bucket, key } => Source {
+            kind: "object".to_owned(),
+            memory: None,
+            bucket: Some(bucket),
+            key: Some(key),
+        },
+    };
+    SearchHit {
+        score: found.score,
+        text: found.text,
+        source,
+        chunk: found.chunk,
+        chunks: found.chunks,
+        start: found.start,
+        end: found.end,
+        tags: found.tags,
+        metadata: found.metadata,
+    }
+}
+
+/// Stores a memory: chunked and embedded before the answer, so it is searchable at once.
+#[utoipa::path(post, path = "/v1/memories", tag = "memories",
+    request_body = CreateMemory,
+    responses(
+        (status = 201, description = "Stored", body = MemoryItem),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:write", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the server's limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off, or the embedder is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:write"])))]
+pub(crate) async fn create_memory(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiObject(request): ApiObject<CreateMemory>,
+) -> Result<(StatusCode, Json<MemoryItem>), ApiError> {
+    caller.require(Scope::MemoriesWrite)?;
+    let memory = memory_service(&state)?;
+    let new = NewMemory {
+        text: request.text,
+        metadata: request.metadata.unwrap_or_default(),
+        tags: request.tags,
+        ttl: ttl(request.ttl_ms)?,
+    };
+    let stored = memory.remember(&caller.tenant, new).await?;
+    Ok((StatusCode::CREATED, Json(item(stored))))
+}
+
+/// Lists memories, oldest first.
+#[utoipa::path(get, path = "/v1/memories", tag = "memories",
+    params(ListMemories),
+    responses(
+        (status = 200, description = "A page of memories", body = MemoryPage),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:read"])))]
+pub(crate) async fn list_memories(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiQuery(params): ApiQuery<ListMemories>,
+) -> Result<Json<MemoryPage>, ApiError> {
+    caller.require(Scope::MemoriesRead)?;
+    let memory = memory_service(&state)?;
+    let page = memory
+        .memories(
+            &caller.tenant,
+            params.start_after.as_deref(),
+            limit(params.limit)?,
+        )
+        .await?;
+    Ok(Json(MemoryPage {
+        items: page.items.into_iter().map(item).collect(),
+        next: page.next,
+    }))
+}
+
+/// Reads a memory.
+#[utoipa::path(get, path = "/v1/memories/{id}", tag = "memories",
+    params(("id" = String, Path, pattern = "^m[0-9a-f]{28}$")),
+    responses(
+        (status = 200, description = "The memory", body = MemoryItem),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such memory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:read"])))]
+pub(crate) async fn get_memory(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MemoryItem>, ApiError> {
+    caller.require(Scope::MemoriesRead)?;
+    let memory = memory_service(&state)?;
+    Ok(Json(item(memory.memory(&caller.tenant, &id).await?)))
+}
+
+/// Deletes a memory and all its chunks.
+#[utoipa::path(delete, path = "/v1/memories/{id}", tag = "memories",
+    params(("id" = String, Path, pattern = "^m[0-9a-f]{28}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such memory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:write"])))]
+pub(crate) async fn delete_memory(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::MemoriesWrite)?;
+    let memory = memory_service(&state)?;
+    memory.forget(&caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Links a memory to another (a graph edge, visible to the graph API too).
+#[utoipa::path(post, path = "/v1/memories/{id}/links", tag = "memories",
+    params(("id" = String, Path, pattern = "^m[0-9a-f]{28}$")),
+    request_body = CreateLink,
+    responses(
+        (status = 204, description = "Linked"),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such memory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:write"])))]
+pub(crate) async fn link_memory(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiObject(request): ApiObject<CreateLink>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::MemoriesWrite)?;
+    let memory = memory_service(&state)?;
+    memory
+        .link(
+            &caller.tenant,
+            &id,
+            &request.to,
+            request.rel.as_deref(),
+            request.weight,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Finds the chunks of memories and indexed objects nearest to a question's meaning.
+#[utoipa::path(get, path = "/v1/search", tag = "memories",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "The nearest chunks, nearest first", body = SearchResults),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off, or the embedder is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:read"])))]
+pub(crate) async fn search(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<SearchResults>, ApiError> {
+    caller.require(Scope::MemoriesRead)?;
+    let memory = memory_service(&state)?;
+    let k = Limit::new(params.k.unwrap_or(DEFAULT_K))
+        .map_err(|e| Error::invalid("k", e.to_string()))?;
+    let source = params
+        .source
+        .as_deref()
+        .map(|s| SourceKind::parse("source", s))
+        .transpose()?;
+    let bucket = params.bucket.map(BucketName::new).transpose()?;
+    let tags = params
+        .tags
+        .map(|tags| {
+            tags.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let metadata = match params.metadata {
+        None => Vec::new(),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map.into_iter().collect(),
+            _ => {
+                return Err(
+                    Error::invalid("metadata", "must be a JSON object of equalities").into(),
+                );
+            }
+        },
+    };
+    let query = Query {
+        text: params.q,
+        k,
+        source,
+        bucket,
+        tags,
+        metadata,
+    };
+    let found = memory.search(&caller.tenant, &query).await?;
+    Ok(Json(SearchResults {
+        hits: found.into_iter().map(hit).collect(),
+    }))
+}
+
+/// Where an uploaded object's indexing stands.
+#[utoipa::path(get, path = "/v1/index/{bucket}/{key}", tag = "memories",
+    params(
+        ("bucket" = String, Path, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("key" = String, Path, description = "The object key, percent-encoded: 1..=1024 bytes of UTF-8 without U+0000", min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.md"),
+    ),
+    responses(
+        (status = 200, description = "The status", body = IndexStatusBody),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such bucket or object", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:read"])))]
+pub(crate) async fn index_status(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiPath((bucket, key)): ApiPath<(String, String)>,
+) -> Result<Json<IndexStatusBody>, ApiError> {
+    caller.require(Scope::MemoriesRead)?;
+    let memory = memory_service(&state)?;
+    let bucket = BucketName::new(bucket)?;
+    let key = ObjectKey::new(key)?;
+    let status: IndexStatus = memory.index_status(&caller.tenant, &bucket, &key).await?;
+    Ok(Json(IndexStatusBody {
+        state: status.state.as_str().to_owned(),
+        code: status.code,
+        reason: status.reason,
+        format: status.format,
+        chunks: status.chunks as u64,
+        truncated: status.truncated,
+        indexed_at: status.indexed_at,
+    }))
+}
