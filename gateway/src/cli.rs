@@ -4,6 +4,10 @@
 //! [`crate::admin`]), the OAuth client commands `p8fs login`, `p8fs token` (no subcommand) and
 //! `p8fs logout` ([`crate::login`]), which read no local configuration, and `p8fs s3
 //! credentials`, which exchanges the token of `p8fs login` for temporary S3 credentials.
+//! The vault's commands ([`crate::vault`]): `p8fs models install` puts the builtin embedding
+//! model into the configured `embeddings.model_dir`; `p8fs ingest` and `p8fs search` call a
+//! server's REST API with the token of `p8fs login` (or `--token`) and, like `p8fs login`, read
+//! no local configuration.
 //! Scripts rely on `--listen`, `--data-dir` and `--config` (and `P8FS_LISTEN`, `P8FS_DATA_DIR`)
 //! being accepted by every subcommand, on `p8fs token issue` printing only the token, and on
 //! `p8fs s3 keys create` printing exactly the `AWS_ACCESS_KEY_ID=` and `AWS_SECRET_ACCESS_KEY=`
@@ -84,6 +88,21 @@ enum Command {
     /// S3 credentials: access keys of a tenant, and temporary credentials after `p8fs login`.
     #[command(subcommand)]
     S3(S3Command),
+    /// The builtin embedding model (all-MiniLM-L6-v2) that memories and search use.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Upload files and directories to a bucket for search by meaning (skips what is already
+    /// stored unchanged); --wait then follows their indexing.
+    Ingest(crate::vault::IngestArgs),
+    /// Find the chunks of memories and uploaded files nearest in meaning to a question.
+    Search(crate::vault::SearchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Install model.safetensors, tokenizer.json and config.json into embeddings.model_dir,
+    /// from --from DIR or the Hugging Face hub, each checked against its pinned SHA-256.
+    Install(crate::vault::ModelsInstallArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +290,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let command = match cli.command {
         Command::Login(args) => return crate::login::login(args),
         Command::Logout(args) => return crate::login::logout(args),
+        Command::Ingest(args) => return crate::vault::ingest(args),
+        Command::Search(args) => return crate::vault::search(args),
         Command::Token(TokenCli {
             command: None,
             stored,
@@ -311,7 +332,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot print the configuration: {e}"))?;
             write_stdout(&text)
         }
-        Command::Login(_) | Command::Logout(_) => Err("handled above".into()),
+        Command::Login(_) | Command::Logout(_) | Command::Ingest(_) | Command::Search(_) => {
+            Err("handled above".into())
+        }
+        Command::Models(ModelsCommand::Install(args)) => {
+            let configured = config.embeddings.model_dir(&config.data_dir);
+            crate::vault::models_install(args, configured)
+        }
         Command::Token(TokenCli { command: None, .. }) => Err("handled above".into()),
         Command::Token(TokenCli {
             command: Some(TokenCommand::Issue(args)),
@@ -425,6 +452,9 @@ fn uses_data_dir(command: &Command, config: &Config) -> bool {
         Command::Config(_)
         | Command::Login(_)
         | Command::Logout(_)
+        | Command::Models(_)
+        | Command::Ingest(_)
+        | Command::Search(_)
         | Command::S3(S3Command::Credentials(_)) => false,
         Command::Migrate => matches!(config.storage, StorageConfig::Rocksdb { .. }),
         Command::Serve

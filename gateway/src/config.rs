@@ -593,9 +593,9 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
 
 /// Prefixes of variables that belong to tests and benchmarks, not to the server.
 const FOREIGN_PREFIXES: &[&str] = &["P8FS_TEST_", "P8FS_BENCH_", "P8FS_PROPTEST_"];
-/// Variables the command line reads itself: the configuration file's path, and the credentials
-/// file of `p8fs login`.
-const COMMAND_LINE_VARIABLES: &[&str] = &["P8FS_CONFIG", "P8FS_CREDENTIALS"];
+/// Variables the command line reads itself: the configuration file's path, the credentials
+/// file of `p8fs login`, and the access token of `p8fs ingest` and `p8fs search`.
+const COMMAND_LINE_VARIABLES: &[&str] = &["P8FS_CONFIG", "P8FS_CREDENTIALS", "P8FS_TOKEN"];
 
 /// Flags given on the command line; they win over the file and the environment.
 #[derive(Debug, Default, Clone)]
@@ -956,7 +956,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("P8FS_LISTEN_ADDR"), "{error}");
-        for variable in ["P8FS_TEST_POSTGRES_URL", "P8FS_CONFIG", "P8FS_CREDENTIALS"] {
+        for variable in [
+            "P8FS_TEST_POSTGRES_URL",
+            "P8FS_CONFIG",
+            "P8FS_CREDENTIALS",
+            "P8FS_TOKEN",
+        ] {
             assert!(
                 Config::load(None, env(&[(variable, "x")]), &Overrides::default()).is_ok(),
                 "{variable}"

@@ -2,7 +2,8 @@
 //! is chosen ([`backend`]), server assembly ([`server`]), the accept loop and its limits on
 //! slow and numerous clients ([`connections`]), metrics ([`metrics`], [`metered`]),
 //! the S3 listener and the object reaper ([`s3`]), the change hub that wakes change streams and
-//! the log's retention ([`changes`]), admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`])
+//! the log's retention ([`changes`]), admin commands and their socket ([`admin`]), the OAuth client behind `p8fs login` ([`login`]),
+//! the vault's client commands `p8fs models install`, `p8fs ingest` and `p8fs search` ([`vault`])
 //! and the command line ([`cli`]).
 //!
 //! Cargo features: `postgres` and `tidb` (both default) compile in those backends; without them
@@ -20,3 +21,4 @@ pub mod metrics;
 pub mod nats;
 pub mod s3;
 pub mod server;
+pub mod vault;

@@ -708,7 +708,10 @@ fn scope_text(response: &BasicTokenResponse) -> Option<String> {
 }
 
 /// The issuer to act on: the one asked for, or the only one there is.
-fn pick_issuer(credentials: &Credentials, asked: Option<&str>) -> Result<String, String> {
+pub(crate) fn pick_issuer(
+    credentials: &Credentials,
+    asked: Option<&str>,
+) -> Result<String, String> {
     match asked {
         Some(issuer) => {
             let issuer = normalise_issuer(issuer);
