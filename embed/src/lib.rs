@@ -1,24 +1,27 @@
 //! p8fs-embed: the builtin, offline embedder of p8fs, [`BuiltinEmbedder`].
 //!
 //! It runs sentence-transformers' all-MiniLM-L6-v2 (a 6-layer BERT, 384 dimensions) on the CPU
-//! with candle and computes exactly what sentence-transformers computes:
+//! with its own BERT encoder on candle-core (the `bert` module) and computes what
+//! sentence-transformers computes:
 //! - the text is tokenized with the model's `tokenizer.json` (BERT WordPiece, lower-cased) as
 //!   `[CLS] … [SEP]`, truncated to [`MAX_SEQ_LEN`] tokens including those two (the model's
 //!   `max_seq_length`);
-//! - the token embeddings of the last layer are averaged over the attention mask (mean pooling,
-//!   padding excluded);
+//! - the token embeddings of the last layer are averaged over the text's tokens (mean pooling);
 //! - the mean is divided by its L2 norm.
 //!
-//! Texts are embedded in batches of [`BATCH_SIZE`], longest first (as sentence-transformers does,
-//! so a batch pads little), each batch on tokio's blocking pool; a semaphore bounds how many
-//! batches run at once ([`BuiltinEmbedder::with_threads`], [`DEFAULT_THREADS`] by default), so
-//! embedding never blocks the async runtime and never takes more than that many blocking threads.
-//! Within a batch, candle's matrix products use its rayon pool (one thread per core, or
-//! `RAYON_NUM_THREADS`).
+//! Texts are embedded in batches of [`BATCH_SIZE`], longest first (as sentence-transformers
+//! does), each batch on tokio's blocking pool; a semaphore bounds how many batches run at once
+//! ([`BuiltinEmbedder::with_threads`], [`DEFAULT_THREADS`] by default), so embedding never blocks
+//! the async runtime and never takes more than that many blocking threads. A batch's texts are
+//! packed, not padded: each linear layer is one matrix product over all their tokens, and
+//! attention runs per text. The matrix products are candle's (the `gemm` crate), which use
+//! rayon's pool (one thread per core, or `RAYON_NUM_THREADS`).
 //!
 //! The model is read from a directory holding `model.safetensors`, `tokenizer.json` and
 //! `config.json` (a sentence-transformers model directory has them); nothing is downloaded, and
 //! the weights are read into memory (no memory map).
+
+mod bert;
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -27,15 +30,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use p8fs_core::{Embedder, Error, Result};
-use tokenizers::{
-    PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
-};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 use tokio::sync::Semaphore;
+
+use crate::bert::{Bert, Config};
 
 /// The name [`Embedder::model`] reports.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -56,8 +55,8 @@ pub const CONFIG_FILE: &str = "config.json";
 
 /// sentence-transformers' guards: the token count of mean pooling is at least 1e-9
 /// (`torch.clamp(min=1e-9)`), and a norm at least 1e-12 (`F.normalize`'s `eps`).
-const MIN_TOKEN_COUNT: f64 = 1e-9;
-const MIN_NORM: f64 = 1e-12;
+const MIN_TOKEN_COUNT: f32 = 1e-9;
+const MIN_NORM: f32 = 1e-12;
 
 /// all-MiniLM-L6-v2 on the CPU: see the crate documentation.
 #[derive(Clone)]
@@ -69,7 +68,7 @@ pub struct BuiltinEmbedder {
 
 /// The loaded weights and tokenizer; shared by the blocking tasks.
 struct Model {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     dimension: usize,
 }
@@ -106,8 +105,8 @@ impl BuiltinEmbedder {
         let mut tokenizer = Tokenizer::from_bytes(read(model_dir, TOKENIZER_FILE)?)
             .map_err(|e| corrupt(model_dir, TOKENIZER_FILE, e))?;
         // The file's own settings (all-MiniLM-L6-v2's pad every text to 128 tokens and cut it
-        // there) are not what sentence-transformers uses: it cuts at max_seq_length and pads a
-        // batch to its longest text.
+        // there) are not what sentence-transformers uses: it cuts at max_seq_length. The
+        // encoder packs a batch's texts instead of padding them.
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_SEQ_LEN,
@@ -116,17 +115,10 @@ impl BuiltinEmbedder {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| corrupt(model_dir, TOKENIZER_FILE, e))?;
-        let padding = PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_to_multiple_of: None,
-            ..tokenizer.get_padding().cloned().unwrap_or_default()
-        };
-        tokenizer.with_padding(Some(padding));
+        tokenizer.with_padding(None);
 
         let weights = read(model_dir, MODEL_FILE)?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| corrupt(model_dir, MODEL_FILE, e))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| {
+        let bert = Bert::load(&weights, &config).map_err(|e| {
             corrupt(
                 model_dir,
                 MODEL_FILE,
@@ -224,53 +216,44 @@ impl Model {
             .tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| Error::internal("tokenizing failed", Some(e)))?;
-        let Some(first) = encodings.first() else {
+        if encodings.is_empty() {
             return Ok(Vec::new());
-        };
-        let (rows, len) = (encodings.len(), first.len());
-        let mut ids = Vec::with_capacity(rows * len);
-        let mut type_ids = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * len);
+        }
+        let mut ids = Vec::new();
+        let mut type_ids = Vec::new();
+        let mut lens = Vec::with_capacity(encodings.len());
         for encoding in &encodings {
-            if encoding.len() != len {
-                return Err(Error::internal(
-                    "the tokenizer did not pad the batch to one length",
-                    None,
-                ));
-            }
             ids.extend_from_slice(encoding.get_ids());
             type_ids.extend_from_slice(encoding.get_type_ids());
-            mask.extend_from_slice(encoding.get_attention_mask());
+            lens.push(encoding.len());
         }
-        self.forward(ids, type_ids, mask, (rows, len))
-            .map_err(|e| Error::internal("the embedding model failed", boxed(e)))
-    }
+        let hidden = self
+            .bert
+            .forward(&ids, &type_ids, &lens)
+            .and_then(|hidden| hidden.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| Error::internal("the embedding model failed", boxed(e)))?;
 
-    fn forward(
-        &self,
-        ids: Vec<u32>,
-        type_ids: Vec<u32>,
-        mask: Vec<u32>,
-        shape: (usize, usize),
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let device = &Device::Cpu;
-        let ids = Tensor::from_vec(ids, shape, device)?;
-        let type_ids = Tensor::from_vec(type_ids, shape, device)?;
-        let mask = Tensor::from_vec(mask, shape, device)?;
-        // (batch, tokens, hidden)
-        let hidden = self.bert.forward(&ids, &type_ids, Some(&mask))?;
-        // Mean pooling: the sum over the real tokens divided by their count.
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(MIN_TOKEN_COUNT, f64::from(f32::MAX))?;
-        let mean = summed.broadcast_div(&counts)?;
-        // L2 normalisation.
-        let norms = mean
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(MIN_NORM, f64::from(f32::MAX))?;
-        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+        let mut vectors = Vec::with_capacity(lens.len());
+        let mut tokens = hidden.chunks_exact(self.dimension);
+        for &len in &lens {
+            // Mean pooling over the text's tokens (none is padding), then L2 normalisation.
+            let mut mean = vec![0f32; self.dimension];
+            for token in tokens.by_ref().take(len) {
+                for (m, t) in mean.iter_mut().zip(token) {
+                    *m += t;
+                }
+            }
+            let count = (len as f32).max(MIN_TOKEN_COUNT);
+            for m in &mut mean {
+                *m /= count;
+            }
+            let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(MIN_NORM);
+            for m in &mut mean {
+                *m /= norm;
+            }
+            vectors.push(mean);
+        }
+        Ok(vectors)
     }
 }
 
