@@ -129,18 +129,20 @@ pub async fn search_with(remote: &Remote, args: &SearchArgs) -> Result<String, S
 pub fn table(hits: &[Hit], width: Option<usize>) -> String {
     let labels: Vec<String> = hits.iter().map(Hit::source_label).collect();
     let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let scores: Vec<String> = hits.iter().map(|h| format!("{:.3}", h.score)).collect();
+    // "0.832", or "-0.018" when a score is negative.
+    let score_width = scores.iter().map(String::len).max().unwrap_or(0);
     let snippet_chars = match width {
-        // "0.832" and two spaces, the label and two spaces.
+        // The score and two spaces, the label and two spaces.
         Some(width) => width
-            .saturating_sub(5 + 2 + label_width + 2)
+            .saturating_sub(score_width + 2 + label_width + 2)
             .max(MIN_SNIPPET_CHARS),
         None => PLAIN_SNIPPET_CHARS,
     };
     let mut out = String::new();
-    for (hit, label) in hits.iter().zip(&labels) {
+    for ((hit, label), score) in hits.iter().zip(&labels).zip(&scores) {
         out.push_str(&format!(
-            "{:.3}  {label:<label_width$}  {}\n",
-            hit.score,
+            "{score:>score_width$}  {label:<label_width$}  {}\n",
             snippet(&hit.text, snippet_chars)
         ));
     }
@@ -211,6 +213,17 @@ mod tests {
         let first = narrow.lines().next().unwrap();
         assert_eq!(first.chars().count(), 45, "{first}");
         assert!(first.ends_with('…'), "{first}");
+        let with_negative = table(
+            &[
+                hit(0.5, "call mum", Some("m01"), None, 0),
+                hit(-0.018, "x", Some("m2"), None, 0),
+            ],
+            None,
+        );
+        assert_eq!(
+            with_negative,
+            " 0.500  memory:m01  call mum\n-0.018  memory:m2   x\n"
+        );
     }
 
     #[test]
