@@ -955,11 +955,15 @@ mod ingest {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         write(folder.path(), "binary.txt", &binary);
-        write(folder.path(), "empty.md", b"");
         write_big_text(&folder.path().join("big.txt"), BIG_TEXT);
         let started = Instant::now();
         aws.upload_dir(folder.path(), bucket);
         let uploaded = started.elapsed();
+        // The empty file on its own: in one `aws s3 cp --recursive` with a multipart upload,
+        // the AWS CLI fails a part now and then ('ETag') after the 0-byte PUT.
+        let empty = tempfile::tempdir().unwrap();
+        write(empty.path(), "empty.md", b"");
+        aws.upload(&empty.path().join("empty.md"), bucket, "empty.md");
         let keys = ["broken.pdf", "binary.txt", "empty.md", "big.txt"];
         let statuses = api.settled(&server, bucket, &keys).await;
         for (key, code) in [
