@@ -45,10 +45,16 @@ trap stop_server EXIT
 
 # p8fs refuses P8FS_* variables it does not know (test-all.sh exports P8FS_TEST_*, this script
 # reads P8FS_ST_*): the server and the token command get none, so the run is the same everywhere.
+# With P8FS_TEST_MODEL_DIR (test-all.sh sets it) the server embeds with the builtin model, so
+# memories and search are exercised; without it they answer their documented 503.
+model_dir="${P8FS_TEST_MODEL_DIR:-}"
 p8fs=(env)
 for variable in $(compgen -e | grep '^P8FS_' || true); do
   p8fs+=(-u "$variable")
 done
+if [ -n "$model_dir" ]; then
+  p8fs+=("P8FS_EMBEDDINGS_MODEL_DIR=$model_dir")
+fi
 p8fs+=("$binary")
 
 port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
@@ -73,7 +79,7 @@ if [ -z "$ready" ]; then
 fi
 
 token="$("${p8fs[@]}" token issue --data-dir "$work/data" --tenant schemathesis --sub schemathesis \
-  --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write')"
+  --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write memories:read memories:write')"
 
 echo "== schemathesis on $base/openapi.json: max-examples $max_examples, $workers worker(s)"
 status=0

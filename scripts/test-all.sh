@@ -17,8 +17,9 @@ python3 scripts/check-one-build.py
 # (gateway/tests/s3_clients.rs), which need what scripts/install-deps.sh installs; the NATS
 # publisher against a real nats-server and change streams across two gateway nodes
 # (gateway/tests/events.rs); the builtin embedder against its sentence-transformers fixture
-# (embed/tests/reference.rs).
-REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed)
+# (embed/tests/reference.rs); memories and object indexing with the builtin model
+# (memory/tests/memory.rs).
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A

@@ -25,17 +25,21 @@ pub enum Scope {
     DeviceKeys,
     S3Read,
     S3Write,
+    MemoriesRead,
+    MemoriesWrite,
 }
 
 impl Scope {
     /// Every scope, sorted by its wire name.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 12] = [
         Scope::Admin,
         Scope::DeviceKeys,
         Scope::GraphRead,
         Scope::GraphWrite,
         Scope::KvRead,
         Scope::KvWrite,
+        Scope::MemoriesRead,
+        Scope::MemoriesWrite,
         Scope::S3Read,
         Scope::S3Write,
         Scope::VectorsRead,
@@ -55,6 +59,8 @@ impl Scope {
             Scope::DeviceKeys => "device-keys",
             Scope::S3Read => "s3:read",
             Scope::S3Write => "s3:write",
+            Scope::MemoriesRead => "memories:read",
+            Scope::MemoriesWrite => "memories:write",
         }
     }
 

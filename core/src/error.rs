@@ -25,6 +25,7 @@ pub enum Resource {
     Object,
     Upload,
     Part,
+    Memory,
 }
 
 impl fmt::Display for Resource {
@@ -39,6 +40,7 @@ impl fmt::Display for Resource {
             Resource::Object => "object",
             Resource::Upload => "multipart upload",
             Resource::Part => "part",
+            Resource::Memory => "memory",
         })
     }
 }

@@ -23,6 +23,8 @@
 
 pub mod openai;
 pub use openai::{OpenAiEmbedder, OpenAiOptions};
+pub mod tokens;
+pub use tokens::WordPieceCounter;
 mod bert;
 
 use std::borrow::Cow;

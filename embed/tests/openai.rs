@@ -453,6 +453,9 @@ mod openai {
         );
     }
 
+    /// A change made to an answer or to options, for a table of cases.
+    type Mutation<T> = fn(&mut T);
+
     #[tokio::test]
     async fn broken_answers_are_internal_errors() {
         let (proxy, url) = Proxy::start(None).await;
@@ -460,7 +463,7 @@ mod openai {
         opts.batch_size = 3;
         let server = connect(opts).await;
         let items = texts(&["a", "b", "c"]);
-        let cases: [(fn(&mut Value), &str); 5] = [
+        let cases: [(Mutation<Value>, &str); 5] = [
             (
                 |v| v["data"][1]["embedding"] = json!(vec![0.0; DIMENSION]),
                 "the vector of index 1 is all zeros",
@@ -536,7 +539,7 @@ mod openai {
     #[tokio::test]
     async fn invalid_options_name_their_field() {
         let url = server_url();
-        let cases: [(fn(&mut OpenAiOptions), &str); 10] = [
+        let cases: [(Mutation<OpenAiOptions>, &str); 10] = [
             (
                 |o| o.base_url = "localhost:11434".into(),
                 "embeddings.base_url",

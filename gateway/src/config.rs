@@ -45,6 +45,181 @@ pub struct Config {
     /// The change log and its followers.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Embeddings: memories, the ingest of uploaded files, search by meaning.
+    #[serde(default)]
+    pub embeddings: EmbeddingsConfig,
+}
+
+/// Embeddings (`[embeddings]`): which model turns text into vectors, and what is indexed.
+///
+/// `provider` is `builtin` (all-MiniLM-L6-v2 in process, from `model_dir`; no network, no key),
+/// `openai` (any OpenAI-compatible `/v1/embeddings` server: `url`, `model`, `api_key`) or `none`
+/// (memories and search answer 503). Unset, it is `builtin` when the model's files are in
+/// `model_dir` and `none` otherwise (with a warning naming `p8fs models install`); set to
+/// `builtin` explicitly, missing files stop `p8fs serve` with an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<EmbeddingsProvider>,
+    /// `builtin`: the directory of `model.safetensors`, `tokenizer.json` and `config.json`
+    /// (default `<data_dir>/models/all-MiniLM-L6-v2`, where `p8fs models install` puts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+    /// `builtin`: batches embedded at once, each on a blocking thread (1..=64, default 1; the
+    /// matrix products of a batch use every core already).
+    #[serde(default = "default_embedding_threads")]
+    pub threads: usize,
+    /// `openai`: the API's base URL, e.g. `http://localhost:11434/v1` (Ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `openai`: the model name, e.g. `nomic-embed-text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `openai`: the API key (also `P8FS_EMBEDDINGS_API_KEY`); printed as `****`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// `openai`: the vectors' dimension; learned from the server when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<usize>,
+    /// Whether uploaded objects are indexed (the ingest worker).
+    #[serde(default = "default_true")]
+    pub ingest: bool,
+    /// The longest memory text, in bytes.
+    #[serde(default = "default_max_memory_bytes")]
+    pub max_memory_bytes: usize,
+    /// The most text extracted from one object, in bytes; the rest is not indexed.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: usize,
+    /// The largest PDF or JSON object read to extract its text, in bytes.
+    #[serde(default = "default_max_input_bytes")]
+    pub max_input_bytes: usize,
+    /// The most chunks of one memory or object.
+    #[serde(default = "default_max_chunks")]
+    pub max_chunks: usize,
+    /// Tokens per chunk (16..=8192; at most the model's window: 254 for the builtin model).
+    #[serde(default = "default_chunk_tokens")]
+    pub chunk_tokens: usize,
+    /// Tokens a chunk repeats from the end of the previous one (less than half of
+    /// `chunk_tokens`).
+    #[serde(default = "default_overlap_tokens")]
+    pub overlap_tokens: usize,
+    /// How long the ingest worker's lease lasts without renewal (1s – 5m): with several gateway
+    /// nodes, one indexes at a time and another takes over this long after it stops.
+    #[serde(default = "default_ingest_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+/// Where embeddings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingsProvider {
+    Builtin,
+    Openai,
+    None,
+}
+
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            model_dir: None,
+            threads: default_embedding_threads(),
+            url: None,
+            model: None,
+            api_key: None,
+            dimension: None,
+            ingest: true,
+            max_memory_bytes: default_max_memory_bytes(),
+            max_text_bytes: default_max_text_bytes(),
+            max_input_bytes: default_max_input_bytes(),
+            max_chunks: default_max_chunks(),
+            chunk_tokens: default_chunk_tokens(),
+            overlap_tokens: default_overlap_tokens(),
+            lease_ttl: default_ingest_lease_ttl(),
+        }
+    }
+}
+
+impl EmbeddingsConfig {
+    /// The builtin model's directory: `model_dir`, or `<data_dir>/models/all-MiniLM-L6-v2`.
+    pub fn model_dir(&self, data_dir: &Path) -> PathBuf {
+        self.model_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("models").join("all-MiniLM-L6-v2"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.threads) {
+            return Err("embeddings.threads: must be between 1 and 64".into());
+        }
+        if self.provider == Some(EmbeddingsProvider::Openai) {
+            if self.url.as_deref().is_none_or(str::is_empty) {
+                return Err("embeddings.url: required with provider = \"openai\"".into());
+            }
+            if self.model.as_deref().is_none_or(str::is_empty) {
+                return Err("embeddings.model: required with provider = \"openai\"".into());
+            }
+        }
+        for (key, value, min, max) in [
+            (
+                "embeddings.max_memory_bytes",
+                self.max_memory_bytes,
+                1,
+                16 << 20,
+            ),
+            (
+                "embeddings.max_text_bytes",
+                self.max_text_bytes,
+                1024,
+                1 << 30,
+            ),
+            (
+                "embeddings.max_input_bytes",
+                self.max_input_bytes,
+                1024,
+                4 << 30,
+            ),
+            ("embeddings.max_chunks", self.max_chunks, 1, 1_000_000),
+            ("embeddings.chunk_tokens", self.chunk_tokens, 16, 8192),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{key}: must be between {min} and {max}"));
+            }
+        }
+        if self.overlap_tokens * 2 >= self.chunk_tokens {
+            return Err("embeddings.overlap_tokens: must be less than half of chunk_tokens".into());
+        }
+        if self.lease_ttl < Duration::from_secs(1) || self.lease_ttl > Duration::from_secs(300) {
+            return Err("embeddings.lease_ttl: must be between 1s and 5m".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_embedding_threads() -> usize {
+    1
+}
+fn default_max_memory_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_text_bytes() -> usize {
+    2 * 1024 * 1024
+}
+fn default_max_input_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_max_chunks() -> usize {
+    2000
+}
+fn default_chunk_tokens() -> usize {
+    254
+}
+fn default_overlap_tokens() -> usize {
+    32
+}
+fn default_ingest_lease_ttl() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// The change log (`[events]`): how long changes are kept, and how often change streams look
@@ -585,6 +760,11 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_S3_LISTEN", &["s3", "listen"]),
     ("P8FS_S3_ENABLED", &["s3", "enabled"]),
     ("P8FS_S3_DOMAIN", &["s3", "domain"]),
+    ("P8FS_EMBEDDINGS_PROVIDER", &["embeddings", "provider"]),
+    ("P8FS_EMBEDDINGS_MODEL_DIR", &["embeddings", "model_dir"]),
+    ("P8FS_EMBEDDINGS_URL", &["embeddings", "url"]),
+    ("P8FS_EMBEDDINGS_MODEL", &["embeddings", "model"]),
+    ("P8FS_EMBEDDINGS_API_KEY", &["embeddings", "api_key"]),
     (
         "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
         &["metrics", "require_admin_token"],
@@ -716,6 +896,7 @@ impl Config {
             return Err("metrics.listen: must differ from listen".into());
         }
         self.validate_s3()?;
+        self.embeddings.validate()?;
         if let Some(issuer) = &self.auth.issuer {
             let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
             if !scheme_ok || issuer.ends_with('/') || issuer.contains(['?', '#']) {

@@ -8,10 +8,10 @@
 //! acknowledged cursor of each tenant) is a key-value record in the reserved tenant, written
 //! after each acknowledged batch, so a restart or a NATS outage resumes where it stopped.
 //!
-//! With several gateway nodes on one database, one publishes at a time: it holds a lease, a
-//! key-value record with a ttl that it renews every third of the ttl; another node takes over
-//! when the holder stops renewing (dies, or loses the database), at most one ttl later, and
-//! starts from the stored positions. A holder that finds the lease taken stops publishing.
+//! With several gateway nodes on one database, one publishes at a time: it holds the lease
+//! `events/nats/lease` ([`crate::lease`]); another node takes over when the holder stops
+//! renewing, at most one ttl later, and starts from the stored positions. A holder that finds
+//! the lease taken stops publishing.
 //!
 //! The reserved tenant's own log (sign-ins, tokens, S3 keys, these records) is never published.
 //! A change trimmed by retention before it could be published is logged as lost, naming how many.
@@ -22,15 +22,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use p8fs_auth::RESERVED_TENANT;
-use p8fs_core::{
-    Backend, ChangeCursor, Clock, Error, ErrorKind, JsonValue, Key, Limit, TenantId, Ttl, Version,
-};
+use p8fs_core::{Backend, ChangeCursor, Clock, Error, Limit, TenantId, Version};
 use p8fs_rest::changes::ChangeRecord;
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::changes::ChangeHub;
 use crate::config::NatsConfig;
+use crate::lease::{Lease, Positions, lost, node_id};
 
 /// Changes read and published per batch (the position is stored after each).
 const BATCH: u64 = 500;
@@ -48,24 +46,28 @@ pub fn spawn(
     hub: &Arc<ChangeHub>,
     config: NatsConfig,
 ) -> Result<(), String> {
+    let node = node_id(clock.now());
+    let reserved = TenantId::new(RESERVED_TENANT).map_err(|e| e.to_string())?;
+    let lease = Lease::new(
+        backend.clone(),
+        reserved.clone(),
+        LEASE_KEY,
+        &node,
+        config.lease_ttl,
+    )
+    .map_err(|e| e.to_string())?;
+    let positions = Positions::new(backend.clone(), reserved.clone(), POSITION_PREFIX);
     let publisher = Publisher {
         backend,
+        positions,
         heads: hub.follow_all(),
-        node: node_id(clock.now()),
-        reserved: TenantId::new(RESERVED_TENANT).map_err(|e| e.to_string())?,
-        lease_key: Key::new(LEASE_KEY).map_err(|e| e.to_string())?,
+        node,
+        reserved,
+        lease,
         config,
     };
     tokio::spawn(publisher.run());
     Ok(())
-}
-
-/// A name for this process that no other gateway node shares: host, pid and start time.
-fn node_id(now_ms: i64) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_default();
-    format!("{host}/{}/{now_ms}", std::process::id())
 }
 
 struct Publisher {
@@ -75,7 +77,8 @@ struct Publisher {
     node: String,
     /// Where the lease and the positions live; its own log is never published.
     reserved: TenantId,
-    lease_key: Key,
+    lease: Lease,
+    positions: Positions,
     config: NatsConfig,
 }
 
@@ -105,10 +108,10 @@ impl Publisher {
             }
             // Connected: publish whenever this node holds the lease, until NATS fails.
             loop {
-                let lease = match self.acquire().await {
+                let lease = match self.lease.acquire().await {
                     Ok(Some(version)) => version,
                     Ok(None) => {
-                        tokio::time::sleep(self.renew_every()).await;
+                        tokio::time::sleep(self.lease.renew_every()).await;
                         continue;
                     }
                     Err(error) => {
@@ -124,7 +127,7 @@ impl Publisher {
                     }
                     Stop::Failed(error) => {
                         tracing::warn!(%error, "NATS publisher paused");
-                        self.release().await;
+                        self.lease.release().await;
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         break;
@@ -165,88 +168,22 @@ impl Publisher {
             .map_err(|e| e.to_string())
     }
 
-    fn renew_every(&self) -> Duration {
-        self.config.lease_ttl / 3
-    }
-
-    fn lease_ttl(&self) -> Option<Ttl> {
-        Ttl::from_millis(i64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(i64::MAX)).ok()
-    }
-
-    fn holder(&self) -> Result<JsonValue, Error> {
-        JsonValue::new(json!({ "holder": self.node }))
-    }
-
-    /// Takes the lease if it is free (or already this node's); `None` if another node holds it.
-    async fn acquire(&self) -> Result<Option<Version>, Error> {
-        let (reserved, key) = (&self.reserved, &self.lease_key);
-        let holder = self.holder()?;
-        match self.backend.get(reserved, key).await? {
-            None => match self
-                .backend
-                .put_if_absent(reserved, key, &holder, self.lease_ttl())
-                .await
-            {
-                Ok(version) => Ok(Some(version)),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
-                Err(e) => Err(e),
-            },
-            Some(entry) if entry.value == *holder.get() => {
-                self.renew(entry.version).await.map(Some).or_else(|e| {
-                    if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::NotFound {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    }
-                })
-            }
-            Some(_) => Ok(None),
-        }
-    }
-
-    /// Extends the lease held at `version`; `Conflict` or `NotFound` when it is no longer ours.
-    async fn renew(&self, version: Version) -> Result<Version, Error> {
-        let holder = self.holder()?;
-        self.backend
-            .compare_and_swap(
-                &self.reserved,
-                &self.lease_key,
-                version,
-                &holder,
-                self.lease_ttl(),
-            )
-            .await
-    }
-
-    /// Gives the lease up (when NATS fails), so that a node that can reach NATS takes over.
-    async fn release(&self) {
-        let (reserved, key) = (&self.reserved, &self.lease_key);
-        if let Ok(Some(entry)) = self.backend.get(reserved, key).await
-            && let Ok(holder) = self.holder()
-            && entry.value == *holder.get()
-        {
-            let _ = self.backend.delete(reserved, key).await;
-        }
-    }
-
     /// Publishes while the lease is held: every tenant's changes after its stored position,
     /// then waits for the hub to report new heads.
     async fn publish(&mut self, context: &jetstream::Context, mut lease: Version) -> Stop {
-        let renew_every = self.renew_every();
+        let renew_every = self.lease.renew_every();
         let mut renewed = tokio::time::Instant::now();
         // Positions are read from the backend each time the lease is taken: another node may
         // have advanced them.
         let mut positions: HashMap<TenantId, ChangeCursor> = HashMap::new();
         loop {
             if renewed.elapsed() >= renew_every {
-                match self.renew(lease).await {
+                match self.lease.renew(lease).await {
                     Ok(version) => {
                         lease = version;
                         renewed = tokio::time::Instant::now();
                     }
-                    Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
-                        return Stop::LeaseLost;
-                    }
+                    Err(e) if lost(&e) => return Stop::LeaseLost,
                     Err(e) => return Stop::Failed(format!("renewing the lease: {e}")),
                 }
             }
@@ -258,7 +195,7 @@ impl Publisher {
                 }
                 let position = match positions.get(tenant) {
                     Some(position) => *position,
-                    None => match self.stored_position(tenant).await {
+                    None => match self.positions.get(tenant).await {
                         Ok(position) => *positions.entry(tenant.clone()).or_insert(position),
                         Err(e) => return Stop::Failed(format!("reading a position: {e}")),
                     },
@@ -309,7 +246,8 @@ impl Publisher {
                     lost = oldest.0.saturating_sub(position.0),
                     "NATS publisher: changes were trimmed by retention before they were published"
                 );
-                self.store_position(tenant, oldest)
+                self.positions
+                    .put(tenant, oldest)
                     .await
                     .map_err(|e| Stop::Failed(format!("storing a position: {e}")))?;
                 return Ok((oldest, true));
@@ -347,7 +285,8 @@ impl Publisher {
                 let next = page.next.max(acknowledged);
                 if next > acknowledged {
                     // An empty page past `position` (nothing to publish there).
-                    self.store_position(tenant, next)
+                    self.positions
+                        .put(tenant, next)
                         .await
                         .map_err(|e| Stop::Failed(format!("storing a position: {e}")))?;
                 }
@@ -376,33 +315,10 @@ impl Publisher {
             }
         }
         if acknowledged > position
-            && let Err(e) = self.store_position(tenant, acknowledged).await
+            && let Err(e) = self.positions.put(tenant, acknowledged).await
         {
             failure.get_or_insert(format!("storing a position: {e}"));
         }
         (acknowledged, failure)
-    }
-
-    fn position_key(tenant: &TenantId) -> Result<Key, Error> {
-        Key::new(format!("{POSITION_PREFIX}{}", tenant.as_str()))
-    }
-
-    async fn stored_position(&self, tenant: &TenantId) -> Result<ChangeCursor, Error> {
-        let entry = self
-            .backend
-            .get(&self.reserved, &Self::position_key(tenant)?)
-            .await?;
-        Ok(entry
-            .and_then(|e| e.value.get("cursor").and_then(|c| c.as_str()?.parse().ok()))
-            .map(ChangeCursor)
-            .unwrap_or(ChangeCursor(0)))
-    }
-
-    async fn store_position(&self, tenant: &TenantId, cursor: ChangeCursor) -> Result<(), Error> {
-        let value = JsonValue::new(json!({ "cursor": cursor.to_string() }))?;
-        self.backend
-            .put(&self.reserved, &Self::position_key(tenant)?, &value, None)
-            .await
-            .map(|_| ())
     }
 }

@@ -39,6 +39,8 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// Wakes change followers (SSE streams) when their tenant's log grows.
     pub changes: Arc<ChangeHub>,
+    /// Memories and search by meaning; `None` when embeddings are off.
+    pub memory: Option<Arc<p8fs_memory::Memory>>,
 }
 
 /// Creates the data directory owner-only (0700) if it does not exist, and refuses one that
@@ -122,7 +124,9 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
             .with_s3(s3.clone())
             .with_storage(backend.clone()),
     );
+    let memory = crate::memory::build(config, backend.clone(), clock.clone()).await?;
     Ok(Services {
+        memory,
         backend,
         keys,
         verifier: auth.verifier,
@@ -188,6 +192,7 @@ pub fn app(services: &Services, config: &Config) -> Router {
         verifier: services.verifier.clone(),
         clock: services.clock.clone(),
         changes: services.changes.clone(),
+        memory: services.memory.clone(),
     });
     crate::metrics::handle();
     let mut router = Router::new();
@@ -405,12 +410,23 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
             nats.clone(),
         )?;
     }
+    if let Some(memory) = &services.memory
+        && config.embeddings.ingest
+    {
+        crate::ingest::spawn(
+            memory.clone(),
+            services.backend.clone(),
+            clock.clone(),
+            &services.changes,
+            config.embeddings.lease_ttl,
+        )?;
+    }
     spawn_key_watcher(services.keys.clone());
     tracing::info!(%address, data_dir = %config.data_dir.display(), "p8fs listening");
     eprintln!(
         "p8fs listening on http://{address} (data in {})\n\
          get a first token:  p8fs token issue --data-dir {} --tenant default --sub me \
-         --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write'\n\
+         --scope 'kv:read kv:write vectors:read vectors:write graph:read graph:write memories:read memories:write s3:read s3:write'\n\
          then:               curl -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/kv\n\
          or sign in:         p8fs user add --data-dir {} --tenant default me; \
          p8fs login --issuer {}",

@@ -37,9 +37,12 @@ use p8fs_text::{ChunkOptions, Limits as TextLimits, TokenCounter};
 
 pub use index::{IndexState, IndexStatus};
 pub use memories::{
-    MAX_METADATA_BYTES, MAX_TAG_BYTES, MAX_TAGS, MemoryPage, MemoryRecord, NewMemory,
+    MAX_METADATA_BYTES, MAX_TAG_BYTES, MAX_TAGS, MIN_MEMORY_TTL_MS, MemoryPage, MemoryRecord,
+    NewMemory,
 };
-pub use search::{Found, MAX_QUERY_BYTES, Origin, Query, SourceKind};
+pub use search::{
+    Found, MAX_QUERY_BYTES, MAX_QUERY_METADATA, MAX_QUERY_TAGS, Origin, Query, SourceKind,
+};
 
 /// Limits of what is indexed, all configurable (`[embeddings]`).
 #[derive(Clone, Debug)]

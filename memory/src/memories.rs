@@ -28,6 +28,8 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_BYTES: usize = 64;
 /// The most bytes of a memory's metadata, serialized (it is copied into every chunk).
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+/// The shortest ttl of a memory, in milliseconds: one minute.
+pub const MIN_MEMORY_TTL_MS: i64 = 60_000;
 /// How much of a memory's text its graph node shows.
 const PREVIEW_BYTES: usize = 200;
 
@@ -67,8 +69,17 @@ impl Memory {
     /// Stores a memory: validates it, chunks and embeds its text, writes the chunks and then
     /// the record that makes them visible.
     pub async fn remember(&self, tenant: &TenantId, memory: NewMemory) -> Result<MemoryRecord> {
-        if memory.text.trim().is_empty() {
+        if memory.text.is_empty() {
             return Err(Error::invalid("text", "must not be empty"));
+        }
+        if memory
+            .ttl
+            .is_some_and(|ttl| ttl.as_millis() < MIN_MEMORY_TTL_MS)
+        {
+            return Err(Error::invalid(
+                "ttl_ms",
+                format!("must be at least {MIN_MEMORY_TTL_MS} (a minute)"),
+            ));
         }
         if memory.text.len() > self.limits.max_memory_bytes {
             return Err(Error::invalid(
@@ -191,6 +202,7 @@ impl Memory {
     }
 
     /// Links memory `from` to memory `to` with `rel` (`link` when none); both must exist.
+    /// (A memory's `has_chunk` edges lead to its chunks; a link named so leads to a memory.)
     pub async fn link(
         &self,
         tenant: &TenantId,
@@ -202,9 +214,6 @@ impl Memory {
         self.memory(tenant, from).await?;
         self.memory(tenant, to).await?;
         let rel = Rel::new(rel.unwrap_or("link"))?;
-        if rel.as_str() == crate::source::HAS_CHUNK {
-            return Err(Error::invalid("rel", "`has_chunk` is reserved for chunks"));
-        }
         self.backend
             .put_edge(
                 tenant,

@@ -86,7 +86,7 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 impl Memory {
     /// The `k` chunks nearest to the query's meaning among the visible ones, nearest first.
     pub async fn search(&self, tenant: &TenantId, query: &Query) -> Result<Vec<Found>> {
-        if query.text.trim().is_empty() {
+        if query.text.is_empty() {
             return Err(Error::invalid("q", "must not be empty"));
         }
         if query.text.len() > MAX_QUERY_BYTES {
@@ -96,12 +96,12 @@ impl Memory {
             ));
         }
         let filter = filter(query)?;
-        let mut vectors = self.embedder.embed(&[query.text.clone()]).await?;
+        let mut vectors = self.embedder.embed(std::slice::from_ref(&query.text)).await?;
         let vector = vectors
             .pop()
             .ok_or_else(|| Error::internal("the embedder returned no vector", None))?;
 
-        let k = query.k.get() as usize;
+        let k = query.k.get();
         // Chunks of replaced or deleted sources may rank among the nearest until they are
         // removed: ask for more than k, and for more again while they crowd the answer.
         let mut asked = (k * 2 + 8).min(MAX_K as usize);
@@ -169,26 +169,28 @@ impl Memory {
     }
 }
 
+/// The most tags and metadata equalities a search may name (with `source` and `bucket`, the
+/// contract's 16 filter clauses).
+pub const MAX_QUERY_TAGS: usize = 8;
+pub const MAX_QUERY_METADATA: usize = 6;
+
+/// The filter of a query: every condition must hold, so conditions no chunk can meet together
+/// (`source=object` with a tag, say) simply find nothing.
 fn filter(query: &Query) -> Result<Filter> {
-    let mut clauses: Vec<(String, Value)> = Vec::new();
-    let source = match (&query.bucket, query.source) {
-        (Some(_), Some(SourceKind::Memory)) => {
-            return Err(Error::invalid(
-                "bucket",
-                "applies to objects, not to `source=memory`",
-            ));
-        }
-        (Some(_), _) => Some(SourceKind::Object),
-        (None, source) => source,
-    };
-    let memory_only = !query.tags.is_empty() || !query.metadata.is_empty();
-    if memory_only && source == Some(SourceKind::Object) {
+    if query.tags.len() > MAX_QUERY_TAGS {
         return Err(Error::invalid(
-            "source",
-            "tags and metadata filters apply to memories, not to objects",
+            "tags",
+            format!("at most {MAX_QUERY_TAGS} tags are allowed"),
         ));
     }
-    if let Some(source) = source {
+    if query.metadata.len() > MAX_QUERY_METADATA {
+        return Err(Error::invalid(
+            "metadata",
+            format!("at most {MAX_QUERY_METADATA} equalities are allowed"),
+        ));
+    }
+    let mut clauses: Vec<(String, Value)> = Vec::new();
+    if let Some(source) = query.source {
         clauses.push(("source".into(), json!(source.as_str())));
     }
     if let Some(bucket) = &query.bucket {

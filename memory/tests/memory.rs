@@ -225,6 +225,9 @@ mod memory {
         let mut q = query("anything", 10);
         q.source = Some(SourceKind::Object);
         assert!(v.memory.search(&t, &q).await.unwrap().is_empty());
+        // Conditions no chunk meets together find nothing.
+        q.tags = vec!["work".into()];
+        assert!(v.memory.search(&t, &q).await.unwrap().is_empty());
 
         v.clock.advance(60_000);
         let found = v.memory.search(&t, &query("backups", 10)).await.unwrap();
@@ -243,8 +246,14 @@ mod memory {
             p8fs_core::Error::InvalidInput { field, .. } => field.into_owned(),
             other => panic!("{other}"),
         };
-        let e = v.memory.remember(&t, note("  \n ")).await.unwrap_err();
+        let e = v.memory.remember(&t, note("")).await.unwrap_err();
         assert_eq!(field(e), "text");
+        let mut short = note("fine");
+        short.ttl = Some(Ttl::from_millis(59_999).unwrap());
+        assert_eq!(
+            field(v.memory.remember(&t, short).await.unwrap_err()),
+            "ttl_ms"
+        );
         let e = v
             .memory
             .remember(&t, note(&"x".repeat(64 * 1024 + 1)))
@@ -259,8 +268,11 @@ mod memory {
         );
         let e = v.memory.memory(&t, "../../etc").await.unwrap_err();
         assert_eq!(field(e), "id");
-        let e = v.memory.search(&t, &query(" ", 3)).await.unwrap_err();
+        let e = v.memory.search(&t, &query("", 3)).await.unwrap_err();
         assert_eq!(field(e), "q");
+        let mut many = query("x", 3);
+        many.tags = (0..9).map(|i| format!("t{i}")).collect();
+        assert_eq!(field(v.memory.search(&t, &many).await.unwrap_err()), "tags");
     }
 
     #[tokio::test]

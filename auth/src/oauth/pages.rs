@@ -377,6 +377,8 @@ fn scope_meaning(scope: Scope) -> &'static str {
         Scope::GraphWrite => "change your graph",
         Scope::S3Read => "read your buckets and objects over S3",
         Scope::S3Write => "create, change and delete your buckets and objects over S3",
+        Scope::MemoriesRead => "search your memories and files by meaning",
+        Scope::MemoriesWrite => "store and delete your memories",
         Scope::Admin => "administer the server",
         Scope::DeviceKeys => {
             "register devices that can get access to your data without your password"

@@ -11,6 +11,7 @@ mod extract;
 pub mod graph;
 mod integer;
 pub mod kv;
+pub mod memories;
 pub mod objects;
 mod schema;
 pub mod vectors;
@@ -38,6 +39,8 @@ pub struct RestState {
     pub clock: Arc<dyn Clock>,
     /// Wakes change streams that have caught up.
     pub changes: Arc<dyn ChangeSignal>,
+    /// Memories and search by meaning; `None` when embeddings are off.
+    pub memory: Option<Arc<p8fs_memory::Memory>>,
 }
 
 /// The document's description, with the conventions its schemas rely on.
@@ -66,6 +69,8 @@ const DESCRIPTION: &str = "Key-value, vectors, graph and objects of one tenant's
         objects::list_buckets, objects::create_bucket, objects::delete_bucket, objects::list_objects,
         objects::put_object, objects::get_object, objects::delete_object,
         changes::read_changes, changes::stream_changes,
+        memories::create_memory, memories::list_memories, memories::get_memory, memories::delete_memory,
+        memories::link_memory, memories::search, memories::search_with_filters, memories::index_status,
     ),
     components(schemas(schema::AnyJson, schema::AnyJsonObject)),
     modifiers(&BearerAuth),
@@ -75,6 +80,7 @@ const DESCRIPTION: &str = "Key-value, vectors, graph and objects of one tenant's
         (name = "graph", description = "Nodes, edges and traversals"),
         (name = "changes", description = "The tenant's change log: every committed write once, in commit order, as pages or a live event stream"),
         (name = "objects", description = "Buckets and objects, the same as the S3 front-end's (scopes s3:read and s3:write)"),
+        (name = "memories", description = "Notes stored as memories and search by meaning over memories and uploaded files (scopes memories:read and memories:write)"),
     )
 )]
 pub struct ApiDoc;
@@ -212,6 +218,20 @@ pub fn router(state: RestState) -> Router {
                 .put(objects::put_object)
                 .delete(objects::delete_object),
         )
+        .route(
+            "/v1/memories",
+            get(memories::list_memories).post(memories::create_memory),
+        )
+        .route(
+            "/v1/memories/{id}",
+            get(memories::get_memory).delete(memories::delete_memory),
+        )
+        .route("/v1/memories/{id}/links", post(memories::link_memory))
+        .route(
+            "/v1/search",
+            get(memories::search).post(memories::search_with_filters),
+        )
+        .route("/v1/index/{bucket}/{*key}", get(memories::index_status))
         .with_state(state)
 }
 

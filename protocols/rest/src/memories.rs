@@ -3,20 +3,30 @@
 //! `memories:read` and `memories:write`). The work is [`p8fs_memory::Memory`]'s; with
 //! `[embeddings] provider = "none"` these routes answer 503.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
+use p8fs_core::validate::MAX_PATH_BYTES;
 use p8fs_core::{BucketName, Error, Limit, ObjectKey};
-use p8fs_memory::{Found, IndexStatus, MemoryRecord, NewMemory, Origin, Query, SourceKind};
+use p8fs_memory::{
+    Found, IndexStatus, MAX_QUERY_METADATA, MAX_QUERY_TAGS, MAX_TAG_BYTES, MAX_TAGS, MemoryRecord,
+    NewMemory, Origin, Query, SourceKind,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, Array, ArrayBuilder, Object, ObjectBuilder, Ref, SchemaFormat, Type,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
-use crate::kv::{limit, ttl};
-use crate::schema::AnyJsonObject;
+use crate::kv::{DOT_PATH_PATTERN, limit, ttl};
+use crate::schema::{AnyJson, AnyJsonObject};
 use crate::{RestState, integer};
 
 /// Search results when a request names no `k`.
@@ -27,9 +37,9 @@ const DEFAULT_K: u64 = 10;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "The quarterly review moved to Friday 10:00.", "tags": ["work"], "metadata": {"project": "apollo"}}))]
 pub struct CreateMemory {
-    /// The note: 1..=65536 bytes of UTF-8 (the server's `embeddings.max_memory_bytes`), not
-    /// only whitespace.
-    #[schema(min_length = 1)]
+    /// The note: 1..=65536 bytes of UTF-8 by default (the server's
+    /// `embeddings.max_memory_bytes`; a longer text is a 400 naming `text`).
+    #[schema(min_length = 1, max_length = 65536, format = "utf8-max-65536-bytes")]
     pub text: String,
     /// A JSON object, at most 8 KiB serialized; searches can filter on it.
     #[serde(default)]
@@ -37,10 +47,11 @@ pub struct CreateMemory {
     pub metadata: Option<Map<String, Value>>,
     /// At most 32 tags of 1..=64 bytes, without `.` or control characters.
     #[serde(default)]
-    #[schema(max_items = 32)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
-    /// Time to live in milliseconds (1 ..= 100 years); the memory and its chunks expire together.
-    #[schema(minimum = 1, maximum = 3155760000000_i64)]
+    /// Time to live in milliseconds (a minute ..= 100 years); the memory and its chunks expire
+    /// together.
+    #[schema(minimum = 60000, maximum = 3155760000000_i64)]
     #[serde(default, deserialize_with = "integer::optional_i64")]
     pub ttl_ms: Option<i64>,
 }
@@ -91,25 +102,30 @@ pub struct CreateLink {
     /// The other memory's id.
     #[schema(pattern = "^m[0-9a-f]{28}$")]
     pub to: String,
-    /// The relation, 1..=128 bytes (default `link`); `has_chunk` is reserved.
-    #[schema(min_length = 1, max_length = 128)]
+    /// The relation, 1..=128 bytes of UTF-8 without U+0000 (default `link`).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        format = "utf8-max-128-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub rel: Option<String>,
-    /// A positive weight (default 1).
+    /// A positive, finite weight (default 1).
     #[schema(exclusive_minimum = 0)]
     pub weight: Option<f64>,
 }
 
-/// A search by meaning.
+/// A search by meaning (the query string of `GET /v1/search`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// What to look for, in plain words: 1..=4096 bytes.
-    #[param(min_length = 1, max_length = 4096)]
+    /// What to look for, in plain words: 1..=4096 bytes of UTF-8.
+    #[param(min_length = 1, max_length = 4096, format = "utf8-max-4096-bytes")]
     pub q: String,
     /// How many chunks, 1..=1000 (default 10).
     #[param(minimum = 1, maximum = 1000)]
     pub k: Option<u64>,
-    /// Only chunks of memories or only chunks of objects.
+    /// Only chunks of memories, or only chunks of objects.
     #[param(pattern = "^(memory|object)$")]
     pub source: Option<String>,
     /// Only chunks of objects in this bucket.
@@ -119,11 +135,104 @@ pub struct SearchParams {
         pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
     )]
     pub bucket: Option<String>,
-    /// Only chunks of memories carrying all these tags (comma-separated).
+    /// Only chunks of memories carrying all these tags: 1..=8 comma-separated tags of 1..=64
+    /// bytes, without `.` or control characters.
+    #[param(
+        pattern = "^[^,.\\u0000-\\u001f\\u007f-\\u009f]{1,64}(,[^,.\\u0000-\\u001f\\u007f-\\u009f]{1,64}){0,7}$",
+        format = "comma-separated-utf8-max-64-bytes"
+    )]
     pub tags: Option<String>,
-    /// Only chunks of memories whose metadata holds these values: a JSON object of
-    /// `{"dot.path": value}` equalities, at most 16 with the other filters.
-    pub metadata: Option<String>,
+}
+
+/// A search by meaning with every filter (the body of `POST /v1/search`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"q": "when is the quarterly review", "k": 5, "tags": ["work"], "metadata": {"project": "apollo"}}))]
+pub struct SearchRequest {
+    /// What to look for, in plain words: 1..=4096 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 4096, format = "utf8-max-4096-bytes")]
+    pub q: String,
+    /// How many chunks, 1..=1000 (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "integer::optional_u64")]
+    pub k: Option<u64>,
+    /// Only chunks of memories, or only chunks of objects.
+    #[schema(pattern = "^(memory|object)$")]
+    pub source: Option<String>,
+    /// Only chunks of objects in this bucket.
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+    )]
+    pub bucket: Option<String>,
+    /// Only chunks of memories carrying all these tags (at most 8).
+    #[serde(default)]
+    #[schema(schema_with = query_tags_schema)]
+    pub tags: Vec<String>,
+    /// Only chunks of memories whose metadata holds these values.
+    #[serde(default)]
+    #[schema(schema_with = metadata_filter_schema)]
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// One tag: 1..=64 bytes, no `.`, no control characters.
+fn tag_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_TAG_BYTES))
+        .format(Some(SchemaFormat::Custom(format!(
+            "utf8-max-{MAX_TAG_BYTES}-bytes"
+        ))))
+        .pattern(Some("^[^.\\u0000-\\u001f\\u007f-\\u009f]+$"))
+        .build()
+}
+
+/// A memory's tags.
+fn tags_schema() -> Array {
+    ArrayBuilder::new()
+        .items(tag_schema())
+        .max_items(Some(MAX_TAGS))
+        .description(Some(format!(
+            "At most {MAX_TAGS} tags of 1..=64 bytes of UTF-8, without `.` or control characters \
+             (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)."
+        )))
+        .build()
+}
+
+/// A search's tags.
+fn query_tags_schema() -> Array {
+    ArrayBuilder::new()
+        .items(tag_schema())
+        .max_items(Some(MAX_QUERY_TAGS))
+        .build()
+}
+
+/// A search's metadata equalities, `{"dot.path": value}`.
+fn metadata_filter_schema() -> Object {
+    // The path is looked up under `metadata.`, within the contract's 256-byte path limit.
+    let limit = MAX_PATH_BYTES - "metadata.".len();
+    let path = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(limit))
+        .format(Some(SchemaFormat::Custom(format!(
+            "utf8-max-{limit}-bytes"
+        ))))
+        .pattern(Some(DOT_PATH_PATTERN));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(path))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
+            Ref::from_schema_name(AnyJson::name()),
+        ))))
+        .max_properties(Some(MAX_QUERY_METADATA))
+        .description(Some(format!(
+            "Equalities on the memory's metadata that must all hold: at most \
+             {MAX_QUERY_METADATA}, each dot path 1..={limit} bytes with no empty segment."
+        )))
+        .build()
 }
 
 /// Where a chunk comes from.
@@ -387,44 +496,62 @@ pub(crate) async fn search(
     Caller(caller): Caller,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResults>, ApiError> {
+    let tags = match params.tags {
+        None => Vec::new(),
+        Some(tags) => tags.split(',').map(str::to_owned).collect(),
+    };
+    let request = SearchRequest {
+        q: params.q,
+        k: params.k,
+        source: params.source,
+        bucket: params.bucket,
+        tags,
+        metadata: BTreeMap::new(),
+    };
+    run_search(&state, &caller, request).await
+}
+
+/// As `GET /v1/search`, with metadata filters in a JSON body.
+#[utoipa::path(post, path = "/v1/search", tag = "memories",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "The nearest chunks, nearest first", body = SearchResults),
+        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Embeddings are off, or the embedder is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["memories:read"])))]
+pub(crate) async fn search_with_filters(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    ApiObject(request): ApiObject<SearchRequest>,
+) -> Result<Json<SearchResults>, ApiError> {
+    run_search(&state, &caller, request).await
+}
+
+async fn run_search(
+    state: &RestState,
+    caller: &p8fs_auth::Principal,
+    request: SearchRequest,
+) -> Result<Json<SearchResults>, ApiError> {
     caller.require(Scope::MemoriesRead)?;
-    let memory = memory_service(&state)?;
-    let k = Limit::new(params.k.unwrap_or(DEFAULT_K))
+    let memory = memory_service(state)?;
+    let k = Limit::new(request.k.unwrap_or(DEFAULT_K))
         .map_err(|e| Error::invalid("k", e.to_string()))?;
-    let source = params
+    let source = request
         .source
         .as_deref()
         .map(|s| SourceKind::parse("source", s))
         .transpose()?;
-    let bucket = params.bucket.map(BucketName::new).transpose()?;
-    let tags = params
-        .tags
-        .map(|tags| {
-            tags.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let metadata = match params.metadata {
-        None => Vec::new(),
-        Some(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => map.into_iter().collect(),
-            _ => {
-                return Err(
-                    Error::invalid("metadata", "must be a JSON object of equalities").into(),
-                );
-            }
-        },
-    };
+    let bucket = request.bucket.map(BucketName::new).transpose()?;
     let query = Query {
-        text: params.q,
+        text: request.q,
         k,
         source,
         bucket,
-        tags,
-        metadata,
+        tags: request.tags,
+        metadata: request.metadata.into_iter().collect(),
     };
     let found = memory.search(&caller.tenant, &query).await?;
     Ok(Json(SearchResults {

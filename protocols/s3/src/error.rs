@@ -18,7 +18,8 @@ pub(crate) fn s3_error(error: Error) -> S3Error {
             | Resource::Collection
             | Resource::VectorRecord
             | Resource::Node
-            | Resource::Edge => S3ErrorCode::NoSuchKey,
+            | Resource::Edge
+            | Resource::Memory => S3ErrorCode::NoSuchKey,
         },
         Error::AlreadyExists { resource, .. } => match resource {
             Resource::Bucket => S3ErrorCode::BucketAlreadyOwnedByYou,
@@ -29,7 +30,8 @@ pub(crate) fn s3_error(error: Error) -> S3Error {
             | Resource::Collection
             | Resource::VectorRecord
             | Resource::Node
-            | Resource::Edge => S3ErrorCode::PreconditionFailed,
+            | Resource::Edge
+            | Resource::Memory => S3ErrorCode::PreconditionFailed,
         },
         Error::Conflict { .. } => S3ErrorCode::PreconditionFailed,
         Error::InvalidInput { field, .. } => match field.as_ref() {
