@@ -111,9 +111,15 @@ pub fn models_install(args: ModelsInstallArgs, configured: PathBuf) -> Result<()
 pub fn install(source: &Source, dir: &Path) -> Result<Vec<Outcome>, String> {
     let created = create_private_dir(dir)?;
     let result = stage_and_commit(source, dir);
-    if result.is_err() && created {
-        // Only removes the directory if nothing else is in it.
-        let _ = std::fs::remove_dir(dir);
+    if result.is_err()
+        && let Some(top) = created
+    {
+        // The directories this call created, innermost first; each only if empty.
+        for created in dir.ancestors() {
+            if std::fs::remove_dir(created).is_err() || created == top {
+                break;
+            }
+        }
     }
     result
 }
@@ -220,11 +226,10 @@ fn download(url: &str, out: &mut std::fs::File) -> Result<String, String> {
             .user_agent(concat!("p8fs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        let mut response = http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("cannot download {url}: {}", super::chain(&e)))?;
+        let mut response =
+            http.get(url).send().await.map_err(|e| {
+                format!("cannot download {url}: {}", super::chain(&e.without_url()))
+            })?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
@@ -233,7 +238,7 @@ fn download(url: &str, out: &mut std::fs::File) -> Result<String, String> {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("cannot download {url}: {}", super::chain(&e)))?
+            .map_err(|e| format!("cannot download {url}: {}", super::chain(&e.without_url())))?
         {
             received += chunk.len() as u64;
             if received > MAX_DOWNLOAD_BYTES {
@@ -275,11 +280,16 @@ fn file_digest(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
-/// Creates `dir` (and missing parents) owner-only; whether it had to be created.
-fn create_private_dir(dir: &Path) -> Result<bool, String> {
+/// Creates `dir` (and missing parents) owner-only; the outermost directory it created.
+fn create_private_dir(dir: &Path) -> Result<Option<PathBuf>, String> {
     if dir.is_dir() {
-        return Ok(false);
+        return Ok(None);
     }
+    let top = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .last()
+        .map(Path::to_path_buf);
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -290,7 +300,7 @@ fn create_private_dir(dir: &Path) -> Result<bool, String> {
     builder
         .create(dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(true)
+    Ok(top)
 }
 
 fn new_private_file(path: &Path) -> Result<std::fs::File, String> {
@@ -327,7 +337,10 @@ mod tests {
         assert!(error.contains(MODEL_FILES[0].sha256), "{error}");
         let actual = copy_hashing(&b"not the model"[..], &mut std::io::sink()).unwrap();
         assert!(error.contains(&actual), "{error}");
-        assert!(!target.exists(), "the target was left behind");
+        assert!(
+            !root.path().join("models").exists(),
+            "the directories created were left behind"
+        );
     }
 
     #[test]
