@@ -55,7 +55,9 @@ impl Config {
                 "position_embedding_type is {kind:?}; only \"absolute\" is supported"
             ));
         }
-        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Some(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -413,8 +415,8 @@ impl CustomOp2 for ResidualNorm<'_> {
                     *o += b;
                 }
             }
-            let mean = out.iter().sum::<f32>() / width as f32;
-            let variance = out.iter().map(|o| (o - mean) * (o - mean)).sum::<f32>() / width as f32;
+            let mean = sum(out) / width as f32;
+            let variance = sum_of_squares(out, mean) / width as f32;
             let inv = 1.0 / (variance + self.norm.eps).sqrt();
             for ((o, w), b) in out.iter_mut().zip(&self.norm.weight).zip(&self.norm.bias) {
                 *o = (*o - mean) * inv * w + b;
@@ -467,19 +469,66 @@ impl InplaceOp1 for Softmax {
             return Ok(());
         }
         for row in data.chunks_exact_mut(width) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
+            let max = max(row);
+            // Separate passes: a map and a lane-wise sum vectorize, a running sum would not.
             for x in row.iter_mut() {
                 *x = exp(*x - max);
-                sum += *x;
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum(row);
             for x in row.iter_mut() {
                 *x *= inv;
             }
         }
         Ok(())
     }
+}
+
+/// Lanes of the reductions below: independent partial results, so the loops vectorize (a single
+/// running float total is a dependency chain the compiler must keep in order).
+const LANES: usize = 16;
+
+/// The largest element (`-inf` for none).
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l = if *x > *l { *x } else { *l };
+        }
+    }
+    rest.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// The sum of the elements.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// The sum of the squared differences from `mean`.
+#[inline(always)]
+fn sum_of_squares(xs: &[f32], mean: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l += (x - mean) * (x - mean);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>()
 }
 
 /// erf(x) for f32, within about 1e-7: a rational approximation on [-4, 4] (beyond it erf is ±1
@@ -527,7 +576,7 @@ fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{erf, exp};
+    use super::{erf, exp, max, sum, sum_of_squares};
 
     #[test]
     fn erf_is_accurate() {
@@ -539,6 +588,33 @@ mod tests {
         }
         // A few f32 ulps (6e-8 just below 1).
         assert!(worst < 5e-7, "erf is off by {worst}");
+    }
+
+    #[test]
+    fn reductions_match_plain_loops() {
+        for len in [0, 1, 15, 16, 17, 200, 257] {
+            let xs: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let plain_max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(&xs), plain_max, "max of {len}");
+            let plain_sum: f64 = xs.iter().map(|&x| f64::from(x)).sum();
+            assert!(
+                (f64::from(sum(&xs)) - plain_sum).abs() < 1e-3,
+                "sum of {len}"
+            );
+            let mean = if len == 0 {
+                0.0
+            } else {
+                plain_sum / len as f64
+            };
+            let plain_squares: f64 = xs.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum();
+            let squares = f64::from(sum_of_squares(&xs, mean as f32));
+            assert!(
+                (squares - plain_squares).abs() < 1e-3 * plain_squares.max(1.0),
+                "squares of {len}"
+            );
+        }
     }
 
     #[test]
