@@ -21,6 +21,10 @@
 //! `config.json` (a sentence-transformers model directory has them); nothing is downloaded, and
 //! the weights are read into memory (no memory map).
 
+pub mod openai;
+pub use openai::{OpenAiEmbedder, OpenAiOptions};
+pub mod tokens;
+pub use tokens::WordPieceCounter;
 mod bert;
 
 use std::borrow::Cow;
