@@ -180,8 +180,7 @@ mod ingest {
         fn start(backend: &str, extra: &str) -> Server {
             let model = model_dir();
             let dir = tempfile::tempdir().unwrap();
-            let storage = storage_env(backend, &unique(dir.path()));
-            let mut storage = storage;
+            let mut storage = storage_env(backend, &unique(dir.path()));
             storage.push(("P8FS_EMBEDDINGS_MODEL_DIR".into(), model));
             let mut server = Server {
                 child: None,
@@ -750,7 +749,16 @@ mod ingest {
         ] {
             first_hit_is(&api, question, bucket, key).await;
         }
-        // The HTML page's script is not text of the page.
+        // The HTML page's script and style are not text of the page: in no chunk record, and
+        // in no hit.
+        for record in api.chunk_records().await {
+            let text = record["metadata"]["text"].as_str().unwrap_or_default();
+            assert!(
+                !text.contains("zebracorn") && !text.contains("font-family"),
+                "a chunk holds the page's script or style: {}",
+                record["metadata"]
+            );
+        }
         for question in ["zebracorn analytics tracking pixel", "How volcanoes erupt"] {
             let hits = api.search(question, 100, &[]).await;
             assert!(!hits.is_empty(), "no hits for {question:?}");
