@@ -122,39 +122,45 @@ mod ingest {
             .collect()
     }
 
-    /// The storage settings of a backend, as environment variables for `p8fs`. PostgreSQL gets
-    /// a database of its own: the ingest worker indexes every tenant of its database, and the
-    /// shared one holds what every other test left there. The TiDB stand-in has no such
-    /// command, so its server shares the database and its worker goes through those tenants'
-    /// objects too (which the timeouts allow for).
+    /// `CREATEDB ingest_<name>` (a command printing the new database's URL).
+    fn createdb(createdb: &str, name: &str) -> String {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("{createdb} ingest_{name}"));
+        let created = succeeded(
+            run(command, Duration::from_secs(60), "createdb"),
+            "createdb",
+        );
+        created.trim().to_owned()
+    }
+
+    /// The storage settings of a backend, as environment variables for `p8fs`. The SQL
+    /// backends get a database of their own: the ingest worker indexes every tenant of its
+    /// database, and in a shared one it would write index records into the tenants of tests
+    /// running beside it (whose change logs those tests compare exactly). TiDB's comes from
+    /// `P8FS_TEST_TIDB_CREATEDB`, or else this repository's `scripts/services/mariadb.sh
+    /// createdb` (the stand-in `P8FS_TEST_TIDB_URL` names).
     fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
         match backend {
             "rocksdb" => Vec::new(),
-            "postgres" => {
-                let created = succeeded(
-                    run(
-                        {
-                            let mut command = Command::new("sh");
-                            command.arg("-c").arg(format!(
-                                "{} ingest_{name}",
-                                env("P8FS_TEST_POSTGRES_CREATEDB")
-                            ));
-                            command
-                        },
-                        Duration::from_secs(60),
-                        "createdb",
-                    ),
-                    "createdb",
-                );
+            "postgres" => vec![
+                ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
+                (
+                    "P8FS_STORAGE_URL".into(),
+                    createdb(&env("P8FS_TEST_POSTGRES_CREATEDB"), name),
+                ),
+            ],
+            "tidb" => {
+                env("P8FS_TEST_TIDB_URL");
+                let command = std::env::var("P8FS_TEST_TIDB_CREATEDB").unwrap_or_else(|_| {
+                    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../scripts/services/mariadb.sh");
+                    format!("{} createdb", script.display())
+                });
                 vec![
-                    ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
-                    ("P8FS_STORAGE_URL".into(), created.trim().to_owned()),
+                    ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
+                    ("P8FS_STORAGE_URL".into(), createdb(&command, name)),
                 ]
             }
-            "tidb" => vec![
-                ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
-                ("P8FS_STORAGE_URL".into(), env("P8FS_TEST_TIDB_URL")),
-            ],
             other => panic!("unknown backend {other}"),
         }
     }

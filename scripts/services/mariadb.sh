@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MariaDB, the stand-in for TiDB in tests: start|stop|restart|url. Idempotent and
+# MariaDB, the stand-in for TiDB in tests: start|stop|restart|url|createdb. Idempotent and
 # non-interactive; runs as root on Debian without systemd.
 #
 #   start    installs Debian's mariadb-server if missing, starts mariadbd on 127.0.0.1:$PORT,
@@ -8,6 +8,10 @@
 #   stop     stops the server started for $PORT (no-op when it is not running)
 #   restart  stop, then start
 #   url      prints the connection URL (mysql://p8fs:p8fs@127.0.0.1:$PORT/p8fs_test)
+#   createdb NAME
+#            creates database NAME (if missing) for the test user with TiDB's vector functions,
+#            for a test whose server must have a database of its own (a gateway's ingest worker
+#            indexes every tenant of its database); prints its URL
 #
 # Environment: P8FS_MARIADB_PORT (default 3306). Port 3306 uses Debian's data directory and
 # socket; any other port gets its own instance (data in /var/tmp/p8fs-mariadb-$PORT), so a
@@ -96,10 +100,29 @@ stop() {
   rm -f "$PIDFILE"
 }
 
+createdb() {
+  local name="${1:-}"
+  [[ "$name" =~ ^[a-z0-9_]{1,60}$ ]] || { echo "createdb: NAME must be 1..=60 of [a-z0-9_]" >&2; exit 2; }
+  local exists
+  exists="$(mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot -N -e \
+    "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '$name'")"
+  if [ "$exists" != 1 ]; then
+    mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot <<SQL
+CREATE DATABASE $name CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+GRANT ALL PRIVILEGES ON $name.* TO '$USER_NAME'@'localhost';
+GRANT ALL PRIVILEGES ON $name.* TO '$USER_NAME'@'127.0.0.1';
+SQL
+    mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot "$name" \
+      <"$HERE/tidb-vector-functions.sql"
+  fi
+  echo "mysql://$USER_NAME:$USER_PASSWORD@127.0.0.1:$PORT/$name"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
   url) url ;;
-  *) echo "usage: $0 start|stop|restart|url" >&2; exit 2 ;;
+  createdb) createdb "${2:-}" ;;
+  *) echo "usage: $0 start|stop|restart|url|createdb NAME" >&2; exit 2 ;;
 esac
