@@ -13,7 +13,7 @@
 //! `/`-separated segment at a time.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,15 @@ pub struct Remote {
     base: Url,
     token: String,
     http: reqwest::Client,
+    /// Where the token came from when it is a login's: renewed by [`Remote::renew`].
+    login: Option<Login>,
+}
+
+/// The login a token came from.
+struct Login {
+    issuer: String,
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Remote {
@@ -124,11 +133,30 @@ impl Remote {
             (None, None) => pick_issuer(&read_credentials(path)?, None)?,
         };
         let base = check_url("the server", &server)?;
-        let token = match token {
-            Some(token) => token.trim().to_owned(),
-            None => crate::login::access_token(Some(&server), path, clock).await?,
-        };
-        Self::new(base, token)
+        match token {
+            Some(token) => Self::new(base, token.trim().to_owned()),
+            None => {
+                let token = crate::login::access_token(Some(&server), path, clock.clone()).await?;
+                let mut remote = Self::new(base, token)?;
+                remote.login = Some(Login {
+                    issuer: server,
+                    path: path.to_owned(),
+                    clock,
+                });
+                Ok(remote)
+            }
+        }
+    }
+
+    /// Takes the login's current access token, refreshed if it is about to expire (a long
+    /// ingest outlives one); a token given with `--token` stays as it is.
+    pub async fn renew(&mut self) -> Result<(), String> {
+        if let Some(login) = &self.login {
+            self.token =
+                crate::login::access_token(Some(&login.issuer), &login.path, login.clock.clone())
+                    .await?;
+        }
+        Ok(())
     }
 
     /// A client for `base` sending `token`.
@@ -140,7 +168,12 @@ impl Remote {
             .user_agent(concat!("p8fs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        Ok(Self { base, token, http })
+        Ok(Self {
+            base,
+            token,
+            http,
+            login: None,
+        })
     }
 
     /// The server's base URL.

@@ -412,6 +412,11 @@ fn ingest_then_search_by_meaning() {
         run(p8fs(&["search", "sourdough starter"]).env("P8FS_CREDENTIALS", &credentials));
     assert!(ok, "search with the login failed: {stderr}");
     assert!(stdout.contains("bread.md#0"), "{stdout}");
+    let (ok, _, stderr) = run(p8fs(&["ingest", "--bucket", "from-login", "--wait"])
+        .arg(&bread)
+        .env("P8FS_CREDENTIALS", &credentials));
+    assert!(ok, "ingest with the login failed: {stderr}");
+    assert!(stderr.contains("uploaded 1 file "), "{stderr}");
 
     // The server's problems are shown with the field at fault.
     let (ok, _, stderr) = run(p8fs(&["search", "bread", "-k", "0"]).args(remote));

@@ -376,13 +376,13 @@ enum UploadError {
 /// `p8fs ingest`.
 pub fn ingest(args: IngestArgs) -> Result<(), String> {
     super::runtime()?.block_on(async {
-        let remote = super::remote_from_env(&args.server).await?;
-        ingest_with(&remote, &args).await
+        let mut remote = super::remote_from_env(&args.server).await?;
+        ingest_with(&mut remote, &args).await
     })
 }
 
 /// `p8fs ingest` against `remote`.
-pub async fn ingest_with(remote: &Remote, args: &IngestArgs) -> Result<(), String> {
+pub async fn ingest_with(remote: &mut Remote, args: &IngestArgs) -> Result<(), String> {
     let (files, skipped) = collect(&args.paths, &args.prefix)?;
     let bucket = args.bucket.as_str();
     let created = remote
@@ -424,6 +424,10 @@ pub async fn ingest_with(remote: &Remote, args: &IngestArgs) -> Result<(), Strin
             }
             progress.file_done(file.size);
             continue;
+        }
+        if let Err(e) = remote.renew().await {
+            progress.finish();
+            return Err(e);
         }
         match upload(remote, bucket, file, &mut progress).await {
             Ok(()) => {
@@ -560,7 +564,7 @@ async fn upload(
 /// Polls the index status of `keys` until none is pending or `timeout` passes; returns the
 /// objects that failed, with their reasons.
 async fn wait(
-    remote: &Remote,
+    remote: &mut Remote,
     bucket: &str,
     keys: &[String],
     timeout: Duration,
@@ -571,6 +575,7 @@ async fn wait(
     let mut indexed = 0usize;
     let mut failed: Vec<(String, String)> = Vec::new();
     loop {
+        remote.renew().await?;
         let mut still = Vec::new();
         for key in pending {
             let url = remote.url(&["v1", "index", bucket, key]);
