@@ -96,7 +96,10 @@ impl Memory {
             ));
         }
         let filter = filter(query)?;
-        let mut vectors = self.embedder.embed(std::slice::from_ref(&query.text)).await?;
+        let mut vectors = self
+            .embedder
+            .embed(std::slice::from_ref(&query.text))
+            .await?;
         let vector = vectors
             .pop()
             .ok_or_else(|| Error::internal("the embedder returned no vector", None))?;
