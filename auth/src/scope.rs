@@ -201,8 +201,8 @@ mod tests {
         assert_eq!(ScopeSet::parse(&set.to_string()).unwrap(), set);
         assert_eq!(
             ScopeSet::all().to_string(),
-            "admin device-keys graph:read graph:write kv:read kv:write s3:read s3:write \
-             vectors:read vectors:write"
+            "admin device-keys graph:read graph:write kv:read kv:write memories:read \
+             memories:write s3:read s3:write vectors:read vectors:write"
         );
         assert!(ScopeSet::parse("").unwrap().is_empty());
     }

@@ -7,6 +7,9 @@
 //! server's template `p8fs_template` on the server of `P8FS_TEST_POSTGRES_URL` (a missing
 //! variable fails the test) and dropped at the end.
 
+mod common;
+use common::drop_scratch_database;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -72,13 +75,7 @@ impl Scratch {
 
     async fn drop_database(mut self) {
         self.backend.close().await;
-        // Not `WITH (FORCE)`: an autovacuum worker on the new database belongs to no role, so
-        // a non-superuser may not terminate it; a plain drop asks autovacuum to leave and
-        // waits for the closed pool's server processes to exit.
-        sqlx::raw_sql(&format!("DROP DATABASE {}", self.database))
-            .execute(&mut self.admin)
-            .await
-            .expect("drop the test's database");
+        drop_scratch_database(&mut self.admin, &self.database).await;
     }
 }
 

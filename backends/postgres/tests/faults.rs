@@ -9,6 +9,9 @@
 //! is never a pass. They run one at a time (a process-wide lock here, a nextest test group in
 //! `.config/nextest.toml`).
 
+mod common;
+use common::drop_scratch_database;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -531,11 +534,5 @@ async fn migrations_apply_once_when_gateways_start_together() {
         backend.close().await;
     }
     drop(conn);
-    // Not `WITH (FORCE)`: an autovacuum worker on the new database belongs to no role, so
-    // a non-superuser may not terminate it; a plain drop asks autovacuum to leave and
-    // waits for the closed pool's server processes to exit.
-    sqlx::raw_sql(&format!("DROP DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .expect("drop the database");
+    drop_scratch_database(&mut admin, &database).await;
 }

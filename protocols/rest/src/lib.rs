@@ -270,6 +270,14 @@ mod tests {
         let mut all = Vec::new();
         schemas(&document, &mut all);
         let mut limited = 0;
+        // The memory API's own limits: tags, a search's text, a memory's text (the default of
+        // `embeddings.max_memory_bytes`) and a metadata path under `metadata.`.
+        let memory_limits = [
+            p8fs_memory::MAX_TAG_BYTES,
+            p8fs_memory::MAX_QUERY_BYTES,
+            p8fs_memory::Limits::default().max_memory_bytes,
+            MAX_PATH_BYTES - "metadata.".len(),
+        ];
         for schema in all {
             let Some(format) = schema.get("format").and_then(Value::as_str) else {
                 continue;
@@ -280,7 +288,8 @@ mod tests {
             {
                 let bytes: usize = bytes.parse().unwrap();
                 assert!(
-                    [MAX_KEY_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES].contains(&bytes),
+                    [MAX_KEY_BYTES, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES].contains(&bytes)
+                        || memory_limits.contains(&bytes),
                     "{schema}"
                 );
                 assert_eq!(schema["maxLength"], json!(bytes), "{schema}");

@@ -148,7 +148,7 @@ pub struct SearchParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"q": "when is the quarterly review", "k": 5, "tags": ["work"], "metadata": {"project": "apollo"}}))]
-pub struct SearchRequest {
+pub struct MemorySearchRequest {
     /// What to look for, in plain words: 1..=4096 bytes of UTF-8.
     #[schema(min_length = 1, max_length = 4096, format = "utf8-max-4096-bytes")]
     pub q: String,
@@ -237,7 +237,7 @@ fn metadata_filter_schema() -> Object {
 
 /// Where a chunk comes from.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Source {
+pub struct ChunkSource {
     /// `memory` or `object`.
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -250,11 +250,11 @@ pub struct Source {
 
 /// A chunk found by a search.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SearchHit {
+pub struct MemorySearchHit {
     /// Cosine similarity to the query, -1..=1; higher is nearer.
     pub score: f64,
     pub text: String,
-    pub source: Source,
+    pub source: ChunkSource,
     /// The chunk's position among its source's chunks (from 0) and their number.
     pub chunk: u64,
     pub chunks: u64,
@@ -267,8 +267,8 @@ pub struct SearchHit {
 
 /// Search results, nearest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SearchResults {
-    pub hits: Vec<SearchHit>,
+pub struct MemorySearchResults {
+    pub hits: Vec<MemorySearchHit>,
 }
 
 /// An object's index status.
@@ -314,22 +314,22 @@ fn item(record: MemoryRecord) -> MemoryItem {
     }
 }
 
-fn hit(found: Found) -> SearchHit {
+fn hit(found: Found) -> MemorySearchHit {
     let source = match found.origin {
-        Origin::Memory { id } => Source {
+        Origin::Memory { id } => ChunkSource {
             kind: "memory".to_owned(),
             memory: Some(id),
             bucket: None,
             key: None,
         },
-        Origin::Object { bucket, key } => Source {
+        Origin::Object { bucket, key } => ChunkSource {
             kind: "object".to_owned(),
             memory: None,
             bucket: Some(bucket),
             key: Some(key),
         },
     };
-    SearchHit {
+    MemorySearchHit {
         score: found.score,
         text: found.text,
         source,
@@ -484,7 +484,7 @@ pub(crate) async fn link_memory(
 #[utoipa::path(get, path = "/v1/search", tag = "memories",
     params(SearchParams),
     responses(
-        (status = 200, description = "The nearest chunks, nearest first", body = SearchResults),
+        (status = 200, description = "The nearest chunks, nearest first", body = MemorySearchResults),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
@@ -495,12 +495,12 @@ pub(crate) async fn search(
     State(state): State<RestState>,
     Caller(caller): Caller,
     ApiQuery(params): ApiQuery<SearchParams>,
-) -> Result<Json<SearchResults>, ApiError> {
+) -> Result<Json<MemorySearchResults>, ApiError> {
     let tags = match params.tags {
         None => Vec::new(),
         Some(tags) => tags.split(',').map(str::to_owned).collect(),
     };
-    let request = SearchRequest {
+    let request = MemorySearchRequest {
         q: params.q,
         k: params.k,
         source: params.source,
@@ -513,9 +513,9 @@ pub(crate) async fn search(
 
 /// As `GET /v1/search`, with metadata filters in a JSON body.
 #[utoipa::path(post, path = "/v1/search", tag = "memories",
-    request_body = SearchRequest,
+    request_body = MemorySearchRequest,
     responses(
-        (status = 200, description = "The nearest chunks, nearest first", body = SearchResults),
+        (status = 200, description = "The nearest chunks, nearest first", body = MemorySearchResults),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
@@ -525,16 +525,16 @@ pub(crate) async fn search(
 pub(crate) async fn search_with_filters(
     State(state): State<RestState>,
     Caller(caller): Caller,
-    ApiObject(request): ApiObject<SearchRequest>,
-) -> Result<Json<SearchResults>, ApiError> {
+    ApiObject(request): ApiObject<MemorySearchRequest>,
+) -> Result<Json<MemorySearchResults>, ApiError> {
     run_search(&state, &caller, request).await
 }
 
 async fn run_search(
     state: &RestState,
     caller: &p8fs_auth::Principal,
-    request: SearchRequest,
-) -> Result<Json<SearchResults>, ApiError> {
+    request: MemorySearchRequest,
+) -> Result<Json<MemorySearchResults>, ApiError> {
     caller.require(Scope::MemoriesRead)?;
     let memory = memory_service(state)?;
     let k = Limit::new(request.k.unwrap_or(DEFAULT_K))
@@ -554,7 +554,7 @@ async fn run_search(
         metadata: request.metadata.into_iter().collect(),
     };
     let found = memory.search(&caller.tenant, &query).await?;
-    Ok(Json(SearchResults {
+    Ok(Json(MemorySearchResults {
         hits: found.into_iter().map(hit).collect(),
     }))
 }
