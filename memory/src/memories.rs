@@ -212,7 +212,15 @@ impl Memory {
         weight: Option<f64>,
     ) -> Result<()> {
         self.memory(tenant, from).await?;
-        self.memory(tenant, to).await?;
+        // The path's memory missing is a 404; the body's target missing is a conflict with what
+        // is stored, not a missing resource of this request.
+        if let Err(e) = self.memory(tenant, to).await {
+            return Err(if e.kind() == p8fs_core::ErrorKind::NotFound {
+                Error::conflict(format!("the memory `to` ({to}) does not exist"))
+            } else {
+                e
+            });
+        }
         let rel = Rel::new(rel.unwrap_or("link"))?;
         self.backend
             .put_edge(

@@ -142,6 +142,25 @@ mod memory {
         let node = NodeId::new(ids[0].as_str()).unwrap();
         assert!(v.backend.get_node(&t, &node).await.unwrap().is_some());
 
+        // Links between memories are graph edges; a missing target is a conflict.
+        v.memory
+            .link(&t, &ids[0], &ids[1], Some("related"), None)
+            .await
+            .unwrap();
+        let missing = "m0000000000000000000000000000";
+        let error = v
+            .memory
+            .link(&t, &ids[0], missing, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Conflict);
+        let error = v
+            .memory
+            .link(&t, missing, &ids[0], None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound);
+
         v.memory.forget(&t, &ids[0]).await.unwrap();
         let found = v
             .memory

@@ -132,7 +132,7 @@ pub struct SearchParams {
     #[param(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+        pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
     )]
     pub bucket: Option<String>,
     /// Only chunks of memories carrying all these tags: 1..=8 comma-separated tags of 1..=64
@@ -163,7 +163,7 @@ pub struct MemorySearchRequest {
     #[schema(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+        pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
     )]
     pub bucket: Option<String>,
     /// Only chunks of memories carrying all these tags (at most 8).
@@ -457,6 +457,7 @@ pub(crate) async fn delete_memory(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope memories:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such memory", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The memory `to` does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Embeddings are off", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["memories:write"])))]
@@ -562,7 +563,7 @@ async fn run_search(
 /// Where an uploaded object's indexing stands.
 #[utoipa::path(get, path = "/v1/index/{bucket}/{key}", tag = "memories",
     params(
-        ("bucket" = String, Path, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("bucket" = String, Path, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = "The object key, percent-encoded: 1..=1024 bytes of UTF-8 without U+0000", min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.md"),
     ),
     responses(

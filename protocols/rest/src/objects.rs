@@ -178,7 +178,7 @@ pub(crate) async fn list_buckets(
 
 /// Creates a bucket; a bucket the caller already has is left as it is (200).
 #[utoipa::path(put, path = "/v1/objects/{bucket}", tag = "objects",
-    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes")),
+    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
     responses(
         (status = 201, description = "Created", body = Bucket),
         (status = 200, description = "The caller already had it", body = Bucket),
@@ -210,7 +210,7 @@ pub(crate) async fn create_bucket(
 
 /// Deletes an empty bucket.
 #[utoipa::path(delete, path = "/v1/objects/{bucket}", tag = "objects",
-    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes")),
+    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
     responses(
         (status = 204, description = "Deleted, with its unfinished multipart uploads"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -234,7 +234,7 @@ pub(crate) async fn delete_bucket(
 /// Lists a bucket's objects, keys ascending by raw UTF-8 bytes.
 #[utoipa::path(get, path = "/v1/objects/{bucket}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ListParams,
     ),
     responses(
@@ -285,7 +285,7 @@ pub(crate) async fn list_objects(
 /// Uploads the body as the object's bytes, replacing any object at the key.
 #[utoipa::path(put, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
         UploadParams,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^("[0-9a-f]{32}(-[0-9]{1,5})?")?$"#,
@@ -402,7 +402,7 @@ async fn receive(
 /// Downloads an object (or one byte range of it); `HEAD` answers the same headers.
 #[utoipa::path(get, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
         ("Range" = Option<String>, Header, nullable = false, description = "One range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; anything else is ignored"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "Entity tags, or `*`: 412 unless one matches"),
@@ -525,7 +525,7 @@ pub(crate) async fn get_object(
 /// Deletes an object.
 #[utoipa::path(delete, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
     ),
     responses(
