@@ -13,8 +13,10 @@
 //! never wait for each other here.
 //!
 //! Reading: one statement reads the head row and the page of changes (a join), so both come from
-//! the same snapshot: a reader never sees a head without the changes up to it, nor a floor from
-//! a different moment than the rows.
+//! the same snapshot: a reader never sees a head without the changes of its write, nor a floor
+//! from a different moment than the rows. InnoDB takes that snapshot while others commit, so it
+//! may for a moment hold a write and not the one that took its cursors just before; a reader
+//! returns the changes before such a gap, or waits briefly for it to fill (see [`Page`]).
 //!
 //! Trimming: per tenant, a short transaction locks the head row (so no change of the tenant
 //! commits meanwhile), finds the first change after the floor committed at or after the cutoff
@@ -146,6 +148,90 @@ impl TidbBackend {
     }
 }
 
+/// How long a reader waits, one wait after another, for the change after its cursor when a
+/// later one is already visible (see [`Page::Gap`]); a gap still there after the last wait is
+/// damage.
+const GAP_WAITS: [std::time::Duration; 5] = [
+    std::time::Duration::from_millis(1),
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(25),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(500),
+];
+
+/// One read of a page of the log.
+enum Page {
+    /// Every change after the cursor up to the page's end, none missing.
+    Dense(ChangePage),
+    /// A change after the cursor was missing while a later one was visible: only the changes
+    /// before the gap. A statement's snapshot in InnoDB is taken while other transactions
+    /// commit, so for a moment it can hold a write that took its cursor after another write
+    /// and not that other one, although the head row's lock made them commit in cursor order.
+    /// The missing change is committed or about to be, so the changes before it are final and
+    /// a read a moment later fills the gap; one that never fills is damage.
+    Gap(ChangePage),
+}
+
+impl TidbBackend {
+    /// Reads the head row and up to `limit` changes after `after` in one statement, and keeps
+    /// the dense run of them (see [`Page`]).
+    async fn changes_page(
+        &self,
+        tenant: &TenantId,
+        after: ChangeCursor,
+        limit: Limit,
+    ) -> Result<Page> {
+        let rows: Vec<Row> = self
+            .conn()
+            .await?
+            .exec(
+                sql::CHANGES_PAGE,
+                (
+                    bytes(tenant.as_str()),
+                    after.0,
+                    limit.get() as u64,
+                    bytes(tenant.as_str()),
+                ),
+            )
+            .await
+            .map_err(classify)?;
+        // No row: the tenant has never written, its log is empty at cursor 0.
+        let mut head = ChangeCursor(0);
+        let mut floor = ChangeCursor(0);
+        let mut rows_with_changes = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            head = ChangeCursor(schema::column(&mut row, 0, "change head")?);
+            floor = ChangeCursor(schema::column(&mut row, 1, "change head")?);
+            let seq: Option<u64> = schema::column(&mut row, 2, "change")?;
+            if let Some(seq) = seq {
+                rows_with_changes.push((seq, row));
+            }
+        }
+        check_cursor(after, floor, head)?;
+        let mut changes = Vec::with_capacity(rows_with_changes.len());
+        let mut gap = false;
+        for (seq, mut row) in rows_with_changes {
+            // Cursors are dense and nothing above the floor is ever deleted.
+            if seq != after.0 + changes.len() as u64 + 1 || seq > head.0 {
+                gap = true;
+                break;
+            }
+            changes.push(change(seq, &mut row)?);
+        }
+        let next = changes.last().map_or(after, |c| c.cursor);
+        let page = ChangePage {
+            changes,
+            next,
+            head,
+        };
+        Ok(if gap {
+            Page::Gap(page)
+        } else {
+            Page::Dense(page)
+        })
+    }
+}
+
 /// A change from the columns `committed_at, kind, op, a, b, c, version` at 3..=9 of a
 /// [`sql::CHANGES_PAGE`] row.
 fn change(cursor: u64, row: &mut Row) -> Result<Change> {
@@ -176,49 +262,17 @@ impl ChangeLog for TidbBackend {
         after: ChangeCursor,
         limit: Limit,
     ) -> Result<ChangePage> {
-        let rows: Vec<Row> = self
-            .conn()
-            .await?
-            .exec(
-                sql::CHANGES_PAGE,
-                (
-                    bytes(tenant.as_str()),
-                    after.0,
-                    limit.get() as u64,
-                    bytes(tenant.as_str()),
-                ),
-            )
-            .await
-            .map_err(classify)?;
-        // No row: the tenant has never written, its log is empty at cursor 0.
-        let mut head = ChangeCursor(0);
-        let mut floor = ChangeCursor(0);
-        let mut rows_with_changes = Vec::with_capacity(rows.len());
-        for mut row in rows {
-            head = ChangeCursor(schema::column(&mut row, 0, "change head")?);
-            floor = ChangeCursor(schema::column(&mut row, 1, "change head")?);
-            let seq: Option<u64> = schema::column(&mut row, 2, "change")?;
-            if let Some(seq) = seq {
-                rows_with_changes.push((seq, row));
+        let mut waits = GAP_WAITS.iter();
+        loop {
+            match self.changes_page(tenant, after, limit).await? {
+                Page::Dense(page) => return Ok(page),
+                Page::Gap(page) if !page.changes.is_empty() => return Ok(page),
+                Page::Gap(_) => match waits.next() {
+                    Some(wait) => tokio::time::sleep(*wait).await,
+                    None => return Err(corrupt("change log")),
+                },
             }
         }
-        check_cursor(after, floor, head)?;
-        let mut changes = Vec::with_capacity(rows_with_changes.len());
-        let mut expected = after.0;
-        for (seq, mut row) in rows_with_changes {
-            // Cursors are dense and nothing above the floor is ever deleted: a gap is damage.
-            expected += 1;
-            if seq != expected || seq > head.0 {
-                return Err(corrupt("change log"));
-            }
-            changes.push(change(seq, &mut row)?);
-        }
-        let next = changes.last().map_or(after, |c| c.cursor);
-        Ok(ChangePage {
-            changes,
-            next,
-            head,
-        })
     }
 
     async fn change_heads(&self) -> Result<Vec<(TenantId, ChangeCursor)>> {

@@ -620,3 +620,57 @@ async fn an_object_put_racing_its_buckets_deletion_is_logged_only_if_it_won() {
         outcomes[0], outcomes[1]
     );
 }
+
+/// A change missing after the cursor while later ones are visible: the reader gets the changes
+/// before the gap, waits briefly for the missing one (InnoDB can show a later commit of a tenant a
+/// moment before an earlier one), and reports damage when it never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_is_waited_for_briefly_and_then_is_damage() {
+    use mysql_async::prelude::Queryable;
+    let _serial = SERIAL.lock().await;
+    let clock = Arc::new(ManualClock::new(START));
+    let b = Arc::new(connect(clock).await);
+    let t = fresh_tenant("gap");
+    for i in 0..4 {
+        b.put(&t, &key(&format!("k{i}")), &value(json!(i)), None)
+            .await
+            .expect("put");
+    }
+    let limit = Limit::new(10).expect("limit");
+    let mut conn = mysql_async::Conn::from_url(url()).await.expect("connect");
+    let hide =
+        "UPDATE p8fs_changes SET tenant = CONCAT(tenant, '-hidden') WHERE tenant = ? AND seq = 3";
+    let show = "UPDATE p8fs_changes SET tenant = ? WHERE tenant = CONCAT(?, '-hidden') AND seq = 3";
+    conn.exec_drop(hide, (t.as_str(),)).await.expect("hide");
+
+    let before = b.changes(&t, ChangeCursor(0), limit).await.expect("prefix");
+    let cursors: Vec<u64> = before.changes.iter().map(|c| c.cursor.0).collect();
+    assert_eq!(cursors, [1, 2]);
+    assert_eq!(
+        (before.next, before.head),
+        (ChangeCursor(2), ChangeCursor(4))
+    );
+
+    // The missing change appears while the reader waits for it.
+    let reader = {
+        let (b, t) = (b.clone(), t.clone());
+        tokio::spawn(async move { b.changes(&t, ChangeCursor(2), limit).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    conn.exec_drop(show, (t.as_str(), t.as_str()))
+        .await
+        .expect("show");
+    let filled = reader.await.expect("reader").expect("filled");
+    let cursors: Vec<u64> = filled.changes.iter().map(|c| c.cursor.0).collect();
+    assert_eq!(cursors, [3, 4]);
+
+    // One that never appears is damage, not an empty page a reader would wait on forever.
+    conn.exec_drop(hide, (t.as_str(),))
+        .await
+        .expect("hide again");
+    let damaged = b.changes(&t, ChangeCursor(2), limit).await.unwrap_err();
+    assert_eq!(damaged.kind(), ErrorKind::Internal);
+    conn.exec_drop(show, (t.as_str(), t.as_str()))
+        .await
+        .expect("restore");
+}
