@@ -10,13 +10,13 @@
 mod change;
 mod object;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use p8fs_core::graph::NodePage;
+use p8fs_core::graph::{MAX_NODES_PER_GET, NodePage};
 use p8fs_core::kv::KvPage;
 use p8fs_core::vector::VectorPage;
 use p8fs_core::{
@@ -464,6 +464,23 @@ impl GraphStore for ModelBackend {
     async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
         let now = self.clock.now();
         Ok(self.state.lock().visible_node(tenant, id, now).cloned())
+    }
+
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
+        if ids.len() > MAX_NODES_PER_GET {
+            return Err(Error::invalid(
+                "ids",
+                format!("at most {MAX_NODES_PER_GET} node ids are allowed"),
+            ));
+        }
+        let now = self.clock.now();
+        let state = self.state.lock();
+        // A set orders the ids by raw bytes (`NodeId` orders as its string) and drops repeats.
+        let wanted: BTreeSet<&NodeId> = ids.iter().collect();
+        Ok(wanted
+            .into_iter()
+            .filter_map(|id| state.visible_node(tenant, id, now).cloned())
+            .collect())
     }
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {

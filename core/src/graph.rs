@@ -9,6 +9,7 @@ use crate::types::{
     JsonMap, JsonObject, Label, Limit, NodeId, Page, Rel, RelFilter, TenantId, Timestamp, Ttl,
     Weight,
 };
+pub use crate::validate::MAX_NODES_PER_GET;
 
 /// Which edges a traversal follows from a node.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -96,6 +97,17 @@ pub trait GraphStore: Send + Sync {
 
     /// The visible node, or `None`.
     async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>>;
+
+    /// The visible nodes among `ids`, each at most once, ascending by id (raw bytes): a batched
+    /// [`GraphStore::get_node`] with the same visibility, read in one backend call.
+    ///
+    /// - An id that is not visible (never written, deleted, expired) is simply not in the
+    ///   result; nodes of other tenants are never returned.
+    /// - Duplicates in `ids` are allowed; each node appears once.
+    /// - An empty `ids` is an empty result, without a backend round trip.
+    /// - At most [`MAX_NODES_PER_GET`] ids: more is `InvalidInput` naming `ids`
+    ///   ([`NodeId::batch`] checks it and gives the ids each once, in result order).
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>>;
 
     /// Deletes a node and every edge touching it; returns whether a visible node existed.
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool>;

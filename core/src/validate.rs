@@ -50,6 +50,8 @@ pub const MAX_NEIGHBOR_DEPTH: u32 = 6;
 pub const MAX_PATH_DEPTH: u32 = 12;
 /// Most relations in a relation filter.
 pub const MAX_RELS: usize = 16;
+/// Most node ids in one [`GraphStore::get_nodes`](crate::GraphStore::get_nodes).
+pub const MAX_NODES_PER_GET: usize = 1000;
 
 type Field = Cow<'static, str>;
 
@@ -242,6 +244,22 @@ impl NodeId {
         let value = value.into();
         text(&field.into(), &value, 1, MAX_ID_BYTES)?;
         Ok(Self(value))
+    }
+
+    /// Checks a batch of ids for [`GraphStore::get_nodes`](crate::GraphStore::get_nodes): at
+    /// most [`MAX_NODES_PER_GET`] (else `InvalidInput` naming `ids`). Returns them each once,
+    /// ascending by raw bytes, the order the result takes.
+    pub fn batch(ids: &[NodeId]) -> Result<Vec<&NodeId>> {
+        if ids.len() > MAX_NODES_PER_GET {
+            return Err(Error::invalid(
+                "ids",
+                format!("at most {MAX_NODES_PER_GET} node ids are allowed"),
+            ));
+        }
+        let mut unique: Vec<&NodeId> = ids.iter().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        Ok(unique)
     }
 }
 

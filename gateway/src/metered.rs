@@ -257,6 +257,10 @@ impl GraphStore for Metered {
         timed("graph.get_node", self.inner.get_node(tenant, id)).await
     }
 
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
+        timed("graph.get_nodes", self.inner.get_nodes(tenant, ids)).await
+    }
+
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
         self.wrote("graph.delete_node", self.inner.delete_node(tenant, id))
             .await

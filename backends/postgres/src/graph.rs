@@ -9,7 +9,7 @@
 //! incarnation of a node that ended. `put_node` on an expired row runs in a transaction that locks
 //! the row, deletes the edges the old incarnation left, and replaces it; an absent row has no
 //! edges (the foreign keys see to it). `edges_of` is one query per call, joining the visibility of
-//! both endpoints.
+//! both endpoints; so is `get_nodes` (`id = ANY($2)`).
 //!
 //! Changes: `put_node`, `put_edge` and `delete_edge` append theirs in the statement that writes
 //! (the slow path of `put_node` in its last statement). `delete_node` is a transaction: it locks
@@ -162,6 +162,24 @@ impl GraphStore for PgBackend {
             })
         })
         .transpose()
+    }
+
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
+        let ids: Vec<&str> = NodeId::batch(ids)?
+            .into_iter()
+            .map(NodeId::as_str)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql::NODES_GET)
+            .bind(tenant.as_str())
+            .bind(&ids)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(node).collect()
     }
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {

@@ -502,6 +502,13 @@ pub(crate) const NODE_UPSERT: &str = concat!(
 pub(crate) const NODE_GET: &str = "SELECT label, properties, expires_at FROM p8fs_nodes \
      WHERE tenant = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
+/// `$1 tenant, $2 ids (text[]), $3 now` → `id, label, properties, expires_at` of the visible
+/// nodes among the ids, ascending by id (`COLLATE "C"`: raw bytes). The visibility of
+/// [`NODE_GET`].
+pub(crate) const NODES_GET: &str = "SELECT id, label, properties, expires_at FROM p8fs_nodes \
+     WHERE tenant = $1 AND id = ANY($2) AND (expires_at IS NULL OR expires_at > $3) \
+     ORDER BY id";
+
 /// `$1 tenant, $2 id` → deletes the node row; its edges go by cascade. For a node that is not
 /// visible, locked by [`NODE_LOCK`]: nothing it removes was visible, so nothing is appended.
 pub(crate) const NODE_DELETE_INVISIBLE: &str =

@@ -307,6 +307,30 @@ impl GraphStore for RocksBackend {
         }
     }
 
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
+        let ids = NodeId::batch(ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| node_key(tenant, id)).collect();
+        // One multi-get, which reads every key from one consistent view. Sorted ids give sorted
+        // keys (one tenant prefix, then the id), so RocksDB may skip its own sort.
+        let values = self
+            .db
+            .batched_multi_get_cf(self.cf(CF_NODES)?, &keys, true);
+        let mut nodes = Vec::with_capacity(ids.len());
+        for (id, value) in ids.into_iter().zip(values) {
+            if let Some(raw) = value.map_err(crate::error::classify)? {
+                let node = decode_node(id.clone(), &raw)?;
+                if is_visible(node.expires_at, now) {
+                    nodes.push(node);
+                }
+            }
+        }
+        Ok(nodes)
+    }
+
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
         let _guard = self.graph_lock.lock();
         let now = self.now();

@@ -227,6 +227,24 @@ impl GraphStore for TidbBackend {
         }))
     }
 
+    async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
+        let ids = NodeId::batch(ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params: Vec<Value> = Vec::with_capacity(ids.len() + 2);
+        params.push(bytes(tenant.as_str()));
+        params.extend(ids.iter().map(|id| bytes(id.as_str())));
+        params.push(Value::from(self.now()));
+        let rows: Vec<Row> = self
+            .conn()
+            .await?
+            .exec(sql::nodes_get(ids.len()), params)
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(node).collect()
+    }
+
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
         transaction!(self, tx => {
             let now = self.now();

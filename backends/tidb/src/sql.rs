@@ -429,6 +429,15 @@ pub(crate) const VECTOR_SEARCH_DOT: &str =
 /// Params: tenant, id, now.
 pub(crate) const NODE_GET: &str = "SELECT label, properties, expires_at FROM p8fs_nodes
     WHERE tenant = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)";
+/// The visible nodes among `n` ids, ascending by id; the visibility of [`NODE_GET`].
+/// Params: tenant, the `n` ids, now.
+pub(crate) fn nodes_get(n: usize) -> String {
+    format!(
+        "SELECT id, label, properties, expires_at FROM p8fs_nodes \
+         WHERE tenant = ? AND id IN ({}) AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+        placeholders(n)
+    )
+}
 /// Params: tenant, id.
 pub(crate) const NODE_LOCK: &str =
     "SELECT expires_at FROM p8fs_nodes WHERE tenant = ? AND id = ? FOR UPDATE";
@@ -723,6 +732,12 @@ pub(crate) const PART_LIST_PAGE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_get_has_one_placeholder_per_parameter() {
+        assert_eq!(nodes_get(3).matches('?').count(), 1 + 3 + 1);
+        assert_eq!(nodes_get(1).matches('?').count(), 1 + 1 + 1);
+    }
 
     #[test]
     fn edges_of_has_one_placeholder_per_parameter() {

@@ -91,3 +91,33 @@ fn json_limits() {
         "filter.a"
     );
 }
+
+#[test]
+fn node_batches_are_bounded_unique_and_ordered() {
+    let ids = |list: &[&str]| -> Vec<NodeId> {
+        list.iter()
+            .map(|id| NodeId::new(*id).expect("valid id"))
+            .collect()
+    };
+    let given = ids(&["é", "b", "B", "b", "a0", "a"]);
+    let batch: Vec<&str> = NodeId::batch(&given)
+        .expect("a small batch")
+        .into_iter()
+        .map(NodeId::as_str)
+        .collect();
+    assert_eq!(batch, ["B", "a", "a0", "b", "é"], "unique, by raw bytes");
+    assert!(NodeId::batch(&[]).expect("an empty batch").is_empty());
+    let most: Vec<NodeId> = (0..MAX_NODES_PER_GET)
+        .map(|i| NodeId::new(format!("n{i}")).expect("valid id"))
+        .collect();
+    assert_eq!(
+        NodeId::batch(&most).expect("the most ids").len(),
+        MAX_NODES_PER_GET
+    );
+    let same = vec![NodeId::new("x").expect("valid id"); MAX_NODES_PER_GET + 1];
+    assert_eq!(
+        field_of(NodeId::batch(&same)),
+        "ids",
+        "the count, not distinct ids"
+    );
+}
