@@ -404,6 +404,11 @@ enum GraphOp {
         t: usize,
         id: &'static str,
     },
+    /// `get_nodes` of a batch, repeats and absent ids included.
+    GetNodes {
+        t: usize,
+        ids: Vec<&'static str>,
+    },
     /// `list_nodes` followed through its cursor to the last page.
     ListNodes {
         t: usize,
@@ -890,6 +895,8 @@ fn graph_op(ttl: BoxedStrategy<Option<i64>>) -> BoxedStrategy<GraphOp> {
             .prop_map(|(t, id, label, props, ttl)| GraphOp::PutNode { t, id, label, props, ttl }),
         1 => (tenant(), node()).prop_map(|(t, id)| GraphOp::DeleteNode { t, id }),
         1 => (tenant(), node()).prop_map(|(t, id)| GraphOp::GetNode { t, id }),
+        1 => (tenant(), prop::collection::vec(node(), 0..=7))
+            .prop_map(|(t, ids)| GraphOp::GetNodes { t, ids }),
         1 => (tenant(), prop::option::of(node()), 1u64..=4)
             .prop_map(|(t, start_after, limit)| GraphOp::ListNodes { t, start_after, limit }),
         8 => (
@@ -1036,6 +1043,7 @@ enum Out {
     Node(Option<NodeRecord>),
     Edge(Option<EdgeRecord>),
     Nodes(Vec<NodePage>),
+    NodeList(Vec<NodeRecord>),
     Graph(Vec<NodeRecord>, Vec<EdgeRecord>),
     Neighbors(Vec<Neighbor>),
     Path(Option<Path>),
@@ -1599,6 +1607,10 @@ async fn run_graph(
             out(b.delete_node(&tenants[*t], &s::node(id)).await, Out::Flag)
         }
         GraphOp::GetNode { t, id } => out(b.get_node(&tenants[*t], &s::node(id)).await, Out::Node),
+        GraphOp::GetNodes { t, ids } => {
+            let ids: Vec<NodeId> = ids.iter().map(|id| s::node(id)).collect();
+            out(b.get_nodes(&tenants[*t], &ids).await, Out::NodeList)
+        }
         GraphOp::ListNodes {
             t,
             start_after,

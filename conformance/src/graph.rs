@@ -2,19 +2,21 @@
 //! visible, cascading node deletes, `neighbors` ordered by hop count then id bytes, and
 //! `shortest_path` with its tie-breaking (fewest hops or least weight, then fewer hops, then the
 //! lexicographically smallest node sequence; between parallel edges the least weight, then the
-//! smallest rel).
+//! smallest rel), and the batched `get_nodes` (visible nodes once each, ascending by id bytes,
+//! at most `MAX_NODES_PER_GET` ids, within the tenant).
 
 use serde_json::json;
 
+use p8fs_core::graph::MAX_NODES_PER_GET;
 use p8fs_core::traverse::{Path, PathQuery, neighbors, shortest_path};
 use p8fs_core::{
-    Direction, EdgeRecord, Error, ErrorKind, JsonObject, Limit, RelFilter, Resource, TenantId,
-    Weight,
+    Direction, EdgeRecord, Error, ErrorKind, JsonObject, Limit, NodeId, NodeRecord, RelFilter,
+    Resource, TenantId, Weight,
 };
 
 use crate::Harness;
 use crate::support::{
-    depth, fresh_tenant, label, limit, max_depth, node, object, rel, rels, weight,
+    depth, fresh_tenant, label, limit, max_depth, node, object, rel, rels, ttl, weight,
 };
 
 const TOLERANCE: f64 = 1e-9;
@@ -79,6 +81,42 @@ impl<'a> G<'a> {
         for (src, dst) in list {
             self.edge(src, "r", dst, 1.0).await;
         }
+    }
+
+    /// `get_nodes` of these ids.
+    async fn get_nodes(&self, ids: &[&str]) -> Vec<NodeRecord> {
+        let ids: Vec<NodeId> = ids.iter().map(|id| node(id)).collect();
+        self.h
+            .b()
+            .get_nodes(&self.tenant, &ids)
+            .await
+            .expect("get_nodes succeeds")
+    }
+
+    /// The ids `get_nodes` returns for these ids, in the order returned.
+    async fn got(&self, ids: &[&str]) -> Vec<String> {
+        self.get_nodes(ids)
+            .await
+            .into_iter()
+            .map(|n| n.id.into_string())
+            .collect()
+    }
+
+    /// `get_node` of each id, keeping the visible ones.
+    async fn each(&self, ids: &[&str]) -> Vec<NodeRecord> {
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(n) = self
+                .h
+                .b()
+                .get_node(&self.tenant, &node(id))
+                .await
+                .expect("get_node succeeds")
+            {
+                found.push(n);
+            }
+        }
+        found
     }
 
     async fn get_edge(&self, src: &str, r: &str, dst: &str) -> Option<EdgeRecord> {
@@ -1402,5 +1440,206 @@ pub async fn edges_of_lists_each_edge_once(h: &Harness) {
         of(&["a"], Direction::Out, &[]).await,
         [ab, aa],
         "an edge into an expired node is not listed"
+    );
+}
+
+pub async fn get_nodes_returns_visible_nodes_once_by_id(h: &Harness) {
+    let g = G::main(h);
+    let b = h.b();
+    // Written out of order, with distinct labels and properties, one with a ttl still running.
+    for (id, props) in [
+        ("🔑", json!({"k": 1})),
+        ("b", json!({"k": [1, 2]})),
+        ("é", json!({"k": "e"})),
+        ("A", json!({})),
+        ("a0", json!({"k": null})),
+        ("a", json!({"k": {"deep": true}})),
+    ] {
+        b.put_node(
+            &h.tenant,
+            &node(id),
+            &label(&format!("l{id}")),
+            &object(props),
+            None,
+        )
+        .await
+        .expect("put_node");
+    }
+    b.put_node(
+        &h.tenant,
+        &node("soon"),
+        &label("n"),
+        &object(json!({"t": 1})),
+        ttl(100),
+    )
+    .await
+    .expect("put_node with ttl");
+    b.put_node(
+        &h.tenant,
+        &node("brief"),
+        &label("n"),
+        &JsonObject::empty(),
+        ttl(10),
+    )
+    .await
+    .expect("put_node with ttl");
+    g.nodes(&["gone"]).await;
+    assert!(
+        b.delete_node(&h.tenant, &node("gone"))
+            .await
+            .expect("delete_node"),
+        "the node existed"
+    );
+    h.advance(10);
+
+    let asked = [
+        "soon", "b", "missing", "🔑", "brief", "a", "gone", "é", "A", "a0", "b", "a",
+    ];
+    let got = g.get_nodes(&asked).await;
+    let ids: Vec<&str> = got.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["A", "a", "a0", "b", "soon", "é", "🔑"],
+        "the visible nodes, each once, ascending by raw bytes; absent, deleted and expired ids \
+         are left out"
+    );
+    let mut sorted = asked.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        got,
+        g.each(&sorted).await,
+        "each record is what get_node returns (label, properties, expiry)"
+    );
+    assert!(
+        got.iter()
+            .any(|n| n.id.as_str() == "soon" && n.expires_at.is_some()),
+        "a node with a ttl carries its expiry"
+    );
+
+    assert!(g.get_nodes(&[]).await.is_empty(), "no ids, no nodes");
+    assert!(
+        g.get_nodes(&["missing", "gone", "brief"]).await.is_empty(),
+        "no visible node among the ids"
+    );
+    assert_eq!(
+        g.got(&["a", "a", "a"]).await,
+        ["a"],
+        "a repeated id gives its node once"
+    );
+    assert_eq!(g.got(&["é"]).await, ["é"], "one id");
+
+    h.advance(90);
+    assert_eq!(
+        g.got(&["soon", "b", "gone"]).await,
+        ["b"],
+        "a node is left out from the instant it expires"
+    );
+    g.nodes(&["gone", "soon"]).await;
+    assert_eq!(
+        g.got(&["soon", "b", "gone"]).await,
+        ["b", "gone", "soon"],
+        "a node written again after its delete or expiry is returned"
+    );
+}
+
+pub async fn get_nodes_limits_its_ids(h: &Harness) {
+    let g = G::main(h);
+    g.nodes(&["n0", "n999", "x"]).await;
+    let most: Vec<NodeId> = (0..MAX_NODES_PER_GET)
+        .map(|i| node(&format!("n{i}")))
+        .collect();
+    let got = h
+        .b()
+        .get_nodes(&h.tenant, &most)
+        .await
+        .expect("get_nodes of the most ids");
+    let ids: Vec<&str> = got.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["n0", "n999"], "the most ids, most of them absent");
+
+    let mut over = most.clone();
+    over.push(node("x"));
+    let err = h
+        .b()
+        .get_nodes(&h.tenant, &over)
+        .await
+        .expect_err("more than the most ids are refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.field(), Some("ids"), "the error names `ids`");
+    let repeated = vec![node("x"); MAX_NODES_PER_GET + 1];
+    let err = h
+        .b()
+        .get_nodes(&h.tenant, &repeated)
+        .await
+        .expect_err("the limit counts ids as given, repeats included");
+    assert_eq!(
+        (err.kind(), err.field()),
+        (ErrorKind::InvalidInput, Some("ids"))
+    );
+    assert_eq!(
+        h.b()
+            .list_nodes(&h.tenant, None, Limit::MAX)
+            .await
+            .expect("list_nodes")
+            .items
+            .len(),
+        3,
+        "a refused read changes nothing"
+    );
+}
+
+pub async fn get_nodes_stays_in_its_tenant(h: &Harness) {
+    let mine = G::main(h);
+    let theirs = G::fresh(h);
+    // A tenant whose id extends this one's: its keys share this tenant's bytes as a prefix.
+    let longer = G {
+        h,
+        tenant: TenantId::new(format!("{}0", h.tenant.as_str())).expect("valid tenant"),
+    };
+    mine.nodes(&["a", "b"]).await;
+    for (g, tag) in [(&theirs, "theirs"), (&longer, "longer")] {
+        h.b()
+            .put_node(
+                &g.tenant,
+                &node("a"),
+                &label(tag),
+                &object(json!({"owner": tag})),
+                None,
+            )
+            .await
+            .expect("put_node");
+        g.nodes(&["c"]).await;
+    }
+    let got = mine.get_nodes(&["a", "b", "c"]).await;
+    let ids: Vec<&str> = got.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "another tenant's node c is not returned");
+    assert_eq!(
+        got[0].label,
+        label("n"),
+        "the same id in another tenant is not this tenant's node"
+    );
+    for (g, tag) in [(&theirs, "theirs"), (&longer, "longer")] {
+        let got = g.get_nodes(&["a", "b", "c"]).await;
+        let seen: Vec<(&str, &str)> = got
+            .iter()
+            .map(|n| (n.id.as_str(), n.label.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("a", tag), ("c", "n")],
+            "each tenant sees its own nodes"
+        );
+    }
+    assert!(
+        h.b()
+            .delete_node(&theirs.tenant, &node("a"))
+            .await
+            .expect("delete_node"),
+        "their node existed"
+    );
+    assert_eq!(
+        mine.got(&["a"]).await,
+        ["a"],
+        "deleting another tenant's node of that id leaves this one"
     );
 }

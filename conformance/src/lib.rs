@@ -240,6 +240,9 @@ macro_rules! suite {
                     shortest_path_parallel_edges,
                     list_nodes_pages,
                     edges_of_lists_each_edge_once,
+                    get_nodes_returns_visible_nodes_once_by_id,
+                    get_nodes_limits_its_ids,
+                    get_nodes_stays_in_its_tenant,
                 ],
                 tenancy: [
                     kv_invisible_across_tenants,
