@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use p8fs_core::{ChangeKind, Error, Result, TenantId, Timestamp};
+use p8fs_core::{ChangeFilter, ChangeKind, Error, Result, TenantId, Timestamp};
 
 use crate::scope::{Scope, ScopeSet};
 
@@ -51,6 +51,47 @@ impl Principal {
             ));
         }
         Ok(kinds)
+    }
+}
+
+impl Principal {
+    /// What this caller may follow of its tenant's change log: the `kinds` asked for (every
+    /// readable kind when `None`), each of which it must be able to read (`Forbidden` naming the
+    /// scope otherwise), under the subject path `prefix` (at most 2048 bytes, no U+0000).
+    pub fn change_filter(
+        &self,
+        kinds: Option<BTreeSet<ChangeKind>>,
+        prefix: Option<String>,
+    ) -> Result<ChangeFilter> {
+        let readable = self.readable_kinds()?;
+        let kinds = match kinds {
+            None => readable,
+            Some(asked) => {
+                if let Some(kind) = asked.iter().find(|kind| !readable.contains(kind)) {
+                    return Err(Error::Forbidden(
+                        format!(
+                            "the token lacks the scope {} to see {kind} changes",
+                            read_scope(*kind)
+                        )
+                        .into(),
+                    ));
+                }
+                asked
+            }
+        };
+        if prefix
+            .as_deref()
+            .is_some_and(|p| p.len() > 2048 || p.contains('\0'))
+        {
+            return Err(Error::invalid(
+                "prefix",
+                "must be at most 2048 bytes without U+0000",
+            ));
+        }
+        Ok(ChangeFilter {
+            kinds: Some(kinds),
+            prefix: prefix.filter(|p| !p.is_empty()),
+        })
     }
 }
 

@@ -465,5 +465,8 @@ pub async fn read_filtered(
     }
 }
 
+mod follow;
+pub use follow::Follower;
+
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,18 @@ impl Error {
         }
     }
 
+    /// What a front-end tells its client: the error itself, except that an internal error or an
+    /// unavailable backend says only that (the front-end logs the details, never sends them).
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::Internal { .. } => "internal error; see the server log".to_owned(),
+            Error::Unavailable { .. } => {
+                "the service is temporarily unavailable; retry later".to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+
     /// The field named by an `InvalidInput` error.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -48,6 +48,9 @@ pub struct Config {
     /// Embeddings: memories, the ingest of uploaded files, search by meaning.
     #[serde(default)]
     pub embeddings: EmbeddingsConfig,
+    /// The GraphQL endpoint's limits (`[graphql]`; see `p8fs_graphql::GraphqlLimits`).
+    #[serde(default)]
+    pub graphql: p8fs_graphql::GraphqlLimits,
 }
 
 /// Embeddings (`[embeddings]`): which model turns text into vectors, and what is indexed.
@@ -765,6 +768,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_EMBEDDINGS_URL", &["embeddings", "url"]),
     ("P8FS_EMBEDDINGS_MODEL", &["embeddings", "model"]),
     ("P8FS_EMBEDDINGS_API_KEY", &["embeddings", "api_key"]),
+    ("P8FS_GRAPHQL_INTROSPECTION", &["graphql", "introspection"]),
     (
         "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
         &["metrics", "require_admin_token"],

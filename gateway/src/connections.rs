@@ -160,7 +160,11 @@ async fn connection(
             }
         })
     };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // Upgrades: GraphQL subscriptions are WebSockets; once upgraded, the socket is the
+    // subscription's and no longer this loop's.
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut connection = pin!(connection);
     let mut closing = false;
     loop {

@@ -194,6 +194,16 @@ pub fn app(services: &Services, config: &Config) -> Router {
         changes: services.changes.clone(),
         memory: services.memory.clone(),
     });
+    let graphql = p8fs_graphql::router(
+        p8fs_graphql::GraphqlState {
+            backend: services.backend.clone(),
+            verifier: services.verifier.clone(),
+            clock: services.clock.clone(),
+            changes: services.changes.clone(),
+            memory: services.memory.clone(),
+        },
+        config.graphql.clone(),
+    );
     crate::metrics::handle();
     let mut router = Router::new();
     if config.metrics.on_main_listener(config.listen) {
@@ -209,6 +219,7 @@ pub fn app(services: &Services, config: &Config) -> Router {
                 .layer(p8fs_auth::oauth::cors()),
         )
         .merge(rest)
+        .merge(graphql)
         .merge(p8fs_auth::oauth::router(services.oauth.clone()))
         .route_layer(axum::middleware::from_fn(crate::metrics::track));
     with_limits(router, config)

@@ -115,6 +115,26 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Vec<VectorRecord>>;
 }
 
+/// Reads a vector's components, sent as JSON numbers (doubles), as 32-bit floats, naming the
+/// first one out of range (`query[3]`).
+pub fn components(field: &str, values: Vec<f64>) -> Result<Vec<f32>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            if value.abs() <= f64::from(f32::MAX) {
+                // In range, so the cast only rounds.
+                Ok(value as f32)
+            } else {
+                Err(Error::invalid(
+                    format!("{field}[{i}]"),
+                    "is outside the range of a 32-bit float",
+                ))
+            }
+        })
+        .collect()
+}
+
 /// The spec of an existing collection, or `NotFound`.
 pub async fn require_collection(
     store: &dyn VectorStore,

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,10 +25,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use p8fs_core::change::{ChangeFilter, read_filtered};
-use p8fs_core::{
-    Change, ChangeCursor, ChangeKind, ChangeSignal, Clock, Error, Limit, Subject, TenantId,
-};
+use p8fs_core::change::{ChangeFilter, Follower, read_filtered};
+use p8fs_core::{Change, ChangeCursor, ChangeKind, Error, Limit, Subject};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -201,46 +198,21 @@ fn cursor(value: &str, field: &'static str) -> Result<ChangeCursor, Error> {
         .map_err(|_| Error::invalid(field, "must be a cursor: decimal digits"))
 }
 
-/// The filter of a read: the kinds asked for (all when absent), each of which the caller must
-/// be able to read, and the prefix.
+/// The filter of a read: the kinds asked for, comma-separated (all the caller can read when
+/// absent), and the prefix.
 fn filter(
-    readable: BTreeSet<ChangeKind>,
+    caller: &p8fs_auth::Principal,
     kinds: Option<&str>,
     prefix: Option<String>,
 ) -> Result<ChangeFilter, Error> {
-    let kinds = match kinds {
-        None => readable,
-        Some(list) => {
-            let mut asked = BTreeSet::new();
-            for name in list.split(',') {
-                let kind = ChangeKind::parse(name.trim(), "kinds")?;
-                if !readable.contains(&kind) {
-                    return Err(Error::Forbidden(
-                        format!(
-                            "the token lacks the scope {} to see {kind} changes",
-                            p8fs_auth::principal::read_scope(kind)
-                        )
-                        .into(),
-                    ));
-                }
-                asked.insert(kind);
-            }
-            asked
-        }
-    };
-    if prefix
-        .as_deref()
-        .is_some_and(|p| p.len() > 2048 || p.contains('\0'))
-    {
-        return Err(Error::invalid(
-            "prefix",
-            "must be at most 2048 bytes without U+0000",
-        ));
-    }
-    Ok(ChangeFilter {
-        kinds: Some(kinds),
-        prefix: prefix.filter(|p| !p.is_empty()),
-    })
+    let kinds = kinds
+        .map(|list| {
+            list.split(',')
+                .map(|name| ChangeKind::parse(name.trim(), "kinds"))
+                .collect::<Result<BTreeSet<_>, Error>>()
+        })
+        .transpose()?;
+    caller.change_filter(kinds, prefix)
 }
 
 /// Reads a page of the tenant's changes.
@@ -258,11 +230,7 @@ pub(crate) async fn read_changes(
     Caller(caller): Caller,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<ChangePageBody>, ApiError> {
-    let filter = filter(
-        caller.readable_kinds()?,
-        params.kinds.as_deref(),
-        params.prefix,
-    )?;
+    let filter = filter(&caller, params.kinds.as_deref(), params.prefix)?;
     let after = params
         .after
         .as_deref()
@@ -306,11 +274,7 @@ pub(crate) async fn stream_changes(
     ApiQuery(params): ApiQuery<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let filter = filter(
-        caller.readable_kinds()?,
-        params.kinds.as_deref(),
-        params.prefix,
-    )?;
+    let filter = filter(&caller, params.kinds.as_deref(), params.prefix)?;
     // Both are checked; a reconnecting EventSource sends its original URL with the header.
     let after = params
         .after
@@ -332,84 +296,23 @@ pub(crate) async fn stream_changes(
         .changes(&caller.tenant, resume.unwrap_or_default(), Limit::new(1)?)
         .await?;
     let after = resume.unwrap_or(first.head);
-    let follower = Follower {
-        backend: state.backend.clone(),
-        signal: state.changes.clone(),
-        clock: state.clock.clone(),
-        tenant: caller.tenant.clone(),
-        expires_at: caller.expires_at,
+    let follower = Follower::new(
+        state.backend.clone(),
+        state.changes.clone(),
+        state.clock.clone(),
+        caller.tenant.clone(),
+        caller.expires_at,
         filter,
         after,
-        pending: Vec::new().into_iter(),
-        done: false,
-    };
+    );
     let events = futures::stream::unfold(follower, |mut follower| async move {
-        let event = follower.next_event().await?;
+        let event = match follower.next().await? {
+            Ok(change) => change_event(&change),
+            Err(error) => error_event(&error),
+        };
         Some((Ok(event), follower))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
-}
-
-/// The state of one stream.
-struct Follower {
-    backend: Arc<dyn p8fs_core::Backend>,
-    signal: Arc<dyn ChangeSignal>,
-    clock: Arc<dyn Clock>,
-    tenant: TenantId,
-    expires_at: i64,
-    filter: ChangeFilter,
-    after: ChangeCursor,
-    pending: std::vec::IntoIter<Change>,
-    done: bool,
-}
-
-impl Follower {
-    /// The next event, waiting for one; `None` ends the stream.
-    async fn next_event(&mut self) -> Option<Event> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(change) = self.pending.next() {
-                return Some(change_event(&change));
-            }
-            let remaining = self.expires_at.saturating_sub(self.clock.now());
-            if remaining <= 0 {
-                self.done = true;
-                return Some(error_event(&Error::Unauthorized(
-                    "the access token expired; reconnect with a fresh one and Last-Event-ID".into(),
-                )));
-            }
-            let page = read_filtered(
-                self.backend.as_ref(),
-                &self.tenant,
-                self.after,
-                Limit::MAX,
-                &self.filter,
-            )
-            .await;
-            match page {
-                Ok(page) => {
-                    let caught_up = page.next >= page.head;
-                    self.after = page.next;
-                    self.pending = page.changes.into_iter();
-                    if self.pending.len() == 0 && caught_up {
-                        let wait = Duration::from_millis(u64::try_from(remaining).unwrap_or(0));
-                        // Woken by the signal, or at the token's expiry to end the stream.
-                        let _ = tokio::time::timeout(
-                            wait,
-                            self.signal.changed(&self.tenant, self.after),
-                        )
-                        .await;
-                    }
-                }
-                Err(error) => {
-                    self.done = true;
-                    return Some(error_event(&error));
-                }
-            }
-        }
-    }
 }
 
 fn change_event(change: &Change) -> Event {

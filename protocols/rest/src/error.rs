@@ -124,23 +124,12 @@ impl ApiError {
     }
 
     fn problem(error: &Error, status: StatusCode) -> Problem {
-        let detail = match error {
-            Error::Internal { .. } => {
-                tracing::error!(?error, "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            Error::Unavailable { .. } => {
-                tracing::warn!(?error, "backend unavailable");
-                "the service is temporarily unavailable; retry later".to_owned()
-            }
-            Error::NotFound { .. }
-            | Error::AlreadyExists { .. }
-            | Error::Conflict { .. }
-            | Error::InvalidInput { .. }
-            | Error::Unauthorized(_)
-            | Error::Forbidden(_)
-            | Error::Gone { .. } => error.to_string(),
-        };
+        match error {
+            Error::Internal { .. } => tracing::error!(?error, "internal error"),
+            Error::Unavailable { .. } => tracing::warn!(?error, "backend unavailable"),
+            _ => {}
+        }
+        let detail = error.client_message();
         Problem {
             kind: "about:blank".into(),
             title: status.canonical_reason().unwrap_or("Error").into(),

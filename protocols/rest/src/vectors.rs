@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
 use p8fs_core::validate::{MAX_DIMENSION, MAX_FILTER_CLAUSES, MAX_PATH_BYTES};
-use p8fs_core::vector::{SearchHit, VectorRecord, require_collection, search, upsert};
+use p8fs_core::vector::{SearchHit, VectorRecord, components, require_collection, search, upsert};
 use p8fs_core::{
     CollectionName, CollectionSpec, Error, Filter, JsonObject, Limit, Metric, RecordId, Resource,
 };
@@ -98,25 +98,6 @@ fn vector_schema() -> Array {
              in a cosine collection. A vector of another length is a 400 naming the field.",
         ))
         .build()
-}
-
-/// Reads a vector's components as 32-bit floats, naming the first one out of range.
-fn components(field: &str, values: Vec<f64>) -> Result<Vec<f32>, Error> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| {
-            if value.abs() <= f64::from(f32::MAX) {
-                // In range, so the cast only rounds.
-                Ok(value as f32)
-            } else {
-                Err(Error::invalid(
-                    format!("{field}[{i}]"),
-                    "is outside the range of a 32-bit float",
-                ))
-            }
-        })
-        .collect()
 }
 
 /// A stored record.
