@@ -353,15 +353,24 @@ mod tests {
 
     #[test]
     fn kinds_must_be_readable() {
-        let readable: BTreeSet<ChangeKind> = [ChangeKind::Kv, ChangeKind::Object].into();
-        let all = filter(readable.clone(), None, None).unwrap();
-        assert_eq!(all.kinds, Some(readable.clone()));
-        let one = filter(readable.clone(), Some("object"), Some("notes/".into())).unwrap();
+        let caller = p8fs_auth::Principal {
+            tenant: p8fs_core::TenantId::new("t").unwrap(),
+            subject: "s".into(),
+            client_id: "c".into(),
+            scopes: p8fs_auth::ScopeSet::parse("kv:read s3:read").unwrap(),
+            token_id: "j".into(),
+            expires_at: 0,
+        };
+        let readable: BTreeSet<ChangeKind> =
+            [ChangeKind::Kv, ChangeKind::Bucket, ChangeKind::Object].into();
+        let all = filter(&caller, None, None).unwrap();
+        assert_eq!(all.kinds, Some(readable));
+        let one = filter(&caller, Some("object"), Some("notes/".into())).unwrap();
         assert_eq!(one.kinds, Some([ChangeKind::Object].into()));
         assert_eq!(one.prefix.as_deref(), Some("notes/"));
-        let err = filter(readable.clone(), Some("vector"), None).unwrap_err();
+        let err = filter(&caller, Some("vector"), None).unwrap_err();
         assert_eq!(err.kind(), p8fs_core::ErrorKind::Forbidden);
-        let err = filter(readable, Some("blob"), None).unwrap_err();
+        let err = filter(&caller, Some("blob"), None).unwrap_err();
         assert_eq!(err.field(), Some("kinds"));
     }
 
