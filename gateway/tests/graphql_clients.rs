@@ -1,0 +1,322 @@
+//! The GraphQL endpoint as its users meet it: the real `p8fs` binary on each backend, tokens
+//! minted with `p8fs token issue`, and clients no one here wrote — the Python `gql` package over
+//! HTTP (aiohttp and requests) and over WebSockets (graphql-transport-ws and graphql-ws),
+//! driven by `interop/graphql_clients.py`, which checks every answer; and the GraphiQL page in
+//! headless Chromium (`interop/graphiql.mjs`).
+//!
+//! These tests fail, never skip, when the clients or a database are missing:
+//! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
+//! The SQL backends get a scratch database of their own (`P8FS_TEST_POSTGRES_CREATEDB`,
+//! `P8FS_TEST_TIDB_CREATEDB`).
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
+
+mod graphql_clients {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::time::{Duration, Instant};
+
+    const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
+
+    /// Every data scope the script uses.
+    const SCOPES: &str =
+        "kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write";
+    /// The scopes of the token that lacks some: no graph, vectors or objects.
+    const LIMITED_SCOPES: &str = "kv:read kv:write";
+
+    fn interop_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn env(variable: &str) -> String {
+        std::env::var(variable).unwrap_or_else(|_| {
+            panic!("{variable} is not set: run the tests with scripts/test-all.sh")
+        })
+    }
+
+    /// Runs `command` to completion within `limit`, killing it past that.
+    fn run(mut command: Command, limit: Duration, what: &str) -> Output {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
+    }
+
+    fn succeeded(output: Output, what: &str) -> String {
+        assert!(
+            output.status.success(),
+            "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// A name no other run shares (the SQL servers are shared and keep their data), from the
+    /// random name of a temporary directory: `[a-z0-9]`.
+    fn unique(dir: &Path) -> String {
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect()
+    }
+
+    /// `CREATEDB graphql_<name>` (a command printing the new database's URL).
+    fn createdb(createdb: &str, name: &str) -> String {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("{createdb} graphql_{name}"));
+        succeeded(
+            run(command, Duration::from_secs(60), "createdb"),
+            "createdb",
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// The storage settings of a backend, as environment variables for `p8fs`: a scratch
+    /// database of its own on the SQL servers.
+    fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
+        match backend {
+            "rocksdb" => Vec::new(),
+            "postgres" => {
+                env("P8FS_TEST_POSTGRES_URL");
+                vec![
+                    ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
+                    (
+                        "P8FS_STORAGE_URL".into(),
+                        createdb(&env("P8FS_TEST_POSTGRES_CREATEDB"), name),
+                    ),
+                ]
+            }
+            "tidb" => {
+                env("P8FS_TEST_TIDB_URL");
+                vec![
+                    ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
+                    (
+                        "P8FS_STORAGE_URL".into(),
+                        createdb(&env("P8FS_TEST_TIDB_CREATEDB"), name),
+                    ),
+                ]
+            }
+            other => panic!("unknown backend {other}"),
+        }
+    }
+
+    /// A `p8fs serve` of its own on a free loopback port.
+    struct Server {
+        child: Child,
+        dir: tempfile::TempDir,
+        storage: Vec<(String, String)>,
+        port: u16,
+    }
+
+    impl Server {
+        fn start(backend: &str) -> Server {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = storage_env(backend, &unique(dir.path()));
+            let config = dir.path().join("p8fs.toml");
+            std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
+            let port = free_port();
+            let mut command = Command::new(P8FS);
+            command
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .envs(storage.iter().cloned())
+                .stdin(Stdio::null());
+            let child = command.spawn().unwrap();
+            let server = Server {
+                child,
+                dir,
+                storage,
+                port,
+            };
+            let started = Instant::now();
+            while !server.ready() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "p8fs serve on {backend} did not become ready"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            server
+        }
+
+        fn ready(&self) -> bool {
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            let mut answer = String::new();
+            stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+        }
+
+        fn url(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// `p8fs token issue` through the running server's admin socket.
+        fn token(&self, tenant: &str, scope: &str) -> String {
+            let mut command = Command::new(P8FS);
+            command
+                .args([
+                    "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope,
+                ])
+                .arg("--config")
+                .arg(self.dir.path().join("p8fs.toml"))
+                .arg("--data-dir")
+                .arg(self.dir.path().join("data"))
+                .envs(self.storage.iter().cloned());
+            succeeded(
+                run(command, Duration::from_secs(30), "p8fs token issue"),
+                "p8fs token issue",
+            )
+            .trim()
+            .to_owned()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Runs every scenario of `interop/graphql_clients.py` against a server on `backend`.
+    fn clients_on(backend: &str) {
+        let server = Server::start(backend);
+        let name = unique(server.dir.path());
+        let tenant = format!("gqla-{name}");
+        let token = server.token(&tenant, SCOPES);
+        let limited = server.token(&tenant, LIMITED_SCOPES);
+        let other = server.token(&format!("gqlb-{name}"), SCOPES);
+        for scenario in ["http", "errors", "ws-transport", "ws-apollo"] {
+            let mut command = Command::new("python3");
+            command
+                .current_dir(interop_dir())
+                .arg("graphql_clients.py")
+                .arg(scenario)
+                .arg("--url")
+                .arg(server.url())
+                .arg("--token")
+                .arg(&token)
+                .arg("--other-token")
+                .arg(&other)
+                .arg("--limited-token")
+                .arg(&limited);
+            let what = format!("graphql_clients.py {scenario} on {backend}");
+            let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
+            assert!(
+                stdout.contains(&format!("scenario {scenario}: all checks passed")),
+                "{what} did not finish its checks:\n{stdout}"
+            );
+        }
+    }
+
+    #[test]
+    fn rocksdb() {
+        clients_on("rocksdb");
+    }
+
+    #[test]
+    fn postgres() {
+        clients_on("postgres");
+    }
+
+    #[test]
+    fn tidb() {
+        clients_on("tidb");
+    }
+
+    /// The GraphiQL page in headless Chromium: it renders from the vendored assets alone, the
+    /// token typed into its headers editor goes with the query, and the answer shows.
+    #[test]
+    fn graphiql_in_chromium() {
+        let dir = interop_dir();
+        assert!(
+            dir.join("node_modules/playwright-core").is_dir(),
+            "playwright-core is not installed in {}: run scripts/install-deps.sh",
+            dir.display()
+        );
+        let server = Server::start("rocksdb");
+        let token = server.token("graphiql", "kv:read");
+        let mut command = Command::new("node");
+        command
+            .current_dir(&dir)
+            .arg("graphiql.mjs")
+            .arg("--url")
+            .arg(format!("{}/graphql", server.url()))
+            .arg("--token")
+            .arg(&token);
+        let stdout = succeeded(
+            run(command, Duration::from_secs(120), "node graphiql.mjs"),
+            "node graphiql.mjs",
+        );
+        let shown: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("the result pane shows {stdout:?}: {e}"));
+        assert_eq!(
+            shown,
+            serde_json::json!({ "data": { "__typename": "Query" } }),
+            "the result pane"
+        );
+    }
+}
