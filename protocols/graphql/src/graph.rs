@@ -327,7 +327,10 @@ impl GraphQuery {
 
     /// The shortest path from `src` to `dst` of at most `maxDepth` hops (1..=12): fewest hops,
     /// or least total weight when `weighted`; null when there is none.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a GraphQL field takes its arguments one by one"
+    )]
     async fn shortest_path(
         &self,
         ctx: &Context<'_>,
@@ -419,7 +422,10 @@ impl GraphMutation {
 
     /// Stores the edge `src -rel-> dst` (weight 1 unless given); NOT_FOUND when an endpoint is
     /// not a node.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a GraphQL field takes its arguments one by one"
+    )]
     async fn put_edge(
         &self,
         ctx: &Context<'_>,

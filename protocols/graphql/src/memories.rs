@@ -182,7 +182,10 @@ impl MemoryQuery {
     /// The `k` chunks (of memories and indexed objects) nearest to `text`'s meaning, nearest
     /// first, optionally only of one kind of source, one bucket, memories with every one of
     /// `tags`, or memories whose metadata holds each value of `metadata` at its dot path.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a GraphQL field takes its arguments one by one"
+    )]
     #[graphql(complexity = "k.clamp(1, 100) as usize * child_complexity")]
     async fn search(
         &self,
