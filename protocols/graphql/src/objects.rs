@@ -129,7 +129,6 @@ impl ObjectQuery {
 
     /// Objects of `bucket` whose key starts with `prefix`, in key order; with a `delimiter`,
     /// keys that continue past it are rolled up into `commonPrefixes`.
-    #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "first.clamp(1, 1000) as usize * child_complexity")]
     #[expect(
         clippy::too_many_arguments,
