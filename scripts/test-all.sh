@@ -20,9 +20,10 @@ python3 scripts/check-one-build.py
 # (embed/tests/reference.rs); memories and object indexing with the builtin model
 # (memory/tests/memory.rs); the OpenAI-compatible provider against a real server, Infinity
 # serving the same model (embed/tests/openai.rs); the ingest pipeline on every backend with the
-# AWS CLI, bad files, kill -9 and tenants (gateway/tests/ingest.rs).
+# AWS CLI, bad files, kill -9 and tenants (gateway/tests/ingest.rs); GraphQL over HTTP
+# (gateway/tests/graphql.rs).
 REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai
-  ingest)
+  ingest graphql)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A

@@ -186,7 +186,7 @@ impl MemoryQuery {
         clippy::too_many_arguments,
         reason = "a GraphQL field takes its arguments one by one"
     )]
-    #[graphql(complexity = "k.clamp(1, 100) as usize * child_complexity")]
+    #[graphql(complexity = "k.clamp(1, 1000) as usize * child_complexity")]
     async fn search(
         &self,
         ctx: &Context<'_>,
