@@ -28,6 +28,9 @@ mod graphql_clients {
         "kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write";
     /// The scopes of the token that lacks some: no graph, vectors or objects.
     const LIMITED_SCOPES: &str = "kv:read kv:write";
+    /// The lifetime of the token whose subscription must end when it expires: long enough to
+    /// start Python and open the subscription, short enough to end within the scenario.
+    const EXPIRING_TTL: &str = "8s";
 
     fn interop_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -215,10 +218,16 @@ mod graphql_clients {
 
         /// `p8fs token issue` through the running server's admin socket.
         fn token(&self, tenant: &str, scope: &str) -> String {
+            self.token_for(tenant, scope, "1h")
+        }
+
+        /// A token that expires `ttl` (e.g. `8s`) from now.
+        fn token_for(&self, tenant: &str, scope: &str, ttl: &str) -> String {
             let mut command = Command::new(P8FS);
             command
                 .args([
                     "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope,
+                    "--ttl", ttl,
                 ])
                 .arg("--config")
                 .arg(self.dir.path().join("p8fs.toml"))
@@ -263,6 +272,14 @@ mod graphql_clients {
                 .arg(&other)
                 .arg("--limited-token")
                 .arg(&limited);
+            if scenario.starts_with("ws-") {
+                // Made just before: its subscription must open before it expires.
+                command.arg("--expiring-token").arg(server.token_for(
+                    &tenant,
+                    "kv:read",
+                    EXPIRING_TTL,
+                ));
+            }
             let what = format!("graphql_clients.py {scenario} on {backend}");
             let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
             assert!(

@@ -1,17 +1,20 @@
 """GraphQL clients no one here wrote (the `gql` package), against a running p8fs at /graphql.
 
     python3 graphql_clients.py SCENARIO --url BASE --token TOKEN --other-token TOKEN
-        --limited-token TOKEN
+        --limited-token TOKEN [--expiring-token TOKEN]
 
 BASE is the main listener (http://127.0.0.1:PORT); TOKEN has every data scope of tenant A,
---other-token the same of tenant B, --limited-token tenant A's with kv:read and kv:write only.
+--other-token the same of tenant B, --limited-token tenant A's with kv:read and kv:write only,
+--expiring-token (the subscription scenarios) tenant A's with kv:read, expiring within seconds.
 
 Scenarios: `http` (gql's AIOHTTPTransport: kv, vectors, graph, buckets and objects, variables,
 Relay paging), `errors` (gql's RequestsHTTPTransport: CONFLICT, a FORBIDDEN field beside one
 that succeeds, the other tenant sees null, bad input as BAD_USER_INPUT naming its field),
 `ws-transport` and `ws-apollo` (subscriptions over gql's WebsocketsTransport with the
 graphql-transport-ws and the graphql-ws subprotocols: changes made through the REST API arrive,
-resuming after a cursor gives the next change only, a connection without a token is refused).
+resuming after a cursor gives the next change only, a bad cursor is BAD_USER_INPUT, a kind
+beyond the token's scopes is FORBIDDEN, a subscription ends with UNAUTHENTICATED when its token
+expires, a connection without a valid token is refused).
 Each prints what it checks and exits non-zero at the first failure.
 """
 
@@ -61,6 +64,7 @@ class Env:
         self.token = args.token
         self.other_token = args.other_token
         self.limited_token = args.limited_token
+        self.expiring_token = args.expiring_token
 
     def aiohttp(self, token):
         return Client(
@@ -565,8 +569,26 @@ async def live(env, subscription, prefix):
         )
 
 
+async def until_expiry(env, subprotocol):
+    """Follows the changes with the expiring token until the subscription ends; its error."""
+    async with websocket_client(env, subprotocol, env.expiring_token) as session:
+        try:
+            async for result in session.subscribe(
+                request('subscription { changes(prefix: "never/") { cursor } }')
+            ):
+                fail(f"{subprotocol}: the expiring token's subscription got {result}")
+        except TransportQueryError as e:
+            return e
+    fail(f"{subprotocol}: the expiring token's subscription ended without an error")
+
+
 async def scenario_subscriptions(env, subprotocol):
     prefix = f"sub-{subprotocol}/"
+    if not env.expiring_token:
+        fail("the subscription scenarios need --expiring-token")
+    # Runs beside the rest: the token expires seconds from now.
+    expiry = asyncio.create_task(until_expiry(env, subprotocol))
+
     async with websocket_client(env, subprotocol, env.token) as session:
         subscription = Subscription(session, {"prefix": prefix})
         await live(env, subscription, prefix)
@@ -613,6 +635,20 @@ async def scenario_subscriptions(env, subprotocol):
         )
         await resumed.close()
 
+    # A cursor that is not one: BAD_USER_INPUT naming `after`, before anything is followed.
+    async with websocket_client(env, subprotocol, env.token) as session:
+        try:
+            async for result in session.subscribe(request(CHANGES, prefix=prefix, after="abc")):
+                fail(f"{subprotocol}: a subscription after a bad cursor got {result}")
+        except TransportQueryError as e:
+            check(
+                codes(e) == ["BAD_USER_INPUT"]
+                and (e.errors[0].get("extensions") or {}).get("field") == "after",
+                f"{subprotocol}: changes(after: \"abc\") is BAD_USER_INPUT naming after ({e.errors})",
+            )
+        else:
+            fail(f"{subprotocol}: a subscription after a bad cursor ended without an error")
+
     # A kind the token may not read: the subscription fails with FORBIDDEN.
     async with websocket_client(env, subprotocol, env.limited_token) as session:
         try:
@@ -627,6 +663,15 @@ async def scenario_subscriptions(env, subprotocol):
             )
         else:
             fail(f"{subprotocol}: a subscription to NODE without graph:read ended without an error")
+
+    try:
+        expired = await asyncio.wait_for(expiry, 60)
+    except asyncio.TimeoutError:
+        fail(f"{subprotocol}: the expiring token's subscription did not end within 60 s")
+    check(
+        codes(expired) == ["UNAUTHENTICATED"] and "expired" in expired.errors[0]["message"],
+        f"{subprotocol}: a subscription ends with UNAUTHENTICATED when its token expires ({expired.errors})",
+    )
 
     # No token, or one that is not valid, in connection_init: the server refuses the
     # connection (graphql-ws with a connection_error message, graphql-transport-ws by closing
@@ -665,6 +710,10 @@ def main():
     parser.add_argument("--token", required=True)
     parser.add_argument("--other-token", required=True)
     parser.add_argument("--limited-token", required=True)
+    parser.add_argument(
+        "--expiring-token",
+        help="tenant A's kv:read token that expires within seconds (ws-transport, ws-apollo)",
+    )
     args = parser.parse_args()
     asyncio.run(SCENARIOS[args.scenario](Env(args)))
     print(f"scenario {args.scenario}: all checks passed")
