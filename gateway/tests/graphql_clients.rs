@@ -1,8 +1,10 @@
 //! The GraphQL endpoint as its users meet it: the real `p8fs` binary on each backend, tokens
 //! minted with `p8fs token issue`, and clients no one here wrote — the Python `gql` package over
 //! HTTP (aiohttp and requests) and over WebSockets (graphql-transport-ws and graphql-ws),
-//! driven by `interop/graphql_clients.py`, which checks every answer; and the GraphiQL page in
-//! headless Chromium (`interop/graphiql.mjs`).
+//! driven by `interop/graphql_clients.py`, which checks every answer (objects it lists are
+//! uploaded with boto3 through the S3 listener, with a key from `p8fs s3 keys create`; changes
+//! it follows are written through REST); and the GraphiQL page in headless Chromium
+//! (`interop/graphiql.mjs`).
 //!
 //! These tests fail, never skip, when the clients or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -156,12 +158,13 @@ mod graphql_clients {
         }
     }
 
-    /// A `p8fs serve` of its own on a free loopback port.
+    /// A `p8fs serve` of its own with its main and S3 listeners on free loopback ports.
     struct Server {
         child: Child,
         dir: tempfile::TempDir,
         storage: Vec<(String, String)>,
         port: u16,
+        s3_port: u16,
     }
 
     impl Server {
@@ -170,7 +173,7 @@ mod graphql_clients {
             let storage = storage_env(backend, &unique(dir.path()));
             let config = dir.path().join("p8fs.toml");
             std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
-            let port = free_port();
+            let (port, s3_port) = (free_port(), free_port());
             let mut command = Command::new(P8FS);
             command
                 .arg("serve")
@@ -180,6 +183,8 @@ mod graphql_clients {
                 .arg(dir.path().join("data"))
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
+                .arg("--s3-listen")
+                .arg(format!("127.0.0.1:{s3_port}"))
                 .envs(storage.iter().cloned())
                 .stdin(Stdio::null());
             let child = command.spawn().unwrap();
@@ -188,9 +193,10 @@ mod graphql_clients {
                 dir,
                 storage,
                 port,
+                s3_port,
             };
             let started = Instant::now();
-            while !server.ready() {
+            while !server.ready() || TcpStream::connect(("127.0.0.1", s3_port)).is_err() {
                 assert!(
                     started.elapsed() < Duration::from_secs(60),
                     "p8fs serve on {backend} did not become ready"
@@ -216,6 +222,39 @@ mod graphql_clients {
             format!("http://127.0.0.1:{}", self.port)
         }
 
+        fn command(&self, args: &[&str]) -> Command {
+            let mut command = Command::new(P8FS);
+            command
+                .args(args)
+                .arg("--config")
+                .arg(self.dir.path().join("p8fs.toml"))
+                .arg("--data-dir")
+                .arg(self.dir.path().join("data"))
+                .envs(self.storage.iter().cloned());
+            command
+        }
+
+        /// `p8fs s3 keys create --tenant T` through the running server: (id, secret).
+        fn s3_key(&self, tenant: &str) -> (String, String) {
+            let printed = succeeded(
+                run(
+                    self.command(&["s3", "keys", "create", "--tenant", tenant]),
+                    Duration::from_secs(30),
+                    "p8fs s3 keys create",
+                ),
+                "p8fs s3 keys create",
+            );
+            let value = |name: &str| {
+                printed
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_else(|| panic!("no {name} line in {printed:?}"))
+                    .trim()
+                    .to_owned()
+            };
+            (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
+        }
+
         /// `p8fs token issue` through the running server's admin socket.
         fn token(&self, tenant: &str, scope: &str) -> String {
             self.token_for(tenant, scope, "1h")
@@ -223,17 +262,10 @@ mod graphql_clients {
 
         /// A token that expires `ttl` (e.g. `8s`) from now.
         fn token_for(&self, tenant: &str, scope: &str, ttl: &str) -> String {
-            let mut command = Command::new(P8FS);
-            command
-                .args([
-                    "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope,
-                    "--ttl", ttl,
-                ])
-                .arg("--config")
-                .arg(self.dir.path().join("p8fs.toml"))
-                .arg("--data-dir")
-                .arg(self.dir.path().join("data"))
-                .envs(self.storage.iter().cloned());
+            let command = self.command(&[
+                "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope, "--ttl",
+                ttl,
+            ]);
             succeeded(
                 run(command, Duration::from_secs(30), "p8fs token issue"),
                 "p8fs token issue",
@@ -258,6 +290,7 @@ mod graphql_clients {
         let token = server.token(&tenant, SCOPES);
         let limited = server.token(&tenant, LIMITED_SCOPES);
         let other = server.token(&format!("gqlb-{name}"), SCOPES);
+        let (s3_key, s3_secret) = server.s3_key(&tenant);
         for scenario in ["http", "errors", "ws-transport", "ws-apollo"] {
             let mut command = Command::new("python3");
             command
@@ -266,19 +299,20 @@ mod graphql_clients {
                 .arg(scenario)
                 .arg("--url")
                 .arg(server.url())
-                .arg("--token")
-                .arg(&token)
-                .arg("--other-token")
-                .arg(&other)
-                .arg("--limited-token")
-                .arg(&limited);
+                // `--name=value`: a secret may begin with `-`.
+                .arg(format!("--token={token}"))
+                .arg(format!("--other-token={other}"))
+                .arg(format!("--limited-token={limited}"));
+            if scenario == "http" {
+                command
+                    .arg(format!("--s3-endpoint=http://127.0.0.1:{}", server.s3_port))
+                    .arg(format!("--s3-key={s3_key}"))
+                    .arg(format!("--s3-secret={s3_secret}"));
+            }
             if scenario.starts_with("ws-") {
                 // Made just before: its subscription must open before it expires.
-                command.arg("--expiring-token").arg(server.token_for(
-                    &tenant,
-                    "kv:read",
-                    EXPIRING_TTL,
-                ));
+                let expiring = server.token_for(&tenant, "kv:read", EXPIRING_TTL);
+                command.arg(format!("--expiring-token={expiring}"));
             }
             let what = format!("graphql_clients.py {scenario} on {backend}");
             let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);

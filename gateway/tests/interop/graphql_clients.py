@@ -2,10 +2,12 @@
 
     python3 graphql_clients.py SCENARIO --url BASE --token TOKEN --other-token TOKEN
         --limited-token TOKEN [--expiring-token TOKEN]
+        [--s3-endpoint URL --s3-key ID --s3-secret SECRET]
 
 BASE is the main listener (http://127.0.0.1:PORT); TOKEN has every data scope of tenant A,
 --other-token the same of tenant B, --limited-token tenant A's with kv:read and kv:write only,
---expiring-token (the subscription scenarios) tenant A's with kv:read, expiring within seconds.
+--expiring-token (the subscription scenarios) tenant A's with kv:read, expiring within seconds;
+the S3 listener and tenant A's access key (the http scenario) upload objects with boto3.
 
 Scenarios: `http` (gql's AIOHTTPTransport: kv, vectors, graph, buckets and objects, variables,
 Relay paging), `errors` (gql's RequestsHTTPTransport: CONFLICT, a FORBIDDEN field beside one
@@ -20,12 +22,15 @@ Each prints what it checks and exits non-zero at the first failure.
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 
+import boto3
+from botocore.config import Config
 from gql import Client, GraphQLRequest
 from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import TransportQueryError
@@ -65,6 +70,21 @@ class Env:
         self.other_token = args.other_token
         self.limited_token = args.limited_token
         self.expiring_token = args.expiring_token
+        self.s3 = (args.s3_endpoint, args.s3_key, args.s3_secret)
+
+    def boto3(self):
+        """boto3 with tenant A's S3 access key: object bytes go through S3."""
+        endpoint, key, secret = self.s3
+        if not (endpoint and key and secret):
+            fail("the http scenario needs --s3-endpoint, --s3-key and --s3-secret")
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
 
     def aiohttp(self, token):
         return Client(
@@ -363,7 +383,7 @@ async def graph_checks(session):
     check(none["shortestPath"] is None, "no path against the edges' direction: null")
 
 
-async def object_checks(session):
+async def object_checks(session, env):
     made = await session.execute(request('mutation { createBucket(name: "gql-bucket") { name createdAt } }'))
     check(
         made["createBucket"]["name"] == "gql-bucket" and made["createBucket"]["createdAt"] > 0,
@@ -389,6 +409,73 @@ async def object_checks(session):
         listing["objects"] == {"objects": [], "commonPrefixes": [], "next": None},
         f"objects of an empty bucket: {listing}",
     )
+
+    s3 = env.boto3()
+    uploads = {
+        "docs/a.txt": b"alpha\n",
+        "docs/b.txt": b"bravo bravo\n",
+        "top.txt": b"top level\n",
+    }
+    for key, body in uploads.items():
+        s3.put_object(
+            Bucket="gql-bucket",
+            Key=key,
+            Body=body,
+            ContentType="text/plain",
+            Metadata={"origin": "boto3"},
+        )
+    rolled = await session.execute(
+        request('{ objects(bucket: "gql-bucket", delimiter: "/") { objects { key } commonPrefixes next } }')
+    )
+    check(
+        rolled["objects"]
+        == {"objects": [{"key": "top.txt"}], "commonPrefixes": ["docs/"], "next": None},
+        f"objects with a delimiter rolls docs/ up: {rolled}",
+    )
+    listing = """query($after: String) {
+        objects(bucket: "gql-bucket", prefix: "docs/", first: 1, after: $after) {
+          objects { key size etag contentType metadata lastModified } next
+        }
+      }"""
+    seen = []
+    after = None
+    for _ in range(4):
+        page = (await session.execute(request(listing, after=after)))["objects"]
+        seen += page["objects"]
+        after = page["next"]
+        if after is None:
+            break
+    check(
+        [o["key"] for o in seen] == ["docs/a.txt", "docs/b.txt"],
+        f"objects pages with `next` as `after`: {[o['key'] for o in seen]}",
+    )
+    for meta in seen:
+        body = uploads[meta["key"]]
+        check(
+            meta["size"] == len(body)
+            and meta["etag"] == hashlib.md5(body).hexdigest()
+            and meta["contentType"] == "text/plain"
+            and meta["metadata"] == {"origin": "boto3"}
+            and meta["lastModified"] > 0,
+            f"{meta['key']}: the size, ETag, content type and metadata boto3 stored ({meta})",
+        )
+    one = await session.execute(
+        request('{ object(bucket: "gql-bucket", key: "top.txt") { key size } }')
+    )
+    check(one["object"] == {"key": "top.txt", "size": len(uploads["top.txt"])}, f"object: {one}")
+    removed = await session.execute(
+        request('mutation { deleteObject(bucket: "gql-bucket", key: "top.txt") }')
+    )
+    check(removed["deleteObject"] is True, "deleteObject of an object returns true")
+    gone = await session.execute(
+        request('{ object(bucket: "gql-bucket", key: "top.txt") { key } }')
+    )
+    check(gone["object"] is None, "the deleted object is null")
+    left = s3.list_objects_v2(Bucket="gql-bucket")
+    check(
+        [o["Key"] for o in left.get("Contents", [])] == ["docs/a.txt", "docs/b.txt"],
+        "boto3 no longer lists the object deleted through GraphQL",
+    )
     await expect_error(
         session,
         request('{ objects(bucket: "gql-no-bucket") { next } }'),
@@ -404,7 +491,7 @@ async def scenario_http(env):
         await kv_checks(session)
         await vector_checks(session)
         await graph_checks(session)
-        await object_checks(session)
+        await object_checks(session, env)
 
 
 # --- errors: partial results, tenants and bad input over gql's requests transport
@@ -710,6 +797,9 @@ def main():
     parser.add_argument("--token", required=True)
     parser.add_argument("--other-token", required=True)
     parser.add_argument("--limited-token", required=True)
+    parser.add_argument("--s3-endpoint", help="the S3 listener (http)")
+    parser.add_argument("--s3-key", help="tenant A's S3 access key id (http)")
+    parser.add_argument("--s3-secret", help="its secret (http)")
     parser.add_argument(
         "--expiring-token",
         help="tenant A's kv:read token that expires within seconds (ws-transport, ws-apollo)",
