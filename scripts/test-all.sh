@@ -21,9 +21,10 @@ python3 scripts/check-one-build.py
 # (memory/tests/memory.rs); the OpenAI-compatible provider against a real server, Infinity
 # serving the same model (embed/tests/openai.rs); the ingest pipeline on every backend with the
 # AWS CLI, bad files, kill -9 and tenants (gateway/tests/ingest.rs); GraphQL over HTTP
-# (gateway/tests/graphql.rs).
+# (gateway/tests/graphql.rs); the GraphQL clients (Python gql over HTTP and both WebSocket
+# protocols, GraphiQL in headless Chromium) on every backend (gateway/tests/graphql_clients.rs).
 REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai
-  ingest graphql)
+  ingest graphql graphql_clients)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A

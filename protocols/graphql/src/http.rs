@@ -430,8 +430,18 @@ async fn run(
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
-    let response = endpoint.schema.execute(request).await;
-    let status = if invalid.0.load(Ordering::Relaxed) && media == Media::GraphqlResponse {
+    let mut response = endpoint.schema.execute(request).await;
+    let invalid = invalid.0.load(Ordering::Relaxed);
+    if invalid {
+        // The engine's validation errors carry no code; clients branch on one.
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", "GRAPHQL_VALIDATION_FAILED");
+            }
+        }
+    }
+    let status = if invalid && media == Media::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
