@@ -273,19 +273,16 @@ mod s3_clients {
             .arg(scenario)
             .arg("--endpoint")
             .arg(server.endpoint())
-            .arg("--key")
-            .arg(&key.0)
-            .arg("--secret")
-            .arg(&key.1)
+            // `--name=value`: a secret may begin with '-', which argparse takes for an option.
+            .arg(format!("--key={}", key.0))
+            .arg(format!("--secret={}", key.1))
             .arg("--work")
             .arg(work)
             .args(extra);
         if let Some((id, secret)) = other {
             command
-                .arg("--other-key")
-                .arg(id)
-                .arg("--other-secret")
-                .arg(secret);
+                .arg(format!("--other-key={id}"))
+                .arg(format!("--other-secret={secret}"));
         }
         let what = format!("s3_clients.py {scenario} on {}", server.backend);
         let stdout = succeeded(run(command, Duration::from_secs(600), &what), &what);

@@ -10,7 +10,7 @@
 //! whole, dropping units from its end (or its overlap from its start) while that final count is
 //! over the limit: a tokenizer may count a join differently than the sum of its parts. Each
 //! chunk after the first starts with the trailing whole sentences of the one before whose counts
-//! add up to at most `overlap_tokens`.
+//! add up to at most `overlap_tokens`, and that count no more than that as a whole.
 //!
 //! Every unit is counted once and every chunk once or a few times, so the work is linear in the
 //! text but for the searches inside over-long sentences (a log factor).
@@ -197,6 +197,11 @@ pub fn chunk(text: &str, counter: &dyn TokenCounter, options: &ChunkOptions) -> 
         {
             carried_tokens += units[back - 1].tokens;
             back -= 1;
+        }
+        // Counted again as a whole (a join may count more than its parts), dropping sentences
+        // from its start while over.
+        while back < end && counter.count(&text[units[back].start..units[end - 1].end]) > overlap {
+            back += 1;
         }
         carried = back;
         next = end;

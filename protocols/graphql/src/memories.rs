@@ -199,10 +199,7 @@ impl MemoryQuery {
     ) -> async_graphql::Result<Vec<SearchHit>> {
         let caller = caller(ctx, Scope::MemoriesRead)?;
         let memory = memory_service(ctx).gql()?;
-        let k = u64::try_from(k)
-            .map_err(|_| Error::invalid("k", "must be positive"))
-            .and_then(|k| Limit::new(k).map_err(|e| renamed(e, "k")))
-            .gql()?;
+        let k = Limit::named("k", u64::try_from(k).unwrap_or(0)).gql()?;
         let query = Query {
             text,
             k,

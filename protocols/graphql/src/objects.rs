@@ -6,12 +6,13 @@
 use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject};
 use p8fs_auth::Scope;
 use p8fs_core::object::{from_after, hex, list_objects_v2, unhex};
-use p8fs_core::{BucketInfo, BucketName, Error, Limit, ObjectKey, ObjectMeta, ObjectPrefix};
+use p8fs_core::{BucketInfo, BucketName, Error, ObjectKey, ObjectMeta, ObjectPrefix};
 use serde_json::Value;
 
 use crate::context::{caller, state};
 use crate::error::{GqlResult, renamed};
 use crate::memories::{IndexStatusView, memory_service};
+use crate::page;
 use crate::scalars::Long;
 
 /// A bucket.
@@ -147,12 +148,7 @@ impl ObjectQuery {
         let caller = caller(ctx, Scope::S3Read)?;
         let bucket = BucketName::new(bucket).gql()?;
         let prefix = ObjectPrefix::new(prefix).gql()?;
-        let limit = u64::try_from(first)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| Error::invalid("first", "must be between 1 and 1000"))
-            .and_then(|n| Limit::new(n).map_err(|e| renamed(e, "first")))
-            .gql()?;
+        let limit = page::first(first).gql()?;
         let from = match (after, start_after) {
             (Some(cursor), _) => unhex(&cursor)
                 .filter(|from| !from.is_empty())

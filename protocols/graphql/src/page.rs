@@ -10,13 +10,8 @@ use p8fs_core::{Error, Limit, Result};
 
 /// The page size `first`: 1..=1000.
 pub(crate) fn first(first: i32) -> Result<Limit> {
-    u64::try_from(first)
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| Error::invalid("first", "must be between 1 and 1000"))
-        .and_then(|n| {
-            Limit::new(n).map_err(|_| Error::invalid("first", "must be between 1 and 1000"))
-        })
+    // A negative size is as out of range as 0.
+    Limit::named("first", u64::try_from(first).unwrap_or(0))
 }
 
 /// The opaque cursor of a position.

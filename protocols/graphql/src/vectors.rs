@@ -160,10 +160,7 @@ impl Collection {
     ) -> async_graphql::Result<Vec<VectorHit>> {
         let caller = caller(ctx, Scope::VectorsRead)?;
         let name = CollectionName::new(self.name.clone()).gql()?;
-        let k = u64::try_from(k)
-            .map_err(|_| Error::invalid("k", "must be between 1 and 1000"))
-            .and_then(Limit::top_k)
-            .gql()?;
+        let k = Limit::top_k(u64::try_from(k).unwrap_or(0)).gql()?;
         let filter = Filter::new(filter.map(|f| f.0).unwrap_or_default()).gql()?;
         let query = components("vector", vector).gql()?;
         let hits = search(
