@@ -289,9 +289,7 @@ impl GraphQuery {
     ) -> async_graphql::Result<Connection<String, Node>> {
         let caller = caller(ctx, Scope::GraphRead)?;
         let limit = page::first(first).gql()?;
-        let after = page::after(after.as_deref())
-            .and_then(|a| a.map(|a| NodeId::named("after", a)).transpose())
-            .gql()?;
+        let after = page::after(after.as_deref(), NodeId::new).gql()?;
         let found = state(ctx)
             .backend
             .list_nodes(&caller.tenant, after.as_ref(), limit)

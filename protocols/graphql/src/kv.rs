@@ -78,11 +78,7 @@ impl KvQuery {
         let caller = caller(ctx, Scope::KvRead)?;
         let prefix = KeyPrefix::new(prefix).gql()?;
         let limit = page::first(first).gql()?;
-        let after = page::after(after.as_deref()).gql()?;
-        let after = after
-            .map(|a| Key::new(a).map_err(|e| renamed(e, "after")))
-            .transpose()
-            .gql()?;
+        let after = page::after(after.as_deref(), Key::new).gql()?;
         let found = state(ctx)
             .backend
             .scan(&caller.tenant, &prefix, after.as_ref(), limit)
@@ -112,11 +108,7 @@ impl KvQuery {
         let path = JsonPath::new(path).gql()?;
         let operand = JsonValue::operand("equals", equals.0).gql()?;
         let limit = page::first(first).gql()?;
-        let after = page::after(after.as_deref()).gql()?;
-        let after = after
-            .map(|a| Key::new(a).map_err(|e| renamed(e, "after")))
-            .transpose()
-            .gql()?;
+        let after = page::after(after.as_deref(), Key::new).gql()?;
         let found = find_by_field(
             state(ctx).backend.as_ref(),
             &caller.tenant,

@@ -164,7 +164,7 @@ impl MemoryQuery {
         let caller = caller(ctx, Scope::MemoriesRead)?;
         let memory = memory_service(ctx).gql()?;
         let limit = page::first(first).gql()?;
-        let after = page::after(after.as_deref()).gql()?;
+        let after = page::after(after.as_deref(), Ok).gql()?;
         let found = memory
             .memories(&caller.tenant, after.as_deref(), limit)
             .await

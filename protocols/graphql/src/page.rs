@@ -19,16 +19,20 @@ pub(crate) fn cursor(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position.as_bytes())
 }
 
-/// The position an `after` cursor names.
-pub(crate) fn after(after: Option<&str>) -> Result<Option<String>> {
+/// The position an `after` cursor names, parsed by `parse` (its errors name `after`).
+pub(crate) fn after<T>(
+    after: Option<&str>,
+    parse: impl FnOnce(String) -> Result<T>,
+) -> Result<Option<T>> {
     after
         .map(|cursor| {
-            URL_SAFE_NO_PAD
+            let position = URL_SAFE_NO_PAD
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .filter(|position| !position.is_empty())
-                .ok_or_else(|| Error::invalid("after", "is not a cursor this API issued"))
+                .ok_or_else(|| Error::invalid("after", "is not a cursor this API issued"))?;
+            parse(position).map_err(|e| crate::error::renamed(e, "after"))
         })
         .transpose()
 }

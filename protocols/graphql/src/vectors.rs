@@ -12,7 +12,7 @@ use p8fs_core::{
 use serde_json::{Map, Value};
 
 use crate::context::{caller, state};
-use crate::error::{GqlResult, renamed};
+use crate::error::GqlResult;
 use crate::kv::ttl;
 use crate::page;
 use crate::scalars::Long;
@@ -110,12 +110,7 @@ impl Collection {
         let caller = caller(ctx, Scope::VectorsRead)?;
         let name = CollectionName::new(self.name.clone()).gql()?;
         let limit = page::first(first).gql()?;
-        let after = page::after(after.as_deref())
-            .and_then(|a| {
-                a.map(|a| RecordId::new(a).map_err(|e| renamed(e, "after")))
-                    .transpose()
-            })
-            .gql()?;
+        let after = page::after(after.as_deref(), RecordId::new).gql()?;
         let found = state(ctx)
             .backend
             .list_vectors(&caller.tenant, &name, after.as_ref(), limit)
