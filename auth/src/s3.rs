@@ -496,6 +496,30 @@ impl S3Credentials {
                 "the token lacks the scope s3:read or s3:write".into(),
             ));
         }
+        self.mint(&principal, scopes, duration).await
+    }
+
+    /// Temporary credentials for a principal already verified (the caller of another
+    /// front-end, e.g. for a presigned download URL): acting in its tenant with `scopes` (which
+    /// must be `s3:*` scopes the principal holds), expiring at the earlier of its token's expiry
+    /// and `duration` from now, and resolving only while that token is not revoked.
+    /// Errors: `Forbidden` for scopes outside `s3:*` or not held; `Unauthorized` for an
+    /// expired principal.
+    pub async fn mint(
+        &self,
+        principal: &Principal,
+        scopes: ScopeSet,
+        duration: Duration,
+    ) -> Result<TemporaryCredentials> {
+        if let Some(scope) = scopes
+            .iter()
+            .find(|s| !s3_scopes().contains(*s) || !principal.scopes.contains(*s))
+        {
+            return Err(Error::Forbidden(
+                format!("temporary credentials cannot carry the scope {scope}").into(),
+            ));
+        }
+        self.check_tenant(&principal.tenant)?;
         let now = self.inner.clock.now();
         let expiration = principal
             .expires_at
@@ -526,8 +550,8 @@ impl S3Credentials {
                     secret_access_key: secret,
                     session_token,
                     expiration,
-                    subject: principal.subject,
-                    tenant: principal.tenant,
+                    subject: principal.subject.clone(),
+                    tenant: principal.tenant.clone(),
                     scopes,
                 });
             }

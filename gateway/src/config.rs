@@ -371,6 +371,11 @@ pub struct S3Config {
     /// given an endpoint URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// The S3 listener's URL as clients reach it (e.g. `https://s3.example.com` behind a
+    /// proxy), used in presigned download URLs (GraphQL's `downloadUrl`). Default
+    /// `http://<the address bound>`. See [`Config::s3_public_url`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Most S3 requests handled at once; more wait for a slot (within `request_timeout`).
     #[serde(default = "default_s3_concurrency")]
     pub concurrency: usize,
@@ -394,6 +399,7 @@ impl Default for S3Config {
             enabled: true,
             listen: None,
             domain: None,
+            public_url: None,
             concurrency: default_s3_concurrency(),
             request_timeout: default_s3_request_timeout(),
             abandoned_upload_age: default_abandoned_upload_age(),
@@ -763,6 +769,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_S3_LISTEN", &["s3", "listen"]),
     ("P8FS_S3_ENABLED", &["s3", "enabled"]),
     ("P8FS_S3_DOMAIN", &["s3", "domain"]),
+    ("P8FS_S3_PUBLIC_URL", &["s3", "public_url"]),
     ("P8FS_EMBEDDINGS_PROVIDER", &["embeddings", "provider"]),
     ("P8FS_EMBEDDINGS_MODEL_DIR", &["embeddings", "model_dir"]),
     ("P8FS_EMBEDDINGS_URL", &["embeddings", "url"]),
@@ -966,6 +973,14 @@ impl Config {
         if taken(self.listen) || self.metrics.listen.is_some_and(taken) {
             return Err("s3.listen: must differ from listen and metrics.listen".into());
         }
+        if let Some(url) = &s3.public_url
+            && !is_base_url(url)
+        {
+            return Err(
+                "s3.public_url: must be an http(s) URL without path, query, fragment or trailing '/'"
+                    .into(),
+            );
+        }
         if s3.concurrency == 0 || s3.concurrency > MAX_COUNT_LIMIT {
             return Err(format!(
                 "s3.concurrency: must be between 1 and {MAX_COUNT_LIMIT}"
@@ -1020,6 +1035,21 @@ impl Config {
         }
     }
 
+    /// Where clients reach the S3 listener, for presigned URLs: `s3.public_url`, or
+    /// `http://<s3 listen address>` once that address is known (`p8fs serve` records the
+    /// address it bound, and turns `s3.enabled` off when the default address was taken);
+    /// `None` when S3 is not served or its address is not known yet.
+    pub fn s3_public_url(&self) -> Option<String> {
+        if !self.s3.enabled {
+            return None;
+        }
+        if let Some(url) = &self.s3.public_url {
+            return Some(url.clone());
+        }
+        let listen = self.s3_listen();
+        (listen.port() != 0).then(|| format!("http://{listen}"))
+    }
+
     /// The issuer URL: `auth.issuer`, or `http://<listen>` when it is not set.
     pub fn issuer(&self) -> String {
         self.auth
@@ -1027,6 +1057,14 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
     }
+}
+
+/// Whether `url` is `http(s)://host[:port]` and nothing more.
+fn is_base_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ']))
 }
 
 /// Sets `path` in `table` to `value`: `true` and `false` become booleans, everything else stays

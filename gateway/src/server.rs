@@ -201,6 +201,13 @@ pub fn app(services: &Services, config: &Config) -> Router {
             clock: services.clock.clone(),
             changes: services.changes.clone(),
             memory: services.memory.clone(),
+            presigner: config.s3_public_url().map(|endpoint| {
+                Arc::new(p8fs_s3::presign::Presigner::new(
+                    services.s3.clone(),
+                    &endpoint,
+                    services.clock.clone(),
+                ))
+            }),
         },
         config.graphql.clone(),
     );
@@ -378,6 +385,7 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
                     "p8fs S3 not served: cannot listen on {s3_listen} ({e}); set s3.listen \
                      (P8FS_S3_LISTEN) to another address"
                 );
+                config.s3.enabled = false;
                 None
             }
             Err(e) => return Err(format!("cannot listen on {s3_listen} (s3.listen): {e}")),
@@ -389,6 +397,8 @@ pub async fn serve(mut config: Config) -> Result<(), String> {
             let bound = listener
                 .local_addr()
                 .map_err(|e| format!("cannot read the S3 address: {e}"))?;
+            // Presigned URLs name the address actually bound (port 0 becomes a real port).
+            config.s3.listen = Some(bound);
             tracing::info!(address = %bound, "p8fs S3 listening");
             eprintln!("p8fs S3 on http://{bound}");
             let app = crate::s3::app(&services, &config, clock.clone())?;

@@ -1019,3 +1019,112 @@ async fn sts_trades_an_access_token_for_temporary_credentials() {
             .contains("InvalidIdentityToken")
     );
 }
+
+#[tokio::test]
+async fn download_urls_signed_for_a_token_read_one_object_until_it_is_revoked() {
+    let server = start().await;
+    let owner = server.client(&server.key("delta", s3_scopes()).await);
+    owner.create_bucket().bucket("docs").send().await.unwrap();
+    let key = "notes/a b+c~ü(1).txt";
+    let body = bytes(70_000, 9);
+    put(&owner, "docs", key, body.clone()).await;
+    put(&owner, "docs", "secret.txt", b"other".to_vec()).await;
+
+    let issuer = Issuer::new(
+        server.services.keys.clone(),
+        server::token_config(&server.config),
+        Arc::new(SystemClock),
+    );
+    let token = |scopes: &[Scope]| {
+        issuer
+            .issue(
+                &TenantId::new("delta").unwrap(),
+                "reader",
+                "tests",
+                &scopes.iter().copied().collect(),
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .token
+    };
+    let verifier = &server.services.verifier;
+    let principal = verifier.verify(&token(&[Scope::S3Read])).await.unwrap();
+    let presigner = p8fs_s3::presign::Presigner::new(
+        server.services.s3.clone(),
+        &server.endpoint,
+        server.services.clock.clone(),
+    );
+    let bucket = p8fs_core::BucketName::new("docs").unwrap();
+    let object = p8fs_core::ObjectKey::new(key).unwrap();
+    let before = SystemClock.now();
+    let signed = presigner
+        .download_url(&principal, &bucket, &object, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert!((before + 299_000..=before + 301_000).contains(&signed.expires_at));
+    assert!(signed.url.starts_with(&server.endpoint), "{}", signed.url);
+
+    // Anyone holding the URL reads the object with a plain GET, no token.
+    let http = reqwest::Client::new();
+    let fetched = http.get(&signed.url).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), body.as_slice());
+
+    // The signature covers the method and the path: not another object, not a write.
+    let query = signed.url.split_once('?').unwrap().1;
+    let elsewhere = format!("{}/docs/secret.txt?{query}", server.endpoint);
+    let other = http.get(&elsewhere).send().await.unwrap();
+    assert_eq!(other.status(), 403);
+    let write = http.put(&signed.url).body("x").send().await.unwrap();
+    assert_eq!(write.status(), 403);
+    assert_eq!(get(&owner, "docs", key).await, body);
+
+    // One set of credentials per token: the second URL is signed with the same access key.
+    let credential = |url: &str| {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix("X-Amz-Credential="))
+            .unwrap()
+            .split("%2F")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let again = presigner
+        .download_url(&principal, &bucket, &object, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(credential(&again.url), credential(&signed.url));
+
+    // Never longer than the token: asked for a week, it ends with the token (600 s).
+    let week = presigner
+        .download_url(
+            &principal,
+            &bucket,
+            &object,
+            p8fs_s3::presign::MAX_PRESIGNED_EXPIRY,
+        )
+        .await
+        .unwrap();
+    assert!(week.expires_at <= principal.expires_at);
+
+    // Bad input names the field; a token without s3:read gets nothing.
+    let error = presigner
+        .download_url(&principal, &bucket, &object, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("expiresIn"), "{error}");
+    let kv_only = verifier.verify(&token(&[Scope::KvRead])).await.unwrap();
+    let error = presigner
+        .download_url(&kv_only, &bucket, &object, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), p8fs_core::ErrorKind::Forbidden);
+
+    // Revoking the token ends every URL signed for it.
+    verifier
+        .revoke(&principal.tenant, &principal.token_id, principal.expires_at)
+        .await
+        .unwrap();
+    let revoked = http.get(&signed.url).send().await.unwrap();
+    assert_eq!(revoked.status(), 403);
+}

@@ -459,6 +459,39 @@ async def object_checks(session, env):
             and meta["lastModified"] > 0,
             f"{meta['key']}: the size, ETag, content type and metadata boto3 stored ({meta})",
         )
+    signed = await session.execute(
+        request(
+            """{ objects(bucket: "gql-bucket", prefix: "docs/") {
+                 objects { key downloadUrl(expiresIn: 120) { url expiresAt } } } }"""
+        )
+    )
+    for item in signed["objects"]["objects"]:
+        link = item["downloadUrl"]
+        check(
+            link["url"].startswith(env.s3[0] + "/gql-bucket/docs/")
+            and "X-Amz-Signature=" in link["url"]
+            and link["expiresAt"] > 0,
+            f"{item['key']}: a presigned URL on the S3 listener ({link})",
+        )
+        # A plain GET with no token and no AWS client, as a browser or curl would.
+        with urllib.request.urlopen(link["url"], timeout=10) as answer:
+            check(
+                answer.status == 200 and answer.read() == uploads[item["key"]],
+                f"{item['key']}: the presigned URL downloads the bytes boto3 uploaded",
+            )
+        try:
+            urllib.request.urlopen(
+                urllib.request.Request(link["url"], data=b"overwrite", method="PUT"), timeout=10
+            )
+            fail(f"{item['key']}: a presigned download URL must not allow a PUT")
+        except urllib.error.HTTPError as refused:
+            check(refused.code == 403, f"a PUT with a download URL is refused: {refused.code}")
+    await expect_error(
+        session,
+        request('{ object(bucket: "gql-bucket", key: "docs/a.txt") { downloadUrl(expiresIn: 0) { url } } }'),
+        "BAD_USER_INPUT",
+        "downloadUrl with expiresIn 0",
+    )
     one = await session.execute(
         request('{ object(bucket: "gql-bucket", key: "top.txt") { key size } }')
     )

@@ -44,6 +44,8 @@ pub struct GraphqlState {
     pub changes: Arc<dyn ChangeSignal>,
     /// Memories and search by meaning; `None` when embeddings are off.
     pub memory: Option<Arc<p8fs_memory::Memory>>,
+    /// Signs objects' download URLs on the S3 listener; `None` when S3 is not served.
+    pub presigner: Option<Arc<p8fs_s3::presign::Presigner>>,
 }
 
 /// Every query field.

@@ -1,7 +1,10 @@
 //! Buckets and objects, the same as the S3 front-end's: `buckets`, `objects(bucket, prefix,
 //! delimiter)` as ListObjectsV2 pages them, an object's metadata and its indexing status, and
 //! the writes that need no bytes (`createBucket`, `deleteBucket`, `deleteObject`); bytes go
-//! through S3 or REST. Scopes `s3:read`, `s3:write` (and `memories:read` for `indexStatus`).
+//! through S3 or REST, or a presigned `downloadUrl` on the S3 listener. Scopes `s3:read`,
+//! `s3:write` (and `memories:read` for `indexStatus`).
+
+use std::time::Duration;
 
 use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject};
 use p8fs_auth::Scope;
@@ -77,6 +80,47 @@ impl ObjectInfo {
             .gql()?;
         Ok(status.into())
     }
+
+    /// A URL that downloads the object with a plain `GET`, no token needed, from the S3
+    /// listener: signed with credentials minted for the caller (`s3:read` only), it lasts
+    /// `expiresIn` seconds (1 to 604800, default 900) or until the caller's token expires or
+    /// is revoked, whichever comes first. `UNAVAILABLE` when S3 is not served.
+    async fn download_url(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 900)] expires_in: i64,
+    ) -> async_graphql::Result<DownloadUrl> {
+        let caller = caller(ctx, Scope::S3Read)?;
+        let presigner = state(ctx)
+            .presigner
+            .as_ref()
+            .ok_or_else(|| {
+                Error::unavailable("S3 is not served, so there is no download URL", None)
+            })
+            .gql()?;
+        let expires_in = u64::try_from(expires_in)
+            .map(Duration::from_secs)
+            .map_err(|_| Error::invalid("expiresIn", "must be between 1 and 604800 seconds"))
+            .gql()?;
+        let bucket = BucketName::new(self.bucket.clone()).gql()?;
+        let key = ObjectKey::new(self.key.clone()).gql()?;
+        let signed = presigner
+            .download_url(caller, &bucket, &key, expires_in)
+            .await
+            .gql()?;
+        Ok(DownloadUrl {
+            url: signed.url,
+            expires_at: Long(signed.expires_at),
+        })
+    }
+}
+
+/// A presigned download URL.
+#[derive(SimpleObject)]
+pub struct DownloadUrl {
+    pub url: String,
+    /// When the URL stops working (milliseconds since the Unix epoch).
+    pub expires_at: Long,
 }
 
 /// A page of a bucket's listing.

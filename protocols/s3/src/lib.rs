@@ -22,6 +22,7 @@ mod error;
 mod list;
 mod multipart;
 mod object;
+pub mod presign;
 mod sts;
 
 use std::collections::BTreeMap;
