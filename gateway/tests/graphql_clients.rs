@@ -3,8 +3,9 @@
 //! HTTP (aiohttp and requests) and over WebSockets (graphql-transport-ws and graphql-ws),
 //! driven by `interop/graphql_clients.py`, which checks every answer (objects it lists are
 //! uploaded with boto3 through the S3 listener, with a key from `p8fs s3 keys create`; changes
-//! it follows are written through REST); and the GraphiQL page in headless Chromium
-//! (`interop/graphiql.mjs`).
+//! it follows are written through REST); the JavaScript `graphql-ws` client (graphql-transport-ws,
+//! `interop/graphql_ws.mjs`) following the same changes; and the GraphiQL page in headless
+//! Chromium (`interop/graphiql.mjs`).
 //!
 //! These tests fail, never skip, when the clients or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -31,7 +32,7 @@ mod graphql_clients {
     /// The scopes of the token that lacks some: no graph, vectors or objects.
     const LIMITED_SCOPES: &str = "kv:read kv:write";
     /// The lifetime of the token whose subscription must end when it expires: long enough to
-    /// start Python and open the subscription, short enough to end within the scenario.
+    /// start Python or Node and open the subscription, short enough to end within the scenario.
     const EXPIRING_TTL: &str = "8s";
 
     fn interop_dir() -> PathBuf {
@@ -282,7 +283,8 @@ mod graphql_clients {
         }
     }
 
-    /// Runs every scenario of `interop/graphql_clients.py` against a server on `backend`.
+    /// Runs every scenario of `interop/graphql_clients.py`, then `interop/graphql_ws.mjs`,
+    /// against a server on `backend`.
     fn clients_on(backend: &str) {
         let server = Server::start(backend);
         let name = unique(server.dir.path());
@@ -321,6 +323,38 @@ mod graphql_clients {
                 "{what} did not finish its checks:\n{stdout}"
             );
         }
+        graphql_ws_on(&server, &tenant, &token, &limited, backend);
+    }
+
+    /// `interop/graphql_ws.mjs`: the same subscriptions through the JavaScript `graphql-ws`
+    /// client.
+    fn graphql_ws_on(server: &Server, tenant: &str, token: &str, limited: &str, backend: &str) {
+        let dir = interop_dir();
+        for package in ["graphql-ws", "ws", "graphql"] {
+            assert!(
+                dir.join("node_modules").join(package).is_dir(),
+                "{package} is not installed in {}: run scripts/install-deps.sh",
+                dir.display()
+            );
+        }
+        // Made just before: its subscription must open before it expires.
+        let expiring = server.token_for(tenant, "kv:read", EXPIRING_TTL);
+        let mut command = Command::new("node");
+        command
+            .current_dir(&dir)
+            .arg("graphql_ws.mjs")
+            .arg("--url")
+            .arg(server.url())
+            .arg(format!("--token={token}"))
+            .arg(format!("--limited-token={limited}"))
+            .arg(format!("--expiring-token={expiring}"));
+        let what = format!("node graphql_ws.mjs on {backend}");
+        let stdout = succeeded(run(command, Duration::from_secs(180), &what), &what);
+        assert_eq!(
+            stdout.lines().last(),
+            Some("graphql-ws: all checks passed"),
+            "{what} did not finish its checks:\n{stdout}"
+        );
     }
 
     #[test]
