@@ -46,6 +46,10 @@ pub enum AdminRequest {
         scope: String,
         ttl_seconds: u64,
         client_id: String,
+        /// The audience (a resource URI, e.g. the MCP endpoint's); the configured one when
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
     },
     /// Make a new signing key current.
     KeysRotate { retain_seconds: u64 },
@@ -146,19 +150,18 @@ impl Admin {
                 scope,
                 ttl_seconds,
                 client_id,
+                audience,
             } => {
                 let tenant = TenantId::new(tenant).map_err(text)?;
                 let scopes = ScopeSet::parse(&scope).map_err(text)?;
-                let token = self
-                    .issuer
-                    .issue(
-                        &tenant,
-                        &sub,
-                        &client_id,
-                        &scopes,
-                        Duration::from_secs(ttl_seconds),
-                    )
-                    .map_err(text)?;
+                let ttl = Duration::from_secs(ttl_seconds);
+                let token = match audience {
+                    None => self.issuer.issue(&tenant, &sub, &client_id, &scopes, ttl),
+                    Some(audience) => self
+                        .issuer
+                        .issue_for(&audience, &tenant, &sub, &client_id, &scopes, ttl),
+                }
+                .map_err(text)?;
                 Ok(Value::String(token.token))
             }
             AdminRequest::KeysRotate { retain_seconds } => {

@@ -189,6 +189,10 @@ struct IssueArgs {
     /// The client id recorded in the token.
     #[arg(long, default_value = "p8fs-cli")]
     client_id: String,
+    /// The token's audience: a resource URI such as the MCP endpoint's (`<issuer>/mcp`, whose
+    /// tokens must name it); the configured audience of the other front-ends by default.
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,6 +356,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     scope: args.scope,
                     ttl_seconds: args.ttl.as_secs(),
                     client_id: args.client_id,
+                    audience: args.audience,
                 },
             )?;
             write_stdout(&format!("{}\n", token.as_str().unwrap_or_default()))

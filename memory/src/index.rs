@@ -10,10 +10,10 @@
 
 use p8fs_core::object::chunk_reads;
 use p8fs_core::{
-    BucketName, Error, ErrorKind, JsonMap, JsonObject, JsonValue, Key, Label, NodeId, ObjectKey,
-    ObjectMeta, Result, TenantId, Timestamp, Ttl,
+    Backend, BucketName, Error, ErrorKind, JsonMap, JsonObject, JsonValue, Key, Label, NodeId,
+    ObjectKey, ObjectMeta, Result, TenantId, Timestamp, Ttl,
 };
-use p8fs_text::{ExtractError, Format, chunk, extract};
+use p8fs_text::{ExtractError, Format, Limits as TextLimits, chunk, extract};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -339,39 +339,59 @@ impl Memory {
         Ok(())
     }
 
-    /// The bytes to extract from: a prefix of a text format (enough for the text limit), the
-    /// whole of a PDF or JSON object (`too_large` past the input limit is the extractor's to
-    /// say, from the size alone). `None` when the object changed while being read.
+    /// The bytes to extract from (see [`extraction_input`]).
     async fn read(
         &self,
         tenant: &TenantId,
         meta: &ObjectMeta,
         format: Format,
     ) -> Result<Option<Vec<u8>>> {
-        let wanted = if format.needs_whole_input() {
-            if meta.size > self.limits.max_input_bytes as u64 {
-                // Read one byte past the limit so the extractor reports the size.
-                self.limits.max_input_bytes as u64 + 1
-            } else {
-                meta.size
-            }
-        } else {
-            // A UTF-8 character cut at the end is tolerated by the extractor.
-            (self.limits.max_text_bytes as u64 + 4).min(meta.size)
-        };
-        let mut bytes = Vec::with_capacity(wanted as usize);
-        for read in chunk_reads(&meta.segments, 0, wanted) {
-            match self.backend.read_chunk(tenant, read.data, read.index).await {
-                Ok(chunk) => {
-                    let end = read.end.min(chunk.len());
-                    bytes.extend_from_slice(&chunk[read.start.min(end)..end]);
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Some(bytes))
+        extraction_input(
+            self.backend.as_ref(),
+            tenant,
+            meta,
+            format,
+            &self.limits.text_limits(),
+        )
+        .await
     }
+}
+
+/// The bytes of an object to extract its text from: a prefix of a text format (enough for
+/// `limits.max_text_bytes`), the whole of a PDF or JSON object (`too_large` past
+/// `limits.max_input_bytes` is the extractor's to say, from the size alone). `None` when the
+/// object changed while being read. Indexing and the front-ends that show an object's text
+/// (MCP's `read_file`) read the same way.
+pub async fn extraction_input(
+    backend: &dyn Backend,
+    tenant: &TenantId,
+    meta: &ObjectMeta,
+    format: Format,
+    limits: &TextLimits,
+) -> Result<Option<Vec<u8>>> {
+    let wanted = if format.needs_whole_input() {
+        if meta.size > limits.max_input_bytes as u64 {
+            // Read one byte past the limit so the extractor reports the size.
+            limits.max_input_bytes as u64 + 1
+        } else {
+            meta.size
+        }
+    } else {
+        // A UTF-8 character cut at the end is tolerated by the extractor.
+        (limits.max_text_bytes as u64 + 4).min(meta.size)
+    };
+    let mut bytes = Vec::with_capacity(wanted as usize);
+    for read in chunk_reads(&meta.segments, 0, wanted) {
+        match backend.read_chunk(tenant, read.data, read.index).await {
+            Ok(chunk) => {
+                let end = read.end.min(chunk.len());
+                bytes.extend_from_slice(&chunk[read.start.min(end)..end]);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(bytes))
 }
 
 /// The source record's key of `bucket/key`.

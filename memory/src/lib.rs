@@ -35,7 +35,7 @@ use std::sync::Arc;
 use p8fs_core::{Backend, Clock, CollectionName, CollectionSpec, Embedder, Error, Metric, Result};
 use p8fs_text::{ChunkOptions, Limits as TextLimits, TokenCounter};
 
-pub use index::{IndexState, IndexStatus};
+pub use index::{IndexState, IndexStatus, extraction_input};
 pub use memories::{
     MAX_METADATA_BYTES, MAX_TAG_BYTES, MAX_TAGS, MIN_MEMORY_TTL_MS, MemoryPage, MemoryRecord,
     NewMemory,
@@ -85,7 +85,8 @@ impl Limits {
         }
     }
 
-    fn text_limits(&self) -> TextLimits {
+    /// The text extraction limits (what indexing reads and keeps of an object).
+    pub fn text_limits(&self) -> TextLimits {
         TextLimits {
             max_text_bytes: self.max_text_bytes,
             max_input_bytes: self.max_input_bytes,

@@ -1,0 +1,364 @@
+"""The official Python MCP SDK (`mcp`) against a running p8fs at /mcp.
+
+    python3 mcp_clients.py SCENARIO --url BASE --token TOKEN --limited-token TOKEN
+        --other-token TOKEN --rest-token TOKEN
+
+BASE is the main listener (http://127.0.0.1:PORT). TOKEN has every scope the tools need, issued
+for the MCP resource (BASE/mcp) in tenant A; --limited-token tenant A's with kv:read only, for
+the resource too; --other-token tenant B's with every scope, for the resource; --rest-token
+tenant A's with every scope for the default audience (the REST API's, which /mcp refuses).
+
+Scenarios: `modern` (the 2026-07-28 revision: no initialize, no session) and `legacy` (2025-11-25:
+initialize and Mcp-Session-Id) call every tool and check the structured results, the tool list's
+schemas and annotations, and bad arguments answered as tool errors naming the field;
+`refusals` checks the protected resource (RFC 9728 metadata, 401 challenges, 403
+insufficient_scope naming the scope, a token for another audience refused, a foreign Origin
+refused) and that tenant B sees nothing of tenant A's, its session included.
+Each prints what it checks and exits non-zero at the first failure.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+EXPECTED_TOOLS = {
+    "remember": (False, False, False),
+    "recall": (True, False, True),
+    "forget": (False, True, True),
+    "link": (False, False, True),
+    "related": (True, False, True),
+    "list_files": (True, False, True),
+    "read_file": (True, False, True),
+    "kv_get": (True, False, True),
+    "kv_put": (False, True, True),
+    "kv_list": (True, False, True),
+    "search_vectors": (True, False, True),
+    "shortest_path": (True, False, True),
+}
+
+
+def fail(message):
+    print(f"FAIL: {message}", flush=True)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+    print(f"ok: {message}", flush=True)
+
+
+class Env:
+    def __init__(self, args):
+        self.base = args.url.rstrip("/")
+        self.mcp = f"{self.base}/mcp"
+        self.token = args.token
+        self.limited_token = args.limited_token
+        self.other_token = args.other_token
+        self.rest_token = args.rest_token
+        # Names no other run shares (the SQL servers keep their data).
+        self.run = uuid.uuid4().hex[:10]
+
+    def rest(self, method, path, body=None, content_type="application/json"):
+        """A REST call with the REST token (setting up what the tools read)."""
+        headers = {"authorization": f"Bearer {self.rest_token}"}
+        data = None
+        if body is not None:
+            headers["content-type"] = content_type
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = httpx2.request(method, f"{self.base}{path}", headers=headers, content=data, timeout=60)
+        if answer.status_code >= 300:
+            fail(f"{method} {path}: {answer.status_code} {answer.text}")
+        return answer
+
+
+def client(env, token, mode):
+    http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=60)
+    return Client(streamable_http_client(env.mcp, http_client=http), mode=mode)
+
+
+async def call(mcp, name, arguments):
+    """A tool call that must succeed; its structured content."""
+    result = await mcp.call_tool(name, arguments)
+    if result.is_error:
+        fail(f"{name}({arguments}) failed: {[c.text for c in result.content]}")
+    return result.structured_content
+
+
+async def call_error(mcp, name, arguments, field, what):
+    """A tool call that must fail as a tool result (isError) naming `field`."""
+    result = await mcp.call_tool(name, arguments)
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    check(result.is_error and field in text, f"{what}: isError naming {field} ({text})")
+
+
+def set_up(env):
+    """Files, a vector collection and a small graph, made through REST."""
+    bucket = f"mcp-{env.run}"
+    env.rest("PUT", f"/v1/objects/{bucket}")
+    env.rest(
+        "PUT",
+        f"/v1/objects/{bucket}/notes/garden.md",
+        b"# Garden\n\nThe tomatoes need watering every second day in July.\n",
+        "text/markdown",
+    )
+    env.rest("PUT", f"/v1/objects/{bucket}/notes/todo.txt", b"buy seeds\n", "text/plain")
+    collection = f"mcpv{env.run}"
+    env.rest("PUT", f"/v1/collections/{collection}", {"dimension": 3, "metric": "l2"})
+    for name, vector in {"a": [0, 0, 0], "b": [1, 0, 0], "c": [5, 5, 5]}.items():
+        env.rest(
+            "PUT",
+            f"/v1/collections/{collection}/records/{name}",
+            {"vector": vector, "metadata": {"name": name}},
+        )
+    for node in ["n1", "n2", "n3"]:
+        env.rest("PUT", f"/v1/graph/nodes/{env.run}{node}", {"label": "place"})
+    for src, dst in [("n1", "n2"), ("n2", "n3")]:
+        env.rest("PUT", f"/v1/graph/edges/{env.run}{src}/road/{env.run}{dst}", {"weight": 1.0})
+    return bucket, collection
+
+
+async def tool_checks(env, mode):
+    bucket, collection = set_up(env)
+    async with client(env, env.token, mode) as mcp:
+        if mode == "legacy":
+            check(mcp.protocol_version == "2025-11-25", f"legacy negotiates 2025-11-25 ({mcp.protocol_version})")
+        else:
+            check(mcp.protocol_version == mode, f"modern runs on {mode} ({mcp.protocol_version})")
+        listed = (await mcp.list_tools()).tools
+        by_name = {tool.name: tool for tool in listed}
+        check(set(by_name) == set(EXPECTED_TOOLS), f"the tools are listed ({sorted(by_name)})")
+        for name, (read_only, destructive, idempotent) in EXPECTED_TOOLS.items():
+            tool = by_name[name]
+            hints = tool.annotations
+            check(
+                tool.input_schema.get("type") == "object"
+                and (tool.output_schema or {}).get("type") == "object"
+                and hints is not None
+                and (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint)
+                == (read_only, destructive, idempotent),
+                f"{name}: input and output schemas, annotations {(read_only, destructive, idempotent)}",
+            )
+
+        meeting = await call(
+            mcp,
+            "remember",
+            {
+                "text": "The quarterly planning meeting moved to Thursday at 10am in room 4B.",
+                "tags": ["meeting", env.run],
+                "metadata": {"project": "apollo"},
+            },
+        )
+        cake = await call(
+            mcp,
+            "remember",
+            {"text": "Grandma's lemon cake needs three lemons and a cup of sugar.", "tags": ["recipe", env.run]},
+        )
+        check(meeting["id"] and meeting["chunks"] >= 1 and sorted(meeting["tags"]) == sorted(["meeting", env.run]), f"remember: {meeting}")
+        recalled = await call(mcp, "recall", {"query": "when is the planning meeting?", "k": 2, "tags": [env.run]})
+        results = recalled["results"]
+        check(
+            len(results) == 2 and results[0]["memory_id"] == meeting["id"] and results[0]["score"] > results[1]["score"],
+            f"recall ranks the meeting first ({[(r['memory_id'], round(r['score'], 3)) for r in results]})",
+        )
+        check(results[0]["source"] == "memory" and "Thursday" in results[0]["text"], "recall returns the chunk's text and source")
+        only_recipes = await call(mcp, "recall", {"query": "meeting", "tags": ["recipe", env.run]})
+        check(
+            [r["memory_id"] for r in only_recipes["results"]] == [cake["id"]],
+            "recall with tags keeps only the tagged memories",
+        )
+        linked = await call(mcp, "link", {"from": meeting["id"], "to": cake["id"], "rel": "mentions"})
+        check(linked == {"from": meeting["id"], "rel": "mentions", "to": cake["id"]}, f"link: {linked}")
+        related = await call(mcp, "related", {"id": meeting["id"]})
+        check(
+            [m["id"] for m in related["memories"]] == [cake["id"]] and related["memories"][0]["hops"] == 1,
+            f"related walks the link ({related})",
+        )
+
+        buckets = await call(mcp, "list_files", {})
+        check(bucket in buckets["buckets"], "list_files without a bucket lists the buckets")
+        listing = await call(mcp, "list_files", {"bucket": bucket, "delimiter": "/"})
+        check(listing["folders"] == ["notes/"] and listing["files"] == [], f"list_files rolls folders up ({listing})")
+        first = await call(mcp, "list_files", {"bucket": bucket, "prefix": "notes/", "limit": 1})
+        second = await call(mcp, "list_files", {"bucket": bucket, "prefix": "notes/", "limit": 1, "after": first["next"]})
+        check(
+            [f["key"] for f in first["files"] + second["files"]] == ["notes/garden.md", "notes/todo.txt"]
+            and second["next"] is None,
+            "list_files pages with next as after",
+        )
+        garden = await call(mcp, "read_file", {"bucket": bucket, "key": "notes/garden.md"})
+        check(
+            garden["format"] == "markdown" and "tomatoes need watering" in garden["text"] and not garden["truncated"],
+            f"read_file extracts the text ({garden['format']})",
+        )
+        cut = await call(mcp, "read_file", {"bucket": bucket, "key": "notes/garden.md", "max_bytes": 10})
+        check(cut["truncated"] and len(cut["text"].encode()) <= 10, "read_file cuts at max_bytes")
+
+        key = f"notes/{env.run}"
+        put = await call(mcp, "kv_put", {"key": key, "value": {"mood": "sunny", "n": 3}})
+        check(put["key"] == key and put["version"] >= 1, f"kv_put: {put}")
+        got = await call(mcp, "kv_get", {"key": key})
+        check(got["found"] and got["value"] == {"mood": "sunny", "n": 3}, f"kv_get: {got}")
+        missing = await call(mcp, "kv_get", {"key": f"{key}-none"})
+        check(missing == {"key": f"{key}-none", "value": None, "found": False, "version": None, "expires_at": None}, "kv_get of nothing")
+        listed = await call(mcp, "kv_list", {"prefix": key})
+        check([r["key"] for r in listed["records"]] == [key], "kv_list by prefix")
+
+        hits = await call(mcp, "search_vectors", {"collection": collection, "vector": [0.9, 0, 0], "k": 2})
+        check([h["id"] for h in hits["hits"]] == ["b", "a"], f"search_vectors nearest first ({hits})")
+        filtered = await call(
+            mcp, "search_vectors", {"collection": collection, "vector": [0.9, 0, 0], "k": 2, "filter": {"name": "c"}}
+        )
+        check([h["id"] for h in filtered["hits"]] == ["c"], "search_vectors with a metadata filter")
+        path = await call(mcp, "shortest_path", {"from": f"{env.run}n1", "to": f"{env.run}n3"})
+        check(
+            path["found"] and path["nodes"] == [f"{env.run}n1", f"{env.run}n2", f"{env.run}n3"] and path["total"] == 2,
+            f"shortest_path: {path['nodes']}",
+        )
+        none = await call(mcp, "shortest_path", {"from": f"{env.run}n3", "to": f"{env.run}n1"})
+        check(none["found"] is False, "shortest_path against the edges' direction finds none")
+
+        await call_error(mcp, "recall", {"query": "x", "k": 0}, "k", "recall with k 0")
+        await call_error(mcp, "remember", {"text": ""}, "text", "remember with empty text")
+        await call_error(mcp, "kv_put", {"key": key}, "value", "kv_put without a value")
+        await call_error(mcp, "kv_get", {"key": ""}, "key", "kv_get with an empty key")
+        await call_error(mcp, "search_vectors", {"collection": collection, "vector": [1, 2]}, "vector", "a vector of the wrong dimension")
+        await call_error(mcp, "read_file", {"bucket": bucket, "key": "notes/garden.md", "max_bytes": 0}, "max_bytes", "read_file with max_bytes 0")
+        await call_error(mcp, "remember", {"text": "x", "ttl_seconds": 1}, "ttl", "remember with a ttl under a minute")
+
+        forgot = await call(mcp, "forget", {"id": cake["id"]})
+        check(forgot == {"forgotten": True}, "forget removes a memory")
+        again = await call(mcp, "forget", {"id": cake["id"]})
+        check(again == {"forgotten": False}, "forgetting it again finds nothing")
+        after = await call(mcp, "recall", {"query": "lemon cake", "tags": ["recipe", env.run]})
+        check(after["results"] == [], "a forgotten memory is never recalled")
+    return meeting["id"], key
+
+
+async def scenario_modern(env):
+    await tool_checks(env, "2026-07-28")
+
+
+async def scenario_legacy(env):
+    await tool_checks(env, "legacy")
+
+
+def raw(env, token, body, headers=None):
+    """A JSON-RPC POST to /mcp as a plain HTTP client."""
+    sent = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if token:
+        sent["authorization"] = f"Bearer {token}"
+    sent.update(headers or {})
+    return httpx2.post(env.mcp, headers=sent, content=json.dumps(body).encode(), timeout=60)
+
+
+def initialize_request():
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        },
+    }
+
+
+async def scenario_refusals(env):
+    metadata_url = f"{env.base}/.well-known/oauth-protected-resource/mcp"
+    for url in [metadata_url, f"{env.base}/.well-known/oauth-protected-resource"]:
+        metadata = httpx2.get(url, timeout=30).json()
+        check(
+            metadata["resource"] == env.mcp and metadata["authorization_servers"] == [env.base]
+            and "memories:read" in metadata["scopes_supported"],
+            f"RFC 9728 metadata at {url[len(env.base):]}",
+        )
+
+    anonymous = raw(env, None, initialize_request())
+    challenge = anonymous.headers.get("www-authenticate", "")
+    check(
+        anonymous.status_code == 401 and f'resource_metadata="{metadata_url}"' in challenge,
+        f"no token: 401 pointing at the metadata ({challenge})",
+    )
+    foreign = raw(env, env.rest_token, initialize_request())
+    challenge = foreign.headers.get("www-authenticate", "")
+    check(
+        foreign.status_code == 401 and 'error="invalid_token"' in challenge,
+        f"a token for another audience: 401 invalid_token ({challenge})",
+    )
+    garbage = raw(env, "not.a.token", initialize_request())
+    check(garbage.status_code == 401, "a malformed token: 401")
+
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "remember", "arguments": {"text": "should never be stored"}},
+    }
+    limited = raw(env, env.limited_token, call, {"mcp-protocol-version": "2025-11-25"})
+    challenge = limited.headers.get("www-authenticate", "")
+    check(
+        limited.status_code == 403 and 'error="insufficient_scope"' in challenge and 'scope="memories:write"' in challenge,
+        f"a call beyond the token's scopes: 403 naming memories:write ({challenge})",
+    )
+    evil = raw(env, env.token, initialize_request(), {"origin": "https://evil.example"})
+    check(evil.status_code == 403, f"a foreign Origin is refused ({evil.status_code})")
+
+    # Tenant A remembers; tenant B (same tools, same server) sees none of it.
+    meeting, key = await tool_checks(env, "2026-07-28")
+    async with client(env, env.other_token, "2026-07-28") as other:
+        recalled = await call_tool_structured(other, "recall", {"query": "planning meeting Thursday", "k": 10})
+        check(
+            all(r.get("memory_id") != meeting for r in recalled["results"]),
+            "tenant B never recalls tenant A's memories",
+        )
+        got = await call_tool_structured(other, "kv_get", {"key": key})
+        check(got["found"] is False, "tenant B does not see tenant A's record")
+        result = await other.call_tool("related", {"id": meeting})
+        check(result.is_error and "not found" in result.content[0].text, "tenant B cannot walk from tenant A's memory")
+
+    # A legacy session belongs to the token's subject and tenant.
+    opened = raw(env, env.token, initialize_request())
+    session = opened.headers.get("mcp-session-id")
+    check(opened.status_code == 200 and session, "initialize opens a session")
+    hijack = raw(
+        env,
+        env.other_token,
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+        {"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"},
+    )
+    check(hijack.status_code == 404, f"another tenant's token cannot use the session ({hijack.status_code})")
+
+
+async def call_tool_structured(mcp, name, arguments):
+    result = await mcp.call_tool(name, arguments)
+    if result.is_error:
+        fail(f"{name} failed: {[c.text for c in result.content]}")
+    return result.structured_content
+
+
+SCENARIOS = {"modern": scenario_modern, "legacy": scenario_legacy, "refusals": scenario_refusals}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--limited-token", required=True)
+    parser.add_argument("--other-token", required=True)
+    parser.add_argument("--rest-token", required=True)
+    args = parser.parse_args()
+    asyncio.run(SCENARIOS[args.scenario](Env(args)))
+    print(f"scenario {args.scenario}: all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
