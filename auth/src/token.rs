@@ -3,7 +3,8 @@
 //!
 //! Header: `{"typ":"at+jwt","alg":"EdDSA","kid":…}`. Claims: `iss`, `sub`, `aud`, `exp`, `iat`,
 //! `nbf` (whole seconds), `jti` (128 random bits, base64url), `client_id`, `scope`
-//! (space-separated) and `tenant`.
+//! (space-separated) and `tenant`. `aud` is the configured audience ([`Issuer::issue`]) or, for
+//! a token asked for a resource (RFC 8707), that resource's URI ([`Issuer::issue_for`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Longest `sub`, `client_id` and `jti`, in bytes.
 pub const MAX_CLAIM_BYTES: usize = 256;
+/// Longest audience [`Issuer::issue_for`] stamps, in bytes.
+pub const MAX_AUDIENCE_BYTES: usize = 2000;
 
 /// What issuer and verifier agree on. Both sides must use the same values.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -60,7 +63,7 @@ impl fmt::Debug for IssuedToken {
 }
 
 /// `aud` as RFC 7519 allows it: one string or an array of strings.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 #[serde(untagged)]
 pub(crate) enum Audience {
     One(String),
@@ -127,6 +130,39 @@ impl Issuer {
         scopes: &ScopeSet,
         ttl: Duration,
     ) -> Result<IssuedToken> {
+        self.issue_for(
+            &self.config.audience,
+            tenant,
+            subject,
+            client_id,
+            scopes,
+            ttl,
+        )
+    }
+
+    /// [`Issuer::issue`] with `aud` = `audience` instead of the configured audience: a token
+    /// for one resource server (RFC 8707), which [`crate::Verifier::verify`] refuses and
+    /// [`crate::Verifier::verify_for`] with the same audience accepts. `InvalidInput` names
+    /// `aud` for an audience that is empty, longer than [`MAX_AUDIENCE_BYTES`] or has control
+    /// characters, and otherwise the argument at fault as [`Issuer::issue`] does.
+    pub fn issue_for(
+        &self,
+        audience: &str,
+        tenant: &TenantId,
+        subject: &str,
+        client_id: &str,
+        scopes: &ScopeSet,
+        ttl: Duration,
+    ) -> Result<IssuedToken> {
+        if audience.is_empty()
+            || audience.len() > MAX_AUDIENCE_BYTES
+            || audience.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "aud",
+                format!("must be 1..={MAX_AUDIENCE_BYTES} bytes without control characters"),
+            ));
+        }
         if tenant.as_str() == RESERVED_TENANT {
             return Err(Error::invalid(
                 "tenant",
@@ -161,7 +197,7 @@ impl Issuer {
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
             sub: subject.to_owned(),
-            aud: Audience::One(self.config.audience.clone()),
+            aud: Audience::One(audience.to_owned()),
             exp,
             iat,
             nbf: Some(iat),

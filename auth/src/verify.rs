@@ -3,16 +3,20 @@
 //! A token is accepted only if all of these hold: at most [`MAX_TOKEN_BYTES`]; header `alg` is
 //! `EdDSA` (nothing else is ever accepted, so `none`, HMAC and RSA tokens fail whatever key they
 //! were made with); `typ` is `at+jwt` (or `application/at+jwt`); no `crit`; `kid` names a live
-//! key of the ring; the signature verifies with that key; `iss` and `aud` equal the configured
-//! values exactly; `exp`, `nbf` and `iat` hold at the injected clock's time with the configured
-//! leeway (at most [`MAX_LEEWAY`]); `tenant` is a valid tenant id other than [`RESERVED_TENANT`]; `sub`, `client_id` and
-//! `jti` are 1..=256 bytes without control characters; `scope` parses; and the `jti` is not
-//! revoked. Every rejection is `Unauthorized` with a short fixed reason.
+//! key of the ring; the signature verifies with that key; `iss` equals the configured issuer
+//! exactly; `aud` names the expected audience exactly (the configured one for
+//! [`Verifier::verify`], the caller's for [`Verifier::verify_for`]: a token minted for a resource
+//! server, RFC 8707, is meant for it alone, so each of the two refuses the other's tokens);
+//! `exp`, `nbf` and `iat` hold at the injected clock's time with the configured leeway (at most
+//! [`MAX_LEEWAY`]); `tenant` is a valid tenant id other than [`RESERVED_TENANT`]; `sub`,
+//! `client_id` and `jti` are 1..=256 bytes without control characters; `scope` parses; and the
+//! `jti` is not revoked. Every rejection is `Unauthorized` with a short fixed reason.
 //!
 //! Revocations are key-value records in the reserved tenant [`RESERVED_TENANT`] at
 //! `revoked-jti/<tenant>/<jti>`, with a ttl that ends when the token could no longer verify
 //! anyway. Signature checks are cached by the SHA-256 of the token; time, key retirement and
-//! revocation are checked on every call, cached or not.
+//! revocation are checked on every call, cached or not, and so is the audience (the cache is
+//! shared by every audience, so a token verified for one is never accepted for another).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -31,7 +35,9 @@ use crate::RESERVED_TENANT;
 use crate::keys::{KeyRing, duration_millis};
 use crate::principal::Principal;
 use crate::scope::ScopeSet;
-use crate::token::{AccessClaims, MAX_CLAIM_BYTES, TOKEN_TYPE, TokenConfig, check_claim_text};
+use crate::token::{
+    AccessClaims, Audience, MAX_CLAIM_BYTES, TOKEN_TYPE, TokenConfig, check_claim_text,
+};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -51,6 +57,8 @@ struct Verified {
     kid: String,
     /// The later of `nbf` and `iat`, in milliseconds.
     not_before: Timestamp,
+    /// The `aud` claim, checked on every call against the audience the caller expects.
+    audience: Audience,
 }
 
 /// Verifies access tokens and records revocations.
@@ -105,31 +113,75 @@ impl Verifier {
         }
     }
 
-    /// The principal a valid access token describes. Every rejection is `Unauthorized` with a
-    /// short reason that contains nothing from the token; a failure of the revocation store is
-    /// passed on as it is (`Unavailable` or `Internal`), so an outage is not reported as a bad
-    /// token.
+    /// The principal a valid access token describes: a token whose `aud` names the configured
+    /// audience ([`TokenConfig::audience`]). Every rejection is `Unauthorized` with a short
+    /// reason that contains nothing from the token; a failure of the revocation store is passed
+    /// on as it is (`Unavailable` or `Internal`), so an outage is not reported as a bad token.
     pub async fn verify(&self, token: &str) -> Result<Principal> {
+        let audience = self.config.audience.as_str();
+        self.verify_where(token, |aud| aud.contains(audience).then_some(audience))
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Verifier::verify`] for a token meant for `audience` (compared exactly), e.g. the
+    /// resource URI of a resource server that asks for its own tokens (RFC 8707): every other
+    /// check is the same. A token for the configured audience is refused unless `audience` is
+    /// that audience.
+    pub async fn verify_for(&self, token: &str, audience: &str) -> Result<Principal> {
+        self.verify_where(token, |aud| aud.contains(audience).then_some(audience))
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Verifier::verify`] for a token whose `aud` names any of `audiences`, and the first of
+    /// them it names: for revocation and introspection, which serve every audience the
+    /// authorization server issues for.
+    pub(crate) async fn verify_any(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Principal, String)> {
+        self.verify_where(token, |aud| {
+            audiences
+                .iter()
+                .find(|a| aud.contains(a))
+                .map(String::as_str)
+        })
+        .await
+        .map(|(principal, audience)| (principal, audience.to_owned()))
+    }
+
+    /// The shared checks, with the audience accepted where `accept` returns it.
+    async fn verify_where<'a>(
+        &self,
+        token: &str,
+        accept: impl Fn(&Audience) -> Option<&'a str>,
+    ) -> Result<(Principal, &'a str)> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(unauthorized("token too long"));
         }
         let now = self.clock.now();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self.cache.lock().get(&digest).cloned();
-        let verified = match cached {
+        let (verified, audience) = match cached {
             Some(verified) => {
+                let audience =
+                    accept(&verified.audience).ok_or_else(|| unauthorized("wrong audience"))?;
                 self.check_live(&verified, now)?;
-                verified
+                (verified, audience)
             }
             None => {
                 let verified = Arc::new(self.check_token(token, now)?);
+                let audience =
+                    accept(&verified.audience).ok_or_else(|| unauthorized("wrong audience"))?;
                 self.check_live(&verified, now)?;
                 self.remember(digest, verified.clone(), now);
-                verified
+                (verified, audience)
             }
         };
         self.check_not_revoked(&verified.principal).await?;
-        Ok(verified.principal.clone())
+        Ok((verified.principal.clone(), audience))
     }
 
     /// Revokes the token `token_id` of `tenant` until `until` (its `exp` in milliseconds, e.g.
@@ -200,9 +252,6 @@ impl Verifier {
         if claims.iss != self.config.issuer {
             return Err(unauthorized("wrong issuer"));
         }
-        if !claims.aud.contains(&self.config.audience) {
-            return Err(unauthorized("wrong audience"));
-        }
         let tenant = TenantId::new(claims.tenant).map_err(|_| unauthorized("invalid tenant"))?;
         if tenant == self.reserved {
             return Err(unauthorized("invalid tenant"));
@@ -229,6 +278,7 @@ impl Verifier {
             },
             kid,
             not_before: not_before.saturating_mul(1000),
+            audience: claims.aud,
         })
     }
 

@@ -423,6 +423,147 @@ async fn wrong_issuer_or_audience_is_rejected() {
     f.rejects(&issued.token, "wrong audience").await;
 }
 
+const MCP: &str = "https://p8fs.test/mcp";
+
+#[tokio::test]
+async fn a_token_for_a_resource_verifies_only_for_that_resource() {
+    let f = Fixture::new();
+    let issued = f
+        .issuer
+        .issue_for(
+            MCP,
+            &tenant("acme"),
+            "alice",
+            "cli",
+            &ScopeSet::parse("kv:read").unwrap(),
+            TTL,
+        )
+        .unwrap();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(issued.token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], MCP);
+    // The default audience refuses it, the resource accepts it; twice each, so the second
+    // answer comes from the verification cache.
+    for _ in 0..2 {
+        f.rejects(&issued.token, "wrong audience").await;
+        let principal = f.verifier.verify_for(&issued.token, MCP).await.unwrap();
+        assert_eq!(principal.subject, "alice");
+        assert_eq!(principal.token_id, issued.token_id);
+    }
+    for other in [
+        "https://p8fs.test/mcp/",
+        "https://p8fs.test/MCP",
+        "https://p8fs.test",
+        "p8fs",
+    ] {
+        let e = f
+            .verifier
+            .verify_for(&issued.token, other)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "unauthorized: wrong audience", "{other}");
+    }
+}
+
+#[tokio::test]
+async fn a_default_token_is_refused_for_a_resource() {
+    let f = Fixture::new();
+    let issued = f.issue();
+    for _ in 0..2 {
+        let e = f.verifier.verify_for(&issued.token, MCP).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.to_string(), "unauthorized: wrong audience");
+        f.accepts(&issued.token).await;
+    }
+    // verify_for with the configured audience is verify.
+    f.verifier.verify_for(&issued.token, "p8fs").await.unwrap();
+}
+
+#[tokio::test]
+async fn verify_for_shares_every_other_check() {
+    let f = Fixture::new();
+    let for_mcp = |edit: &dyn Fn(&mut Value)| {
+        f.sign_claims(|c| {
+            set(c, "aud", json!(MCP));
+            edit(c);
+        })
+    };
+    let rejects = |token: String, reason: &'static str| {
+        let verifier = &f.verifier;
+        async move {
+            let e = verifier.verify_for(&token, MCP).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+            assert_eq!(e.to_string(), format!("unauthorized: {reason}"));
+        }
+    };
+    rejects(
+        for_mcp(&|c| set(c, "iss", json!("https://evil.test"))),
+        "wrong issuer",
+    )
+    .await;
+    let now = START / 1000;
+    rejects(
+        for_mcp(&|c| set(c, "exp", json!(now - LEEWAY_MS / 1000 - 1))),
+        "token expired",
+    )
+    .await;
+    rejects(
+        for_mcp(&|c| set(c, "nbf", json!(now + LEEWAY_MS / 1000 + 2))),
+        "token not yet valid",
+    )
+    .await;
+    rejects(
+        for_mcp(&|c| set(c, "tenant", json!(RESERVED_TENANT))),
+        "invalid tenant",
+    )
+    .await;
+    // Within the leeway an expired token still verifies, as with verify.
+    let late = for_mcp(&|c| set(c, "exp", json!(now - 1)));
+    f.verifier.verify_for(&late, MCP).await.unwrap();
+    // The signature: a token of a key this ring does not know.
+    let other_dir = TempDir::new().unwrap();
+    let other_keys = KeyRing::load_or_create(other_dir.path(), f.clock.clone()).unwrap();
+    let foreign = Issuer::new(Arc::new(other_keys), config(), f.clock.clone())
+        .issue_for(MCP, &tenant("acme"), "alice", "cli", &ScopeSet::all(), TTL)
+        .unwrap();
+    rejects(foreign.token, "unknown signing key").await;
+    // Revocation.
+    let issued = f
+        .issuer
+        .issue_for(MCP, &tenant("acme"), "alice", "cli", &ScopeSet::all(), TTL)
+        .unwrap();
+    let principal = f.verifier.verify_for(&issued.token, MCP).await.unwrap();
+    f.verifier
+        .revoke(&principal.tenant, &principal.token_id, principal.expires_at)
+        .await
+        .unwrap();
+    rejects(issued.token, "token revoked").await;
+}
+
+#[test]
+fn issue_for_checks_the_audience() {
+    let f = Fixture::new();
+    for audience in ["", "a\nb", &"a".repeat(2001)] {
+        let e = f
+            .issuer
+            .issue_for(
+                audience,
+                &tenant("acme"),
+                "alice",
+                "cli",
+                &ScopeSet::all(),
+                TTL,
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("aud"), "{e}");
+    }
+}
+
 #[tokio::test]
 async fn typ_must_be_at_jwt() {
     let f = Fixture::new();
