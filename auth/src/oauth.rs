@@ -1,8 +1,10 @@
 //! The OAuth 2.1 authorization server: users and clients ([`Accounts`]), the grants of the
 //! token endpoint, the device flow (RFC 8628), the authorization code flow with PKCE, token
 //! revocation (RFC 7009) and introspection (RFC 7662), dynamic client registration (RFC 7591),
-//! metadata (RFC 8414), RFC 7523 JWT-bearer assertions from registered device keys, and the
-//! server-rendered sign-in, device and consent pages. [`router`] serves all of it.
+//! metadata (RFC 8414), RFC 7523 JWT-bearer assertions from registered device keys, resource
+//! indicators (RFC 8707, `resource.rs`), clients identified by the URL of their metadata document
+//! (`client_metadata.rs`), and the server-rendered sign-in, device and consent pages. [`router`]
+//! serves all of it.
 //!
 //! Invariants:
 //! - all state lives in the key-value store under `oauth/` in the reserved tenant
@@ -22,6 +24,7 @@
 
 pub mod accounts;
 mod client_auth;
+mod client_metadata;
 mod device;
 mod device_keys;
 mod flows;
@@ -32,6 +35,7 @@ mod metadata;
 mod pages;
 mod password_pool;
 mod register;
+mod resource;
 mod session;
 pub(crate) mod store;
 mod tokens;
@@ -44,6 +48,10 @@ use std::time::Duration;
 use p8fs_core::{Clock, KvStore};
 
 pub use accounts::{Accounts, ClientInfo, CreatedClient, NewClient, PasswordHashing, UserInfo};
+pub use client_metadata::{
+    CLIENT_METADATA_DEFAULT_CACHE, CLIENT_METADATA_MAX_CACHE, CLIENT_METADATA_MIN_CACHE,
+    CLIENT_METADATA_TIMEOUT, MAX_CLIENT_METADATA_BYTES,
+};
 pub use device::{EXPIRED_GRACE, SLOW_DOWN_STEP, USER_CODE_ALPHABET, USER_CODE_LENGTH};
 pub use device_keys::MAX_ASSERTION_LIFETIME;
 pub use http::{cors, router};
@@ -96,6 +104,17 @@ pub struct OAuthConfig {
     pub session_ttl: Duration,
     /// Whether `/oauth/register` accepts public clients (default true).
     pub dynamic_registration: bool,
+    /// The resource indicators (RFC 8707) a client may ask tokens for, each an absolute URI
+    /// without a fragment, compared byte for byte (no normalisation: `<issuer>/mcp/` is not
+    /// `<issuer>/mcp`). A token issued for one has it as its only `aud`, and verifies only with
+    /// [`Verifier::verify_for`] and that URI. Default: none (a `resource` parameter is then
+    /// always `invalid_target`).
+    pub resources: Vec<String>,
+    /// Development only: whether a client metadata document may be fetched over `http` and
+    /// from loopback, private and link-local addresses (default false). With it off, a
+    /// `client_id` URL must be `https` and resolve to public addresses only (no server-side
+    /// request forgery towards the local network).
+    pub allow_loopback_client_metadata: bool,
 }
 
 impl Default for OAuthConfig {
@@ -109,6 +128,8 @@ impl Default for OAuthConfig {
             authorization_code_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(12 * 3600),
             dynamic_registration: true,
+            resources: Vec::new(),
+            allow_loopback_client_metadata: false,
         }
     }
 }
@@ -123,6 +144,7 @@ pub struct OAuthServer {
     pub(crate) issuer: Arc<Issuer>,
     pub(crate) verifier: Arc<Verifier>,
     pub(crate) config: OAuthConfig,
+    pub(crate) metadata_clients: client_metadata::MetadataClients,
 }
 
 impl OAuthServer {
@@ -147,6 +169,9 @@ impl OAuthServer {
             accounts: Accounts::new(kv, clock),
             issuer,
             verifier,
+            metadata_clients: client_metadata::MetadataClients::new(
+                config.allow_loopback_client_metadata,
+            ),
             config,
         }
     }

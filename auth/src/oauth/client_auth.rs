@@ -2,7 +2,9 @@
 //! endpoints: `client_secret_basic` (RFC 6749 2.3.1, both parts form-urlencoded),
 //! `client_secret_post`, or `none` (a public client sends only `client_id`). Using two methods
 //! at once is `invalid_request`; an unknown client, a wrong secret, a confidential client
-//! without its secret or a public client with a secret are `invalid_client`.
+//! without its secret or a public client with a secret are `invalid_client`. A client named by
+//! the URL of its metadata document (`client_metadata.rs`) is public; a document that cannot be
+//! used is `invalid_client` too.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -11,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::OAuthServer;
 use super::accounts::ClientRecord;
+use super::client_metadata::FindClientError;
 use super::wire::{OAuthError, Params};
 
 /// What the request presented.
@@ -116,12 +119,20 @@ pub(crate) async fn check(
     server: &OAuthServer,
     presented: Presented,
 ) -> Result<ClientRecord, OAuthError> {
-    let client = server
-        .accounts
-        .client(&presented.client_id)
-        .await
-        .map_err(OAuthError::server)?
-        .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong credentials"))?;
+    let client = match server.find_client(&presented.client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return Err(OAuthError::invalid_client(
+                "unknown client or wrong credentials",
+            ));
+        }
+        Err(FindClientError::Refused(why)) => {
+            return Err(OAuthError::invalid_client(format!(
+                "the client's metadata document cannot be used: {why}"
+            )));
+        }
+        Err(FindClientError::Server(e)) => return Err(OAuthError::server(e)),
+    };
     match (&presented.secret, client.info.confidential) {
         (Some(secret), true) if client.secret_matches(secret) => Ok(client),
         (None, false) => Ok(client),

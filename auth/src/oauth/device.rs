@@ -13,6 +13,10 @@
 //! Redemption is a compare-and-swap from approved to redeemed, so of concurrent polls exactly
 //! one gets tokens; later polls get `invalid_grant`.
 //!
+//! A `resource` (RFC 8707) at the device authorization endpoint must be a configured resource
+//! (`invalid_target`); it is kept with the device code, and a poll may repeat it but not name
+//! another.
+//!
 //! Device authorizations are limited per client and source address, so an anonymous caller
 //! cannot lock the users of the public `p8fs-cli` client out, and by a much higher server-wide
 //! ceiling that bounds the pending records anonymous callers can make the server keep (see
@@ -69,6 +73,8 @@ struct DeviceRecord {
     last_poll: Option<Timestamp>,
     expires_at: Timestamp,
     created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,6 +155,7 @@ impl OAuthServer {
         &self,
         client: &ClientRecord,
         scope: Option<&str>,
+        resource: Option<&str>,
         address: ClientAddress,
     ) -> Result<DeviceAuthorization, OAuthError> {
         if !client.allows_grant(GRANT_DEVICE_CODE) {
@@ -156,6 +163,7 @@ impl OAuthServer {
                 "the client may not use the device_code grant",
             ));
         }
+        let resource = self.requested_resource(resource)?;
         let allowed: ScopeSet = client
             .scopes()
             .iter()
@@ -226,6 +234,7 @@ impl OAuthServer {
             last_poll: None,
             expires_at,
             created_at: now,
+            resource,
         };
         self.store
             .put(
@@ -251,6 +260,7 @@ impl OAuthServer {
         &self,
         client: &ClientRecord,
         device_code: &str,
+        resource: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allows_grant(GRANT_DEVICE_CODE) {
             return Err(OAuthError::unauthorized_client(
@@ -267,6 +277,7 @@ impl OAuthServer {
                 "the device code was issued to another client",
             ));
         }
+        self.check_granted_resource(record.resource.as_deref(), resource)?;
         let now = self.store.now();
         if now >= record.expires_at {
             return Err(OAuthError::new(
@@ -348,6 +359,7 @@ impl OAuthServer {
                     username: Some(username.clone()),
                     client_id: client.info.client_id.clone(),
                     scopes: ScopeSet::parse(scope)?,
+                    resource: record.resource.clone(),
                 };
                 Ok(self.issue_in_new_family(&grant, client, family).await?)
             }

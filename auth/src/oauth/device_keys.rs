@@ -366,7 +366,9 @@ impl OAuthServer {
         &self,
         assertion: &str,
         scope: Option<&str>,
+        resource: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
+        let resource = self.requested_resource(resource)?;
         let invalid = |why: &'static str| OAuthError::invalid_grant(why);
         if assertion.len() > MAX_ASSERTION_BYTES {
             return Err(invalid("the assertion is too long"));
@@ -468,6 +470,7 @@ impl OAuthServer {
             username: Some(device.username.clone()),
             client_id: device.client_id.clone(),
             scopes,
+            resource,
         };
         let (response, issued) = self.issue_access_only_tracked(&grant)?;
         self.track_key_token(&device, &grant.tenant, issued.clone())

@@ -10,7 +10,14 @@
 //! an https URI of a dynamically registered client gets the error page instead, so anyone who
 //! can register a client cannot turn this server into an open redirector (RFC 9700 4.11.2).
 //! PKCE is required with `S256` (`plain` and a missing method are refused); the challenge is 43
-//! base64url characters.
+//! base64url characters. A `resource` (RFC 8707) must be a configured resource (else the
+//! `invalid_target` error goes back like the others); it is kept with the code, and the token
+//! request may repeat it but not name another. Every response redirected to the client, code or
+//! error, carries `iss` (RFC 9207).
+//!
+//! The client may be one identified by the URL of its metadata document
+//! (`client_metadata.rs`): then the document's `redirect_uris` are the registered ones, and a
+//! document that cannot be fetched or used is an error page, never a redirect.
 //!
 //! Codes are 256 random bits, stored as `oauth/code/<digest>` with the client, redirect URI,
 //! user, scope and challenge, valid for `authorization_code_ttl` (at most 60 s). Redemption
@@ -28,6 +35,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::accounts::{ClientRecord, UserRecord, user_scopes};
+use super::client_metadata::FindClientError;
 use super::limits::MAX_STATE_BYTES;
 use super::store::{Store, digest, new_secret, same_secret};
 use super::tokens::{Grant, TokenResponse, grant_scopes, new_family_id, non_interactive};
@@ -44,6 +52,8 @@ pub(crate) struct AuthorizeRequest {
     pub(crate) scopes: ScopeSet,
     pub(crate) state: Option<String>,
     pub(crate) code_challenge: String,
+    /// The resource (RFC 8707) asked for.
+    pub(crate) resource: Option<String>,
 }
 
 /// Why an authorization request cannot go on.
@@ -65,6 +75,8 @@ struct CodeRecord {
     expires_at: Timestamp,
     used: bool,
     family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
 }
 
 /// Whether `value` is 43..=128 characters of `[A-Za-z0-9-._~]` (RFC 7636 4.1).
@@ -162,13 +174,17 @@ impl OAuthServer {
                 "The request names no client (client_id is missing).".into(),
             ));
         };
-        let Some(client) = self
-            .accounts
-            .client(client_id)
-            .await
-            .map_err(server_error)?
-        else {
-            return Err(AuthorizeError::Page("The client is not registered.".into()));
+        let client = match self.find_client(client_id).await {
+            Ok(Some(client)) => client,
+            Ok(None) => {
+                return Err(AuthorizeError::Page("The client is not registered.".into()));
+            }
+            Err(FindClientError::Refused(why)) => {
+                return Err(AuthorizeError::Page(format!(
+                    "The client's metadata document cannot be used: {why}."
+                )));
+            }
+            Err(FindClientError::Server(e)) => return Err(server_error(e)),
         };
         let Some(redirect_uri) = params.get("redirect_uri") else {
             return Err(AuthorizeError::Page(
@@ -251,7 +267,12 @@ impl OAuthServer {
             Ok(scopes) => scopes,
             Err(e) => return Err(redirect("invalid_scope", &e.description)),
         };
+        let resource = match self.requested_resource(params.get("resource")) {
+            Ok(resource) => resource,
+            Err(e) => return Err(redirect(e.code, &e.description)),
+        };
         Ok(AuthorizeRequest {
+            resource,
             redirect_uri: redirect_uri.to_owned(),
             state: state.map(str::to_owned),
             code_challenge: code_challenge.to_owned(),
@@ -279,6 +300,7 @@ impl OAuthServer {
             expires_at: now.saturating_add(duration_millis(ttl)),
             used: false,
             family: new_family_id()?,
+            resource: request.resource.clone(),
         };
         self.store
             .put(
@@ -324,6 +346,9 @@ impl OAuthServer {
         let code = params.require("code")?;
         let redirect_uri = params.require("redirect_uri")?;
         let verifier = params.require("code_verifier")?;
+        // An unknown resource is refused before the code is looked at (and burnt).
+        let requested_resource = params.get("resource");
+        self.requested_resource(requested_resource)?;
         let key = Store::key("code", &digest(code))?;
         let Some(stored) = self.store.get::<CodeRecord>(&key).await? else {
             return Err(OAuthError::invalid_grant("unknown authorization code"));
@@ -376,6 +401,7 @@ impl OAuthServer {
                 "code_verifier does not match the code_challenge",
             ));
         }
+        self.check_granted_resource(record.resource.as_deref(), requested_resource)?;
         let user = self.accounts.user(&record.username).await?;
         if !user.is_some_and(|u| !u.disabled && u.tenant == record.tenant) {
             return Err(OAuthError::invalid_grant(
@@ -388,6 +414,7 @@ impl OAuthServer {
             username: Some(record.username.clone()),
             client_id: client.info.client_id.clone(),
             scopes: ScopeSet::parse(&record.scope)?,
+            resource: record.resource.clone(),
         };
         self.issue_in_new_family(&grant, client, record.family)
             .await
@@ -398,6 +425,7 @@ impl OAuthServer {
         &self,
         client: &ClientRecord,
         scope: Option<&str>,
+        resource: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.info.confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
             return Err(OAuthError::unauthorized_client(
@@ -415,6 +443,7 @@ impl OAuthServer {
             username: None,
             client_id: client.info.client_id.clone(),
             scopes: grant_scopes(scope, non_interactive(client.scopes()))?,
+            resource: self.requested_resource(resource)?,
         };
         Ok(self.issue_access_only(&grant)?)
     }

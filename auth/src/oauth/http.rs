@@ -9,8 +9,12 @@
 //! `admin` scope. An admin token, and a confidential client that acts in a tenant, see only the
 //! tokens of that tenant (others are `{"active": false}`); a confidential client without a
 //! tenant (a resource server an administrator registered) sees every tenant's. No access token
-//! is ever issued for the reserved tenant, so there is no server-wide admin token. Bodies are
-//! limited to [`super::MAX_FORM_BYTES`].
+//! is ever issued for the reserved tenant, so there is no server-wide admin token. Revocation and
+//! introspection know access tokens of every audience the server issues for (the default one and
+//! the configured resources, RFC 8707); bearer tokens of the device-key endpoints and of
+//! introspection must carry the default audience. The token endpoint (every grant) and device
+//! authorization take a `resource` parameter (see `resource.rs`). Bodies are limited to
+//! [`super::MAX_FORM_BYTES`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +116,12 @@ async fn device_authorization(
             let params = read_form(&headers, body).await?;
             let client = authenticate(&server, &headers, &params).await?;
             server
-                .start_device_flow(&client, params.get("scope"), address)
+                .start_device_flow(
+                    &client,
+                    params.get("scope"),
+                    params.get("resource"),
+                    address,
+                )
                 .await
         }
         .await,
@@ -136,7 +145,9 @@ async fn token_grant(
             check(server, presented).await?;
         }
         let assertion = params.require("assertion")?;
-        return server.jwt_bearer(assertion, params.get("scope")).await;
+        return server
+            .jwt_bearer(assertion, params.get("scope"), params.get("resource"))
+            .await;
     }
     if ![
         GRANT_DEVICE_CODE,
@@ -156,7 +167,11 @@ async fn token_grant(
     match grant_type {
         GRANT_DEVICE_CODE => {
             server
-                .poll_device(&client, params.require("device_code")?)
+                .poll_device(
+                    &client,
+                    params.require("device_code")?,
+                    params.get("resource"),
+                )
                 .await
         }
         GRANT_AUTHORIZATION_CODE => server.exchange_code(&client, &params).await,
@@ -166,10 +181,11 @@ async fn token_grant(
                     &client,
                     params.require("refresh_token")?,
                     params.get("scope"),
+                    params.get("resource"),
                 )
                 .await
         }
-        _ => server.client_credentials(&client, params.get("scope")),
+        _ => server.client_credentials(&client, params.get("scope"), params.get("resource")),
     }
 }
 
@@ -186,7 +202,7 @@ async fn revoke(State(server): Server, headers: HeaderMap, body: Body) -> Respon
             }
             return Ok(());
         }
-        if let Some(principal) = verified(&server, token).await?
+        if let Some((principal, _)) = verified_any(&server, token).await?
             && principal.client_id == client.info.client_id
         {
             server
@@ -207,6 +223,19 @@ async fn revoke(State(server): Server, headers: HeaderMap, body: Body) -> Respon
 async fn verified(server: &OAuthServer, token: &str) -> Result<Option<Principal>, OAuthError> {
     match server.verifier.verify(token).await {
         Ok(principal) => Ok(Some(principal)),
+        Err(e) if e.kind() == ErrorKind::Unauthorized => Ok(None),
+        Err(e) => Err(OAuthError::server(e)),
+    }
+}
+
+/// The principal and audience of a valid access token for any audience this server issues
+/// for (the default one and the resources); `None` for any token that does not verify.
+async fn verified_any(
+    server: &OAuthServer,
+    token: &str,
+) -> Result<Option<(Principal, String)>, OAuthError> {
+    match server.verifier.verify_any(token, &server.audiences()).await {
+        Ok(verified) => Ok(Some(verified)),
         Err(e) if e.kind() == ErrorKind::Unauthorized => Ok(None),
         Err(e) => Err(OAuthError::server(e)),
     }
@@ -245,7 +274,7 @@ async fn introspection(
     };
     let may_see = |tenant: &str| visible.as_deref().is_none_or(|v| v == tenant);
     let token = params.require("token")?;
-    if let Some(principal) = verified(server, token).await?
+    if let Some((principal, audience)) = verified_any(server, token).await?
         && may_see(principal.tenant.as_str())
     {
         return Ok(json!({
@@ -257,7 +286,7 @@ async fn introspection(
             "sub": principal.subject,
             "exp": principal.expires_at.div_euclid(1000),
             "iss": server.config.issuer,
-            "aud": server.verifier.config().audience,
+            "aud": audience,
             "jti": principal.token_id,
             "tenant": principal.tenant.as_str(),
         }));

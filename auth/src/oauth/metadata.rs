@@ -1,5 +1,7 @@
 //! Authorization server metadata (RFC 8414), also served as `openid-configuration` for clients
-//! that only look there (it carries the same fields: this server issues no ID tokens).
+//! that only look there (it carries the same fields: this server issues no ID tokens). It says
+//! that every authorization response carries `iss` (RFC 9207) and that a `client_id` may be the
+//! URL of a client metadata document (`client_metadata.rs`).
 
 use serde_json::{Value, json};
 
@@ -40,6 +42,7 @@ impl OAuthServer {
             ],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
+            "client_id_metadata_document_supported": true,
         });
         if self.config.dynamic_registration
             && let Some(object) = doc.as_object_mut()

@@ -25,6 +25,7 @@ use p8fs_core::{Error, ErrorKind};
 
 use super::OAuthServer;
 use super::accounts::{SignIn, UserRecord};
+use super::client_metadata::metadata_host;
 use super::device::{Decision, PendingDevice, normalize_user_code};
 use super::flows::{AuthorizeError, AuthorizeRequest};
 use super::html::{error_box, error_page, esc, hidden, page, see_other};
@@ -672,6 +673,7 @@ fn consent(session: &Session, request: &AuthorizeRequest, params: &Params) -> St
         "state",
         "code_challenge",
         "code_challenge_method",
+        "resource",
     ] {
         if let Some(value) = params.get(name) {
             fields.push_str(&hidden(name, value));
@@ -681,19 +683,32 @@ fn consent(session: &Session, request: &AuthorizeRequest, params: &Params) -> St
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
+    // A client described by a metadata document is known by its URL's host, not by its name.
+    let origin = match metadata_host(&request.client.info.client_id) {
+        Some(host) => format!("from <strong id=\"client_host\">{}</strong>", esc(&host)),
+        None => esc(&request.client.info.client_id),
+    };
+    let resource = match &request.resource {
+        Some(resource) => format!(
+            "<p>Only for <code id=\"resource\">{}</code>.</p>\n",
+            esc(resource)
+        ),
+        None => String::new(),
+    };
     format!(
         "<h1>Allow access?</h1>\n\
          <p><strong id=\"client_name\">{}</strong> <span class=\"muted\">({})</span> \
          asks to access your p8fs data.</p>\n\
-         <p>It will be allowed to:</p>\n{}\n\
+         <p>It will be allowed to:</p>\n{}\n{}\
          <p class=\"muted\">You will be sent back to <strong>{}</strong>.</p>\n\
          <form method=\"post\" action=\"/oauth/authorize\">\n{}\
          <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">Deny</button>\n\
          </form>\n{}",
         esc(&request.client.info.name),
-        esc(&request.client.info.client_id),
+        origin,
         scope_list(&request.scopes),
+        resource,
         esc(&destination),
         fields,
         signed_in_footer(session),

@@ -20,6 +20,10 @@
 //! [`crate::Verifier::revoke`], and the request fails with `invalid_grant`. A family also stops
 //! refreshing when its user is disabled or removed, or its client removed or no longer allowed
 //! the refresh_token grant.
+//!
+//! A family also remembers the resource (RFC 8707) its grant was made for: every access token of
+//! the family has that resource as its audience, and a refresh asking for another resource is
+//! `invalid_target` (see `resource.rs`).
 
 use std::fmt;
 use std::time::Duration;
@@ -48,6 +52,8 @@ pub(crate) struct Grant {
     pub(crate) username: Option<String>,
     pub(crate) client_id: String,
     pub(crate) scopes: ScopeSet,
+    /// The resource (RFC 8707) the tokens are for; `None`: the default audience.
+    pub(crate) resource: Option<String>,
 }
 
 /// A successful token response (RFC 6749 5.1). `Debug` redacts the tokens.
@@ -91,6 +97,9 @@ pub(crate) struct Family {
     pub(crate) expires_at: Timestamp,
     pub(crate) revoked: bool,
     pub(crate) access: Vec<AccessRef>,
+    /// The resource (RFC 8707) of the grant; `None`: the default audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,6 +161,18 @@ impl OAuthServer {
         self.config.access_token_ttl.as_secs().max(1)
     }
 
+    /// Signs an access token for `grant`, with the grant's resource as its audience.
+    fn issue_access(&self, grant: &Grant) -> Result<crate::IssuedToken> {
+        self.issuer.issue_for(
+            self.audience_of(grant.resource.as_deref()),
+            &grant.tenant,
+            &grant.subject,
+            &grant.client_id,
+            &grant.scopes,
+            self.config.access_token_ttl,
+        )
+    }
+
     /// Issues an access token only (client_credentials).
     pub(crate) fn issue_access_only(&self, grant: &Grant) -> Result<TokenResponse> {
         Ok(self.issue_access_only_tracked(grant)?.0)
@@ -162,13 +183,7 @@ impl OAuthServer {
         &self,
         grant: &Grant,
     ) -> Result<(TokenResponse, AccessRef)> {
-        let access = self.issuer.issue(
-            &grant.tenant,
-            &grant.subject,
-            &grant.client_id,
-            &grant.scopes,
-            self.config.access_token_ttl,
-        )?;
+        let access = self.issue_access(grant)?;
         let reference = AccessRef {
             jti: access.token_id.clone(),
             exp: access.expires_at,
@@ -194,13 +209,7 @@ impl OAuthServer {
         client: &ClientRecord,
         family_id: String,
     ) -> Result<TokenResponse, OAuthError> {
-        let access = self.issuer.issue(
-            &grant.tenant,
-            &grant.subject,
-            &grant.client_id,
-            &grant.scopes,
-            self.config.access_token_ttl,
-        )?;
+        let access = self.issue_access(grant)?;
         let now = self.store.now();
         let refresh = if client.allows_grant(GRANT_REFRESH_TOKEN) {
             Some(new_secret()?)
@@ -228,6 +237,7 @@ impl OAuthServer {
                 jti: access.token_id.clone(),
                 exp: access.expires_at,
             }],
+            resource: grant.resource.clone(),
         };
         if !self
             .store
@@ -269,6 +279,7 @@ impl OAuthServer {
         client: &ClientRecord,
         token: &str,
         requested_scope: Option<&str>,
+        requested_resource: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         let invalid =
             || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
@@ -302,6 +313,8 @@ impl OAuthServer {
             );
             return Err(invalid());
         }
+        // Before anything changes: a refused resource leaves the refresh token as it was.
+        self.check_granted_resource(family.resource.as_deref(), requested_resource)?;
         let tenant = TenantId::new(family.tenant.as_str())?;
         let mut allowed = ScopeSet::parse(&family.scope)?;
         allowed = allowed
@@ -332,14 +345,9 @@ impl OAuthServer {
             username: family.username.clone(),
             client_id: family.client_id.clone(),
             scopes,
+            resource: family.resource.clone(),
         };
-        let access = self.issuer.issue(
-            &grant.tenant,
-            &grant.subject,
-            &grant.client_id,
-            &grant.scopes,
-            self.config.access_token_ttl,
-        )?;
+        let access = self.issue_access(&grant)?;
         let refresh = new_secret()?;
         let now = self.store.now();
         let lifetime = self.config.refresh_token_ttl;
@@ -516,6 +524,7 @@ impl OAuthServer {
                 expires_at: now.saturating_add(duration_millis(ttl)),
                 revoked: true,
                 access: Vec::new(),
+                resource: None,
             };
             if self.store.create(&key, &placeholder, Some(ttl)).await? {
                 return Ok(());

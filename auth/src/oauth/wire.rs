@@ -81,6 +81,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// RFC 8707 2: the `resource` is malformed, unknown, or not the one granted.
+    pub(crate) fn invalid_target(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
+    }
+
     pub(crate) fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
         Self {
             challenge: Some("Bearer error=\"invalid_token\""),

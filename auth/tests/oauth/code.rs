@@ -85,6 +85,7 @@ pub(crate) async fn consent(browser: &mut Browser, path: &str, decision: &str) -
         "state",
         "code_challenge",
         "code_challenge_method",
+        "resource",
     ] {
         if let Some(value) = page.hidden(name) {
             form.push((name.to_owned(), value));

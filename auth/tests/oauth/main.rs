@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod client_metadata;
 mod code;
 mod device;
 mod device_keys;
@@ -13,5 +14,6 @@ mod other;
 mod pages;
 mod redirects;
 mod refresh;
+mod resource;
 mod s3;
 mod sessions;
