@@ -610,6 +610,11 @@ pub struct OAuthSection {
     /// Whether `/oauth/register` accepts public clients (RFC 7591).
     #[serde(default = "default_true")]
     pub dynamic_registration: bool,
+    /// Development only: whether client metadata documents (a `client_id` that is a URL) may
+    /// be fetched over `http` and from loopback or private addresses. Off, only `https` URLs of
+    /// public hosts are fetched.
+    #[serde(default)]
+    pub allow_loopback_client_metadata: bool,
 }
 
 impl Default for OAuthSection {
@@ -622,6 +627,7 @@ impl Default for OAuthSection {
             authorization_code_ttl: default_authorization_code_ttl(),
             session_ttl: default_session_ttl(),
             dynamic_registration: true,
+            allow_loopback_client_metadata: false,
         }
     }
 }

@@ -95,6 +95,10 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
         authorization_code_ttl: section.authorization_code_ttl,
         session_ttl: section.session_ttl,
         dynamic_registration: section.dynamic_registration,
+        // The MCP endpoint's resource URI (RFC 8707), exactly as its protected resource
+        // metadata names it.
+        resources: vec![format!("{}/mcp", config.issuer())],
+        allow_loopback_client_metadata: section.allow_loopback_client_metadata,
     }
 }
 
