@@ -173,6 +173,25 @@ async def tool_checks(env, mode):
             [r["memory_id"] for r in only_recipes["results"]] == [cake["id"]],
             "recall with tags keeps only the tagged memories",
         )
+        templates = (await mcp.list_resource_templates()).resource_templates
+        check(
+            sorted(t.uri_template for t in templates) == ["p8fs://memories/{id}", "p8fs://objects/{bucket}/{+key}"],
+            "resource templates for memories and files",
+        )
+        listed_resources = (await mcp.list_resources()).resources
+        check(
+            f"p8fs://memories/{meeting['id']}" in [r.uri for r in listed_resources],
+            "the memories are listed as resources",
+        )
+        read = await mcp.read_resource(f"p8fs://memories/{meeting['id']}")
+        check("room 4B" in read.contents[0].text, "a memory resource reads as its text")
+        read = await mcp.read_resource(f"p8fs://objects/{bucket}/notes/garden.md")
+        check("tomatoes need watering" in read.contents[0].text, "a file resource reads as its extracted text")
+        try:
+            await mcp.read_resource("p8fs://memories/m0000")
+            fail("reading a memory that does not exist must fail")
+        except Exception as missing:  # the SDK's MCPError
+            check("m0000" in str(missing), f"an unknown resource is an error naming it ({missing})")
         linked = await call(mcp, "link", {"from": meeting["id"], "to": cake["id"], "rel": "mentions"})
         check(linked == {"from": meeting["id"], "rel": "mentions", "to": cake["id"]}, f"link: {linked}")
         related = await call(mcp, "related", {"id": meeting["id"]})

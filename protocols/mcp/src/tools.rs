@@ -20,12 +20,15 @@ use p8fs_core::{
 };
 use p8fs_memory::{NewMemory, Origin, Query, SourceKind};
 use p8fs_text::Format;
+use percent_encoding::percent_decode_str;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, ServerCapabilities, ServerConfig,
+    Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -47,6 +50,10 @@ pub const SCOPES: [Scope; 8] = [
     Scope::GraphWrite,
 ];
 
+/// The URI template of a memory resource.
+pub const MEMORY_TEMPLATE: &str = "p8fs://memories/{id}";
+/// The URI template of a file resource (the key percent-encoded as in a URL path).
+pub const OBJECT_TEMPLATE: &str = "p8fs://objects/{bucket}/{+key}";
 /// The longest text `read_file` returns by default, in bytes.
 pub const DEFAULT_READ_BYTES: usize = 64 * 1024;
 /// The most `read_file` returns, in bytes.
@@ -145,6 +152,115 @@ impl Vault {
         self.state.memory.as_deref().ok_or_else(|| {
             ToolError("unavailable: memories need embeddings, which are off on this server".into())
         })
+    }
+
+    /// The text of `bucket`/`key` as indexing extracts it, at most `max_bytes` of it.
+    async fn object_text(
+        &self,
+        caller: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        max_bytes: usize,
+    ) -> Result<(Format, p8fs_text::Extracted), ToolError> {
+        let backend = &self.state.backend;
+        let meta = backend
+            .object(&caller.tenant, bucket, key)
+            .await?
+            .ok_or_else(|| Error::not_found(p8fs_core::Resource::Object, key))?;
+        let format = Format::detect(meta.attributes.content_type.as_deref(), key.as_str())
+            .ok_or_else(|| {
+                ToolError(format!(
+                    "unsupported: {} is not a text, Markdown, HTML, PDF or JSON file",
+                    key.as_str()
+                ))
+            })?;
+        let mut limits = self
+            .state
+            .memory
+            .as_ref()
+            .map(|m| m.limits().text_limits())
+            .unwrap_or_default();
+        limits.max_text_bytes = limits.max_text_bytes.min(max_bytes);
+        let bytes =
+            p8fs_memory::extraction_input(backend.as_ref(), &caller.tenant, &meta, format, &limits)
+                .await?
+                .ok_or_else(|| {
+                    ToolError("conflict: the file changed while being read; read it again".into())
+                })?;
+        let extracted = p8fs_text::extract(format, &bytes, &limits)
+            .map_err(|e| ToolError(format!("cannot extract the text: {e}")))?;
+        Ok((format, extracted))
+    }
+
+    /// The caller of a resource request, if it holds `scope`; a protocol error otherwise
+    /// (resources are not tools: their failures are JSON-RPC errors).
+    fn resource_caller(
+        &self,
+        context: &RequestContext<RoleServer>,
+        scope: Scope,
+    ) -> Result<Principal, ErrorData> {
+        let principal = match &self.fixed {
+            Some(principal) => principal.as_ref().clone(),
+            None => context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned()
+                .ok_or_else(|| ErrorData::invalid_request("a bearer token is required", None))?,
+        };
+        principal
+            .require(scope)
+            .map_err(|e| ErrorData::invalid_request(e.client_message(), None))?;
+        Ok(principal)
+    }
+
+    /// A resource's text: `p8fs://memories/{id}` or `p8fs://objects/{bucket}/{key}` (the key
+    /// percent-encoded as in a URL path).
+    async fn read_uri(
+        &self,
+        uri: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResult, ErrorData> {
+        let not_found = || ErrorData::resource_not_found(format!("no resource {uri}"), None);
+        let rest = uri.strip_prefix("p8fs://").ok_or_else(not_found)?;
+        let failed = |e: ToolError| ErrorData::invalid_params(e.0, None);
+        if let Some(id) = rest.strip_prefix("memories/") {
+            let caller = self.resource_caller(context, Scope::MemoriesRead)?;
+            let memory = self.memory().map_err(failed)?;
+            let record = match memory.memory(&caller.tenant, id).await {
+                Ok(record) => record,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => {
+                    return Err(not_found());
+                }
+                Err(e) => return Err(failed(e.into())),
+            };
+            return Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                record.text,
+                uri,
+            )]));
+        }
+        if let Some(path) = rest.strip_prefix("objects/") {
+            let caller = self.resource_caller(context, Scope::S3Read)?;
+            let (bucket, key) = path.split_once('/').ok_or_else(not_found)?;
+            let key = percent_decode_str(key)
+                .decode_utf8()
+                .map_err(|_| not_found())?
+                .into_owned();
+            let bucket = BucketName::new(bucket).map_err(|_| not_found())?;
+            let key = ObjectKey::new(key).map_err(|_| not_found())?;
+            return match self
+                .object_text(&caller, &bucket, &key, MAX_READ_BYTES)
+                .await
+            {
+                Ok((_, extracted)) => Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                    extracted.text,
+                    uri,
+                )])),
+                Err(e) if e.0.starts_with("not found") => Err(not_found()),
+                Err(e) => Err(failed(e)),
+            };
+        }
+        Err(not_found())
     }
 }
 
@@ -766,33 +882,7 @@ impl Vault {
             })?;
         let bucket = BucketName::new(input.bucket)?;
         let key = ObjectKey::new(input.key)?;
-        let backend = &self.state.backend;
-        let meta = backend
-            .object(&caller.tenant, &bucket, &key)
-            .await?
-            .ok_or_else(|| Error::not_found(p8fs_core::Resource::Object, &key))?;
-        let format = Format::detect(meta.attributes.content_type.as_deref(), key.as_str())
-            .ok_or_else(|| {
-                ToolError(format!(
-                    "unsupported: {} is not a text, Markdown, HTML, PDF or JSON file",
-                    key.as_str()
-                ))
-            })?;
-        let mut limits = self
-            .state
-            .memory
-            .as_ref()
-            .map(|m| m.limits().text_limits())
-            .unwrap_or_default();
-        limits.max_text_bytes = limits.max_text_bytes.min(max_bytes);
-        let bytes =
-            p8fs_memory::extraction_input(backend.as_ref(), &caller.tenant, &meta, format, &limits)
-                .await?
-                .ok_or_else(|| {
-                    ToolError("conflict: the file changed while being read; read it again".into())
-                })?;
-        let extracted = p8fs_text::extract(format, &bytes, &limits)
-            .map_err(|e| ToolError(format!("cannot extract the text: {e}")))?;
+        let (format, extracted) = self.object_text(&caller, &bucket, &key, max_bytes).await?;
         Ok(Json(ReadFileOut {
             bucket: bucket.into_string(),
             key: key.into_string(),
@@ -995,13 +1085,74 @@ impl Vault {
 #[tool_handler]
 impl ServerHandler for Vault {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("p8fs", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "The user's memory vault. `recall` what it holds about a question before \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("p8fs", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "The user's memory vault. `recall` what it holds about a question before \
                  answering from memory; `remember` what the user asks you to keep; browse \
                  uploaded files with `list_files` and `read_file`.",
+        )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(MEMORY_TEMPLATE, "memory")
+                .with_description("A memory's text (scope memories:read)."),
+            ResourceTemplate::new(OBJECT_TEMPLATE, "file")
+                .with_description("A file's text, extracted (scope s3:read)."),
+        ]))
+    }
+
+    /// The caller's memories, oldest first, a page at a time (none without `memories:read`).
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let Ok(caller) = self.resource_caller(&context, Scope::MemoriesRead) else {
+            return Ok(ListResourcesResult::with_all_items(Vec::new()));
+        };
+        let Some(memory) = self.state.memory.as_deref() else {
+            return Ok(ListResourcesResult::with_all_items(Vec::new()));
+        };
+        let after = request.and_then(|r| r.cursor);
+        let page = memory
+            .memories(
+                &caller.tenant,
+                after.as_deref(),
+                Limit::new(100).map_err(|e| ErrorData::internal_error(e.to_string(), None))?,
             )
+            .await
+            .map_err(|e| ErrorData::invalid_params(e.client_message(), None))?;
+        let mut result = ListResourcesResult::with_all_items(
+            page.items
+                .into_iter()
+                .map(|record| {
+                    let name: String = record.text.chars().take(60).collect();
+                    Resource::new(format!("p8fs://memories/{}", record.id), name)
+                        .with_mime_type("text/plain")
+                })
+                .collect(),
+        );
+        result.next_cursor = page.next;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_uri(&request.uri, &context).await.map(Into::into)
     }
 
     /// Runs the tool; arguments that do not fit its schema become a tool error naming the
