@@ -28,11 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
 fi
 interop="$root/gateway/tests/interop"
-# npm ci only when node_modules does not hold exactly the locked playwright-core.
+# npm ci only when node_modules does not hold exactly the locked version of every package.
 if ! (cd "$interop" && node -e '
-  const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
-  const have = require("./node_modules/playwright-core/package.json").version;
-  process.exit(want === have ? 0 : 1);' 2>/dev/null); then
+  const locked = require("./package-lock.json").packages;
+  for (const [path, entry] of Object.entries(locked)) {
+    if (!path.startsWith("node_modules/")) continue;
+    const have = require("./" + path + "/package.json").version;
+    if (have !== entry.version) process.exit(1);
+  }' 2>/dev/null); then
   (cd "$interop" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
