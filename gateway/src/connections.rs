@@ -1,7 +1,10 @@
-//! Serving HTTP/1.1 over TCP so that slow or numerous clients cannot exhaust the server.
+//! Serving HTTP/1.1 and HTTP/2 over TCP so that slow or numerous clients cannot exhaust the
+//! server.
 //!
 //! `axum::serve` offers no header-read timeout and no connection limits, so [`serve`] runs its
-//! own accept loop over hyper's HTTP/1 connection builder:
+//! own accept loop over hyper-util's automatic connection builder: HTTP/1.1, or HTTP/2 when the
+//! client opens with its preface (prior knowledge in cleartext, as gRPC clients do), with at
+//! most [`MAX_HTTP2_STREAMS`] concurrent streams per connection:
 //! - At most `limits.max_connections` open connections, and `limits.max_connections_per_address`
 //!   from one IP address; a connection over either limit is closed as soon as it is accepted
 //!   (counted in `http_connections_refused_total`).
@@ -38,8 +41,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
@@ -58,6 +61,9 @@ pub const RESERVED_FILE_DESCRIPTORS: u64 = 512;
 /// file descriptors, out of memory), instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// The most streams (requests) one HTTP/2 connection may have open at once.
+pub const MAX_HTTP2_STREAMS: u32 = 256;
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight
 /// (each bounded by the limits) and returns.
 pub async fn serve(
@@ -66,11 +72,16 @@ pub async fn serve(
     limits: &LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = http1::Builder::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_HTTP2_STREAMS);
     let table = Arc::new(ConnectionTable::new(limits));
     let idle_timeout = limits.idle_timeout;
     // Every connection holds a receiver; `closed()` on the sender tells when all have ended.
@@ -136,7 +147,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
-    builder: http1::Builder,
+    builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<()>,
     _slot: Slot,
@@ -162,9 +173,7 @@ async fn connection(
     };
     // Upgrades: GraphQL subscriptions are WebSockets; once upgraded, the socket is the
     // subscription's and no longer this loop's.
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = pin!(connection);
     let mut closing = false;
     loop {

@@ -15,6 +15,7 @@ pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod connections;
+mod grpc;
 pub mod ingest;
 mod lease;
 pub mod login;

@@ -95,10 +95,6 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
         authorization_code_ttl: section.authorization_code_ttl,
         session_ttl: section.session_ttl,
         dynamic_registration: section.dynamic_registration,
-        // The MCP endpoint's resource URI (RFC 8707), exactly as its protected resource
-        // metadata names it.
-        resources: vec![format!("{}/mcp", config.issuer())],
-        allow_loopback_client_metadata: section.allow_loopback_client_metadata,
     }
 }
 
@@ -233,7 +229,8 @@ pub fn app(services: &Services, config: &Config) -> Router {
         .merge(graphql)
         .merge(p8fs_auth::oauth::router(services.oauth.clone()))
         .route_layer(axum::middleware::from_fn(crate::metrics::track));
-    with_limits(router, config)
+    // gRPC (content-type application/grpc*) beside the rest, outside its body buffering.
+    crate::grpc::beside(with_limits(router, config), services)
 }
 
 /// `/metrics`, behind the admin-token check when `metrics.require_admin_token` is set.
