@@ -1,0 +1,324 @@
+//! The gRPC front-end as its users meet it: the real `p8fs` binary on each backend, tokens minted
+//! with `p8fs token issue`, and clients no one here wrote — Python `grpcio` over HTTP/2 in
+//! cleartext on the main listener, with stubs generated from `protocols/grpc/proto` by
+//! `grpcio-tools` at test time, `grpcio-health-checking` and `grpcio-reflection` — driven by
+//! `interop/grpc_clients.py`, which calls every method of every service and checks every answer
+//! (a 100 MiB object streamed up and down, a watch receiving a change written through REST, the
+//! status codes and `google.rpc.BadRequest` details of errors, scopes and tenant isolation).
+//! The same port keeps answering HTTP/1.1.
+//!
+//! These tests fail, never skip, when the clients or a database are missing:
+//! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
+//! The SQL backends get a scratch database of their own (`P8FS_TEST_POSTGRES_CREATEDB`,
+//! `P8FS_TEST_TIDB_CREATEDB`).
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
+
+mod grpc_clients {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::time::{Duration, Instant};
+
+    const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
+
+    /// Every data scope the script uses.
+    const SCOPES: &str = "kv:read kv:write vectors:read vectors:write graph:read graph:write \
+        s3:read s3:write memories:read memories:write";
+    /// The scopes of the token that lacks some: no graph, vectors, objects or memories.
+    const LIMITED_SCOPES: &str = "kv:read kv:write";
+    /// The lifetime of the token whose watch must end when it expires: long enough to start
+    /// Python and open the watch, short enough to end within the scenario.
+    const EXPIRING_TTL: &str = "8s";
+
+    fn interop_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn env(variable: &str) -> String {
+        std::env::var(variable).unwrap_or_else(|_| {
+            panic!("{variable} is not set: run the tests with scripts/test-all.sh")
+        })
+    }
+
+    /// Runs `command` to completion within `limit`, killing it past that.
+    fn run(mut command: Command, limit: Duration, what: &str) -> Output {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
+    }
+
+    fn succeeded(output: Output, what: &str) -> String {
+        assert!(
+            output.status.success(),
+            "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// A name no other run shares (the SQL servers are shared and keep their data), from the
+    /// random name of a temporary directory: `[a-z0-9]`.
+    fn unique(dir: &Path) -> String {
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect()
+    }
+
+    /// `CREATEDB grpc_<name>` (a command printing the new database's URL).
+    fn createdb(createdb: &str, name: &str) -> String {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("{createdb} grpc_{name}"));
+        succeeded(
+            run(command, Duration::from_secs(60), "createdb"),
+            "createdb",
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// The storage settings of a backend, as environment variables for `p8fs`: a scratch
+    /// database of its own on the SQL servers.
+    fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
+        match backend {
+            "rocksdb" => Vec::new(),
+            "postgres" => {
+                env("P8FS_TEST_POSTGRES_URL");
+                vec![
+                    ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
+                    (
+                        "P8FS_STORAGE_URL".into(),
+                        createdb(&env("P8FS_TEST_POSTGRES_CREATEDB"), name),
+                    ),
+                ]
+            }
+            "tidb" => {
+                env("P8FS_TEST_TIDB_URL");
+                vec![
+                    ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
+                    (
+                        "P8FS_STORAGE_URL".into(),
+                        createdb(&env("P8FS_TEST_TIDB_CREATEDB"), name),
+                    ),
+                ]
+            }
+            other => panic!("unknown backend {other}"),
+        }
+    }
+
+    /// A `p8fs serve` of its own with its main and S3 listeners on free loopback ports (the S3
+    /// one only so that no two servers want the same).
+    struct Server {
+        child: Child,
+        dir: tempfile::TempDir,
+        storage: Vec<(String, String)>,
+        port: u16,
+    }
+
+    impl Server {
+        fn start(backend: &str) -> Server {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = storage_env(backend, &unique(dir.path()));
+            let config = dir.path().join("p8fs.toml");
+            std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
+            let (port, s3_port) = (free_port(), free_port());
+            let mut command = Command::new(P8FS);
+            command
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--s3-listen")
+                .arg(format!("127.0.0.1:{s3_port}"))
+                .envs(storage.iter().cloned())
+                .stdin(Stdio::null());
+            let child = command.spawn().unwrap();
+            let server = Server {
+                child,
+                dir,
+                storage,
+                port,
+            };
+            let started = Instant::now();
+            while !server.ready() || TcpStream::connect(("127.0.0.1", s3_port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "p8fs serve on {backend} did not become ready"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            server
+        }
+
+        fn ready(&self) -> bool {
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            let mut answer = String::new();
+            stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+        }
+
+        fn url(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn command(&self, args: &[&str]) -> Command {
+            let mut command = Command::new(P8FS);
+            command
+                .args(args)
+                .arg("--config")
+                .arg(self.dir.path().join("p8fs.toml"))
+                .arg("--data-dir")
+                .arg(self.dir.path().join("data"))
+                .envs(self.storage.iter().cloned());
+            command
+        }
+
+        /// `p8fs token issue` through the running server's admin socket.
+        fn token(&self, tenant: &str, scope: &str) -> String {
+            self.token_for(tenant, scope, "1h")
+        }
+
+        /// A token that expires `ttl` (e.g. `8s`) from now.
+        fn token_for(&self, tenant: &str, scope: &str, ttl: &str) -> String {
+            let command = self.command(&[
+                "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope, "--ttl",
+                ttl,
+            ]);
+            succeeded(
+                run(command, Duration::from_secs(30), "p8fs token issue"),
+                "p8fs token issue",
+            )
+            .trim()
+            .to_owned()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn proto_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/grpc/proto")
+    }
+
+    /// Runs `interop/grpc_clients.py` (its main scenario, then the expiry of a watch's token)
+    /// against a server on `backend`, and checks that HTTP/1.1 is still served beside it.
+    fn clients_on(backend: &str) {
+        let server = Server::start(backend);
+        let name = unique(server.dir.path());
+        let tenant = format!("grpca-{name}");
+        let token = server.token(&tenant, SCOPES);
+        let limited = server.token(&tenant, LIMITED_SCOPES);
+        let other = server.token(&format!("grpcb-{name}"), SCOPES);
+        for scenario in ["main", "expiry"] {
+            let mut command = Command::new("python3");
+            command
+                .current_dir(interop_dir())
+                .arg("grpc_clients.py")
+                .arg(scenario)
+                .arg("--url")
+                .arg(server.url())
+                .arg("--proto-dir")
+                .arg(proto_dir())
+                // `--name=value`: a token is never taken for an option.
+                .arg(format!("--token={token}"))
+                .arg(format!("--other-token={other}"))
+                .arg(format!("--limited-token={limited}"));
+            if scenario == "expiry" {
+                // Made just before: its watch must open before it expires.
+                let expiring = server.token_for(&tenant, "kv:read", EXPIRING_TTL);
+                command.arg(format!("--expiring-token={expiring}"));
+            }
+            let what = format!("grpc_clients.py {scenario} on {backend}");
+            let stdout = succeeded(run(command, Duration::from_secs(600), &what), &what);
+            eprintln!("{stdout}");
+            assert!(
+                stdout.contains(&format!("grpc clients {scenario}: all checks passed")),
+                "{what} did not finish its checks:\n{stdout}"
+            );
+        }
+        assert!(
+            server.ready(),
+            "HTTP/1.1 on the same port after the gRPC calls"
+        );
+    }
+
+    #[test]
+    fn rocksdb() {
+        clients_on("rocksdb");
+    }
+
+    #[test]
+    fn postgres() {
+        clients_on("postgres");
+    }
+
+    #[test]
+    fn tidb() {
+        clients_on("tidb");
+    }
+}
