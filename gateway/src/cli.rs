@@ -76,6 +76,9 @@ enum Command {
     Token(TokenCli),
     /// Revoke the tokens of `p8fs login` and forget them.
     Logout(crate::login::LogoutArgs),
+    /// MCP over stdio for a desktop assistant, relayed to a server's `/mcp` with the token of
+    /// `p8fs login --resource <server>/mcp` (or `--token`).
+    Mcp(crate::mcp_stdio::McpArgs),
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -294,6 +297,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let command = match cli.command {
         Command::Login(args) => return crate::login::login(args),
         Command::Logout(args) => return crate::login::logout(args),
+        Command::Mcp(args) => return crate::mcp_stdio::run(args),
         Command::Ingest(args) => return crate::vault::ingest(args),
         Command::Search(args) => return crate::vault::search(args),
         Command::Token(TokenCli {
@@ -336,9 +340,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot print the configuration: {e}"))?;
             write_stdout(&text)
         }
-        Command::Login(_) | Command::Logout(_) | Command::Ingest(_) | Command::Search(_) => {
-            Err("handled above".into())
-        }
+        Command::Login(_)
+        | Command::Logout(_)
+        | Command::Mcp(_)
+        | Command::Ingest(_)
+        | Command::Search(_) => Err("handled above".into()),
         Command::Models(ModelsCommand::Install(args)) => {
             let configured = config.embeddings.model_dir(&config.data_dir);
             crate::vault::models_install(args, configured)
@@ -457,6 +463,7 @@ fn uses_data_dir(command: &Command, config: &Config) -> bool {
         Command::Config(_)
         | Command::Login(_)
         | Command::Logout(_)
+        | Command::Mcp(_)
         | Command::Models(_)
         | Command::Ingest(_)
         | Command::Search(_)

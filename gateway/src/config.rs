@@ -51,6 +51,46 @@ pub struct Config {
     /// The GraphQL endpoint's limits (`[graphql]`; see `p8fs_graphql::GraphqlLimits`).
     #[serde(default)]
     pub graphql: p8fs_graphql::GraphqlLimits,
+    /// The MCP endpoint (`[mcp]`).
+    #[serde(default)]
+    pub mcp: McpConfig,
+}
+
+/// The MCP endpoint (`[mcp]`): `/mcp` on the main listener, an OAuth protected resource whose
+/// tokens must be issued for the resource `<issuer>/mcp` (RFC 8707).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// Whether `/mcp` is served.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `Host` header values admitted on `/mcp` (DNS-rebinding protection), as `host` or
+    /// `host:port`. Default: the issuer's host, `localhost`, `127.0.0.1` and `::1`; `["*"]`
+    /// admits any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins admitted (`scheme://host:port`, `:*` for any port). A request with any
+    /// other `Origin` is refused; requests without one (non-browser clients) pass. Default none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Largest JSON-RPC request body, in bytes (default 4 MiB).
+    #[serde(default = "default_mcp_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: default_mcp_body_bytes(),
+        }
+    }
+}
+
+fn default_mcp_body_bytes() -> usize {
+    p8fs_mcp::DEFAULT_MAX_BODY_BYTES
 }
 
 /// Embeddings (`[embeddings]`): which model turns text into vectors, and what is indexed.
@@ -782,6 +822,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_EMBEDDINGS_MODEL", &["embeddings", "model"]),
     ("P8FS_EMBEDDINGS_API_KEY", &["embeddings", "api_key"]),
     ("P8FS_GRAPHQL_INTROSPECTION", &["graphql", "introspection"]),
+    ("P8FS_MCP_ENABLED", &["mcp", "enabled"]),
     (
         "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
         &["metrics", "require_admin_token"],
@@ -913,6 +954,9 @@ impl Config {
             return Err("metrics.listen: must differ from listen".into());
         }
         self.validate_s3()?;
+        if !(1024..=64 << 20).contains(&self.mcp.max_body_bytes) {
+            return Err("mcp.max_body_bytes: must be between 1024 and 67108864".into());
+        }
         self.embeddings.validate()?;
         if let Some(issuer) = &self.auth.issuer {
             let scheme_ok = issuer.starts_with("https://") || issuer.starts_with("http://");
@@ -1054,6 +1098,39 @@ impl Config {
         }
         let listen = self.s3_listen();
         (listen.port() != 0).then(|| format!("http://{listen}"))
+    }
+
+    /// The MCP endpoint's resource URI (its tokens' audience): `<issuer>/mcp`.
+    pub fn mcp_resource(&self) -> String {
+        format!("{}{}", self.issuer(), p8fs_mcp::MCP_PATH)
+    }
+
+    /// The `Host` values `/mcp` admits: `mcp.allowed_hosts`, or the issuer's host and the
+    /// loopback names; empty (any) for `["*"]`.
+    pub fn mcp_allowed_hosts(&self) -> Vec<String> {
+        if self.mcp.allowed_hosts.iter().any(|h| h == "*") {
+            return Vec::new();
+        }
+        if !self.mcp.allowed_hosts.is_empty() {
+            return self.mcp.allowed_hosts.clone();
+        }
+        let issuer = self.issuer();
+        let authority = issuer
+            .split_once("://")
+            .map_or(issuer.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        if !authority.is_empty() {
+            hosts.push(authority);
+        }
+        hosts
     }
 
     /// The issuer URL: `auth.issuer`, or `http://<listen>` when it is not set.

@@ -19,6 +19,7 @@ mod grpc;
 pub mod ingest;
 mod lease;
 pub mod login;
+pub mod mcp_stdio;
 pub mod memory;
 pub mod metered;
 pub mod metrics;

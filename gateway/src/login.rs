@@ -77,6 +77,11 @@ pub struct LoginArgs {
     /// Do not draw a QR code of the verification link.
     #[arg(long)]
     pub no_qr: bool,
+    /// Ask for tokens for this resource (RFC 8707) instead of the REST API's audience, e.g.
+    /// `<issuer>/mcp` for `p8fs mcp --stdio`. Kept as a login of its own, named by the
+    /// resource URL, beside the issuer's.
+    #[arg(long, value_name = "URL")]
+    pub resource: Option<String>,
 }
 
 /// `p8fs token` (without a subcommand): print a valid access token from `p8fs login`.
@@ -119,6 +124,10 @@ pub struct Entry {
     /// The scopes granted, space-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The resource (RFC 8707) the tokens are for; `None`: the issuer's default audience. A
+    /// login for a resource is keyed by the resource URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 impl fmt::Debug for Entry {
@@ -134,6 +143,7 @@ impl fmt::Debug for Entry {
             )
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
+            .field("resource", &self.resource)
             .finish()
     }
 }
@@ -508,9 +518,16 @@ pub async fn login_with(args: LoginArgs, path: &Path, clock: Arc<dyn Clock>) -> 
     let client = oauth_client(&args.client_id, &metadata.token_endpoint)?
         .set_device_authorization_url(device_url);
 
+    let resource = args.resource.as_deref().map(normalise_issuer);
+    if let Some(resource) = &resource {
+        check_url("the resource", resource)?;
+    }
     let mut request = client.exchange_device_code();
     if let Some(scope) = &args.scope {
         request = request.add_scopes(scope.split_whitespace().map(|s| Scope::new(s.to_owned())));
+    }
+    if let Some(resource) = &resource {
+        request = request.add_extra_param("resource", resource.clone());
     }
     let details: StandardDeviceAuthorizationResponse = request
         .request_async(&http)
@@ -522,8 +539,11 @@ pub async fn login_with(args: LoginArgs, path: &Path, clock: Arc<dyn Clock>) -> 
     // RFC 8628 3.5: wait `interval` before the first poll as before every other.
     tokio::time::sleep(details.interval()).await;
     let poll_clock = clock.clone();
-    let response = client
-        .exchange_device_access_token(&details)
+    let mut poll = client.exchange_device_access_token(&details);
+    if let Some(resource) = &resource {
+        poll = poll.add_extra_param("resource", resource.clone());
+    }
+    let response = poll
         .set_time_fn(move || {
             chrono::DateTime::<chrono::Utc>::from_timestamp_millis(poll_clock.now())
                 .unwrap_or_default()
@@ -541,8 +561,11 @@ pub async fn login_with(args: LoginArgs, path: &Path, clock: Arc<dyn Clock>) -> 
         refresh_token: None,
         expires_at: None,
         scope: args.scope.clone(),
+        resource: resource.clone(),
     };
     let entry = placeholder.updated(&response, now);
+    // A login for a resource is kept beside the issuer's, under the resource's URL.
+    let issuer = resource.unwrap_or(issuer);
     let scope = entry.scope.clone();
     let replaced = {
         let _lock = CredentialsLock::acquire(path, clock.as_ref()).await?;
@@ -724,7 +747,11 @@ pub(crate) fn pick_issuer(
             }
         }
         None => {
-            let mut issuers = credentials.keys();
+            // Logins for a resource (`p8fs login --resource`) are only ever named.
+            let mut issuers = credentials
+                .iter()
+                .filter(|(_, entry)| entry.resource.is_none())
+                .map(|(issuer, _)| issuer);
             match (issuers.next(), issuers.next()) {
                 (None, _) => Err("not logged in: run `p8fs login --issuer URL`".into()),
                 (Some(only), None) => Ok(only.clone()),
@@ -924,6 +951,7 @@ mod tests {
             refresh_token: Some("secret-refresh".into()),
             expires_at,
             scope: Some("kv:read".into()),
+            resource: None,
         }
     }
 

@@ -95,6 +95,10 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
         authorization_code_ttl: section.authorization_code_ttl,
         session_ttl: section.session_ttl,
         dynamic_registration: section.dynamic_registration,
+        // The MCP endpoint's resource URI (RFC 8707), exactly as its protected resource
+        // metadata names it.
+        resources: vec![format!("{}/mcp", config.issuer())],
+        allow_loopback_client_metadata: section.allow_loopback_client_metadata,
     }
 }
 
@@ -213,6 +217,23 @@ pub fn app(services: &Services, config: &Config) -> Router {
     );
     crate::metrics::handle();
     let mut router = Router::new();
+    if config.mcp.enabled {
+        router = router.merge(p8fs_mcp::router(
+            p8fs_mcp::McpState {
+                backend: services.backend.clone(),
+                verifier: services.verifier.clone(),
+                clock: services.clock.clone(),
+                memory: services.memory.clone(),
+            },
+            p8fs_mcp::McpSettings {
+                resource: config.mcp_resource(),
+                issuer: config.issuer(),
+                allowed_hosts: config.mcp_allowed_hosts(),
+                allowed_origins: config.mcp.allowed_origins.clone(),
+                max_body_bytes: config.mcp.max_body_bytes,
+            },
+        ));
+    }
     if config.metrics.on_main_listener(config.listen) {
         router = router.merge(metrics_router(services, config));
     }

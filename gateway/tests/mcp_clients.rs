@@ -6,7 +6,8 @@
 //! field; the protected resource's challenges (401 with `resource_metadata`, 403
 //! `insufficient_scope` with the scope needed, a token for another audience refused); a foreign
 //! `Origin` refused; another tenant seeing none of the first one's memories, records or
-//! session.
+//! session; and the same tool checks through `p8fs mcp --stdio`, launched by the SDK's stdio
+//! client as a desktop assistant launches it.
 //!
 //! These tests fail, never skip, when the clients, the model or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -267,7 +268,7 @@ mod mcp_clients {
         let limited = server.token(&tenant, LIMITED_SCOPES, Some(&resource));
         let other = server.token(&format!("mcpb-{name}"), SCOPES, Some(&resource));
         let rest = server.token(&tenant, SCOPES, None);
-        for scenario in ["modern", "legacy", "refusals"] {
+        for scenario in ["modern", "legacy", "refusals", "stdio"] {
             let mut command = Command::new("python3");
             command
                 .current_dir(interop_dir())
@@ -279,7 +280,8 @@ mod mcp_clients {
                 .arg(format!("--token={token}"))
                 .arg(format!("--limited-token={limited}"))
                 .arg(format!("--other-token={other}"))
-                .arg(format!("--rest-token={rest}"));
+                .arg(format!("--rest-token={rest}"))
+                .arg(format!("--p8fs={P8FS}"));
             let what = format!("mcp_clients.py {scenario} on {backend}");
             let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
             assert!(

@@ -11,6 +11,8 @@ tenant A's with every scope for the default audience (the REST API's, which /mcp
 Scenarios: `modern` (the 2026-07-28 revision: no initialize, no session) and `legacy` (2025-11-25:
 initialize and Mcp-Session-Id) call every tool and check the structured results, the tool list's
 schemas and annotations, and bad arguments answered as tool errors naming the field;
+`stdio` runs the same tool checks through `p8fs mcp --stdio` (--p8fs names the binary), as a
+desktop assistant launches it, on both revisions;
 `refusals` checks the protected resource (RFC 9728 metadata, 401 challenges, 403
 insufficient_scope naming the scope, a token for another audience refused, a foreign Origin
 refused) and that tenant B sees nothing of tenant A's, its session included.
@@ -24,7 +26,7 @@ import sys
 import uuid
 
 import httpx2
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 EXPECTED_TOOLS = {
@@ -62,6 +64,8 @@ class Env:
         self.limited_token = args.limited_token
         self.other_token = args.other_token
         self.rest_token = args.rest_token
+        self.p8fs = args.p8fs
+        self.stdio = False
         # Names no other run shares (the SQL servers keep their data).
         self.run = uuid.uuid4().hex[:10]
 
@@ -79,6 +83,14 @@ class Env:
 
 
 def client(env, token, mode):
+    if env.stdio:
+        # A desktop assistant's way: launch `p8fs mcp --stdio`, which relays to the server.
+        params = StdioServerParameters(
+            command=env.p8fs,
+            args=["mcp", "--stdio", "--server", env.base],
+            env={"P8FS_TOKEN": token, "PATH": "/usr/bin:/bin"},
+        )
+        return Client(params, mode=mode)
     http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=60)
     return Client(streamable_http_client(env.mcp, http_client=http), mode=mode)
 
@@ -125,6 +137,8 @@ def set_up(env):
 
 
 async def tool_checks(env, mode):
+    # Names of this run only: a scenario may run the checks more than once.
+    env.run = uuid.uuid4().hex[:10]
     bucket, collection = set_up(env)
     async with client(env, env.token, mode) as mcp:
         if mode == "legacy":
@@ -363,7 +377,25 @@ async def call_tool_structured(mcp, name, arguments):
     return result.structured_content
 
 
-SCENARIOS = {"modern": scenario_modern, "legacy": scenario_legacy, "refusals": scenario_refusals}
+async def scenario_stdio(env):
+    env.stdio = True
+    await tool_checks(env, "legacy")
+    await tool_checks(env, "2026-07-28")
+    # The relay answers a refused message with an error naming the status, never silence.
+    async with client(env, env.limited_token, "legacy") as limited:
+        try:
+            result = await limited.call_tool("remember", {"text": "should never be stored"})
+            fail(f"a call beyond the token's scopes must fail through the relay ({result})")
+        except Exception as refused:  # the SDK's MCPError
+            check("403" in str(refused) and "memories:write" in str(refused), f"the relay reports the 403 ({refused})")
+
+
+SCENARIOS = {
+    "modern": scenario_modern,
+    "legacy": scenario_legacy,
+    "refusals": scenario_refusals,
+    "stdio": scenario_stdio,
+}
 
 
 def main():
@@ -374,6 +406,7 @@ def main():
     parser.add_argument("--limited-token", required=True)
     parser.add_argument("--other-token", required=True)
     parser.add_argument("--rest-token", required=True)
+    parser.add_argument("--p8fs", help="the p8fs binary (the stdio scenario)")
     args = parser.parse_args()
     asyncio.run(SCENARIOS[args.scenario](Env(args)))
     print(f"scenario {args.scenario}: all checks passed", flush=True)
