@@ -9,7 +9,10 @@
 //! chunk up to [`MAX_CLIENT_METADATA_BYTES`] whatever `Content-Length` says. A document is kept
 //! for its `Cache-Control: max-age`, held within [`CLIENT_METADATA_MIN_CACHE`] ..=
 //! [`CLIENT_METADATA_MAX_CACHE`] (`no-store`/`no-cache` count as the minimum), or
-//! [`CLIENT_METADATA_DEFAULT_CACHE`] without one; refusals are not cached.
+//! [`CLIENT_METADATA_DEFAULT_CACHE`] without one. A document that could not be fetched or used
+//! is refused again without a fetch for [`CLIENT_METADATA_MIN_CACHE`], and at most
+//! [`CLIENT_METADATA_CONCURRENT_FETCHES`] fetches run at once (beyond, the client is refused for
+//! now), so callers cannot turn the server into a source of unbounded outbound requests.
 //!
 //! Invariants:
 //! - the URL is in normal form and used exactly as given: `https`, a host, a path other than
@@ -63,7 +66,9 @@ pub const CLIENT_METADATA_MIN_CACHE: Duration = Duration::from_secs(60);
 pub const CLIENT_METADATA_MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 /// How long a document without `Cache-Control: max-age` is kept.
 pub const CLIENT_METADATA_DEFAULT_CACHE: Duration = Duration::from_secs(600);
-/// Most documents kept.
+/// Most fetches of metadata documents running at once.
+pub const CLIENT_METADATA_CONCURRENT_FETCHES: usize = 16;
+/// Most documents (and refusals) kept.
 const CACHE_CAPACITY: usize = 1024;
 
 /// Why a client could not be found.
@@ -98,7 +103,9 @@ pub(crate) struct MetadataClients {
     /// `None` if the HTTP client could not be built (then every document is refused).
     http: Option<reqwest::Client>,
     allow_local: bool,
-    cache: Mutex<HashMap<String, (ClientRecord, Timestamp)>>,
+    /// A client, or why its document was refused, until when.
+    cache: Mutex<HashMap<String, (Result<ClientRecord, String>, Timestamp)>>,
+    fetches: tokio::sync::Semaphore,
 }
 
 impl MetadataClients {
@@ -127,16 +134,23 @@ impl MetadataClients {
             http,
             allow_local,
             cache: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(CLIENT_METADATA_CONCURRENT_FETCHES),
         }
     }
 
-    fn cached(&self, client_id: &str, now: Timestamp) -> Option<ClientRecord> {
+    fn cached(&self, client_id: &str, now: Timestamp) -> Option<Result<ClientRecord, String>> {
         let cache = self.cache.lock();
         let (client, until) = cache.get(client_id)?;
         (now < *until).then(|| client.clone())
     }
 
-    fn remember(&self, client: ClientRecord, until: Timestamp, now: Timestamp) {
+    fn remember(
+        &self,
+        client_id: &str,
+        client: Result<ClientRecord, String>,
+        until: Timestamp,
+        now: Timestamp,
+    ) {
         let mut cache = self.cache.lock();
         if cache.len() >= CACHE_CAPACITY {
             cache.retain(|_, (_, until)| now < *until);
@@ -144,7 +158,7 @@ impl MetadataClients {
                 cache.clear();
             }
         }
-        cache.insert(client.info.client_id.clone(), (client, until));
+        cache.insert(client_id.to_owned(), (client, until));
     }
 
     /// Fetches the document at `url`: its bytes and how long to keep it.
@@ -464,22 +478,34 @@ impl OAuthServer {
         }
         let clients = &self.metadata_clients;
         let now = self.store.now();
-        if let Some(client) = clients.cached(client_id, now) {
-            return Ok(Some(client));
+        if let Some(cached) = clients.cached(client_id, now) {
+            return cached.map(Some).map_err(FindClientError::Refused);
         }
         let refused = |why: String| {
             tracing::info!(client_id, reason = %why, "oauth: a client metadata document is refused");
             FindClientError::Refused(why)
         };
         let url = check_url(client_id, clients.allow_local).map_err(refused)?;
-        let (body, lifetime) = clients.fetch(url.clone()).await.map_err(refused)?;
-        let client = client_of(client_id, &url, &body).map_err(refused)?;
+        // Not remembered: a refusal for lack of a fetch slot says nothing of the document.
+        let _permit = clients.fetches.try_acquire().map_err(|_| {
+            refused(
+                "too many client metadata documents are being fetched; try again shortly".into(),
+            )
+        })?;
+        let (result, lifetime) = match clients.fetch(url.clone()).await {
+            Ok((body, lifetime)) => match client_of(client_id, &url, &body) {
+                Ok(client) => (Ok(client), lifetime),
+                Err(why) => (Err(why), CLIENT_METADATA_MIN_CACHE),
+            },
+            Err(why) => (Err(why), CLIENT_METADATA_MIN_CACHE),
+        };
         clients.remember(
-            client.clone(),
+            client_id,
+            result.clone(),
             now.saturating_add(duration_millis(lifetime)),
             now,
         );
-        Ok(Some(client))
+        result.map(Some).map_err(refused)
     }
 }
 

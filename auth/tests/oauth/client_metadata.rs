@@ -283,7 +283,16 @@ async fn unusable_documents_are_refused() {
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert_eq!(body["error"], "invalid_client");
+        assert!(body["error_description"].as_str().unwrap().contains(why));
     }
+    // Each was fetched once (the 404 is not counted): a refusal is remembered for a minute.
+    assert_eq!(docs.hits(), 4);
+    let again = authorize_path(&docs.url("/other.json"), CALLBACK, "code");
+    assert_eq!(browser.get(&again).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(docs.hits(), 4);
+    h.clock.advance(61_000);
+    assert_eq!(browser.get(&again).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(docs.hits(), 5);
 }
 
 #[tokio::test]
