@@ -6,8 +6,10 @@
 //! field; the protected resource's challenges (401 with `resource_metadata`, 403
 //! `insufficient_scope` with the scope needed, a token for another audience refused); a foreign
 //! `Origin` refused; another tenant seeing none of the first one's memories, records or
-//! session; and the same tool checks through `p8fs mcp --stdio`, launched by the SDK's stdio
-//! client as a desktop assistant launches it.
+//! session; the same tool checks through `p8fs mcp --stdio`, launched by the SDK's stdio
+//! client as a desktop assistant launches it; and the SDK's OAuth client signing in as an
+//! assistant does (discovery from the 401, dynamic registration, PKCE with the `resource`
+//! parameter, the user's approval in headless Chromium through `interop/mcp_approve.mjs`).
 //!
 //! These tests fail, never skip, when the clients, the model or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -29,6 +31,9 @@ mod mcp_clients {
     /// Every scope a tool needs.
     const SCOPES: &str = "memories:read memories:write s3:read kv:read kv:write vectors:read \
                           graph:read";
+    /// The REST token's scopes: what setting up files, vectors and the graph needs.
+    const REST_SCOPES: &str = "memories:read memories:write s3:read s3:write kv:read kv:write \
+                               vectors:read vectors:write graph:read graph:write";
     /// A token that may read records only.
     const LIMITED_SCOPES: &str = "kv:read";
 
@@ -251,6 +256,37 @@ mod mcp_clients {
         }
     }
 
+    impl Server {
+        /// `p8fs user add --tenant T NAME --password-stdin` through the admin socket.
+        fn add_user(&self, tenant: &str, username: &str, password: &str) {
+            let mut child = Command::new(P8FS)
+                .args([
+                    "user",
+                    "add",
+                    "--tenant",
+                    tenant,
+                    username,
+                    "--password-stdin",
+                ])
+                .arg("--data-dir")
+                .arg(self.dir.path().join("data"))
+                .envs(self.storage.iter().cloned())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{password}\n").as_bytes())
+                .unwrap();
+            let output = child.wait_with_output().unwrap();
+            succeeded(output, "p8fs user add");
+        }
+    }
+
     impl Drop for Server {
         fn drop(&mut self) {
             let _ = self.child.kill();
@@ -267,8 +303,10 @@ mod mcp_clients {
         let token = server.token(&tenant, SCOPES, Some(&resource));
         let limited = server.token(&tenant, LIMITED_SCOPES, Some(&resource));
         let other = server.token(&format!("mcpb-{name}"), SCOPES, Some(&resource));
-        let rest = server.token(&tenant, SCOPES, None);
-        for scenario in ["modern", "legacy", "refusals", "stdio"] {
+        let rest = server.token(&tenant, REST_SCOPES, None);
+        let (username, password) = ("assistant-user", "An-approval-pass-42");
+        server.add_user(&tenant, username, password);
+        for scenario in ["modern", "legacy", "refusals", "stdio", "oauth"] {
             let mut command = Command::new("python3");
             command
                 .current_dir(interop_dir())
@@ -281,7 +319,9 @@ mod mcp_clients {
                 .arg(format!("--limited-token={limited}"))
                 .arg(format!("--other-token={other}"))
                 .arg(format!("--rest-token={rest}"))
-                .arg(format!("--p8fs={P8FS}"));
+                .arg(format!("--p8fs={P8FS}"))
+                .arg(format!("--username={username}"))
+                .arg(format!("--password={password}"));
             let what = format!("mcp_clients.py {scenario} on {backend}");
             let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
             assert!(

@@ -13,6 +13,11 @@ initialize and Mcp-Session-Id) call every tool and check the structured results,
 schemas and annotations, and bad arguments answered as tool errors naming the field;
 `stdio` runs the same tool checks through `p8fs mcp --stdio` (--p8fs names the binary), as a
 desktop assistant launches it, on both revisions;
+`oauth` signs in as an assistant does (--username and --password name a user of tenant A): the
+SDK's OAuth client discovers the authorization server from the 401, registers dynamically
+(RFC 7591), runs PKCE with the resource
+parameter, the user approves in headless Chromium (mcp_approve.mjs), and the tools answer, on
+both revisions; the token's audience is the MCP resource and the REST API refuses it;
 `refusals` checks the protected resource (RFC 9728 metadata, 401 challenges, 403
 insufficient_scope naming the scope, a token for another audience refused, a foreign Origin
 refused) and that tenant B sees nothing of tenant A's, its session included.
@@ -21,13 +26,17 @@ Each prints what it checks and exits non-zero at the first failure.
 
 import argparse
 import asyncio
+import base64
 import json
 import sys
+import urllib.parse
 import uuid
 
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 EXPECTED_TOOLS = {
     "remember": (False, False, False),
@@ -66,6 +75,8 @@ class Env:
         self.rest_token = args.rest_token
         self.p8fs = args.p8fs
         self.stdio = False
+        self.username = args.username
+        self.password = args.password
         # Names no other run shares (the SQL servers keep their data).
         self.run = uuid.uuid4().hex[:10]
 
@@ -390,11 +401,109 @@ async def scenario_stdio(env):
             check("403" in str(refused) and "memories:write" in str(refused), f"the relay reports the 403 ({refused})")
 
 
+class MemoryStorage:
+    """The OAuth client's token and registration storage, in memory."""
+
+    def __init__(self):
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+# Never listened on: the browser answers the redirect itself (mcp_approve.mjs).
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+SCOPE = "memories:read memories:write kv:read kv:write"
+
+
+def claims(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def oauth_round(env, mode):
+    """Discovery, dynamic registration, PKCE, approval in Chromium, then tool calls."""
+    registration = "dcr"
+    storage = MemoryStorage()
+    redirect = {}
+
+    async def approve(url):
+        approval = await asyncio.create_subprocess_exec(
+            "node", "mcp_approve.mjs", "--url", url, "--redirect-uri", REDIRECT_URI,
+            "--username", env.username, "--password", env.password,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await approval.communicate()
+        if approval.returncode != 0:
+            fail(f"the approval in Chromium failed: {err.decode()[-2000:]}")
+        redirect.update(json.loads(out))
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        check(query.get("resource") == env.mcp, f"{registration}/{mode}: the client asks for the resource {env.mcp}")
+        check(query.get("code_challenge_method") == "S256", f"{registration}/{mode}: PKCE with S256")
+
+    async def callback():
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(redirect["redirect"]).query))
+        check(query.get("iss") == env.base, f"{registration}/{mode}: the redirect carries iss (RFC 9207)")
+        return AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+
+    provider = OAuthClientProvider(
+        server_url=env.mcp,
+        client_metadata=OAuthClientMetadata(
+            redirect_uris=[REDIRECT_URI],
+            client_name="MCP test assistant",
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+            scope=SCOPE,
+        ),
+        storage=storage,
+        redirect_handler=approve,
+        callback_handler=callback,
+    )
+    http = httpx2.AsyncClient(auth=provider, timeout=60)
+    async with Client(streamable_http_client(env.mcp, http_client=http), mode=mode) as mcp:
+        remembered = await call(mcp, "remember", {"text": f"OAuth works for {registration} on {mode}.", "tags": [env.run]})
+        recalled = await call(mcp, "recall", {"query": f"does OAuth work for {registration}?", "tags": [env.run]})
+        check(
+            remembered["id"] in [r["memory_id"] for r in recalled["results"]],
+            f"{registration}/{mode}: tools answer with the token the assistant got",
+        )
+    token = storage.tokens.access_token
+    check(claims(token)["aud"] == env.mcp, f"{registration}/{mode}: the token's audience is the MCP resource")
+    client_id = storage.client_info.client_id
+    check(bool(client_id), f"dcr/{mode}: a registered client_id ({client_id})")
+    check(
+        "MCP test assistant" in redirect["consent"],
+        f"{registration}/{mode}: the consent page names the client",
+    )
+    # The token works for MCP only: REST refuses it.
+    rest = httpx2.get(f"{env.base}/v1/kv", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    check(rest.status_code == 401, f"{registration}/{mode}: the REST API refuses the MCP token ({rest.status_code})")
+
+
+async def scenario_oauth(env):
+    # Client ID Metadata Documents are tested end to end in gateway/tests/oauth_mcp.rs: the SDK
+    # takes only an https document URL, which a loopback test server cannot give it trusted.
+    for mode in ["2026-07-28", "legacy"]:
+        await oauth_round(env, mode)
+
+
 SCENARIOS = {
     "modern": scenario_modern,
     "legacy": scenario_legacy,
     "refusals": scenario_refusals,
     "stdio": scenario_stdio,
+    "oauth": scenario_oauth,
 }
 
 
@@ -407,6 +516,8 @@ def main():
     parser.add_argument("--other-token", required=True)
     parser.add_argument("--rest-token", required=True)
     parser.add_argument("--p8fs", help="the p8fs binary (the stdio scenario)")
+    parser.add_argument("--username", help="a user of tenant A (the oauth scenario)")
+    parser.add_argument("--password", help="the user's password (the oauth scenario)")
     args = parser.parse_args()
     asyncio.run(SCENARIOS[args.scenario](Env(args)))
     print(f"scenario {args.scenario}: all checks passed", flush=True)
