@@ -98,13 +98,15 @@ pub(crate) fn metadata_host(client_id: &str) -> Option<String> {
     })
 }
 
+/// A client, or why its document was refused, and until when that holds.
+type Cached = (Result<ClientRecord, String>, Timestamp);
+
 /// The fetcher and the cache of metadata documents.
 pub(crate) struct MetadataClients {
     /// `None` if the HTTP client could not be built (then every document is refused).
     http: Option<reqwest::Client>,
     allow_local: bool,
-    /// A client, or why its document was refused, until when.
-    cache: Mutex<HashMap<String, (Result<ClientRecord, String>, Timestamp)>>,
+    cache: Mutex<HashMap<String, Cached>>,
     fetches: tokio::sync::Semaphore,
 }
 
