@@ -86,3 +86,41 @@ async fn a_static_key_is_sealed_in_rocksdb() {
     );
     assert!(other.resolve(&created.access_key_id).await.is_err());
 }
+
+#[tokio::test]
+async fn sts_refuses_a_token_issued_for_another_resource() {
+    let h = Harness::start().await;
+    let s3 = credentials(&h);
+    let mcp = h.url("/mcp");
+    let token = h
+        .issuer
+        .issue_for(
+            &mcp,
+            &tenant("acme"),
+            "alice",
+            "p8fs-cli",
+            &s3_scopes(),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    let e = s3
+        .assume_role_with_web_identity(&token.token, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), p8fs_core::ErrorKind::Unauthorized, "{e}");
+    assert_eq!(e.to_string(), "unauthorized: wrong audience");
+    // The same token for the default audience is accepted.
+    let token = h
+        .issuer
+        .issue(
+            &tenant("acme"),
+            "alice",
+            "p8fs-cli",
+            &s3_scopes(),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    s3.assume_role_with_web_identity(&token.token, None)
+        .await
+        .unwrap();
+}
