@@ -223,6 +223,7 @@ pub fn app(services: &Services, config: &Config) -> Router {
                 backend: services.backend.clone(),
                 verifier: services.verifier.clone(),
                 clock: services.clock.clone(),
+                changes: services.changes.clone(),
                 memory: services.memory.clone(),
             },
             p8fs_mcp::McpSettings {

@@ -38,7 +38,7 @@ use p8fs_text::{ChunkOptions, Limits as TextLimits, TokenCounter};
 pub use index::{IndexState, IndexStatus, extraction_input};
 pub use memories::{
     MAX_METADATA_BYTES, MAX_TAG_BYTES, MAX_TAGS, MIN_MEMORY_TTL_MS, MemoryPage, MemoryRecord,
-    NewMemory,
+    NewMemory, record_key,
 };
 pub use search::{
     Found, MAX_QUERY_BYTES, MAX_QUERY_METADATA, MAX_QUERY_TAGS, Origin, Query, SourceKind,

@@ -237,7 +237,8 @@ impl Memory {
 }
 
 /// The key of a memory's record; the id must look like one of ours.
-pub(crate) fn record_key(id: &str) -> Result<Key> {
+/// The key-value record of memory `id` (its changes in the change log are the memory's).
+pub fn record_key(id: &str) -> Result<Key> {
     let well_formed = id.len() == 29
         && id.starts_with('m')
         && id[1..]

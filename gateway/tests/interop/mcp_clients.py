@@ -31,6 +31,7 @@ import json
 import sys
 import urllib.parse
 import uuid
+import warnings
 
 import httpx2
 from mcp import Client, StdioServerParameters
@@ -93,7 +94,7 @@ class Env:
         return answer
 
 
-def client(env, token, mode):
+def client(env, token, mode, message_handler=None):
     if env.stdio:
         # A desktop assistant's way: launch `p8fs mcp --stdio`, which relays to the server.
         params = StdioServerParameters(
@@ -103,7 +104,7 @@ def client(env, token, mode):
         )
         return Client(params, mode=mode)
     http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=60)
-    return Client(streamable_http_client(env.mcp, http_client=http), mode=mode)
+    return Client(streamable_http_client(env.mcp, http_client=http), mode=mode, message_handler=message_handler)
 
 
 async def call(mcp, name, arguments):
@@ -151,7 +152,14 @@ async def tool_checks(env, mode):
     # Names of this run only: a scenario may run the checks more than once.
     env.run = uuid.uuid4().hex[:10]
     bucket, collection = set_up(env)
-    async with client(env, env.token, mode) as mcp:
+    updates = asyncio.Queue()
+
+    async def on_message(message):
+        uri = getattr(getattr(message, "params", None), "uri", None)
+        if uri is not None:
+            await updates.put(uri)
+
+    async with client(env, env.token, mode, on_message) as mcp:
         if mode == "legacy":
             check(mcp.protocol_version == "2025-11-25", f"legacy negotiates 2025-11-25 ({mcp.protocol_version})")
         else:
@@ -276,13 +284,54 @@ async def tool_checks(env, mode):
         await call_error(mcp, "read_file", {"bucket": bucket, "key": "notes/garden.md", "max_bytes": 0}, "max_bytes", "read_file with max_bytes 0")
         await call_error(mcp, "remember", {"text": "x", "ttl_seconds": 1}, "ttl", "remember with a ttl under a minute")
 
-        forgot = await call(mcp, "forget", {"id": cake["id"]})
-        check(forgot == {"forgotten": True}, "forget removes a memory")
+        if env.stdio:
+            forgot = await call(mcp, "forget", {"id": cake["id"]})
+            check(forgot == {"forgotten": True}, "forget removes a memory")
+        else:
+            # Forgets the memory while subscribed to it.
+            await subscription_checks(env, mcp, mode, updates, bucket, cake["id"])
         again = await call(mcp, "forget", {"id": cake["id"]})
         check(again == {"forgotten": False}, "forgetting it again finds nothing")
         after = await call(mcp, "recall", {"query": "lemon cake", "tags": ["recipe", env.run]})
         check(after["results"] == [], "a forgotten memory is never recalled")
     return meeting["id"], key
+
+
+async def subscription_checks(env, mcp, mode, updates, bucket, memory_id):
+    """A file written through REST and a memory forgotten arrive as resource updates."""
+    file_uri = f"p8fs://objects/{bucket}/notes/todo.txt"
+    memory_uri = f"p8fs://memories/{memory_id}"
+    if mode == "legacy":
+        # The SDK warns that resources/subscribe is gone from 2026-07-28: it is the legacy API here.
+        warnings.filterwarnings("ignore", message="resources/(un)?subscribe")
+        await mcp.subscribe_resource(file_uri)
+        await mcp.subscribe_resource(memory_uri)
+        await asyncio.sleep(0.5)
+        env.rest("PUT", f"/v1/objects/{bucket}/notes/todo.txt", b"buy more seeds\n", "text/plain")
+        env.rest("PUT", f"/v1/objects/{bucket}/notes/other.txt", b"not watched\n", "text/plain")
+        got = await asyncio.wait_for(updates.get(), 20)
+        check(got == file_uri, f"resources/subscribe: the file's update arrives ({got})")
+        await call(mcp, "forget", {"id": memory_id})
+        got = await asyncio.wait_for(updates.get(), 20)
+        check(got == memory_uri, f"resources/subscribe: the forgotten memory's update arrives ({got})")
+        await mcp.unsubscribe_resource(file_uri)
+        await asyncio.sleep(0.5)
+        env.rest("PUT", f"/v1/objects/{bucket}/notes/todo.txt", b"again\n", "text/plain")
+        await asyncio.sleep(1.5)
+        check(updates.empty(), "after resources/unsubscribe nothing arrives")
+        return
+    async with mcp.listen(resource_subscriptions=[file_uri, memory_uri]) as subscription:
+        check(
+            sorted(subscription.honored.resource_subscriptions or []) == sorted([file_uri, memory_uri]),
+            "subscriptions/listen honours both resources",
+        )
+        env.rest("PUT", f"/v1/objects/{bucket}/notes/other.txt", b"not watched\n", "text/plain")
+        env.rest("PUT", f"/v1/objects/{bucket}/notes/todo.txt", b"buy more seeds\n", "text/plain")
+        event = await asyncio.wait_for(subscription.__anext__(), 20)
+        check(event.uri == file_uri, f"subscriptions/listen: the file's update arrives ({event})")
+        await call(mcp, "forget", {"id": memory_id})
+        event = await asyncio.wait_for(subscription.__anext__(), 20)
+        check(event.uri == memory_uri, f"subscriptions/listen: the forgotten memory's update arrives ({event})")
 
 
 async def scenario_modern(env):

@@ -22,13 +22,14 @@
 mod auth;
 mod session;
 pub mod tools;
+mod watch;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use p8fs_auth::Verifier;
-use p8fs_core::{Backend, Clock};
+use p8fs_core::{Backend, ChangeSignal, Clock};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
@@ -45,6 +46,8 @@ pub struct McpState {
     pub backend: Arc<dyn Backend>,
     pub verifier: Arc<Verifier>,
     pub clock: Arc<dyn Clock>,
+    /// Wakes resource subscriptions when their tenant's log grows.
+    pub changes: Arc<dyn ChangeSignal>,
     /// Memories and search by meaning; `None` when embeddings are off (the memory tools then
     /// answer that they are unavailable).
     pub memory: Option<Arc<p8fs_memory::Memory>>,
@@ -85,7 +88,8 @@ pub fn router(state: McpState, settings: McpSettings) -> Router {
     )));
     let vault = Vault::new(state.clone());
     let service = StreamableHttpService::new(
-        move || Ok(vault.clone()),
+        // One server per session (or stateless request): its resource subscriptions are its own.
+        move || Ok(vault.for_session()),
         Arc::new(LocalSessionManager::default()),
         config,
     );

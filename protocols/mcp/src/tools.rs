@@ -8,7 +8,11 @@
 //! `isError` whose text names the field (`invalid input: k: must be between 1 and 1000`): an
 //! assistant reads it and corrects its call. Only an unknown tool is a protocol error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::task::AbortHandle;
 
 use p8fs_auth::{Principal, Scope};
 use p8fs_core::object::{hex, list_objects_v2, unhex};
@@ -30,13 +34,17 @@ use rmcp::model::{
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::model::{
+    ResourceUpdatedNotificationParam, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::McpState;
+use crate::{McpState, watch};
 
 /// Every scope a tool needs, for the protected resource metadata.
 pub const SCOPES: [Scope; 8] = [
@@ -108,6 +116,8 @@ pub struct Vault {
     /// The caller when the transport has no HTTP request to carry one (stdio).
     fixed: Option<Arc<Principal>>,
     tool_router: ToolRouter<Vault>,
+    /// The session's `resources/subscribe` followers, by URI.
+    subscriptions: Arc<Mutex<HashMap<String, AbortHandle>>>,
 }
 
 impl Vault {
@@ -117,6 +127,15 @@ impl Vault {
             state,
             fixed: None,
             tool_router: Self::tool_router(),
+            subscriptions: Arc::default(),
+        }
+    }
+
+    /// This server for a new session: the same tools, no subscriptions yet.
+    pub fn for_session(&self) -> Self {
+        Self {
+            subscriptions: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -1089,6 +1108,7 @@ impl ServerHandler for Vault {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
         .with_server_info(Implementation::new("p8fs", env!("CARGO_PKG_VERSION")))
@@ -1145,6 +1165,103 @@ impl ServerHandler for Vault {
         );
         result.next_cursor = page.next;
         Ok(result)
+    }
+
+    /// `subscriptions/listen` (2026-07-28) takes resource subscriptions to `p8fs://` URIs.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let uris: Vec<String> = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| watch::watched(uri).is_some())
+            .cloned()
+            .collect();
+        Some(
+            SubscriptionFilter::builder()
+                .resource_subscriptions(uris)
+                .build(),
+        )
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        let caller = self
+            .resource_caller(context.request_context(), Scope::MemoriesRead)
+            .or_else(|_| self.resource_caller(context.request_context(), Scope::S3Read))?;
+        watch::check(&caller, &uris)?;
+        let sink = context.sink().clone();
+        watch::follow(
+            &self.state,
+            &caller,
+            &uris,
+            |uri| {
+                let sink = sink.clone();
+                async move { sink.notify_resource_updated(uri).await.is_ok() }
+            },
+            context.cancelled(),
+        )
+        .await
+    }
+
+    /// `resources/subscribe` (2025-era sessions): updates of `uri` arrive as
+    /// `notifications/resources/updated` until `resources/unsubscribe` or the session's end.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let uri = request.uri;
+        let (_, _, scope) = watch::watched(&uri).ok_or_else(|| {
+            ErrorData::invalid_params(format!("{uri} is not a resource of this server"), None)
+        })?;
+        let caller = self.resource_caller(&context, scope)?;
+        let state = self.state.clone();
+        let peer = context.peer.clone();
+        let uris = vec![uri.clone()];
+        let task = tokio::spawn(async move {
+            let notified = watch::follow(
+                &state,
+                &caller,
+                &uris,
+                |uri| {
+                    let peer = peer.clone();
+                    async move {
+                        peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                            .await
+                            .is_ok()
+                    }
+                },
+                std::future::pending(),
+            )
+            .await;
+            if let Err(error) = notified {
+                tracing::warn!(?error, "a resource subscription ended");
+            }
+        });
+        if let Some(previous) = self.subscriptions.lock().insert(uri, task.abort_handle()) {
+            previous.abort();
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Some(task) = self.subscriptions.lock().remove(&request.uri) {
+            task.abort();
+        }
+        Ok(())
     }
 
     async fn read_resource(
