@@ -17,12 +17,16 @@
     reason = "a failed step should fail the test loudly"
 )]
 
+mod common;
+
 mod grpc_clients {
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Output, Stdio};
+    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
+
+    use crate::common::{free_port, interop_dir, run, storage_env, succeeded, unique};
 
     const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
 
@@ -34,130 +38,6 @@ mod grpc_clients {
     /// The lifetime of the token whose watch must end when it expires: long enough to start
     /// Python and open the watch, short enough to end within the scenario.
     const EXPIRING_TTL: &str = "8s";
-
-    fn interop_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn text(bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
-    }
-
-    fn env(variable: &str) -> String {
-        std::env::var(variable).unwrap_or_else(|_| {
-            panic!("{variable} is not set: run the tests with scripts/test-all.sh")
-        })
-    }
-
-    /// Runs `command` to completion within `limit`, killing it past that.
-    fn run(mut command: Command, limit: Duration, what: &str) -> Output {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        });
-        let err = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
-    }
-
-    fn succeeded(output: Output, what: &str) -> String {
-        assert!(
-            output.status.success(),
-            "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            output.status,
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        text(&output.stdout)
-    }
-
-    /// A name no other run shares (the SQL servers are shared and keep their data), from the
-    /// random name of a temporary directory: `[a-z0-9]`.
-    fn unique(dir: &Path) -> String {
-        dir.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_lowercase()
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect()
-    }
-
-    /// `CREATEDB grpc_<name>` (a command printing the new database's URL).
-    fn createdb(createdb: &str, name: &str) -> String {
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(format!("{createdb} grpc_{name}"));
-        succeeded(
-            run(command, Duration::from_secs(60), "createdb"),
-            "createdb",
-        )
-        .trim()
-        .to_owned()
-    }
-
-    /// The storage settings of a backend, as environment variables for `p8fs`: a scratch
-    /// database of its own on the SQL servers.
-    fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
-        match backend {
-            "rocksdb" => Vec::new(),
-            "postgres" => {
-                env("P8FS_TEST_POSTGRES_URL");
-                vec![
-                    ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
-                    (
-                        "P8FS_STORAGE_URL".into(),
-                        createdb(&env("P8FS_TEST_POSTGRES_CREATEDB"), name),
-                    ),
-                ]
-            }
-            "tidb" => {
-                env("P8FS_TEST_TIDB_URL");
-                vec![
-                    ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
-                    (
-                        "P8FS_STORAGE_URL".into(),
-                        createdb(&env("P8FS_TEST_TIDB_CREATEDB"), name),
-                    ),
-                ]
-            }
-            other => panic!("unknown backend {other}"),
-        }
-    }
 
     /// A `p8fs serve` of its own with its main and S3 listeners on free loopback ports (the S3
     /// one only so that no two servers want the same).
@@ -171,7 +51,7 @@ mod grpc_clients {
     impl Server {
         fn start(backend: &str) -> Server {
             let dir = tempfile::tempdir().unwrap();
-            let storage = storage_env(backend, &unique(dir.path()));
+            let storage = storage_env(backend, &format!("grpc_{}", unique(dir.path())));
             let config = dir.path().join("p8fs.toml");
             std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
             let (port, s3_port) = (free_port(), free_port());

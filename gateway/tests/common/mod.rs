@@ -28,9 +28,8 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn env(variable: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: run the tests with scripts/test-all.sh")
-    })
+    std::env::var(variable)
+        .unwrap_or_else(|_| panic!("{variable} is not set: run the tests with scripts/test-all.sh"))
 }
 
 /// Runs `command` to completion within `limit`, killing it past that.
@@ -134,4 +133,3 @@ pub(crate) fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
         other => panic!("unknown backend {other}"),
     }
 }
-
