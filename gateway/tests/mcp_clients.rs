@@ -56,8 +56,44 @@ mod mcp_clients {
                 "P8FS_EMBEDDINGS_MODEL_DIR".into(),
                 env("P8FS_TEST_MODEL_DIR"),
             ));
+            Server::spawn(dir, storage, None)
+        }
+
+        /// A second gateway node over the same database as `first`, with its signing keys
+        /// (copied, as an operator distributes them) and its issuer URL, as nodes behind one
+        /// public address are configured.
+        fn second_node(first: &Server) -> Server {
+            let dir = tempfile::tempdir().unwrap();
+            let from = first.dir.path().join("data/keys");
+            let to = dir.path().join("data/keys");
+            std::fs::create_dir_all(&to).unwrap();
+            for entry in std::fs::read_dir(&from).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            for owned in [dir.path().join("data"), to] {
+                std::fs::set_permissions(owned, std::fs::Permissions::from_mode(0o700)).unwrap();
+            }
+            Server::spawn(dir, first.storage.clone(), Some(first.url()))
+        }
+
+        fn spawn(
+            dir: tempfile::TempDir,
+            storage: Vec<(String, String)>,
+            issuer: Option<String>,
+        ) -> Server {
+            let backend = storage
+                .iter()
+                .find(|(name, _)| name == "P8FS_STORAGE_PROVIDER")
+                .map_or("rocksdb", |(_, value)| value.as_str())
+                .to_owned();
             let config = dir.path().join("p8fs.toml");
-            std::fs::write(&config, "[log]\nlevel = \"warn\"\n[s3]\nenabled = false\n").unwrap();
+            let mut text = String::from("[log]\nlevel = \"warn\"\n[s3]\nenabled = false\n");
+            if let Some(issuer) = issuer {
+                text.push_str(&format!("[auth]\nissuer = \"{issuer}\"\n"));
+            }
+            std::fs::write(&config, text).unwrap();
             let port = free_port();
             let mut command = Command::new(P8FS);
             command
@@ -185,6 +221,29 @@ mod mcp_clients {
         let rest = server.token(&tenant, REST_SCOPES, None);
         let (username, password) = ("assistant-user", "An-approval-pass-42");
         server.add_user(&tenant, username, password);
+        if backend != "rocksdb" {
+            // A legacy session opened on one node goes on on another (its state is in the
+            // shared store); RocksDB admits one process, so one node.
+            let second = Server::second_node(&server);
+            let mut command = Command::new("python3");
+            command
+                .current_dir(interop_dir())
+                .arg("mcp_clients.py")
+                .arg("two-nodes")
+                .arg("--url")
+                .arg(server.url())
+                .arg(format!("--second-url={}", second.url()))
+                .arg(format!("--token={token}"))
+                .arg(format!("--limited-token={limited}"))
+                .arg(format!("--other-token={other}"))
+                .arg(format!("--rest-token={rest}"));
+            let what = format!("mcp_clients.py two-nodes on {backend}");
+            let stdout = succeeded(run(command, Duration::from_secs(120), &what), &what);
+            assert!(
+                stdout.contains("scenario two-nodes: all checks passed"),
+                "{what} did not finish its checks:\n{stdout}"
+            );
+        }
         for scenario in ["modern", "legacy", "refusals", "stdio", "oauth"] {
             let mut command = Command::new("python3");
             command

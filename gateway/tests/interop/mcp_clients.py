@@ -18,6 +18,8 @@ SDK's OAuth client discovers the authorization server from the 401, registers dy
 (RFC 7591), runs PKCE with the resource
 parameter, the user approves in headless Chromium (mcp_approve.mjs), and the tools answer, on
 both revisions; the token's audience is the MCP resource and the REST API refuses it;
+`two-nodes` opens a 2025-era session on one gateway node and goes on with it on a second node over
+the same database (--second-url), which refuses it to another tenant;
 `refusals` checks the protected resource (RFC 9728 metadata, 401 challenges, 403
 insufficient_scope naming the scope, a token for another audience refused, a foreign Origin
 refused) and that tenant B sees nothing of tenant A's, its session included.
@@ -75,6 +77,7 @@ class Env:
         self.other_token = args.other_token
         self.rest_token = args.rest_token
         self.p8fs = args.p8fs
+        self.second_url = args.second_url
         self.stdio = False
         self.username = args.username
         self.password = args.password
@@ -430,6 +433,54 @@ async def scenario_refusals(env):
     check(hijack.status_code == 404, f"another tenant's token cannot use the session ({hijack.status_code})")
 
 
+def answer(response):
+    """The JSON-RPC message of an answer, JSON or the last message of an SSE stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        messages = [
+            json.loads(line[len("data:"):])
+            for line in response.text.splitlines()
+            if line.startswith("data:") and line[len("data:"):].strip()
+        ]
+        return messages[-1] if messages else None
+    return response.json()
+
+
+async def scenario_two_nodes(env):
+    """A 2025-era session opened on one gateway node is served by another."""
+    second = env.second_url.rstrip("/") + "/mcp"
+    version = {"mcp-protocol-version": "2025-11-25"}
+    opened = raw(env, env.token, initialize_request())
+    session = opened.headers.get("mcp-session-id")
+    check(opened.status_code == 200 and session, "node 1: initialize opens a session")
+    ready = raw(env, env.token, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"mcp-session-id": session, **version})
+    check(ready.status_code in (200, 202), f"node 1: initialized ({ready.status_code})")
+
+    def on_second(token, body):
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "authorization": f"Bearer {token}",
+            "mcp-session-id": session,
+            **version,
+        }
+        return httpx2.post(second, headers=headers, content=json.dumps(body).encode(), timeout=60)
+
+    listed = on_second(env.token, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    tools = (answer(listed) or {}).get("result", {}).get("tools", [])
+    check(listed.status_code == 200 and len(tools) == len(EXPECTED_TOOLS), f"node 2 serves the session ({listed.status_code})")
+    key = f"two-nodes/{uuid.uuid4().hex[:8]}"
+    put = on_second(env.token, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                "params": {"name": "kv_put", "arguments": {"key": key, "value": 42}}})
+    check((answer(put) or {}).get("result", {}).get("structuredContent", {}).get("key") == key, "node 2: a tool call in the session")
+    got = raw(env, env.token, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                               "params": {"name": "kv_get", "arguments": {"key": key}}},
+              {"mcp-session-id": session, **version})
+    check((answer(got) or {}).get("result", {}).get("structuredContent", {}).get("value") == 42, "node 1 reads what node 2 wrote, in the same session")
+    hijack = on_second(env.other_token, {"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+    check(hijack.status_code == 404, f"node 2 refuses the session to another tenant ({hijack.status_code})")
+
+
 async def call_tool_structured(mcp, name, arguments):
     result = await mcp.call_tool(name, arguments)
     if result.is_error:
@@ -553,6 +604,7 @@ SCENARIOS = {
     "refusals": scenario_refusals,
     "stdio": scenario_stdio,
     "oauth": scenario_oauth,
+    "two-nodes": scenario_two_nodes,
 }
 
 
@@ -565,6 +617,7 @@ def main():
     parser.add_argument("--other-token", required=True)
     parser.add_argument("--rest-token", required=True)
     parser.add_argument("--p8fs", help="the p8fs binary (the stdio scenario)")
+    parser.add_argument("--second-url", help="a second gateway node on the same database (two-nodes)")
     parser.add_argument("--username", help="a user of tenant A (the oauth scenario)")
     parser.add_argument("--password", help="the user's password (the oauth scenario)")
     args = parser.parse_args()
