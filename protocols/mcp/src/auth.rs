@@ -9,6 +9,7 @@
 //! naming a session (`Mcp-Session-Id`) must come from the subject and tenant that opened it.
 //! The verified [`Principal`] travels to the tools in the request's extensions.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -18,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use p8fs_auth::{Scope, Verifier, bearer_token};
 use p8fs_core::ErrorKind;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::session::{Owner, StoredSessions};
@@ -33,7 +35,13 @@ pub(crate) struct Guard {
     sessions: StoredSessions,
     /// `resource_metadata="<url>"`, as every challenge carries it.
     metadata_parameter: String,
+    /// Sessions' owners already read from the store (an owner never changes), so a session's
+    /// requests read the store once per node.
+    owners: Mutex<HashMap<String, Owner>>,
 }
+
+/// Session owners remembered per node; past this the memory starts over.
+const MAX_REMEMBERED_OWNERS: usize = 10_000;
 
 impl Guard {
     pub(crate) fn new(state: &McpState, settings: Arc<McpSettings>) -> Self {
@@ -46,7 +54,28 @@ impl Guard {
             sessions: StoredSessions::new(state.backend.clone()),
             settings,
             metadata_parameter,
+            owners: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Who opened session `id`: remembered, else from the store.
+    async fn owner(&self, id: &str) -> p8fs_core::Result<Option<Owner>> {
+        if let Some(owner) = self.owners.lock().get(id) {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = self.sessions.owner(id).await?;
+        if let Some(owner) = &owner {
+            self.remember(id, owner);
+        }
+        Ok(owner)
+    }
+
+    fn remember(&self, id: &str, owner: &Owner) {
+        let mut owners = self.owners.lock();
+        if owners.len() >= MAX_REMEMBERED_OWNERS {
+            owners.clear();
+        }
+        owners.insert(id.to_owned(), owner.clone());
     }
 
     /// `401` with the challenge; `error` when a token was presented and refused.
@@ -129,7 +158,7 @@ pub(crate) async fn guard(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(id) = &session {
-        match guard.sessions.owner(id).await {
+        match guard.owner(id).await {
             Ok(Some(opened_by)) if opened_by != owner => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -150,9 +179,11 @@ pub(crate) async fn guard(
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
-        && let Err(e) = guard.sessions.set_owner(opened, &owner).await
     {
-        return failure(&e);
+        if let Err(e) = guard.sessions.set_owner(opened, &owner).await {
+            return failure(&e);
+        }
+        guard.remember(opened, &owner);
     }
     response
 }

@@ -115,7 +115,8 @@ pub struct Vault {
     state: McpState,
     /// The caller when the transport has no HTTP request to carry one (stdio).
     fixed: Option<Arc<Principal>>,
-    tool_router: ToolRouter<Vault>,
+    /// Built once: every session and stateless request shares it.
+    tool_router: Arc<ToolRouter<Vault>>,
     /// The session's `resources/subscribe` followers, by URI.
     subscriptions: Arc<Mutex<HashMap<String, AbortHandle>>>,
 }
@@ -126,7 +127,7 @@ impl Vault {
         Self {
             state,
             fixed: None,
-            tool_router: Self::tool_router(),
+            tool_router: Arc::new(Self::tool_router()),
             subscriptions: Arc::default(),
         }
     }
@@ -1101,7 +1102,7 @@ impl Vault {
     }
 }
 
-#[tool_handler]
+#[tool_handler(router = self.tool_router)]
 impl ServerHandler for Vault {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
