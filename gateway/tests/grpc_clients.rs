@@ -51,7 +51,12 @@ mod grpc_clients {
     impl Server {
         fn start(backend: &str) -> Server {
             let dir = tempfile::tempdir().unwrap();
-            let storage = storage_env(backend, &format!("grpc_{}", unique(dir.path())));
+            let mut storage = storage_env(backend, &format!("grpc_{}", unique(dir.path())));
+            // The builtin embedder, so that Memories answers.
+            storage.push((
+                "P8FS_EMBEDDINGS_MODEL_DIR".into(),
+                crate::common::env("P8FS_TEST_MODEL_DIR"),
+            ));
             let config = dir.path().join("p8fs.toml");
             std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
             let (port, s3_port) = (free_port(), free_port());

@@ -6,7 +6,7 @@ for grpc.health.v1 and grpcio-reflection's descriptor database for server reflec
 Every method of every p8fs.v1 service is called and every answer checked: key-value records with
 compare-and-swap and paging, vectors with filtered search, the graph with traversals, buckets and
 objects (a 100 MiB object streamed up and down in chunks, digests compared), memories
-(UNAVAILABLE on a server without embeddings), and a Watch receiving a change written through REST
+(remember and search by meaning with the builtin embedder), and a Watch receiving a change written through REST
 (`PUT /v1/kv/...`), ending at its deadline and at its token's expiry. Errors carry their codes:
 bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming the field, a missing or garbage
 token UNAUTHENTICATED, a missing scope PERMISSION_DENIED; another tenant sees nothing and changes
@@ -479,13 +479,37 @@ def objects(me, other, limited):
     print("objects: buckets, listings, paging, upload rules, scopes, tenants")
 
 
-def memories(me, limited):
+def memories(me, limited, other):
     from p8fs.v1 import memories_pb2 as pb
 
-    expect_code(grpc.StatusCode.UNAVAILABLE, call, me, "memories", "Remember", pb.RememberRequest(text="a note"))
-    expect_code(grpc.StatusCode.UNAVAILABLE, call, me, "memories", "Search", pb.MemorySearchRequest(q="note"))
+    tag = f"grpc{os.getpid()}"
+    harbour = call(
+        me,
+        "memories",
+        "Remember",
+        pb.RememberRequest(
+            text="The ferry to the island leaves the harbour at seven every morning.",
+            metadata_json=json.dumps({"topic": "travel"}),
+            tags=[tag],
+        ),
+    )
+    check(harbour.id and harbour.chunks >= 1 and list(harbour.tags) == [tag], f"Remember: {harbour.id}")
+    soup = call(me, "memories", "Remember", pb.RememberRequest(text="Tomato soup needs basil and a pinch of salt.", tags=[tag]))
+    found = call(me, "memories", "Search", pb.MemorySearchRequest(q="when does the boat leave?", k=2, tags=[tag]))
+    check(
+        [hit.memory_id for hit in found.hits] == [harbour.id, soup.id] and found.hits[0].score > found.hits[1].score,
+        f"Search ranks the ferry first: {[(h.memory_id, round(h.score, 3)) for h in found.hits]}",
+    )
+    check(json.loads(found.hits[0].metadata_json) == {"topic": "travel"}, "Search returns the metadata")
+    filtered = call(me, "memories", "Search", pb.MemorySearchRequest(q="ferry", tags=[tag], metadata={"topic": json.dumps("travel")}))
+    check([hit.memory_id for hit in filtered.hits] == [harbour.id], "Search filters by metadata")
+    theirs = call(other, "memories", "Search", pb.MemorySearchRequest(q="ferry harbour", k=10))
+    check(all(hit.memory_id not in (harbour.id, soup.id) for hit in theirs.hits), "the other tenant never finds ours")
+    expect_invalid("text", call, me, "memories", "Remember", pb.RememberRequest(text=""))
+    expect_invalid("k", call, me, "memories", "Search", pb.MemorySearchRequest(q="x", k=0))
     expect_code(grpc.StatusCode.PERMISSION_DENIED, call, limited, "memories", "Search", pb.MemorySearchRequest(q="note"))
-    print("memories: UNAVAILABLE without embeddings, scopes checked first")
+    expect_code(grpc.StatusCode.PERMISSION_DENIED, call, limited, "memories", "Remember", pb.RememberRequest(text="no"))
+    print("memories: remember, search by meaning with filters, tenants, bad input, scopes")
 
 
 def rest_put(url, token, key, value):
@@ -598,7 +622,7 @@ def main():
                 graph(me, other, limited)
                 changes(me, limited, args.url, args.token)
                 objects(me, other, limited)
-                memories(me, limited)
+                memories(me, limited, other)
     print(f"grpc clients {args.scenario}: all checks passed")
 
 
