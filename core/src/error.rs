@@ -133,6 +133,19 @@ impl Error {
         }
     }
 
+    /// This error naming `field` instead, when it is bad input: a front-end whose argument has
+    /// another name than the contract's (GraphQL's camelCase, a tool's `vector` for the
+    /// contract's `query`) reports its own. Any other error is returned as it is.
+    pub fn renamed(self, field: &'static str) -> Self {
+        match self {
+            Error::InvalidInput { reason, .. } => Error::InvalidInput {
+                field: field.into(),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// The field named by an `InvalidInput` error.
     pub fn field(&self) -> Option<&str> {
         match self {

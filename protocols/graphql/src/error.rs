@@ -48,18 +48,6 @@ impl<T> GqlResult<T> for p8fs_core::Result<T> {
     }
 }
 
-/// `error` naming `field` instead, when it is bad input (the contract names fields as REST does;
-/// the schema's arguments are camelCase).
-pub(crate) fn renamed(error: Error, field: &'static str) -> Error {
-    match error {
-        Error::InvalidInput { reason, .. } => Error::InvalidInput {
-            field: field.into(),
-            reason,
-        },
-        other => other,
-    }
-}
-
 /// An error with only a code and a message, for what the contract has no kind for.
 pub(crate) fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
     async_graphql::Error::new(message).extend_with(|_, extensions| extensions.set("code", code))

@@ -21,7 +21,7 @@ use p8fs_core::{
 use serde_json::{Map, Value};
 
 use crate::context::{caller, state};
-use crate::error::{GqlResult, renamed, to_graphql};
+use crate::error::{GqlResult, to_graphql};
 use crate::kv::ttl;
 use crate::page;
 use crate::scalars::Long;
@@ -106,7 +106,7 @@ impl From<DirectionName> for Direction {
 fn rels(rels: Option<Vec<String>>) -> p8fs_core::Result<RelFilter> {
     match rels {
         None => Ok(RelFilter::any()),
-        Some(rels) => RelFilter::new(rels).map_err(|e| renamed(e, "rels")),
+        Some(rels) => RelFilter::new(rels).map_err(|e| e.renamed("rels")),
     }
 }
 
@@ -347,7 +347,7 @@ impl GraphQuery {
             rels: self::rels(rels).gql()?,
             max_depth: u64::try_from(max_depth)
                 .map_err(|_| Error::invalid("maxDepth", "must be between 1 and 12"))
-                .and_then(|d| Depth::path(d).map_err(|e| renamed(e, "maxDepth")))
+                .and_then(|d| Depth::path(d).map_err(|e| e.renamed("maxDepth")))
                 .gql()?,
             weighted,
         };

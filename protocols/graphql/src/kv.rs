@@ -9,7 +9,7 @@ use p8fs_core::{Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, Ttl, Versio
 use serde_json::Value;
 
 use crate::context::{caller, state};
-use crate::error::{GqlResult, renamed};
+use crate::error::GqlResult;
 use crate::page;
 use crate::scalars::Long;
 
@@ -45,12 +45,12 @@ pub struct KvWritten {
 /// The ttl of a write, from milliseconds.
 pub(crate) fn ttl(ttl_ms: Option<Long>) -> p8fs_core::Result<Option<Ttl>> {
     ttl_ms
-        .map(|Long(ms)| Ttl::from_millis(ms).map_err(|e| renamed(e, "ttlMs")))
+        .map(|Long(ms)| Ttl::from_millis(ms).map_err(|e| e.renamed("ttlMs")))
         .transpose()
 }
 
 fn value(value: Value) -> p8fs_core::Result<JsonValue> {
-    JsonValue::new(value).map_err(|e| renamed(e, "value"))
+    JsonValue::new(value).map_err(|e| e.renamed("value"))
 }
 
 #[derive(Default)]

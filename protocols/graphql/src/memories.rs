@@ -13,7 +13,7 @@ use p8fs_memory::{
 use serde_json::{Map, Value};
 
 use crate::context::{caller, state};
-use crate::error::{GqlResult, renamed};
+use crate::error::GqlResult;
 use crate::kv::ttl;
 use crate::page;
 use crate::scalars::Long;
@@ -208,7 +208,7 @@ impl MemoryQuery {
                 SourceType::Object => SourceKind::Object,
             }),
             bucket: bucket
-                .map(|b| BucketName::new(b).map_err(|e| renamed(e, "bucket")))
+                .map(|b| BucketName::new(b).map_err(|e| e.renamed("bucket")))
                 .transpose()
                 .gql()?,
             tags,

@@ -13,7 +13,7 @@ use p8fs_core::{BucketInfo, BucketName, Error, ObjectKey, ObjectMeta, ObjectPref
 use serde_json::Value;
 
 use crate::context::{caller, state};
-use crate::error::{GqlResult, renamed};
+use crate::error::GqlResult;
 use crate::memories::{IndexStatusView, memory_service};
 use crate::page;
 use crate::scalars::Long;
@@ -200,7 +200,7 @@ impl ObjectQuery {
                 .gql()?,
             (None, Some(key)) => {
                 let key = ObjectKey::new(key)
-                    .map_err(|e| renamed(e, "startAfter"))
+                    .map_err(|e| e.renamed("startAfter"))
                     .gql()?;
                 from_after(key.as_str())
             }

@@ -32,7 +32,7 @@ pub(crate) fn after<T>(
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .filter(|position| !position.is_empty())
                 .ok_or_else(|| Error::invalid("after", "is not a cursor this API issued"))?;
-            parse(position).map_err(|e| crate::error::renamed(e, "after"))
+            parse(position).map_err(|e| e.renamed("after"))
         })
         .transpose()
 }

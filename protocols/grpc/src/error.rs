@@ -65,17 +65,6 @@ pub fn status(error: Error) -> Status {
     }
 }
 
-/// `error` naming `field` instead, when it is bad input (the message's field name).
-pub(crate) fn renamed(error: Error, field: &'static str) -> Error {
-    match error {
-        Error::InvalidInput { reason, .. } => Error::InvalidInput {
-            field: field.into(),
-            reason,
-        },
-        other => other,
-    }
-}
-
 /// Converts the result of a contract call for a handler.
 pub(crate) trait GrpcResult<T> {
     fn grpc(self) -> Result<T, Status>;

@@ -7,7 +7,7 @@ use p8fs_core::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::{GrpcResult, renamed};
+use crate::error::GrpcResult;
 use crate::pb::{self, graph_server::Graph};
 use crate::{GrpcState, json_object, json_text, limit, ttl};
 
@@ -19,7 +19,7 @@ fn direction(value: &str) -> Result<Direction, Status> {
         Ok(Direction::Out)
     } else {
         Direction::parse(value)
-            .map_err(|e| renamed(e, "direction"))
+            .map_err(|e| e.renamed("direction"))
             .grpc()
     }
 }
@@ -28,9 +28,7 @@ fn rels(values: Vec<String>) -> Result<RelFilter, Status> {
     if values.is_empty() {
         Ok(RelFilter::any())
     } else {
-        RelFilter::new(values)
-            .map_err(|e| renamed(e, "rels"))
-            .grpc()
+        RelFilter::new(values).map_err(|e| e.renamed("rels")).grpc()
     }
 }
 
@@ -124,7 +122,7 @@ impl Graph for GraphService {
         let weight = request
             .weight
             .map_or(Ok(Weight::ONE), Weight::new)
-            .map_err(|e| renamed(e, "weight"))
+            .map_err(|e| e.renamed("weight"))
             .grpc()?;
         let properties = json_object("properties_json", &request.properties_json)?;
         let ttl = ttl(request.ttl_ms)?;
@@ -170,7 +168,7 @@ impl Graph for GraphService {
         let direction = direction(&request.direction)?;
         let rels = rels(request.rels)?;
         let depth = Depth::neighbors(u64::from(request.depth.unwrap_or(1)))
-            .map_err(|e| renamed(e, "depth"))
+            .map_err(|e| e.renamed("depth"))
             .grpc()?;
         let limit = limit(request.limit)?;
         let found = neighbors(
@@ -207,7 +205,7 @@ impl Graph for GraphService {
             direction: direction(&request.direction)?,
             rels: rels(request.rels)?,
             max_depth: Depth::path(u64::from(request.max_depth.unwrap_or(6)))
-                .map_err(|e| renamed(e, "max_depth"))
+                .map_err(|e| e.renamed("max_depth"))
                 .grpc()?,
             weighted: request.weighted,
         };

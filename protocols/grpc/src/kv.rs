@@ -4,7 +4,7 @@ use p8fs_auth::Scope;
 use p8fs_core::{Error, JsonValue, Key, KeyPrefix, KvEntry, Resource, Version};
 use tonic::{Request, Response, Status};
 
-use crate::error::{GrpcResult, renamed};
+use crate::error::GrpcResult;
 use crate::pb::{self, kv_server::Kv};
 use crate::{GrpcState, json_value, limit, ttl};
 
@@ -22,7 +22,7 @@ fn record(entry: KvEntry) -> pb::KvRecord {
 
 fn value(text: &str) -> Result<JsonValue, Status> {
     JsonValue::new(json_value("value_json", text)?)
-        .map_err(|e| renamed(e, "value_json"))
+        .map_err(|e| e.renamed("value_json"))
         .grpc()
 }
 
@@ -133,7 +133,7 @@ impl Kv for KvService {
         let prefix = KeyPrefix::new(request.prefix).grpc()?;
         let start_after = request
             .start_after
-            .map(|s| Key::new(s).map_err(|e| renamed(e, "start_after")))
+            .map(|s| Key::new(s).map_err(|e| e.renamed("start_after")))
             .transpose()
             .grpc()?;
         let limit = limit(request.limit)?;

@@ -259,7 +259,7 @@ pub(crate) fn deadline_of<T>(request: &tonic::Request<T>) -> Option<tokio::time:
 /// A `ttl_ms` field as a ttl.
 pub(crate) fn ttl(ttl_ms: Option<i64>) -> Result<Option<p8fs_core::Ttl>, Status> {
     ttl_ms
-        .map(|ms| p8fs_core::Ttl::from_millis(ms).map_err(|e| error::renamed(e, "ttl_ms")))
+        .map(|ms| p8fs_core::Ttl::from_millis(ms).map_err(|e| e.renamed("ttl_ms")))
         .transpose()
         .map_err(error::status)
 }
@@ -267,7 +267,7 @@ pub(crate) fn ttl(ttl_ms: Option<i64>) -> Result<Option<p8fs_core::Ttl>, Status>
 /// A page size: `limit`, or 100 when absent.
 pub(crate) fn limit(limit: Option<u32>) -> Result<p8fs_core::Limit, Status> {
     p8fs_core::Limit::new(u64::from(limit.unwrap_or(100)))
-        .map_err(|e| error::status(error::renamed(e, "limit")))
+        .map_err(|e| error::status(e.renamed("limit")))
 }
 
 /// A JSON object given as text (`field`); empty text is an empty object.

@@ -6,7 +6,7 @@ use p8fs_core::{BucketName, Error, Limit, Ttl};
 use p8fs_memory::{Memory, NewMemory, Origin, Query, SourceKind};
 use tonic::{Request, Response, Status};
 
-use crate::error::{GrpcResult, renamed};
+use crate::error::GrpcResult;
 use crate::pb::{self, memories_server::Memories};
 use crate::{GrpcState, json_object, json_text, json_value, ttl};
 
@@ -72,14 +72,14 @@ impl Memories for MemoriesService {
         let memory = self.memory()?;
         let request = request.into_inner();
         let k = Limit::new(u64::from(request.k.unwrap_or(10)))
-            .map_err(|e| renamed(e, "k"))
+            .map_err(|e| e.renamed("k"))
             .grpc()?;
         let source = (!request.source.is_empty())
             .then(|| SourceKind::parse("source", &request.source))
             .transpose()
             .grpc()?;
         let bucket = (!request.bucket.is_empty())
-            .then(|| BucketName::new(request.bucket).map_err(|e| renamed(e, "bucket")))
+            .then(|| BucketName::new(request.bucket).map_err(|e| e.renamed("bucket")))
             .transpose()
             .grpc()?;
         let mut metadata = Vec::with_capacity(request.metadata.len());

@@ -76,7 +76,7 @@ impl Objects for ObjectsService {
     ) -> Result<Response<pb::Bucket>, Status> {
         let caller = self.0.caller(request.metadata(), Scope::S3Write).await?;
         let name = BucketName::new(request.into_inner().name)
-            .map_err(|e| crate::error::renamed(e, "name"))
+            .map_err(|e| e.renamed("name"))
             .grpc()?;
         match self.0.backend.create_bucket(&caller.tenant, &name).await {
             Ok(info) => Ok(Response::new(bucket(info, true))),
@@ -206,7 +206,7 @@ impl Objects for ObjectsService {
         };
         attributes
             .validate()
-            .map_err(|e| crate::error::renamed(e, "content_type"))
+            .map_err(|e| e.renamed("content_type"))
             .grpc()?;
         let tenant = &caller.tenant;
         let backend = self.0.backend.as_ref();

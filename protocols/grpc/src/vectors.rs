@@ -5,7 +5,7 @@ use p8fs_core::vector::{components, search, upsert};
 use p8fs_core::{CollectionName, CollectionSpec, Error, Filter, Limit, Metric, RecordId, Resource};
 use tonic::{Request, Response, Status};
 
-use crate::error::{GrpcResult, renamed};
+use crate::error::GrpcResult;
 use crate::pb::{self, vectors_server::Vectors};
 use crate::{GrpcState, json_object, json_text, json_value, ttl};
 
@@ -28,7 +28,7 @@ impl Vectors for VectorsService {
             .await?;
         let request = request.into_inner();
         let metric = Metric::parse(&request.metric)
-            .map_err(|e| renamed(e, "metric"))
+            .map_err(|e| e.renamed("metric"))
             .grpc()?;
         let spec =
             CollectionSpec::new(request.name, u64::from(request.dimension), metric).grpc()?;
@@ -56,7 +56,7 @@ impl Vectors for VectorsService {
             .await?;
         let request = request.into_inner();
         let name = CollectionName::new(request.collection)
-            .map_err(|e| renamed(e, "collection"))
+            .map_err(|e| e.renamed("collection"))
             .grpc()?;
         let id = RecordId::new(request.id).grpc()?;
         let metadata = json_object("metadata_json", &request.metadata_json)?;
@@ -86,7 +86,7 @@ impl Vectors for VectorsService {
             .await?;
         let request = request.into_inner();
         let name = CollectionName::new(request.collection)
-            .map_err(|e| renamed(e, "collection"))
+            .map_err(|e| e.renamed("collection"))
             .grpc()?;
         let id = RecordId::new(request.id).grpc()?;
         if self
@@ -112,10 +112,10 @@ impl Vectors for VectorsService {
             .await?;
         let request = request.into_inner();
         let name = CollectionName::new(request.collection)
-            .map_err(|e| renamed(e, "collection"))
+            .map_err(|e| e.renamed("collection"))
             .grpc()?;
         let k = Limit::top_k(u64::from(request.k.unwrap_or(10)))
-            .map_err(|e| renamed(e, "k"))
+            .map_err(|e| e.renamed("k"))
             .grpc()?;
         let mut clauses = Vec::with_capacity(request.filter.len());
         for (path, text) in request.filter {

@@ -782,7 +782,7 @@ impl Vault {
         memory.memory(&caller.tenant, &input.id).await?;
         let rels = match input.rels {
             None => RelFilter::any(),
-            Some(rels) => RelFilter::new(rels).map_err(|e| renamed(e, "rels"))?,
+            Some(rels) => RelFilter::new(rels).map_err(|e| e.renamed("rels"))?,
         };
         let depth = Depth::neighbors(input.depth.unwrap_or(1))?;
         let limit = Limit::new(input.limit.unwrap_or(20))?;
@@ -957,7 +957,7 @@ impl Vault {
     ) -> Result<Json<KvPutOut>, ToolError> {
         let caller = self.caller(&context, "kv_put")?;
         let key = Key::new(input.key)?;
-        let value = JsonValue::new(input.value).map_err(|e| renamed(e, "value"))?;
+        let value = JsonValue::new(input.value).map_err(|e| e.renamed("value"))?;
         let ttl = input
             .ttl_seconds
             .map(|s| ttl_of("ttl_seconds", s))
@@ -1018,7 +1018,7 @@ impl Vault {
     ) -> Result<Json<SearchVectorsOut>, ToolError> {
         let caller = self.caller(&context, "search_vectors")?;
         let collection =
-            CollectionName::new(input.collection).map_err(|e| renamed(e, "collection"))?;
+            CollectionName::new(input.collection).map_err(|e| e.renamed("collection"))?;
         let k = Limit::top_k(input.k.unwrap_or(10))?;
         let filter = Filter::new(input.filter.unwrap_or_default())?;
         let query = components("vector", input.vector)?;
@@ -1033,7 +1033,7 @@ impl Vault {
         .await
         // The contract calls the query vector `query`; here it is the `vector` argument.
         .map_err(|e| match e.field() {
-            Some("query") => renamed(e, "vector"),
+            Some("query") => e.renamed("vector"),
             _ => e,
         })?;
         Ok(Json(SearchVectorsOut {
@@ -1069,10 +1069,10 @@ impl Vault {
             direction: Direction::Out,
             rels: match input.rels {
                 None => RelFilter::any(),
-                Some(rels) => RelFilter::new(rels).map_err(|e| renamed(e, "rels"))?,
+                Some(rels) => RelFilter::new(rels).map_err(|e| e.renamed("rels"))?,
             },
             max_depth: Depth::path(input.max_depth.unwrap_or(6))
-                .map_err(|e| renamed(e, "max_depth"))?,
+                .map_err(|e| e.renamed("max_depth"))?,
             weighted: input.weighted,
         };
         let found = shortest_path(self.state.backend.as_ref(), &caller.tenant, &query).await?;
@@ -1310,16 +1310,5 @@ fn ttl_of(field: &'static str, seconds: u64) -> Result<Ttl, Error> {
         .and_then(|s| s.checked_mul(1000))
         .ok_or_else(|| Error::invalid(field, "too long"))
         .and_then(Ttl::from_millis)
-        .map_err(|e| renamed(e, field))
-}
-
-/// `error` naming `field` instead, when it is bad input (tool arguments are snake_case).
-fn renamed(error: Error, field: &'static str) -> Error {
-    match error {
-        Error::InvalidInput { reason, .. } => Error::InvalidInput {
-            field: field.into(),
-            reason,
-        },
-        other => other,
-    }
+        .map_err(|e| e.renamed(field))
 }
