@@ -115,6 +115,10 @@ pub struct OAuthConfig {
     /// `client_id` URL must be `https` and resolve to public addresses only (no server-side
     /// request forgery towards the local network).
     pub allow_loopback_client_metadata: bool,
+    /// Certificates (PEM) trusted for fetching client metadata documents besides the public
+    /// roots: a private CA of an organisation's own clients, or a test's. Default none. A bundle
+    /// that does not parse refuses every document (fails closed).
+    pub client_metadata_roots: Option<String>,
 }
 
 impl Default for OAuthConfig {
@@ -130,6 +134,7 @@ impl Default for OAuthConfig {
             dynamic_registration: true,
             resources: Vec::new(),
             allow_loopback_client_metadata: false,
+            client_metadata_roots: None,
         }
     }
 }
@@ -171,6 +176,7 @@ impl OAuthServer {
             verifier,
             metadata_clients: client_metadata::MetadataClients::new(
                 config.allow_loopback_client_metadata,
+                config.client_metadata_roots.as_deref(),
             ),
             config,
         }

@@ -655,6 +655,10 @@ pub struct OAuthSection {
     /// public hosts are fetched.
     #[serde(default)]
     pub allow_loopback_client_metadata: bool,
+    /// A PEM file of certificates trusted for fetching client metadata documents besides the
+    /// public roots (an organisation's private CA). Read at start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metadata_ca_file: Option<PathBuf>,
 }
 
 impl Default for OAuthSection {
@@ -668,6 +672,7 @@ impl Default for OAuthSection {
             session_ttl: default_session_ttl(),
             dynamic_registration: true,
             allow_loopback_client_metadata: false,
+            client_metadata_ca_file: None,
         }
     }
 }
@@ -954,6 +959,14 @@ impl Config {
             return Err("metrics.listen: must differ from listen".into());
         }
         self.validate_s3()?;
+        if let Some(file) = &self.oauth.client_metadata_ca_file
+            && let Err(e) = std::fs::read_to_string(file)
+        {
+            return Err(format!(
+                "oauth.client_metadata_ca_file: cannot read {}: {e}",
+                file.display()
+            ));
+        }
         if !(1024..=64 << 20).contains(&self.mcp.max_body_bytes) {
             return Err("mcp.max_body_bytes: must be between 1024 and 67108864".into());
         }

@@ -99,6 +99,11 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
         // metadata names it.
         resources: vec![format!("{}/mcp", config.issuer())],
         allow_loopback_client_metadata: section.allow_loopback_client_metadata,
+        // Checked readable when the configuration loads.
+        client_metadata_roots: section
+            .client_metadata_ca_file
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file).ok()),
     }
 }
 

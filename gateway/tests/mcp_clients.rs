@@ -8,7 +8,8 @@
 //! `Origin` refused; another tenant seeing none of the first one's memories, records or
 //! session; the same tool checks through `p8fs mcp --stdio`, launched by the SDK's stdio
 //! client as a desktop assistant launches it; and the SDK's OAuth client signing in as an
-//! assistant does (discovery from the 401, dynamic registration, PKCE with the `resource`
+//! assistant does (discovery from the 401, registration with a Client ID Metadata Document
+//! served over HTTPS from a loopback port or dynamic registration, PKCE with the `resource`
 //! parameter, the user's approval in headless Chromium through `interop/mcp_approve.mjs`).
 //!
 //! These tests fail, never skip, when the clients, the model or a database are missing:
@@ -24,6 +25,7 @@ mod common;
 mod mcp_clients {
     use std::io::{Read, Write};
     use std::net::TcpStream;
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -49,14 +51,20 @@ mod mcp_clients {
     }
 
     impl Server {
-        fn start(backend: &str) -> Server {
+        /// A node whose OAuth server trusts the CA in `tls_dir` (made by `mcp_clients.py
+        /// make-ca`) for client metadata documents on loopback.
+        fn start(backend: &str, tls_dir: &Path) -> Server {
             let dir = tempfile::tempdir().unwrap();
             let mut storage = storage_env(backend, &format!("mcp_{}", unique(dir.path())));
             storage.push((
                 "P8FS_EMBEDDINGS_MODEL_DIR".into(),
                 env("P8FS_TEST_MODEL_DIR"),
             ));
-            Server::spawn(dir, storage, None)
+            let oauth = format!(
+                "[oauth]\nallow_loopback_client_metadata = true\nclient_metadata_ca_file = \"{}\"\n",
+                tls_dir.join("ca.pem").display()
+            );
+            Server::spawn(dir, storage, None, &oauth)
         }
 
         /// A second gateway node over the same database as `first`, with its signing keys
@@ -75,13 +83,14 @@ mod mcp_clients {
             for owned in [dir.path().join("data"), to] {
                 std::fs::set_permissions(owned, std::fs::Permissions::from_mode(0o700)).unwrap();
             }
-            Server::spawn(dir, first.storage.clone(), Some(first.url()))
+            Server::spawn(dir, first.storage.clone(), Some(first.url()), "")
         }
 
         fn spawn(
             dir: tempfile::TempDir,
             storage: Vec<(String, String)>,
             issuer: Option<String>,
+            extra_config: &str,
         ) -> Server {
             let backend = storage
                 .iter()
@@ -93,6 +102,7 @@ mod mcp_clients {
             if let Some(issuer) = issuer {
                 text.push_str(&format!("[auth]\nissuer = \"{issuer}\"\n"));
             }
+            text.push_str(extra_config);
             std::fs::write(&config, text).unwrap();
             let port = free_port();
             let mut command = Command::new(P8FS);
@@ -211,7 +221,16 @@ mod mcp_clients {
 
     /// Runs every scenario of `interop/mcp_clients.py` against a server on `backend`.
     fn clients_on(backend: &str) {
-        let server = Server::start(backend);
+        // The CA of the HTTPS server of a client metadata document (the oauth scenario).
+        let tls = tempfile::tempdir().unwrap();
+        let mut make_ca = Command::new("python3");
+        make_ca
+            .current_dir(interop_dir())
+            .arg("mcp_clients.py")
+            .arg("make-ca")
+            .arg(tls.path());
+        succeeded(run(make_ca, Duration::from_secs(60), "make-ca"), "make-ca");
+        let server = Server::start(backend, tls.path());
         let name = unique(server.dir.path());
         let resource = format!("{}/mcp", server.url());
         let tenant = format!("mcpa-{name}");
@@ -259,7 +278,8 @@ mod mcp_clients {
                 .arg(format!("--rest-token={rest}"))
                 .arg(format!("--p8fs={P8FS}"))
                 .arg(format!("--username={username}"))
-                .arg(format!("--password={password}"));
+                .arg(format!("--password={password}"))
+                .arg(format!("--tls-dir={}", tls.path().display()));
             let what = format!("mcp_clients.py {scenario} on {backend}");
             let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
             assert!(

@@ -111,7 +111,8 @@ pub(crate) struct MetadataClients {
 }
 
 impl MetadataClients {
-    pub(crate) fn new(allow_local: bool) -> Self {
+    /// The fetcher; `roots` are PEM certificates trusted besides the public roots.
+    pub(crate) fn new(allow_local: bool, roots: Option<&str>) -> Self {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(CLIENT_METADATA_TIMEOUT)
@@ -122,7 +123,16 @@ impl MetadataClients {
         if !allow_local {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
-        let http = match builder.build() {
+        let trusted = match roots.map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes())) {
+            None => Ok(Vec::new()),
+            Some(parsed) => parsed,
+        };
+        let http = match trusted.and_then(|certificates| {
+            certificates
+                .into_iter()
+                .fold(builder, reqwest::ClientBuilder::add_root_certificate)
+                .build()
+        }) {
             Ok(http) => Some(http),
             Err(e) => {
                 tracing::error!(
@@ -610,7 +620,7 @@ mod tests {
         };
         assert!(e.contains("non-public"), "{e}");
         // And a fetch through the guarded client never connects to it.
-        let clients = MetadataClients::new(false);
+        let clients = MetadataClients::new(false, None);
         let url = Url::parse("https://localhost:1/c").unwrap();
         let e = clients.fetch(url).await.unwrap_err();
         assert!(e.contains("non-public"), "{e}");

@@ -14,8 +14,10 @@ schemas and annotations, and bad arguments answered as tool errors naming the fi
 `stdio` runs the same tool checks through `p8fs mcp --stdio` (--p8fs names the binary), as a
 desktop assistant launches it, on both revisions;
 `oauth` signs in as an assistant does (--username and --password name a user of tenant A): the
-SDK's OAuth client discovers the authorization server from the 401, registers dynamically
-(RFC 7591), runs PKCE with the resource
+SDK's OAuth client discovers the authorization server from the 401, registers with a Client ID
+Metadata Document (served over HTTPS on a loopback port, its CA made by `make-ca DIR` and trusted
+by the server through oauth.client_metadata_ca_file; --tls-dir names it) or dynamically, runs PKCE
+with the resource
 parameter, the user approves in headless Chromium (mcp_approve.mjs), and the tools answer, on
 both revisions; the token's audience is the MCP resource and the REST API refuses it;
 `two-nodes` opens a 2025-era session on one gateway node and goes on with it on a second node over
@@ -29,6 +31,11 @@ Each prints what it checks and exits non-zero at the first failure.
 import argparse
 import asyncio
 import base64
+import datetime
+import http.server
+import ipaddress
+import ssl
+import threading
 import json
 import sys
 import urllib.parse
@@ -78,6 +85,7 @@ class Env:
         self.rest_token = args.rest_token
         self.p8fs = args.p8fs
         self.second_url = args.second_url
+        self.tls_dir = args.tls_dir
         self.stdio = False
         self.username = args.username
         self.password = args.password
@@ -526,14 +534,107 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 SCOPE = "memories:read memories:write kv:read kv:write"
 
 
+def make_ca(directory):
+    """A CA and a certificate it signs for 127.0.0.1, for the HTTPS server of a Client ID Metadata
+    Document (the SDK takes only https document URLs); p8fs trusts the CA through
+    oauth.client_metadata_ca_file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p8fs test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(window[0])
+        .not_valid_after(window[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(window[0])
+        .not_valid_after(window[1])
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    with open(f"{directory}/ca.pem", "wb") as out:
+        out.write(ca.public_bytes(pem))
+    with open(f"{directory}/leaf.pem", "wb") as out:
+        out.write(leaf.public_bytes(pem))
+    with open(f"{directory}/leaf.key", "wb") as out:
+        out.write(
+            leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+
+
+def serve_client_metadata(tls_dir):
+    """A Client ID Metadata Document over HTTPS on a loopback port; returns its URL (the
+    client_id)."""
+    holder = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(holder["document"]).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(f"{tls_dir}/leaf.pem", f"{tls_dir}/leaf.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = f"https://127.0.0.1:{server.server_address[1]}/mcp-client.json"
+    holder["document"] = {
+        "client_id": url,
+        "client_name": "MCP test assistant",
+        "redirect_uris": [REDIRECT_URI],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return url
+
+
 def claims(token):
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-async def oauth_round(env, mode):
-    """Discovery, dynamic registration, PKCE, approval in Chromium, then tool calls."""
-    registration = "dcr"
+async def oauth_round(env, registration, mode, metadata_url=None):
+    """Discovery, registration (a Client ID Metadata Document, or dynamic), PKCE, approval in
+    Chromium, then tool calls."""
     storage = MemoryStorage()
     redirect = {}
 
@@ -569,6 +670,7 @@ async def oauth_round(env, mode):
         storage=storage,
         redirect_handler=approve,
         callback_handler=callback,
+        client_metadata_url=metadata_url,
     )
     http = httpx2.AsyncClient(auth=provider, timeout=60)
     async with Client(streamable_http_client(env.mcp, http_client=http), mode=mode) as mcp:
@@ -581,7 +683,10 @@ async def oauth_round(env, mode):
     token = storage.tokens.access_token
     check(claims(token)["aud"] == env.mcp, f"{registration}/{mode}: the token's audience is the MCP resource")
     client_id = storage.client_info.client_id
-    check(bool(client_id), f"dcr/{mode}: a registered client_id ({client_id})")
+    if registration == "cimd":
+        check(client_id == metadata_url, f"cimd/{mode}: the client_id is the metadata document's URL")
+    else:
+        check(bool(client_id) and client_id != metadata_url, f"dcr/{mode}: a registered client_id ({client_id})")
     check(
         "MCP test assistant" in redirect["consent"],
         f"{registration}/{mode}: the consent page names the client",
@@ -592,10 +697,10 @@ async def oauth_round(env, mode):
 
 
 async def scenario_oauth(env):
-    # Client ID Metadata Documents are tested end to end in gateway/tests/oauth_mcp.rs: the SDK
-    # takes only an https document URL, which a loopback test server cannot give it trusted.
+    metadata_url = serve_client_metadata(env.tls_dir)
     for mode in ["2026-07-28", "legacy"]:
-        await oauth_round(env, mode)
+        await oauth_round(env, "cimd", mode, metadata_url)
+        await oauth_round(env, "dcr", mode)
 
 
 SCENARIOS = {
@@ -609,6 +714,9 @@ SCENARIOS = {
 
 
 def main():
+    if sys.argv[1:2] == ["make-ca"]:
+        make_ca(sys.argv[2])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--url", required=True)
@@ -618,6 +726,7 @@ def main():
     parser.add_argument("--rest-token", required=True)
     parser.add_argument("--p8fs", help="the p8fs binary (the stdio scenario)")
     parser.add_argument("--second-url", help="a second gateway node on the same database (two-nodes)")
+    parser.add_argument("--tls-dir", help="make-ca's directory (the oauth scenario)")
     parser.add_argument("--username", help="a user of tenant A (the oauth scenario)")
     parser.add_argument("--password", help="the user's password (the oauth scenario)")
     args = parser.parse_args()
