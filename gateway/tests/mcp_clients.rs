@@ -23,8 +23,7 @@
 mod common;
 
 mod mcp_clients {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
+    use std::io::Write;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
@@ -135,15 +134,7 @@ mod mcp_clients {
         }
 
         fn ready(&self) -> bool {
-            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-                return false;
-            };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-            let mut answer = String::new();
-            stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut answer).is_ok()
-                && answer.starts_with("HTTP/1.1 200")
+            crate::common::ready(self.port)
         }
 
         fn url(&self) -> String {

@@ -5,8 +5,8 @@
 //! Each suite uses part of it.
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -132,4 +132,17 @@ pub(crate) fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
         }
         other => panic!("unknown backend {other}"),
     }
+}
+
+/// Whether the server on `port` answers `GET /readyz` with 200.
+pub(crate) fn ready(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }
