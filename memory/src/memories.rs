@@ -72,6 +72,9 @@ impl Memory {
         if memory.text.is_empty() {
             return Err(Error::invalid("text", "must not be empty"));
         }
+        if memory.text.contains('\0') {
+            return Err(Error::invalid("text", "must not contain U+0000"));
+        }
         if memory
             .ttl
             .is_some_and(|ttl| ttl.as_millis() < MIN_MEMORY_TTL_MS)

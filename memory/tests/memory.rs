@@ -267,6 +267,8 @@ mod memory {
         };
         let e = v.memory.remember(&t, note("")).await.unwrap_err();
         assert_eq!(field(e), "text");
+        let e = v.memory.remember(&t, note("a\0b")).await.unwrap_err();
+        assert_eq!(field(e), "text");
         let mut short = note("fine");
         short.ttl = Some(Ttl::from_millis(59_999).unwrap());
         assert_eq!(

@@ -37,9 +37,14 @@ const DEFAULT_K: u64 = 10;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "The quarterly review moved to Friday 10:00.", "tags": ["work"], "metadata": {"project": "apollo"}}))]
 pub struct CreateMemory {
-    /// The note: 1..=65536 bytes of UTF-8 by default (the server's
+    /// The note: 1..=65536 bytes of UTF-8 without U+0000 by default (the server's
     /// `embeddings.max_memory_bytes`; a longer text is a 400 naming `text`).
-    #[schema(min_length = 1, max_length = 65536, format = "utf8-max-65536-bytes")]
+    #[schema(
+        min_length = 1,
+        max_length = 65536,
+        format = "utf8-max-65536-bytes",
+        pattern = "^[^\\u0000]+$"
+    )]
     pub text: String,
     /// A JSON object, at most 8 KiB serialized; searches can filter on it.
     #[serde(default)]
