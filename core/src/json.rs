@@ -36,7 +36,7 @@ fn number_equal(x: &Number, y: &Number) -> bool {
 }
 
 /// The number as an exact integer, if it has an integral value within the range of i64 ∪ u64.
-fn exact_integer(n: &Number) -> Option<i128> {
+pub(crate) fn exact_integer(n: &Number) -> Option<i128> {
     if let Some(i) = n.as_i64() {
         return Some(i128::from(i));
     }

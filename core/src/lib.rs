@@ -37,6 +37,7 @@ pub mod graph;
 pub mod json;
 pub mod kv;
 pub mod object;
+pub mod sealed;
 pub mod traverse;
 pub mod types;
 pub mod validate;

@@ -31,6 +31,9 @@ use crate::types::{BucketName, Limit, ObjectKey, ObjectPrefix, TenantId, Timesta
 
 /// The size of every chunk of a data blob except its last.
 pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// The largest chunk a backend stores: [`CHUNK_BYTES`] of data plus what the sealing layer adds
+/// to each chunk ([`crate::sealed::CHUNK_OVERHEAD`]), with room to spare.
+pub const MAX_STORED_CHUNK_BYTES: usize = CHUNK_BYTES + 256;
 /// Most buckets one tenant may own.
 pub const MAX_BUCKETS: usize = 1000;
 /// Largest object, as in S3 (5 TiB).

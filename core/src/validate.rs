@@ -534,6 +534,41 @@ impl Filter {
     }
 }
 
+/// Storage forms the sealing layer ([`crate::sealed`]) builds from input validated above: the
+/// sealed form of a value is larger (and its token tree one level deeper) than the limits admit
+/// for user input, and every backend stores it as it is.
+pub(crate) mod stored {
+    use serde_json::Value;
+
+    use crate::types::{Filter, JsonMap, JsonObject, JsonPath, JsonValue};
+
+    /// The sealed form of a validated value or operand.
+    pub(crate) fn value(value: Value) -> JsonValue {
+        JsonValue(value)
+    }
+
+    /// The sealed form of validated metadata or properties.
+    pub(crate) fn object(map: JsonMap) -> JsonObject {
+        JsonObject(map)
+    }
+
+    /// A validated path under one more leading segment (`a.b` under `t` is `t.a.b`).
+    pub(crate) fn path_under(first: &str, path: &JsonPath) -> JsonPath {
+        let mut segments = Vec::with_capacity(path.segments.len() + 1);
+        segments.push(first.to_owned());
+        segments.extend(path.segments.iter().cloned());
+        JsonPath {
+            raw: format!("{first}.{}", path.raw),
+            segments,
+        }
+    }
+
+    /// A filter of clauses made from a validated filter's.
+    pub(crate) fn filter(clauses: Vec<(JsonPath, Value)>) -> Filter {
+        Filter(clauses)
+    }
+}
+
 /// Checks size, depth and U+0000 of a JSON value.
 fn check_json(field: &Field, value: &Value, max_bytes: usize) -> Result<()> {
     check_strings_and_depth(field, value, 0)?;

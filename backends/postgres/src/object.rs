@@ -501,13 +501,13 @@ impl ObjectStore for PgBackend {
         index: u32,
         bytes: &[u8],
     ) -> Result<()> {
-        if bytes.len() > p8fs_core::object::CHUNK_BYTES {
+        if bytes.len() > p8fs_core::object::MAX_STORED_CHUNK_BYTES {
             return Err(Error::invalid(
                 "chunk",
                 format!(
                     "is {} bytes; at most {} are allowed",
                     bytes.len(),
-                    p8fs_core::object::CHUNK_BYTES
+                    p8fs_core::object::MAX_STORED_CHUNK_BYTES
                 ),
             ));
         }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 use rocksdb::WriteBatch;
 
-use p8fs_core::object::{CHUNK_BYTES, MAX_BUCKETS};
+use p8fs_core::object::{MAX_BUCKETS, MAX_STORED_CHUNK_BYTES};
 use p8fs_core::{
     BucketInfo, BucketName, ChangeOp, DataId, Error, Limit, ObjectAttributes, ObjectKey,
     ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
@@ -697,11 +697,11 @@ impl ObjectStore for RocksBackend {
         index: u32,
         bytes: &[u8],
     ) -> Result<()> {
-        if bytes.len() > CHUNK_BYTES {
+        if bytes.len() > MAX_STORED_CHUNK_BYTES {
             return Err(Error::invalid(
                 "chunk",
                 format!(
-                    "is {} bytes; at most {CHUNK_BYTES} are allowed",
+                    "is {} bytes; at most {MAX_STORED_CHUNK_BYTES} are allowed",
                     bytes.len()
                 ),
             ));

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Transaction, Value};
 
-use p8fs_core::object::{CHUNK_BYTES, MAX_BUCKETS};
+use p8fs_core::object::{MAX_BUCKETS, MAX_STORED_CHUNK_BYTES};
 use p8fs_core::{
     BucketInfo, BucketName, ChangeEvent, DataId, Error, Limit, ObjectAttributes, ObjectKey,
     ObjectMeta, ObjectPrefix, ObjectStore, PartRecord, Precondition, ReapPolicy, Resource, Result,
@@ -619,11 +619,11 @@ impl ObjectStore for TidbBackend {
         index: u32,
         chunk: &[u8],
     ) -> Result<()> {
-        if chunk.len() > CHUNK_BYTES {
+        if chunk.len() > MAX_STORED_CHUNK_BYTES {
             return Err(Error::invalid(
                 "chunk",
                 format!(
-                    "is {} bytes; at most {CHUNK_BYTES} are allowed",
+                    "is {} bytes; at most {MAX_STORED_CHUNK_BYTES} are allowed",
                     chunk.len()
                 ),
             ));

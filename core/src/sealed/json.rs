@@ -1,0 +1,293 @@
+//! Sealed JSON: a value is stored as `{"t": <tokens>, "s": "<ciphertext>"}`. `s` is the whole
+//! value encrypted; `t` (only where the contract filters by equality: key-value values and
+//! vector metadata) has the value's shape down through objects, with every other value (a
+//! scalar, an array) replaced by a keyed token of its canonical form. Two values are equal under
+//! the contract's JSON equality exactly when their token trees are equal as JSON (up to token
+//! collisions, which only add candidates that core filters after decryption), so a backend's own
+//! equality on `t.<path>` keeps finding candidates. Object field names stay visible.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::keys::{Context, DataKey};
+use crate::error::{Error, Result};
+use crate::json::exact_integer;
+use crate::types::{Filter, JsonMap, JsonPath};
+use crate::validate::stored;
+
+/// The field holding the token tree.
+pub(crate) const TOKENS: &str = "t";
+/// The field holding the ciphertext.
+pub(crate) const SEALED: &str = "s";
+
+/// Appends the canonical encoding of `value`: type-tagged and length-prefixed, numbers by exact
+/// value (`1` and `1.0` encode alike, as the contract's equality has them equal), object fields
+/// sorted.
+pub(crate) fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b'T' } else { b'F' }),
+        Value::Number(n) => match exact_integer(n) {
+            Some(i) => {
+                out.push(b'i');
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            None => {
+                out.push(b'd');
+                // Not integral, so never -0.0: equal values have equal bits.
+                out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_be_bytes());
+            }
+        },
+        Value::String(s) => {
+            out.push(b's');
+            bytes(s.as_bytes(), out);
+        }
+        Value::Array(items) => {
+            out.push(b'a');
+            out.extend_from_slice(&(items.len() as u64).to_be_bytes());
+            for item in items {
+                canonical(item, out);
+            }
+        }
+        Value::Object(map) => {
+            out.push(b'o');
+            out.extend_from_slice(&(map.len() as u64).to_be_bytes());
+            let mut fields: Vec<_> = map.iter().collect();
+            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            for (k, v) in fields {
+                bytes(k.as_bytes(), out);
+                canonical(v, out);
+            }
+        }
+    }
+}
+
+fn bytes(b: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// The token tree of `value`.
+pub(crate) fn tokens(key: &DataKey, value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), tokens(key, v)))
+                .collect(),
+        ),
+        other => {
+            let mut buf = Vec::new();
+            canonical(other, &mut buf);
+            Value::String(key.token(&buf))
+        }
+    }
+}
+
+/// The sealed form of `value`, with its token tree when `tokenise`.
+pub(crate) fn seal(
+    key: &DataKey,
+    context: &Context<'_>,
+    value: &Value,
+    tokenise: bool,
+) -> Result<JsonMap> {
+    let plain = serde_json::to_vec(value)
+        .map_err(|e| Error::internal("cannot serialize a value to seal", Some(e.into())))?;
+    let sealed = key.seal(context, &plain)?;
+    let mut map = Map::new();
+    if tokenise {
+        map.insert(TOKENS.to_owned(), tokens(key, value));
+    }
+    map.insert(
+        SEALED.to_owned(),
+        Value::String(URL_SAFE_NO_PAD.encode(sealed)),
+    );
+    Ok(map)
+}
+
+/// Whether a stored value has the sealed shape (an object of `s`, and `t` or not).
+pub(crate) fn is_sealed(stored: &Value) -> bool {
+    match stored {
+        Value::Object(map) => {
+            map.get(SEALED).is_some_and(Value::is_string)
+                && map.keys().all(|k| k == SEALED || k == TOKENS)
+        }
+        _ => false,
+    }
+}
+
+/// The value sealed in `stored`. A stored value without the sealed shape is returned as it is
+/// when `plain_ok` (a store written before encryption), and refused otherwise.
+pub(crate) fn open(
+    key: &DataKey,
+    context: &Context<'_>,
+    stored: Value,
+    plain_ok: bool,
+) -> Result<Value> {
+    if !is_sealed(&stored) {
+        if plain_ok {
+            return Ok(stored);
+        }
+        return Err(Error::internal(
+            "a stored value is not sealed, in a store sealed since it was created",
+            None,
+        ));
+    }
+    let text = match stored.get(SEALED) {
+        Some(Value::String(text)) => text,
+        _ => return Err(Error::internal("a sealed value lost its ciphertext", None)),
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .map_err(|_| Error::internal("a sealed value is not base64url", None))?;
+    let plain = key.open(context, &bytes)?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| Error::internal("a sealed value does not parse", Some(e.into())))
+}
+
+/// As [`open`], for an object (metadata, properties).
+pub(crate) fn open_object(
+    key: &DataKey,
+    context: &Context<'_>,
+    stored: JsonMap,
+    plain_ok: bool,
+) -> Result<JsonMap> {
+    match open(key, context, Value::Object(stored), plain_ok)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::internal("sealed metadata is not an object", None)),
+    }
+}
+
+/// The path of `path`'s tokens.
+pub(crate) fn token_path(path: &JsonPath) -> JsonPath {
+    stored::path_under(TOKENS, path)
+}
+
+/// A filter on the token tree equivalent to `filter` on the plain value.
+pub(crate) fn token_filter(key: &DataKey, filter: &Filter) -> Filter {
+    stored::filter(
+        filter
+            .clauses()
+            .iter()
+            .map(|(path, operand)| (token_path(path), tokens(key, operand)))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::json::json_equal;
+    use crate::sealed::keys::DataKeyBytes;
+    use crate::types::TenantId;
+
+    fn key() -> DataKey {
+        DataKeyBytes::generate().unwrap().open()
+    }
+
+    #[test]
+    fn tokens_are_equal_exactly_when_values_are() {
+        let k = key();
+        let values = [
+            json!(1),
+            json!(1.0),
+            json!(-0.0),
+            json!(0),
+            json!("1"),
+            json!(true),
+            json!(null),
+            json!(1.5),
+            json!([1, 2]),
+            json!([1.0, 2]),
+            json!([2, 1]),
+            json!({"a": 1}),
+            json!({"a": 1.0}),
+            json!({"a": 1, "b": 2}),
+            json!({"b": 2.0, "a": 1}),
+            json!(u64::MAX),
+            json!(9_007_199_254_740_993_u64),
+            json!(9_007_199_254_740_992.0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(
+                    json_equal(&tokens(&k, a), &tokens(&k, b)),
+                    json_equal(a, b),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_context() {
+        let k = key();
+        let tenant = TenantId::new("alpha").unwrap();
+        let other = TenantId::new("beta").unwrap();
+        let ctx = Context {
+            tenant: &tenant,
+            capability: "kv",
+            record: &[b"k1"],
+        };
+        let value = json!({"secret": "opal", "n": [1, 2]});
+        let sealed = Value::Object(seal(&k, &ctx, &value, true).unwrap());
+        assert!(!sealed.to_string().contains("opal"));
+        assert_eq!(open(&k, &ctx, sealed.clone(), false).unwrap(), value);
+        let moved = Context {
+            tenant: &other,
+            capability: "kv",
+            record: &[b"k1"],
+        };
+        let err = open(&k, &moved, sealed.clone(), false).unwrap_err();
+        assert!(
+            err.to_string().contains("another record or tenant"),
+            "{err}"
+        );
+        let renamed = Context {
+            tenant: &tenant,
+            capability: "kv",
+            record: &[b"k2"],
+        };
+        assert!(open(&k, &renamed, sealed.clone(), false).is_err());
+        let err = open(&key(), &ctx, sealed, false).unwrap_err();
+        assert!(err.to_string().contains("data key"), "{err}");
+        assert!(open(&k, &ctx, json!({"plain": 1}), false).is_err());
+        assert_eq!(
+            open(&k, &ctx, json!({"plain": 1}), true).unwrap(),
+            json!({"plain": 1})
+        );
+    }
+
+    #[test]
+    fn paths_move_under_the_token_tree() {
+        let path = JsonPath::new("a.b").unwrap();
+        let moved = token_path(&path);
+        assert_eq!(moved.as_str(), "t.a.b");
+        assert_eq!(moved.segments(), ["t", "a", "b"]);
+        let k = key();
+        let value = json!({"a": {"b": [1, {"c": 2}]}});
+        let stored = Value::Object(
+            seal(
+                &k,
+                &Context {
+                    tenant: &TenantId::new("x").unwrap(),
+                    capability: "kv",
+                    record: &[],
+                },
+                &value,
+                true,
+            )
+            .unwrap(),
+        );
+        assert!(crate::json::path_equals(
+            &stored,
+            &moved,
+            &tokens(&k, &json!([1.0, {"c": 2.0}]))
+        ));
+    }
+}

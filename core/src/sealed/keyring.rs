@@ -1,0 +1,222 @@
+//! The data keys of a store: one per tenant, made at random on the tenant's first write, stored
+//! wrapped by a master key as key-value records of the reserved tenant [`KEYRING_TENANT`], and
+//! held unwrapped in memory once used. Rotating the master key re-wraps these records and
+//! nothing else.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Value, json};
+
+use super::keys::{DataKey, DataKeyBytes, MasterKeys, parse_key_id};
+use crate::backend::Backend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{Key, KeyPrefix, Limit, TenantId};
+use crate::validate::stored;
+
+/// The tenant whose key-value records hold the wrapped data keys and the store's sealing
+/// marker. Only the sealing layer reaches it: every call for it through the layer is refused.
+pub const KEYRING_TENANT: &str = "p8fs-keyring";
+
+const DATA_KEY_PREFIX: &str = "data-key/";
+/// The record saying since when the store is sealed.
+pub(crate) const MARKER_KEY: &str = "store";
+
+/// Reloads the master keys (the key file after a rotation by another process).
+pub type MasterSource = Arc<dyn Fn() -> Result<MasterKeys> + Send + Sync>;
+
+/// What a re-wrap did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Rewrapped {
+    /// Data keys examined.
+    pub examined: u64,
+    /// Data keys that were wrapped by another master key and now are by the current one.
+    pub rewrapped: u64,
+}
+
+pub(crate) struct Keyring {
+    inner: Arc<dyn Backend>,
+    tenant: TenantId,
+    masters: RwLock<MasterKeys>,
+    source: Option<MasterSource>,
+    cache: RwLock<HashMap<TenantId, Arc<DataKey>>>,
+}
+
+pub(crate) fn keyring_tenant() -> TenantId {
+    TenantId::new(KEYRING_TENANT).unwrap_or_else(|_| unreachable!("a valid tenant id"))
+}
+
+fn data_key_record(tenant: &TenantId) -> Result<Key> {
+    Key::new(format!("{DATA_KEY_PREFIX}{tenant}"))
+}
+
+impl Keyring {
+    pub(crate) fn new(
+        inner: Arc<dyn Backend>,
+        masters: MasterKeys,
+        source: Option<MasterSource>,
+    ) -> Self {
+        Self {
+            inner,
+            tenant: keyring_tenant(),
+            masters: RwLock::new(masters),
+            source,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn masters(&self) -> MasterKeys {
+        self.masters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the master keys (after a rotation).
+    pub(crate) fn set_masters(&self, masters: MasterKeys) {
+        *self
+            .masters
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = masters;
+    }
+
+    fn reload(&self) -> Result<bool> {
+        match &self.source {
+            Some(source) => {
+                self.set_masters(source()?);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The tenant's data key, made and stored on first use.
+    pub(crate) async fn key(&self, tenant: &TenantId) -> Result<Arc<DataKey>> {
+        if let Some(key) = self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+        {
+            return Ok(key.clone());
+        }
+        let record = data_key_record(tenant)?;
+        let key = loop {
+            if let Some(entry) = self.inner.get(&self.tenant, &record).await? {
+                break Arc::new(self.unwrap_record(tenant, &entry.value)?.open());
+            }
+            let fresh = DataKeyBytes::generate()?;
+            let value = self.record_value(tenant, &fresh)?;
+            match self
+                .inner
+                .put_if_absent(&self.tenant, &record, &stored::value(value), None)
+                .await
+            {
+                Ok(_) => break Arc::new(fresh.open()),
+                // Another writer made the tenant's key first: use theirs.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.clone(), key.clone());
+        Ok(key)
+    }
+
+    fn record_value(&self, tenant: &TenantId, key: &DataKeyBytes) -> Result<Value> {
+        let masters = self.masters();
+        let master = masters.current();
+        Ok(json!({
+            "format": 1,
+            "key_id": crate::object::hex(&key.id),
+            "master": master.id(),
+            "wrapped": key.wrap(master, tenant)?,
+        }))
+    }
+
+    fn unwrap_record(&self, tenant: &TenantId, value: &Value) -> Result<DataKeyBytes> {
+        let bad = || {
+            Error::internal(
+                format!("the data key record of tenant {tenant} is malformed"),
+                None,
+            )
+        };
+        let field = |name: &str| value.get(name).and_then(Value::as_str).ok_or_else(bad);
+        let id = parse_key_id(field("key_id")?).ok_or_else(bad)?;
+        let master_id = field("master")?;
+        let wrapped = field("wrapped")?;
+        let mut master = self.masters().find(master_id).cloned();
+        if master.is_none() && self.reload()? {
+            master = self.masters().find(master_id).cloned();
+        }
+        let master = master.ok_or_else(|| {
+            Error::internal(
+                format!(
+                    "the data key of tenant {tenant} is wrapped by master key {master_id}, which is \
+                     not configured"
+                ),
+                None,
+            )
+        })?;
+        DataKeyBytes::unwrap(&master, tenant, id, wrapped)
+    }
+
+    /// Re-wraps every data key under the current master key (reloading the master keys first
+    /// when they come from a file). Data keys do not change, so nothing else is rewritten and
+    /// readers holding a key or a retired master key keep working throughout.
+    pub(crate) async fn rewrap(&self) -> Result<Rewrapped> {
+        self.reload()?;
+        let prefix = KeyPrefix::new(DATA_KEY_PREFIX)?;
+        let mut after: Option<Key> = None;
+        let mut done = Rewrapped::default();
+        loop {
+            let page = self
+                .inner
+                .scan(&self.tenant, &prefix, after.as_ref(), Limit::MAX)
+                .await?;
+            for entry in &page.items {
+                done.examined += 1;
+                let name = entry.key.as_str().trim_start_matches(DATA_KEY_PREFIX);
+                let tenant = TenantId::new(name)?;
+                if self.rewrap_one(&tenant, &entry.key).await? {
+                    done.rewrapped += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(done),
+            }
+        }
+    }
+
+    async fn rewrap_one(&self, tenant: &TenantId, record: &Key) -> Result<bool> {
+        loop {
+            let Some(entry) = self.inner.get(&self.tenant, record).await? else {
+                return Ok(false);
+            };
+            let current = self.masters().current().id().to_owned();
+            if entry.value.get("master").and_then(Value::as_str) == Some(current.as_str()) {
+                return Ok(false);
+            }
+            let key = self.unwrap_record(tenant, &entry.value)?;
+            let value = self.record_value(tenant, &key)?;
+            match self
+                .inner
+                .compare_and_swap(
+                    &self.tenant,
+                    record,
+                    entry.version,
+                    &stored::value(value),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

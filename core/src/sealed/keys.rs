@@ -1,0 +1,382 @@
+//! Keys and ciphertexts of the sealing layer: master keys (from configuration), per-tenant data
+//! keys (random, stored wrapped by a master key), XChaCha20-Poly1305 with associated data, and
+//! the keyed equality tokens.
+//!
+//! A ciphertext is `[FORMAT][data key id: 8][nonce: 24][ciphertext and tag]`. Nonces are 192
+//! random bits from the operating system for every encryption: with XChaCha20 a collision is a
+//! birthday event over 2^192 values, so even 2^64 encryptions under one data key collide with
+//! probability about 2^-65; no counter needs to survive restarts or be shared between nodes.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::types::TenantId;
+
+/// The format version of every ciphertext (its first byte, and part of its associated data).
+pub const FORMAT: u8 = 1;
+/// Bytes a ciphertext adds to its plaintext: format, key id, nonce, tag.
+pub const OVERHEAD: usize = 1 + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES;
+
+const KEY_ID_BYTES: usize = 8;
+const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
+/// Equality tokens are 72 bits: a collision only adds a candidate that is filtered after
+/// decryption, so they need not resist more than chance.
+const TOKEN_BYTES: usize = 9;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Fills `N` bytes from the operating system's generator.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).map_err(|e| {
+        Error::internal(
+            "the operating system's random generator failed",
+            Some(e.into()),
+        )
+    })?;
+    Ok(bytes)
+}
+
+fn prf(key: &[u8], label: &[u8]) -> Zeroizing<[u8; 32]> {
+    // HMAC accepts keys of every length.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(label);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+/// A key-encryption key: 32 bytes from the key file or the environment. Its id (a digest of the
+/// key, not the key) names it in every data-key record it wraps.
+#[derive(Clone)]
+pub struct MasterKey {
+    bytes: Zeroizing<[u8; 32]>,
+    id: String,
+}
+
+impl MasterKey {
+    /// A master key of these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let digest = prf(&bytes, b"p8fs master key id");
+        let id = crate::object::hex(&digest[..8]);
+        Self {
+            bytes: Zeroizing::new(bytes),
+            id,
+        }
+    }
+
+    /// A new random master key.
+    pub fn generate() -> Result<Self> {
+        Ok(Self::from_bytes(random::<32>()?))
+    }
+
+    /// Parses the text form (base64url of the 32 bytes, padding optional).
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim().trim_end_matches('=');
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.as_bytes())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "master_key",
+                    "must be 32 bytes in base64url (43 characters)",
+                )
+            })?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// The text form: base64url of the 32 bytes.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(URL_SAFE_NO_PAD.encode(*self.bytes))
+    }
+
+    /// The key's id (16 hex digits of a digest of it).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&*self.bytes).into())
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({})", self.id)
+    }
+}
+
+/// The master keys a store may be wrapped with: the first is current (it wraps new data keys and
+/// re-wrapped ones); the others are retired but still open what they wrapped.
+#[derive(Clone, Debug)]
+pub struct MasterKeys(Vec<MasterKey>);
+
+impl MasterKeys {
+    /// `current` first, then retired keys. Duplicates are dropped.
+    pub fn new(current: MasterKey, retired: impl IntoIterator<Item = MasterKey>) -> Self {
+        let mut keys = vec![current];
+        for key in retired {
+            if keys.iter().all(|k| k.id != key.id) {
+                keys.push(key);
+            }
+        }
+        Self(keys)
+    }
+
+    /// The key that wraps.
+    pub fn current(&self) -> &MasterKey {
+        &self.0[0]
+    }
+
+    /// The key with this id.
+    pub fn find(&self, id: &str) -> Option<&MasterKey> {
+        self.0.iter().find(|k| k.id == id)
+    }
+
+    /// Every key, current first.
+    pub fn all(&self) -> &[MasterKey] {
+        &self.0
+    }
+}
+
+/// A tenant's data key: encrypts its records and keys its equality tokens.
+pub struct DataKey {
+    id: [u8; KEY_ID_BYTES],
+    cipher: XChaCha20Poly1305,
+    tokens: HmacSha256,
+}
+
+/// A data key's plain bytes, only ever held while it is wrapped or unwrapped.
+pub(crate) struct DataKeyBytes {
+    pub(crate) id: [u8; KEY_ID_BYTES],
+    pub(crate) secret: Zeroizing<[u8; 32]>,
+}
+
+impl DataKeyBytes {
+    pub(crate) fn generate() -> Result<Self> {
+        Ok(Self {
+            id: random()?,
+            secret: Zeroizing::new(random()?),
+        })
+    }
+
+    /// The data key, with its two subkeys derived from the secret.
+    pub(crate) fn open(&self) -> DataKey {
+        let encryption = prf(&*self.secret, b"p8fs data encryption v1");
+        let tokens = prf(&*self.secret, b"p8fs equality tokens v1");
+        DataKey {
+            id: self.id,
+            cipher: XChaCha20Poly1305::new((&*encryption).into()),
+            tokens: <HmacSha256 as Mac>::new_from_slice(&*tokens)
+                .unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// Wraps the secret under `master`, bound to the tenant and the key id.
+    pub(crate) fn wrap(&self, master: &MasterKey, tenant: &TenantId) -> Result<String> {
+        let nonce = random::<NONCE_BYTES>()?;
+        let aad = wrap_aad(tenant, &self.id);
+        let ciphertext = master
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &*self.secret,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::internal("cannot wrap a data key", None))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Unwraps what [`DataKeyBytes::wrap`] made for `tenant` and `id`.
+    pub(crate) fn unwrap(
+        master: &MasterKey,
+        tenant: &TenantId,
+        id: [u8; KEY_ID_BYTES],
+        wrapped: &str,
+    ) -> Result<Self> {
+        let failed = || {
+            Error::internal(
+                format!(
+                    "the data key of tenant {tenant} does not open with master key {}: it was \
+                     wrapped for another tenant or altered",
+                    master.id
+                ),
+                None,
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(wrapped.as_bytes())
+            .map_err(|_| failed())?;
+        if bytes.len() != NONCE_BYTES + 32 + TAG_BYTES {
+            return Err(failed());
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
+        let aad = wrap_aad(tenant, &id);
+        let plain = Zeroizing::new(
+            master
+                .cipher()
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| failed())?,
+        );
+        let secret = <[u8; 32]>::try_from(plain.as_slice()).map_err(|_| failed())?;
+        Ok(Self {
+            id,
+            secret: Zeroizing::new(secret),
+        })
+    }
+}
+
+fn wrap_aad(tenant: &TenantId, id: &[u8]) -> Vec<u8> {
+    let mut aad = b"p8fs data key v1\0".to_vec();
+    aad.extend_from_slice(tenant.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(id);
+    aad
+}
+
+/// Parses a data key id (16 hex digits).
+pub(crate) fn parse_key_id(text: &str) -> Option<[u8; KEY_ID_BYTES]> {
+    crate::object::unhex(text).and_then(|b| <[u8; KEY_ID_BYTES]>::try_from(b.as_slice()).ok())
+}
+
+/// What a ciphertext is bound to besides its data key: the tenant, the capability and the
+/// record (key, id, blob and chunk), so a stored value moved anywhere else fails to open.
+pub struct Context<'a> {
+    pub tenant: &'a TenantId,
+    pub capability: &'static str,
+    pub record: &'a [&'a [u8]],
+}
+
+impl Context<'_> {
+    fn aad(&self, key_id: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64);
+        aad.extend_from_slice(b"p8fs sealed\0");
+        aad.push(FORMAT);
+        aad.extend_from_slice(self.tenant.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(self.capability.as_bytes());
+        for part in self.record {
+            // Length-prefixed, so parts cannot run into each other.
+            aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            aad.extend_from_slice(part);
+        }
+        aad.extend_from_slice(key_id);
+        aad
+    }
+
+    fn describe(&self) -> String {
+        let record: Vec<String> = self
+            .record
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        format!(
+            "{} record {:?} of tenant {}",
+            self.capability,
+            record.join("/"),
+            self.tenant
+        )
+    }
+}
+
+impl DataKey {
+    /// Encrypts `plaintext` for `context`.
+    pub fn seal(&self, context: &Context<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let nonce = random::<NONCE_BYTES>()?;
+        let aad = context.aad(&self.id);
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        out.push(FORMAT);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&nonce);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::internal("cannot encrypt a record", None))?;
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Decrypts what [`DataKey::seal`] made for the same `context` with this key. Anything else
+    /// (another tenant, record or key, altered bytes) is an `Internal` error saying so.
+    pub fn open(&self, context: &Context<'_>, sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < OVERHEAD || sealed[0] != FORMAT {
+            return Err(Error::internal(
+                format!(
+                    "the {} is not sealed in format {FORMAT}",
+                    context.describe()
+                ),
+                None,
+            ));
+        }
+        let (id, rest) = sealed[1..].split_at(KEY_ID_BYTES);
+        if id != self.id {
+            return Err(Error::internal(
+                format!(
+                    "the {} was sealed with data key {}, not the tenant's key {}: it belongs to \
+                     another tenant or store",
+                    context.describe(),
+                    crate::object::hex(id),
+                    crate::object::hex(&self.id)
+                ),
+                None,
+            ));
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+        let aad = context.aad(&self.id);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| {
+                Error::internal(
+                    format!(
+                        "the {} does not decrypt: it was sealed for another record or tenant, or \
+                         altered",
+                        context.describe()
+                    ),
+                    None,
+                )
+            })
+    }
+
+    /// The equality token of some canonical bytes (base64url, 12 characters).
+    pub fn token(&self, canonical: &[u8]) -> String {
+        let mut mac = self.tokens.clone();
+        mac.update(canonical);
+        let digest = mac.finalize().into_bytes();
+        URL_SAFE_NO_PAD.encode(&digest[..TOKEN_BYTES])
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> [u8; KEY_ID_BYTES] {
+        self.id
+    }
+}
