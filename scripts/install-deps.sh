@@ -12,6 +12,11 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ! command -v clang >/
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends clang libclang-dev >/dev/null
 fi
+# pingora (`p8fs edge`) builds zlib-ng with cmake and zstd with the C compiler.
+if ! command -v cmake >/dev/null || ! command -v cc >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 cmake gcc libc6-dev >/dev/null
+fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 command -v python3 >/dev/null || { apt-get update -qq; apt-get install -y -qq python3 >/dev/null; }
 

@@ -99,6 +99,66 @@ enum Command {
     Ingest(crate::vault::IngestArgs),
     /// Find the chunks of memories and uploaded files nearest in meaning to a question.
     Search(crate::vault::SearchArgs),
+    /// Run the edge: a reverse proxy (pingora) in front of several `p8fs serve` nodes that
+    /// share one database; `--listen` is the edge's address, `--s3-listen` its S3 listener
+    /// (both override `[edge]` in the file).
+    Edge(EdgeArgs),
+}
+
+/// `p8fs edge`: what overrides the file's `[edge]`.
+#[derive(Debug, Args)]
+struct EdgeArgs {
+    /// A gateway node's main listener, repeatable (replaces `edge.upstreams`).
+    #[arg(long = "upstream", value_name = "ADDR")]
+    upstreams: Vec<SocketAddr>,
+    /// A gateway node's S3 listener, repeatable (replaces `edge.s3_upstreams`).
+    #[arg(long = "s3-upstream", value_name = "ADDR")]
+    s3_upstreams: Vec<SocketAddr>,
+    /// How a node is chosen: round_robin or least_connections.
+    #[arg(long, value_name = "POLICY")]
+    balance: Option<p8fs_edge::Balance>,
+    /// Send each tenant to the same node while it is up.
+    #[arg(long)]
+    hash_by_tenant: bool,
+    /// A TLS listener for the same nodes, with --tls-cert and --tls-key (PEM files).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// The TLS listener's certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
+impl EdgeArgs {
+    fn apply(self, common: &Common, edge: &mut p8fs_edge::EdgeConfig) {
+        if let Some(listen) = common.listen {
+            edge.listen = listen;
+        }
+        if let Some(listen) = common.s3_listen {
+            edge.s3_listen = Some(listen);
+        }
+        if !self.upstreams.is_empty() {
+            edge.upstreams = self.upstreams;
+        }
+        if !self.s3_upstreams.is_empty() {
+            edge.s3_upstreams = self.s3_upstreams;
+        }
+        if let Some(balance) = self.balance {
+            edge.balance = balance;
+        }
+        edge.hash_by_tenant |= self.hash_by_tenant;
+        if self.tls_listen.is_some() {
+            edge.tls_listen = self.tls_listen;
+        }
+        if self.tls_cert.is_some() {
+            edge.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            edge.tls_key = self.tls_key;
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +376,12 @@ fn run(cli: Cli) -> Result<(), String> {
         server::private_data_dir(&config)?;
     }
     match command {
+        Command::Edge(args) => {
+            let mut edge = config.edge.clone();
+            args.apply(&cli.common, &mut edge);
+            server::init_logging(&config);
+            p8fs_edge::run(edge).map_err(|e| e.to_string())
+        }
         Command::Serve => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -467,6 +533,7 @@ fn uses_data_dir(command: &Command, config: &Config) -> bool {
         | Command::Models(_)
         | Command::Ingest(_)
         | Command::Search(_)
+        | Command::Edge(_)
         | Command::S3(S3Command::Credentials(_)) => false,
         Command::Migrate => matches!(config.storage, StorageConfig::Rocksdb { .. }),
         Command::Serve

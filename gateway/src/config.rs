@@ -54,6 +54,10 @@ pub struct Config {
     /// The MCP endpoint (`[mcp]`).
     #[serde(default)]
     pub mcp: McpConfig,
+    /// `p8fs edge`, the reverse proxy in front of several nodes (`[edge]`; see
+    /// `p8fs_edge::EdgeConfig`).
+    #[serde(default)]
+    pub edge: p8fs_edge::EdgeConfig,
 }
 
 /// The MCP endpoint (`[mcp]`): `/mcp` on the main listener, an OAuth protected resource whose

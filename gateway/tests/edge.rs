@@ -1,0 +1,675 @@
+//! `p8fs edge` in front of several `p8fs serve` nodes sharing one PostgreSQL database, all real
+//! processes: REST writes and reads, an S3 object larger than the edge could hold streamed up
+//! and down, an SSE change stream, a GraphQL subscription over WebSocket, an MCP tool call and
+//! gRPC over h2c (`interop/edge_clients.py`), the pre-authentication's 401s and the rate
+//! limits' 429s, and a node killed with SIGKILL while the edge keeps serving from the others.
+//!
+//! The nodes share their signing and sealing keys (copied, as an operator distributes them) and
+//! one issuer, so a token or S3 key made on one is good on all. A missing database fails the
+//! suite: `scripts/test-all.sh` sets `P8FS_TEST_POSTGRES_URL` and `P8FS_TEST_POSTGRES_CREATEDB`.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed step should fail the test loudly"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, interop_dir, run, storage_env, succeeded, unique};
+
+const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
+/// The issuer every node shares, so a token of one is valid on all.
+const ISSUER: &str = "http://p8fs-cluster.test";
+
+/// One `p8fs serve` on free loopback ports (main and S3), its log in its directory.
+struct Node {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    storage: Vec<(String, String)>,
+    port: u16,
+    s3_port: u16,
+}
+
+impl Node {
+    /// Starts a node on `storage`; with `keys_of`, it signs, verifies and seals with that
+    /// node's keys.
+    fn start(storage: &[(String, String)], keys_of: Option<&Node>) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(other) = keys_of {
+            let from = other.data_dir().join("keys");
+            let to = dir.path().join("data/keys");
+            std::fs::create_dir_all(&to).unwrap();
+            for entry in std::fs::read_dir(&from).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            for dir in [dir.path().join("data"), to] {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            }
+        }
+        std::fs::write(
+            dir.path().join("p8fs.toml"),
+            format!(
+                "[log]\nlevel = \"info\"\n\n[auth]\nissuer = \"{ISSUER}\"\n\n[events]\npoll_interval = \"20ms\"\n"
+            ),
+        )
+        .unwrap();
+        let mut node = Node {
+            child: None,
+            dir,
+            storage: storage.to_vec(),
+            port: free_port(),
+            s3_port: free_port(),
+        };
+        node.spawn();
+        node
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("p8fs.log")).unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(P8FS);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("p8fs.toml"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .envs(self.storage.iter().cloned());
+        command
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("p8fs.log"))
+            .unwrap();
+        let mut command = self.command(&["serve"]);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--s3-listen")
+            .arg(format!("127.0.0.1:{}", self.s3_port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(command.spawn().unwrap());
+        let started = Instant::now();
+        while !common::ready(self.port) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("p8fs serve exited with {status}; its log:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "p8fs serve did not come up; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown, connections die as they are.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// A token of `tenant` with `scope` (for `audience` when given), signed with this node's keys.
+    fn token_for(&self, tenant: &str, scope: &str, ttl: &str, audience: Option<&str>) -> String {
+        let mut args = vec![
+            "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", scope, "--ttl", ttl,
+        ];
+        if let Some(audience) = audience {
+            args.extend(["--audience", audience]);
+        }
+        let what = format!("p8fs token issue for {tenant}");
+        succeeded(
+            run(self.command(&args), Duration::from_secs(60), &what),
+            &what,
+        )
+        .trim()
+        .to_owned()
+    }
+
+    fn token(&self, tenant: &str, scope: &str) -> String {
+        self.token_for(tenant, scope, "1h", None)
+    }
+
+    /// An S3 access key of `tenant`: (id, secret).
+    fn s3_key(&self, tenant: &str) -> (String, String) {
+        let what = format!("p8fs s3 keys create for {tenant}");
+        let printed = succeeded(
+            run(
+                self.command(&["s3", "keys", "create", "--tenant", tenant]),
+                Duration::from_secs(60),
+                &what,
+            ),
+            &what,
+        );
+        let value = |name: &str| {
+            printed
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .to_owned()
+        };
+        (value("AWS_ACCESS_KEY_ID="), value("AWS_SECRET_ACCESS_KEY="))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `p8fs edge` in front of `nodes`, with `config` added to its `[edge]` section.
+struct Edge {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    s3_port: u16,
+}
+
+impl Edge {
+    fn start(nodes: &[&Node], config: &str) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let s3_port = free_port();
+        std::fs::write(
+            dir.path().join("p8fs.toml"),
+            format!("[log]\nlevel = \"info\"\n\n[edge]\nhealth_interval = \"200ms\"\n{config}\n"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("edge.log")).unwrap();
+        let mut command = Command::new(P8FS);
+        command
+            .arg("edge")
+            .arg("--config")
+            .arg(dir.path().join("p8fs.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--s3-listen")
+            .arg(format!("127.0.0.1:{s3_port}"));
+        for node in nodes {
+            command
+                .arg("--upstream")
+                .arg(format!("127.0.0.1:{}", node.port))
+                .arg("--s3-upstream")
+                .arg(format!("127.0.0.1:{}", node.s3_port));
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let mut edge = Edge {
+            child: command.spawn().unwrap(),
+            dir,
+            port,
+            s3_port,
+        };
+        let started = Instant::now();
+        // Ready: /readyz answers 200 through the edge, and the keys are fetched (a request
+        // with a token of an unknown key would otherwise wait for the first fetch).
+        while !common::ready(edge.port) {
+            if let Some(status) = edge.child.try_wait().unwrap() {
+                panic!("p8fs edge exited with {status}; its log:\n{}", edge.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "p8fs edge did not come up; its log:\n{}",
+                edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        edge
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+
+    /// The edge's peak resident memory (`VmHWM`), in bytes.
+    fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch PostgreSQL database for one test.
+fn postgres(dir: &Path) -> Vec<(String, String)> {
+    storage_env("postgres", &format!("edge{}", unique(dir)))
+}
+
+/// `count` nodes on one fresh database, sharing the first one's keys.
+fn cluster(count: usize) -> (tempfile::TempDir, Vec<Node>) {
+    let scratch = tempfile::tempdir().unwrap();
+    let storage = postgres(scratch.path());
+    let first = Node::start(&storage, None);
+    let mut nodes = vec![];
+    for _ in 1..count {
+        nodes.push(Node::start(&storage, Some(&first)));
+    }
+    nodes.insert(0, first);
+    (scratch, nodes)
+}
+
+async fn put(
+    client: &reqwest::Client,
+    edge: &Edge,
+    token: &str,
+    key: &str,
+    value: serde_json::Value,
+) {
+    let response = client
+        .put(edge.url(&format!("/v1/kv/{key}")))
+        .bearer_auth(token)
+        .json(&value)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "PUT {key}: {}",
+        response.status()
+    );
+}
+
+async fn get(client: &reqwest::Client, edge: &Edge, token: &str, key: &str) -> serde_json::Value {
+    let response = client
+        .get(edge.url(&format!("/v1/kv/{key}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {key}");
+    response.json::<serde_json::Value>().await.unwrap()["value"].clone()
+}
+
+/// Runs `interop/edge_clients.py SCENARIO` against the edge.
+fn python_clients(edge: &Edge, scenario: &str, token: &str) {
+    let mut command = Command::new("python3");
+    command
+        .current_dir(interop_dir())
+        .arg("edge_clients.py")
+        .arg(scenario)
+        .arg("--url")
+        .arg(edge.url(""))
+        // `--name=value`: a token is never taken for an option.
+        .arg(format!("--token={token}"))
+        .arg("--proto-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/grpc/proto"));
+    let what = format!("edge_clients.py {scenario}");
+    let stdout = succeeded(run(command, Duration::from_secs(300), &what), &what);
+    eprintln!("{stdout}");
+    assert!(
+        stdout.contains(&format!("edge clients {scenario}: all checks passed")),
+        "{what} did not finish its checks:\n{stdout}"
+    );
+}
+
+mod edge {
+    use super::*;
+
+    /// REST, SSE and S3 through the edge in front of two nodes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rest_sse_and_s3_pass_through() {
+        let (_scratch, nodes) = cluster(2);
+        let edge = Edge::start(&nodes.iter().collect::<Vec<_>>(), "");
+        let tenant = format!("edge-{}", unique(nodes[0].dir.path()));
+        let token = nodes[0].token(&tenant, "kv:read kv:write");
+        let client = reqwest::Client::new();
+
+        // An SSE stream opened through the edge, before the writes.
+        let mut stream = client
+            .get(edge.url("/v1/changes/stream"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+
+        // Writes and reads, round robin over both nodes; the request id is kept or made.
+        for i in 1..=20 {
+            put(
+                &client,
+                &edge,
+                &token,
+                &format!("k{i}"),
+                serde_json::json!({ "i": i }),
+            )
+            .await;
+        }
+        for i in 1..=20 {
+            assert_eq!(
+                get(&client, &edge, &token, &format!("k{i}")).await,
+                serde_json::json!({ "i": i })
+            );
+        }
+        let answer = client
+            .get(edge.url("/v1/kv/k1"))
+            .bearer_auth(&token)
+            .header("x-request-id", "edge-test-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["x-request-id"], "edge-test-1");
+        let answer = client.get(edge.url("/healthz")).send().await.unwrap();
+        assert_eq!(answer.headers()["x-request-id"].len(), 36);
+
+        // The stream saw all 20 writes, in order, whichever node served them.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buffer = String::new();
+        let mut keys = Vec::new();
+        while keys.len() < 20 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, stream.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("{} of 20 events within 30s", keys.len()))
+                .unwrap()
+                .unwrap();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if event.lines().any(|l| l == "event: change")
+                    && let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                {
+                    let change: serde_json::Value = serde_json::from_str(data).unwrap();
+                    keys.push(change["key"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        let expected: Vec<String> = (1..=20).map(|i| format!("k{i}")).collect();
+        assert_eq!(keys, expected);
+
+        // S3: a 96 MiB object up and down through the edge's S3 listener, compared by digest;
+        // the edge's peak memory shows it was streamed, not held.
+        let (id, secret) = nodes[1].s3_key(&tenant);
+        let s3 = s3_client(&format!("http://127.0.0.1:{}", edge.s3_port), &id, &secret);
+        s3.create_bucket().bucket("big").send().await.unwrap();
+        let size = 96 << 20;
+        let file = edge.dir.path().join("big.bin");
+        let mut data = vec![0u8; size];
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+        }
+        std::fs::write(&file, &data).unwrap();
+        let digest = md5_hex(&data);
+        drop(data);
+        s3.put_object()
+            .bucket("big")
+            .key("object.bin")
+            .body(
+                aws_sdk_s3::primitives::ByteStream::from_path(&file)
+                    .await
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut body = s3
+            .get_object()
+            .bucket("big")
+            .key("object.bin")
+            .send()
+            .await
+            .unwrap()
+            .body;
+        let mut context = md5::Md5::default();
+        let mut received = 0;
+        while let Some(chunk) = body.try_next().await.unwrap() {
+            received += chunk.len();
+            md5::Digest::update(&mut context, &chunk);
+        }
+        assert_eq!(received, size);
+        assert_eq!(hex(&md5::Digest::finalize(context)), digest);
+        let peak = edge.peak_memory();
+        assert!(
+            peak < (size as u64) / 2,
+            "the edge's peak memory {peak} bytes: it must stream a {size}-byte object"
+        );
+    }
+
+    /// A GraphQL subscription over WebSocket, an MCP tool call and gRPC over h2c, through the
+    /// edge in front of two nodes, with the clients of `interop/edge_clients.py`.
+    #[test]
+    fn graphql_websocket_mcp_and_grpc_pass_through() {
+        let (_scratch, nodes) = cluster(2);
+        let edge = Edge::start(&nodes.iter().collect::<Vec<_>>(), "");
+        let tenant = format!("edge-{}", unique(nodes[0].dir.path()));
+        let token = nodes[0].token(&tenant, "kv:read kv:write");
+        python_clients(&edge, "graphql", &token);
+        python_clients(&edge, "grpc", &token);
+        let mcp = nodes[1].token_for(
+            &tenant,
+            "kv:read kv:write",
+            "1h",
+            Some(&format!("{ISSUER}/mcp")),
+        );
+        python_clients(&edge, "mcp", &mcp);
+    }
+
+    /// Tokens that are missing, malformed, expired or signed by a key no node has are refused
+    /// by the edge with 401; routes that need none pass; rate limits answer 429 with
+    /// Retry-After, per tenant and per address.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_bad_tokens_and_limits_rates() {
+        let (_scratch, nodes) = cluster(1);
+        let edge = Edge::start(
+            &[&nodes[0]],
+            "leeway = \"0s\"\nrate_per_tenant = { per_second = 0.01, burst = 3 }\n\
+             rate_per_address = { per_second = 0.01, burst = 14 }\n",
+        );
+        let tenant = format!("edge-{}", unique(nodes[0].dir.path()));
+        let client = reqwest::Client::new();
+        let refused = |response: reqwest::Response, status: u16, why: &'static str| async move {
+            assert_eq!(response.status(), status, "{why}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(
+                body["error_description"].is_string(),
+                "{why}: the edge's own answer {body}"
+            );
+            body
+        };
+        // No token where one is needed: 1 address token used.
+        let answer = client.get(edge.url("/v1/kv/a")).send().await.unwrap();
+        refused(answer, 401, "no token").await;
+        // Malformed: 2.
+        let answer = client
+            .get(edge.url("/v1/kv/a"))
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+        refused(answer, 401, "malformed").await;
+        // Signed by a key no node of the cluster has (another deployment's): 3.
+        let stranger = Node::start(&[], None);
+        let foreign = stranger.token(&tenant, "kv:read");
+        drop(stranger);
+        let answer = client
+            .get(edge.url("/v1/kv/a"))
+            .bearer_auth(&foreign)
+            .send()
+            .await
+            .unwrap();
+        let body = refused(answer, 401, "unknown key").await;
+        assert_eq!(body["error_description"], "unknown signing key");
+        // Expired (the edge's leeway is zero here): 4.
+        let expiring = nodes[0].token_for(&tenant, "kv:read", "1s", None);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let answer = client
+            .get(edge.url("/v1/kv/a"))
+            .bearer_auth(&expiring)
+            .send()
+            .await
+            .unwrap();
+        let body = refused(answer, 401, "expired").await;
+        assert_eq!(body["error_description"], "token expired");
+        // Routes that need no token pass: 5, 6.
+        for path in ["/healthz", "/.well-known/jwks.json"] {
+            let answer = client.get(edge.url(path)).send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+        }
+        // A good token: 3 requests of the tenant's burst pass (7, 8, 9), the 4th is 429 (10).
+        let token = nodes[0].token(&tenant, "kv:read kv:write");
+        for _ in 0..3 {
+            let answer = client
+                .get(edge.url("/v1/kv/a"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 404, "a good token reaches the node");
+        }
+        let answer = client
+            .get(edge.url("/v1/kv/a"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let retry_after: u64 = answer.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=100).contains(&retry_after),
+            "Retry-After {retry_after}"
+        );
+        let body = refused(answer, 429, "tenant rate").await;
+        assert_eq!(
+            body["error_description"],
+            "too many requests for this tenant"
+        );
+        // Another tenant still passes (11, 12), then the address is out of tokens.
+        let other = nodes[0].token(&format!("{tenant}b"), "kv:read");
+        for _ in 0..2 {
+            let answer = client
+                .get(edge.url("/v1/kv/a"))
+                .bearer_auth(&other)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 404);
+        }
+        // The edge's readiness probe in `Edge::start` took one or two tokens of the address too.
+        let mut answer = client.get(edge.url("/healthz")).send().await.unwrap();
+        for _ in 0..2 {
+            if answer.status() != 200 {
+                break;
+            }
+            answer = client.get(edge.url("/healthz")).send().await.unwrap();
+        }
+        assert!(answer.headers().contains_key("retry-after"));
+        let body = refused(answer, 429, "address rate").await;
+        assert_eq!(
+            body["error_description"],
+            "too many requests from this address"
+        );
+    }
+
+    /// A node killed with SIGKILL is ejected: every request after the kill is served by the
+    /// others, writes and reads alike, and what was written before is all there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_node_is_ejected() {
+        let (_scratch, mut nodes) = cluster(3);
+        let edge = Edge::start(&nodes.iter().collect::<Vec<_>>(), "eject_for = \"30s\"\n");
+        let tenant = format!("edge-{}", unique(nodes[0].dir.path()));
+        let token = nodes[0].token(&tenant, "kv:read kv:write");
+        // Keep-alive connections to every node in the edge's pool.
+        let client = reqwest::Client::new();
+        for i in 0..30 {
+            put(
+                &client,
+                &edge,
+                &token,
+                &format!("before{i}"),
+                serde_json::json!(i),
+            )
+            .await;
+        }
+        nodes[1].kill();
+        let started = Instant::now();
+        for i in 0..60 {
+            put(
+                &client,
+                &edge,
+                &token,
+                &format!("after{i}"),
+                serde_json::json!(i),
+            )
+            .await;
+            assert_eq!(
+                get(&client, &edge, &token, &format!("before{}", i % 30)).await,
+                serde_json::json!(i % 30)
+            );
+        }
+        for i in 0..60 {
+            assert_eq!(
+                get(&client, &edge, &token, &format!("after{i}")).await,
+                serde_json::json!(i)
+            );
+        }
+        eprintln!("180 requests after the kill in {:?}", started.elapsed());
+        assert!(
+            edge.log().contains("gateway node ejected"),
+            "the edge's log:\n{}",
+            edge.log()
+        );
+    }
+}
+
+fn s3_client(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(id, secret, None, None, "p8fs-edge-test"))
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex(&<md5::Md5 as md5::Digest>::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
