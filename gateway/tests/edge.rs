@@ -315,13 +315,19 @@ async fn get(client: &reqwest::Client, edge: &Edge, token: &str, key: &str) -> s
 
 /// Runs `interop/edge_clients.py SCENARIO` against the edge.
 fn python_clients(edge: &Edge, scenario: &str, token: &str) {
+    python_clients_at(&edge.url(""), scenario, token, &[]);
+}
+
+/// Runs `interop/edge_clients.py SCENARIO` against the edge at `url`, with `extra` arguments.
+fn python_clients_at(url: &str, scenario: &str, token: &str, extra: &[&std::ffi::OsStr]) {
     let mut command = Command::new("python3");
     command
         .current_dir(interop_dir())
         .arg("edge_clients.py")
         .arg(scenario)
+        .args(extra)
         .arg("--url")
-        .arg(edge.url(""))
+        .arg(url)
         // `--name=value`: a token is never taken for an option.
         .arg(format!("--token={token}"))
         .arg("--proto-dir")
@@ -474,6 +480,67 @@ mod edge {
             Some(&format!("{ISSUER}/mcp")),
         );
         python_clients(&edge, "mcp", &mcp);
+    }
+
+    /// The TLS listener (rustls, certificate files): HTTPS with HTTP/1.1 (reqwest) and gRPC
+    /// over TLS with HTTP/2 chosen by ALPN (grpcio).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_listener_serves_https_and_grpc() {
+        let tls = tempfile::tempdir().unwrap();
+        let mut make_ca = Command::new("python3");
+        make_ca
+            .current_dir(interop_dir())
+            .arg("mcp_clients.py")
+            .arg("make-ca")
+            .arg(tls.path());
+        succeeded(run(make_ca, Duration::from_secs(60), "make-ca"), "make-ca");
+        let (_scratch, nodes) = cluster(1);
+        let tls_port = free_port();
+        let edge = Edge::start(
+            &[&nodes[0]],
+            &format!(
+                "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                tls.path().join("leaf.pem").display(),
+                tls.path().join("leaf.key").display()
+            ),
+        );
+        let tenant = format!("edge-{}", unique(nodes[0].dir.path()));
+        let token = nodes[0].token(&tenant, "kv:read kv:write");
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.path().join("ca.pem")).unwrap())
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{tls_port}");
+        let answer = client
+            .put(format!("{base}/v1/kv/over-tls"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "tls": true }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "PUT over TLS: {}",
+            answer.status()
+        );
+        let answer = client
+            .get(format!("{base}/v1/kv/over-tls"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["value"], serde_json::json!({ "tls": true }));
+        // The same record through the cleartext listener.
+        assert_eq!(
+            get(&client, &edge, &token, "over-tls").await,
+            serde_json::json!({ "tls": true })
+        );
+        let ca = tls.path().join("ca.pem");
+        python_clients_at(&base, "grpc", &token, &["--ca".as_ref(), ca.as_os_str()]);
     }
 
     /// Tokens that are missing, malformed, expired or signed by a key no node has are refused

@@ -6,7 +6,8 @@ tool call with the official SDK (streamable HTTP, 2026-07-28); gRPC with grpcio 
 
 Usage: edge_clients.py graphql --url http://EDGE --token=T
        edge_clients.py mcp --url http://EDGE --token=T   (a token for <issuer>/mcp)
-       edge_clients.py grpc --url http://EDGE --proto-dir DIR --token=T
+       edge_clients.py grpc --url http://EDGE --proto-dir DIR --token=T [--ca CA.pem]
+       (with --ca: TLS to the edge's TLS listener, HTTP/2 by ALPN)
 Prints "edge clients <scenario>: all checks passed" at the end; any failed check raises.
 """
 
@@ -159,7 +160,14 @@ def grpc_calls(args):
         generate(args.proto_dir, out)
         from p8fs.v1 import kv_pb2, kv_pb2_grpc
 
-        with grpc.insecure_channel(target) as channel:
+        if args.ca:
+            # TLS, HTTP/2 by ALPN, to the edge's TLS listener.
+            with open(args.ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            channel = grpc.secure_channel(target, credentials)
+        else:
+            channel = grpc.insecure_channel(target)
+        with channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
             check(status.status == health_pb2.HealthCheckResponse.SERVING, "grpc.health.v1 through the edge")
@@ -183,6 +191,7 @@ def main():
     parser.add_argument("--url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--proto-dir")
+    parser.add_argument("--ca", help="grpc: the CA of the edge's TLS listener (then TLS)")
     args = parser.parse_args()
     if args.scenario == "graphql":
         asyncio.run(graphql(args))
