@@ -77,6 +77,9 @@ pub enum Purging {
 pub struct Built {
     pub backend: Arc<dyn Backend>,
     pub keep: Box<dyn Any + Send + Sync>,
+    /// Bytes the backend stores per object chunk beyond the chunk's own (what an encryption
+    /// layer adds); `stored_bytes` counts them.
+    pub chunk_overhead: u64,
 }
 
 /// Builds a fresh backend reading time from the given clock, for a case of the given
@@ -117,6 +120,8 @@ pub struct Harness {
     /// A second tenant, for isolation checks.
     pub other: TenantId,
     pub factory: Factory,
+    /// See [`Built::chunk_overhead`].
+    pub chunk_overhead: u64,
     _keep: Box<dyn Any + Send + Sync>,
 }
 
@@ -141,6 +146,7 @@ impl Harness {
             tenant: support::fresh_tenant(),
             other: support::fresh_tenant(),
             factory,
+            chunk_overhead: built.chunk_overhead,
             _keep: built.keep,
         }
     }
@@ -148,6 +154,11 @@ impl Harness {
     /// The backend, as the bundle trait object.
     pub fn b(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// What `stored_bytes` reports for `bytes` of data in `chunks` chunks.
+    pub fn stored(&self, bytes: u64, chunks: u64) -> u64 {
+        bytes + chunks * self.chunk_overhead
     }
 
     /// Moves the clock forward.
@@ -162,6 +173,7 @@ pub fn model_factory(clock: Arc<ManualClock>, _purging: Purging) -> BoxFuture<'s
         Built {
             backend: Arc::new(ModelBackend::new(clock)),
             keep: Box::new(()),
+            chunk_overhead: 0,
         }
     })
 }

@@ -701,7 +701,7 @@ pub async fn expired_objects_are_purged(h: &Harness) {
     }
     assert_eq!(
         s.stored_bytes(t).await.expect("stored_bytes"),
-        (b"long-lived".len() + b"permanent".len()) as u64
+        h.stored((b"long-lived".len() + b"permanent".len()) as u64, 2)
     );
     assert_eq!(s.stored_bytes(o).await.expect("stored_bytes"), 0);
 

@@ -1,4 +1,5 @@
-//! Backend factories for the suite: each builds a fresh backend on the case's manual clock. The
+//! Backend factories for the suite: each builds a fresh backend on the case's manual clock, behind
+//! the encryption layer (`p8fs_core::sealed`, as the gateway runs it by default). The
 //! SQL factories share one server among concurrent cases: a shared case's backend purges nothing,
 //! an exclusive one holds the server's purge lock and purges with no grace (see
 //! [`p8fs_conformance::Purging`]).
@@ -11,7 +12,8 @@ use p8fs_backend_postgres::{PgBackend, PgOptions};
 use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
 use p8fs_backend_tidb::{TidbBackend, TidbOptions};
 use p8fs_conformance::{Built, Purging};
-use p8fs_core::ManualClock;
+use p8fs_core::sealed::{CHUNK_OVERHEAD, MasterKey, MasterKeys, Sealed};
+use p8fs_core::{Backend, ManualClock};
 
 /// The purge grace of a shared case: unbounded, so its purges remove nothing (see
 /// [`Purging`]).
@@ -25,6 +27,28 @@ const TIDB_PURGE_LOCK: &str = "p8fs_conformance_purge";
 
 /// The key of the purge lock on PostgreSQL (`pg_advisory_lock`): "p8fspurg" in ASCII.
 const POSTGRES_PURGE_LOCK: i64 = 0x7038_6673_7075_7267;
+
+/// The master key every suite seals with: the suites run through the encryption layer, as the
+/// gateway does by default.
+pub(crate) fn test_master_key() -> MasterKey {
+    MasterKey::from_bytes([0x5e; 32])
+}
+
+fn test_master() -> MasterKeys {
+    MasterKeys::new(test_master_key(), [])
+}
+
+/// `backend` behind the encryption layer.
+async fn sealed(backend: Arc<dyn Backend>, keep: Box<dyn std::any::Any + Send + Sync>) -> Built {
+    let sealed = Sealed::open(backend, test_master(), None)
+        .await
+        .unwrap_or_else(|e| panic!("open the encryption layer: {e:?}"));
+    Built {
+        backend: Arc::new(sealed),
+        keep,
+        chunk_overhead: CHUNK_OVERHEAD as u64,
+    }
+}
 
 /// The purge grace of a case in mode `purging`.
 fn purge_grace(purging: Purging) -> Duration {
@@ -40,10 +64,7 @@ pub(crate) fn rocksdb(clock: Arc<ManualClock>, _purging: Purging) -> BoxFuture<'
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let backend =
             RocksBackend::open(dir.path(), clock, RocksOptions::default()).expect("open rocksdb");
-        Built {
-            backend: Arc::new(backend),
-            keep: Box::new(dir),
-        }
+        sealed(Arc::new(backend), Box::new(dir)).await
     })
 }
 
@@ -75,10 +96,7 @@ pub(crate) fn tidb(clock: Arc<ManualClock>, purging: Purging) -> BoxFuture<'stat
         let backend = TidbBackend::connect(&url, clock, options)
             .await
             .unwrap_or_else(|e| panic!("connect to P8FS_TEST_TIDB_URL: {e:?}"));
-        Built {
-            backend: Arc::new(backend),
-            keep: Box::new(lock),
-        }
+        sealed(Arc::new(backend), Box::new(lock)).await
     })
 }
 
@@ -131,10 +149,7 @@ pub(crate) fn postgres(clock: Arc<ManualClock>, purging: Purging) -> BoxFuture<'
         let backend = PgBackend::connect(&url, clock, options)
             .await
             .unwrap_or_else(|e| panic!("connect to P8FS_TEST_POSTGRES_URL: {e:?}"));
-        Built {
-            backend: Arc::new(backend),
-            keep: Box::new(lock),
-        }
+        sealed(Arc::new(backend), Box::new(lock)).await
     })
 }
 

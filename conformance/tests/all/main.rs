@@ -3,6 +3,7 @@
 
 mod architecture;
 mod harness;
+mod sealed;
 
 p8fs_conformance::suite!(model, p8fs_conformance::model_factory);
 p8fs_conformance::suite!(rocksdb, crate::harness::rocksdb);
