@@ -451,3 +451,155 @@ async fn readers_racing_a_trim_see_whole_pages_or_gone() {
         .unwrap();
     assert!(page.changes.is_empty());
 }
+
+/// A collection large enough for the parallel int8 scan and the blocking pool, kept in sync
+/// through overwrites, deletes, expiry, a purge and a reopen: every search equals core's ranking
+/// of every visible record (the brute-force answer), filtered and not, under each metric.
+#[tokio::test]
+async fn large_collections_search_exactly_through_writes_expiry_and_reopen() {
+    use p8fs_core::Maintenance;
+
+    let (rows, dim) = (6_000_usize, 384_usize);
+    let mut seed = 0x853c_49e6_748f_ea9b_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 2_000_001) as f32 / 1_000_000.0 - 1.0
+    };
+    let centres: Vec<Vec<f32>> = (0..12)
+        .map(|_| (0..dim).map(|_| next()).collect())
+        .collect();
+    let mut point = |i: usize| -> Vec<f32> {
+        let spread = if i.is_multiple_of(11) { 1e-3 } else { 0.2 };
+        centres[i % centres.len()]
+            .iter()
+            .map(|c| c + spread * next())
+            .collect()
+    };
+    for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let tenant = TenantId::new("t").unwrap();
+        let name = CollectionName::new("c").unwrap();
+        let db = open(dir.path(), &clock);
+        db.create_collection(
+            &tenant,
+            &CollectionSpec::new("c", dim as u64, metric).unwrap(),
+        )
+        .await
+        .unwrap();
+        // The records that should be visible, by id.
+        let mut expected = Expected::new();
+        let mut expiring = Vec::new();
+        let put = |i: usize, v: Vec<f32>, ttl: Option<Ttl>| {
+            let db = &db;
+            let (tenant, name) = (&tenant, &name);
+            async move {
+                let id = format!("r{i:05}");
+                let metadata = JsonObject::new("metadata", json!({"g": i % 3})).unwrap();
+                upsert(
+                    db,
+                    tenant,
+                    name,
+                    &RecordId::new(&id).unwrap(),
+                    v.clone(),
+                    &metadata,
+                    ttl,
+                )
+                .await
+                .unwrap();
+                (id, (v, metadata))
+            }
+        };
+        for i in 0..rows {
+            let ttl = (i.is_multiple_of(13)).then(|| Ttl::from_millis(60_000).unwrap());
+            let (id, record) = put(i, point(i), ttl).await;
+            if ttl.is_some() {
+                expiring.push(id.clone());
+            }
+            expected.insert(id, record);
+        }
+        // Overwrites (some with exact duplicates of other rows), then deletes.
+        for i in (0..rows).step_by(7) {
+            let v = if i.is_multiple_of(2) {
+                point(i)
+            } else {
+                expected[&format!("r{:05}", i / 2)].0.clone()
+            };
+            let (id, record) = put(i, v, None).await;
+            expiring.retain(|e| *e != id);
+            expected.insert(id, record);
+        }
+        for i in (3..rows).step_by(5) {
+            let id = format!("r{i:05}");
+            db.delete_vector(&tenant, &name, &RecordId::new(&id).unwrap())
+                .await
+                .unwrap();
+            expected.remove(&id);
+            expiring.retain(|e| *e != id);
+        }
+        let queries: Vec<Vec<f32>> = (0..4).map(|q| point(q * 101)).collect();
+        let spec = CollectionSpec::new("c", dim as u64, metric).unwrap();
+        let check = Check {
+            tenant: &tenant,
+            name: &name,
+            spec: &spec,
+            queries: &queries,
+        };
+        check.run(&db, &expected).await;
+        // Expiry hides the ttl records before the purge removes them, and after it.
+        clock.advance(61_000);
+        for id in &expiring {
+            expected.remove(id);
+        }
+        check.run(&db, &expected).await;
+        assert_eq!(db.purge_expired().await.unwrap(), expiring.len() as u64);
+        check.run(&db, &expected).await;
+        drop(db);
+        let db = open(dir.path(), &clock);
+        check.run(&db, &expected).await;
+    }
+}
+
+/// The records a test expects to be visible, by id: vector and metadata.
+type Expected = std::collections::BTreeMap<String, (Vec<f32>, JsonObject)>;
+
+/// Searches a collection and compares each answer with core's ranking of the expected records.
+struct Check<'a> {
+    tenant: &'a TenantId,
+    name: &'a CollectionName,
+    spec: &'a CollectionSpec,
+    queries: &'a [Vec<f32>],
+}
+
+impl Check<'_> {
+    async fn run(&self, db: &RocksBackend, expected: &Expected) {
+        use p8fs_core::vector::{VectorRecord, rank};
+
+        let records: Vec<VectorRecord> = expected
+            .iter()
+            .map(|(id, (v, metadata))| VectorRecord {
+                id: RecordId::new(id).unwrap(),
+                vector: v.clone(),
+                metadata: metadata.get().clone(),
+                expires_at: None,
+            })
+            .collect();
+        for (q, values) in self.queries.iter().enumerate() {
+            let filter = if q.is_multiple_of(2) {
+                Filter::none()
+            } else {
+                Filter::new([("g".to_string(), json!(1))]).unwrap()
+            };
+            let k = Limit::new([1, 10, 100, 1000][q % 4]).unwrap();
+            let hits = search(db, self.tenant, self.name, values.clone(), k, &filter)
+                .await
+                .unwrap();
+            let query = p8fs_core::Embedding::new("q", self.spec, values.clone()).unwrap();
+            let brute = rank(&query, records.clone(), k, &filter).unwrap();
+            assert_eq!(hits.len(), brute.len().min(k.get()));
+            assert_eq!(hits, brute, "{}: query {q}", self.spec.metric);
+        }
+    }
+}

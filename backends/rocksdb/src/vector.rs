@@ -1,5 +1,8 @@
 //! Vector collections: specs in `collections`, records in `vectors`, and each collection held in
-//! memory as one contiguous `n × dimension` f32 matrix for exact search.
+//! memory as one contiguous `n × dimension` f32 matrix beside its int8 copy
+//! ([`QuantizedRows`], `dimension + 16` bytes a row). Exact search scans the int8 copy with a
+//! rigorous error bound (split across the cores for large collections) and hands only the records
+//! that could be in the exact top k to core's f64 ranking, read from the f32 matrix.
 //!
 //! Consistency: every write to a collection holds its index's write lock while it writes RocksDB
 //! and then updates memory, so memory always equals what is stored. Dropping a collection marks
@@ -14,7 +17,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use rocksdb::{DB, WriteBatch};
 
-use p8fs_core::vector::{CandidateSelector, VectorPage, norm};
+use p8fs_core::vector::{QuantizedRows, VectorPage};
 use p8fs_core::{
     ChangeOp, CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap,
     JsonObject, Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl,
@@ -44,7 +47,8 @@ struct Index {
     ids: Vec<RecordId>,
     /// Row-major `ids.len() × dimension` components.
     data: Vec<f32>,
-    norms: Vec<f64>,
+    /// The int8 copy of `data` that searches scan, with each row's norm.
+    codes: QuantizedRows,
     expires: Vec<Option<Timestamp>>,
     metadata: Vec<JsonMap>,
     rows: HashMap<RecordId, usize>,
@@ -53,11 +57,11 @@ struct Index {
 impl Index {
     fn new(spec: CollectionSpec) -> Self {
         Self {
+            codes: QuantizedRows::new(spec.dimension.get()),
             spec,
             dropped: false,
             ids: Vec::new(),
             data: Vec::new(),
-            norms: Vec::new(),
             expires: Vec::new(),
             metadata: Vec::new(),
             rows: HashMap::new(),
@@ -91,11 +95,10 @@ impl Index {
 
     fn set(&mut self, record: VectorRecord) {
         let dim = self.dim();
-        let record_norm = norm(&record.vector);
         match self.rows.get(&record.id) {
             Some(&row) => {
                 self.data[row * dim..(row + 1) * dim].copy_from_slice(&record.vector);
-                self.norms[row] = record_norm;
+                self.codes.set(row, &record.vector);
                 self.expires[row] = record.expires_at;
                 self.metadata[row] = record.metadata;
             }
@@ -103,7 +106,7 @@ impl Index {
                 self.rows.insert(record.id.clone(), self.ids.len());
                 self.ids.push(record.id);
                 self.data.extend_from_slice(&record.vector);
-                self.norms.push(record_norm);
+                self.codes.push(&record.vector);
                 self.expires.push(record.expires_at);
                 self.metadata.push(record.metadata);
             }
@@ -121,13 +124,14 @@ impl Index {
         }
         self.data.truncate(last * dim);
         self.ids.swap_remove(row);
-        self.norms.swap_remove(row);
+        self.codes.swap_remove(row);
         self.expires.swap_remove(row);
         self.metadata.swap_remove(row);
         Some(row)
     }
 
-    /// The candidate records of an exact search (see [`CandidateSelector`]).
+    /// The candidate records of an exact search: the visible rows matching `filter` that could
+    /// be in the exact top k (see [`QuantizedRows::candidates`]).
     fn candidates(
         &self,
         query: &Embedding,
@@ -135,17 +139,12 @@ impl Index {
         filter: &Filter,
         now: Timestamp,
     ) -> Vec<VectorRecord> {
-        let mut selector = CandidateSelector::new(query, k);
         let no_filter = filter.clauses().is_empty();
-        for row in 0..self.ids.len() {
-            if is_visible(self.expires[row], now)
-                && (no_filter || filter.matches(&self.metadata[row]))
-            {
-                selector.offer(row, self.vector(row), self.norms[row]);
-            }
-        }
-        selector
-            .finish()
+        self.codes
+            .candidates(query, k, |row| {
+                is_visible(self.expires[row], now)
+                    && (no_filter || filter.matches(&self.metadata[row]))
+            })
             .into_iter()
             .map(|row| self.record(row))
             .collect()

@@ -36,11 +36,7 @@ pub struct CandidateSelector<'q> {
     metric: Metric,
     query_norm: f64,
     gamma: f64,
-    k: usize,
-    /// The k smallest upper bounds seen so far (a max-heap).
-    uppers: BinaryHeap<TotalF64>,
-    /// Offered records whose lower bound did not exceed the running threshold.
-    pending: Vec<(f64, usize)>,
+    window: Window,
 }
 
 impl<'q> CandidateSelector<'q> {
@@ -52,9 +48,7 @@ impl<'q> CandidateSelector<'q> {
             metric: query.metric(),
             query_norm: super::norm(values),
             gamma: f32_sum_error(values.len()) + REFERENCE_SLACK,
-            k: k.get(),
-            uppers: BinaryHeap::with_capacity(k.get() + 1),
-            pending: Vec::new(),
+            window: Window::new(k),
         }
     }
 
@@ -62,37 +56,12 @@ impl<'q> CandidateSelector<'q> {
     /// query) and Euclidean norm `norm` (see [`super::norm`]).
     pub fn offer(&mut self, idx: usize, vector: &[f32], norm: f64) {
         let (lower, upper) = self.bounds(vector, norm);
-        if self.uppers.len() < self.k {
-            self.uppers.push(TotalF64(upper));
-        } else if self.uppers.peek().is_some_and(|top| upper < top.0) {
-            self.uppers.pop();
-            self.uppers.push(TotalF64(upper));
-        }
-        if lower <= self.threshold() {
-            self.pending.push((lower, idx));
-            if self.pending.len() >= 4 * self.k + 1024 {
-                let threshold = self.threshold();
-                self.pending.retain(|(lower, _)| *lower <= threshold);
-            }
-        }
+        self.window.offer(idx, lower, upper);
     }
 
     /// The positions of the candidates, in the order offered.
     pub fn finish(self) -> Vec<usize> {
-        let threshold = self.threshold();
-        self.pending
-            .into_iter()
-            .filter(|(lower, _)| *lower <= threshold)
-            .map(|(_, idx)| idx)
-            .collect()
-    }
-
-    fn threshold(&self) -> f64 {
-        if self.uppers.len() < self.k {
-            f64::INFINITY
-        } else {
-            self.uppers.peek().map_or(f64::INFINITY, |top| top.0)
-        }
+        self.window.finish()
     }
 
     /// Lower and upper bounds of the exact f64 distance.
@@ -161,6 +130,101 @@ fn squared_l2_f32(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y) * (x - y))
         .sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+/// The selection state shared by every candidate scan: the k smallest upper bounds seen so far
+/// and the records whose lower bound did not exceed the k-th of them when offered. A record is a
+/// candidate when its lower bound does not exceed the final k-th smallest upper bound; since every
+/// record's exact distance lies within its bounds, the exact top k (ties at the k-th distance
+/// included) is always among the candidates. A NaN bound counts as unbounded on that side, so no
+/// arithmetic accident can drop a record.
+#[derive(Debug, Clone)]
+pub(super) struct Window {
+    k: usize,
+    /// The k smallest upper bounds seen so far (a max-heap).
+    uppers: BinaryHeap<TotalF64>,
+    /// The k-th smallest upper bound seen so far, or infinity while fewer than k were offered.
+    threshold: f64,
+    /// Offered records whose lower bound did not exceed the running threshold.
+    pending: Vec<(f64, usize)>,
+}
+
+impl Window {
+    pub(super) fn new(k: Limit) -> Self {
+        Self {
+            k: k.get(),
+            uppers: BinaryHeap::with_capacity(k.get() + 1),
+            threshold: f64::INFINITY,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The running threshold: a record whose lower bound exceeds it is not a candidate.
+    #[inline]
+    pub(super) fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Offers record `idx` whose exact distance lies in `[lower, upper]`.
+    pub(super) fn offer(&mut self, idx: usize, lower: f64, upper: f64) {
+        let lower = if lower.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            lower
+        };
+        let upper = if upper.is_nan() { f64::INFINITY } else { upper };
+        if self.uppers.len() < self.k {
+            self.uppers.push(TotalF64(upper));
+            if self.uppers.len() == self.k {
+                self.threshold = self.uppers.peek().map_or(f64::INFINITY, |top| top.0);
+            }
+        } else if upper < self.threshold {
+            self.uppers.pop();
+            self.uppers.push(TotalF64(upper));
+            self.threshold = self.uppers.peek().map_or(f64::INFINITY, |top| top.0);
+        }
+        if lower <= self.threshold {
+            self.pending.push((lower, idx));
+            if self.pending.len() >= 4 * self.k + 1024 {
+                let threshold = self.threshold;
+                self.pending.retain(|(lower, _)| *lower <= threshold);
+            }
+        }
+    }
+
+    /// The positions of the candidates, in the order offered.
+    pub(super) fn finish(self) -> Vec<usize> {
+        let threshold = self.threshold;
+        self.pending
+            .into_iter()
+            .filter(|(lower, _)| *lower <= threshold)
+            .map(|(_, idx)| idx)
+            .collect()
+    }
+
+    /// The candidates of the union of the windows' records, each window's in the order offered:
+    /// the k smallest upper bounds of the union are among the windows' own k smallest.
+    pub(super) fn merge(windows: Vec<Window>) -> Vec<usize> {
+        let Some(k) = windows.first().map(|w| w.k) else {
+            return Vec::new();
+        };
+        let mut uppers: Vec<f64> = windows
+            .iter()
+            .flat_map(|w| w.uppers.iter().map(|u| u.0))
+            .collect();
+        let threshold = if uppers.len() < k {
+            f64::INFINITY
+        } else {
+            let (_, kth, _) = uppers.select_nth_unstable_by(k - 1, f64::total_cmp);
+            *kth
+        };
+        windows
+            .into_iter()
+            .flat_map(|w| w.pending)
+            .filter(|(lower, _)| *lower <= threshold)
+            .map(|(_, idx)| idx)
+            .collect()
+    }
 }
 
 /// An f64 ordered by `total_cmp`, for the heap.

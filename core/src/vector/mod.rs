@@ -5,6 +5,7 @@
 
 mod bound;
 mod distance;
+mod quant;
 
 use std::cmp::Ordering;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 
 pub use bound::{CandidateSelector, f32_sum_error};
 pub use distance::{distance, norm};
+pub use quant::QuantizedRows;
 
 use crate::error::{Error, Resource, Result};
 use crate::types::{
