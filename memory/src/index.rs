@@ -81,7 +81,8 @@ pub(crate) struct IndexRecord {
 pub struct IndexStatus {
     pub state: IndexState,
     /// For `failed`: a stable short code (`unsupported`, `not_text`, `corrupt`, `too_large`,
-    /// `empty`) and a sentence for people.
+    /// `empty`, or `client_held_key` for an SSE-C object, whose reason is
+    /// [`CLIENT_HELD_KEY`]) and a sentence for people.
     pub code: Option<String>,
     pub reason: Option<String>,
     /// The format the text was extracted as.
@@ -143,13 +144,16 @@ impl Memory {
         };
 
         let format = Format::detect(meta.attributes.content_type.as_deref(), key.as_str());
+        // Encrypted with a key only the client holds (SSE-C): its text must never persist in
+        // the clear, so it is not read at all.
         let text = match format {
-            None => Err(ExtractError::unsupported(
+            _ if client_held_key(&meta) => None,
+            None => Some(Err(ExtractError::unsupported(
                 meta.attributes.content_type.as_deref(),
                 key.as_str(),
-            )),
+            ))),
             Some(format) => match self.read(tenant, &meta, format).await {
-                Ok(Some(bytes)) => extract(format, &bytes, &self.limits.text_limits()),
+                Ok(Some(bytes)) => Some(extract(format, &bytes, &self.limits.text_limits())),
                 // Replaced or deleted while being read: its own change follows.
                 Ok(None) => return Ok(IndexState::Pending),
                 Err(e) => return Err(e),
@@ -174,11 +178,15 @@ impl Memory {
             writing: None,
         };
         match text {
-            Err(e) => {
+            None => {
+                record.code = Some("client_held_key".to_owned());
+                record.reason = Some(CLIENT_HELD_KEY.to_owned());
+            }
+            Some(Err(e)) => {
                 record.code = Some(e.code().to_owned());
                 record.reason = Some(e.to_string());
             }
-            Ok(extracted) => {
+            Some(Ok(extracted)) => {
                 let chunked = chunk(
                     &extracted.text,
                     self.counter.as_ref(),
@@ -362,6 +370,30 @@ impl Memory {
 /// `limits.max_input_bytes` is the extractor's to say, from the size alone). `None` when the
 /// object changed while being read. Indexing and the front-ends that show an object's text
 /// (MCP's `read_file`) read the same way.
+/// The stored attribute that marks an object encrypted with a key its client holds (S3's
+/// SSE-C, written by the S3 front-end): its stored bytes are ciphertext that no front-end can
+/// decrypt without the client's key.
+pub const CLIENT_KEY_ATTRIBUTE: &str = "x-amz-server-side-encryption-customer-algorithm";
+
+/// What an object encrypted with a client-held key says instead of its bytes or its index.
+pub const CLIENT_HELD_KEY: &str = "not indexed: client-held key";
+
+/// Whether `meta`'s bytes are encrypted with a key its client holds (SSE-C). Such an object is
+/// never indexed, and no front-end without the key serves or extracts its bytes.
+pub fn client_held_key(meta: &ObjectMeta) -> bool {
+    meta.attributes.headers.contains_key(CLIENT_KEY_ATTRIBUTE)
+}
+
+/// The refusal of a read of an object encrypted with a client-held key by a front-end that
+/// cannot carry the key.
+pub fn client_held_key_refusal() -> Error {
+    Error::Forbidden(
+        "the object is encrypted with a key its client holds (SSE-C); only the S3 API, with \
+         that key, can read it"
+            .into(),
+    )
+}
+
 pub async fn extraction_input(
     backend: &dyn Backend,
     tenant: &TenantId,
@@ -369,6 +401,9 @@ pub async fn extraction_input(
     format: Format,
     limits: &TextLimits,
 ) -> Result<Option<Vec<u8>>> {
+    if client_held_key(meta) {
+        return Err(client_held_key_refusal());
+    }
     let wanted = if format.needs_whole_input() {
         if meta.size > limits.max_input_bytes as u64 {
             // Read one byte past the limit so the extractor reports the size.

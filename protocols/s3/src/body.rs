@@ -18,15 +18,24 @@ use tokio::sync::mpsc;
 
 use crate::checksum::Expected;
 use crate::error::{body_error, s3_error};
+use crate::ssec::Sealer;
 
 /// A verified upload: the pending blob and the checksums to keep.
 pub(crate) struct Upload {
     pub(crate) written: WrittenData,
     pub(crate) checksums: BTreeMap<String, String>,
+    /// The size of the body as the client sent it (before any SSE-C encryption).
+    pub(crate) plain_size: u64,
 }
 
 /// Streams `body` into a new pending blob of at most `max_bytes`, checking `expected` at the
-/// end. On any failure the blob is discarded, so nothing is stored.
+/// end; with a `sealer`, what is stored is the SSE-C encryption of the body (`max_bytes` and
+/// the checks apply to the plaintext). On any failure the blob is discarded, so nothing is
+/// stored.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one upload, each from another header"
+)]
 pub(crate) async fn receive(
     store: &dyn ObjectStore,
     tenant: &TenantId,
@@ -35,6 +44,7 @@ pub(crate) async fn receive(
     max_bytes: u64,
     expected: Expected,
     trailers: Option<&TrailingHeaders>,
+    sealer: Option<Sealer>,
 ) -> S3Result<Upload> {
     if let Some(length) = declared_length
         && u64::try_from(length).map_or(true, |l| l > max_bytes)
@@ -44,30 +54,61 @@ pub(crate) async fn receive(
             format!("the body is larger than the limit of {max_bytes} bytes"),
         ));
     }
-    let mut writer = ObjectWriter::begin(store, tenant, max_bytes)
+    let stored_limit = match sealer {
+        Some(_) => crate::ssec::sealed_limit(max_bytes),
+        None => max_bytes,
+    };
+    let mut writer = ObjectWriter::begin(store, tenant, stored_limit)
         .await
         .map_err(s3_error)?;
     let data = writer.data();
     let mut hasher = expected.hasher();
     let result = async {
+        let mut sealer = sealer;
+        let mut sealed = Vec::new();
+        if let Some(sealer) = &sealer {
+            writer.write(sealer.header()).await.map_err(s3_error)?;
+        }
+        let mut plain_size = 0u64;
         if let Some(mut body) = body {
             while let Some(frame) = body.next().await {
                 let bytes = frame.map_err(|e| body_error(e.as_ref()))?;
                 hasher.update(&bytes);
-                writer.write(&bytes).await.map_err(s3_error)?;
+                plain_size += bytes.len() as u64;
+                match &mut sealer {
+                    Some(sealer) => {
+                        sealer.push(&bytes, &mut sealed)?;
+                        writer.write(&sealed).await.map_err(s3_error)?;
+                        sealed.clear();
+                    }
+                    None => writer.write(&bytes).await.map_err(s3_error)?,
+                }
             }
         }
+        let plain_md5 = match sealer {
+            Some(sealer) => {
+                let md5 = sealer.finish(&mut sealed)?;
+                writer.write(&sealed).await.map_err(s3_error)?;
+                Some(p8fs_core::object::hex(&md5))
+            }
+            None => None,
+        };
         let written = writer.finish().await.map_err(s3_error)?;
         if let Some(length) = declared_length
-            && u64::try_from(length).ok() != Some(written.size)
+            && u64::try_from(length).ok() != Some(plain_size)
         {
             return Err(S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
                 "the body is not as long as Content-Length says",
             ));
         }
-        let checksums = expected.verify(hasher.finalize(), &written.md5, trailers)?;
-        Ok(Upload { written, checksums })
+        let md5 = plain_md5.as_deref().unwrap_or(&written.md5);
+        let checksums = expected.verify(hasher.finalize(), md5, trailers)?;
+        Ok(Upload {
+            written,
+            checksums,
+            plain_size,
+        })
     }
     .await;
     if result.is_err()
@@ -115,6 +156,34 @@ pub(crate) fn send(
             }
         }
     });
+    StreamingBlob::new(ChunkStream {
+        receiver,
+        remaining: length,
+    })
+}
+
+/// Plaintext bytes `start..end` of an SSE-C object (`segments` in plaintext sizes), decrypted
+/// chunk by chunk as the client takes them ([`crate::ssec::read_plain`]); a chunk that fails
+/// authentication ends the body with an error.
+pub(crate) fn send_plain(
+    backend: Arc<dyn Backend>,
+    tenant: TenantId,
+    segments: Vec<Segment>,
+    key: crate::ssec::CustomerKey,
+    binding: crate::ssec::Binding,
+    (start, end): (u64, u64),
+) -> StreamingBlob {
+    let length = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, StdError>>(1);
+    tokio::spawn(crate::ssec::read_plain(
+        backend,
+        tenant,
+        segments,
+        key,
+        binding,
+        (start, end),
+        sender,
+    ));
     StreamingBlob::new(ChunkStream {
         receiver,
         remaining: length,

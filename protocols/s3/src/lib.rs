@@ -23,6 +23,7 @@ mod list;
 mod multipart;
 mod object;
 pub mod presign;
+pub mod ssec;
 mod sts;
 
 use std::collections::BTreeMap;

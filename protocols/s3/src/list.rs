@@ -69,7 +69,7 @@ fn wire(text: String, encoded: bool) -> String {
 fn object(meta: ObjectMeta, encoded: bool) -> Object {
     Object {
         key: Some(wire(meta.key.as_str().to_owned(), encoded)),
-        size: i64::try_from(meta.size).ok(),
+        size: i64::try_from(crate::ssec::listed_size(&meta)).ok(),
         e_tag: Some(etag(&meta.etag)),
         last_modified: Some(timestamp(meta.last_modified)),
         storage_class: Some(ObjectStorageClass::from_static(

@@ -20,6 +20,7 @@ use crate::auth::principal;
 use crate::checksum::{Expected, HeaderValues, WireChecksums, composite};
 use crate::error::{bucket_name, completion_error, object_key, s3_error};
 use crate::object::write_condition;
+use crate::ssec::{self, Binding, Role, Sealer};
 use crate::{S3Front, StoredHeaders, etag, timestamp};
 
 fn no_such_upload() -> S3Error {
@@ -91,6 +92,16 @@ pub(crate) async fn create(
         metadata: input.metadata.as_ref(),
     }
     .attributes()?;
+    let mut attributes = attributes;
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    if let Some(customer_key) = &customer_key {
+        ssec::mark(&mut attributes, customer_key)?;
+    }
     let algorithm = input.checksum_algorithm.clone();
     let upload = front
         .backend
@@ -105,6 +116,8 @@ pub(crate) async fn create(
             .is_some()
             .then(|| s3s::dto::ChecksumType::from_static(s3s::dto::ChecksumType::COMPOSITE)),
         checksum_algorithm: algorithm,
+        sse_customer_algorithm: customer_key.as_ref().map(|_| ssec::ALGORITHM.to_owned()),
+        sse_customer_key_md5: customer_key.map(|k| k.md5),
         ..CreateMultipartUploadOutput::default()
     }))
 }
@@ -131,6 +144,23 @@ pub(crate) async fn upload_part(
         input.content_md5.as_deref(),
         &req.headers,
     )?;
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let encryption = ssec::check(&upload.attributes, customer_key.as_ref(), Role::Object)?;
+    let sealer = match &encryption {
+        Some(customer_key) => {
+            let binding = Binding {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+            };
+            Some(Sealer::new(customer_key, &binding, number)?)
+        }
+        None => None,
+    };
     let received = crate::body::receive(
         front.backend.as_ref(),
         &tenant,
@@ -139,6 +169,7 @@ pub(crate) async fn upload_part(
         MAX_PUT_BYTES,
         expected,
         req.trailing_headers.as_ref(),
+        sealer,
     )
     .await?;
     let part = PartRecord {
@@ -158,6 +189,8 @@ pub(crate) async fn upload_part(
         checksum_crc64nvme: checksums.crc64nvme,
         checksum_sha1: checksums.sha1,
         checksum_sha256: checksums.sha256,
+        sse_customer_algorithm: encryption.as_ref().map(|_| ssec::ALGORITHM.to_owned()),
+        sse_customer_key_md5: encryption.map(|k| k.md5),
         ..UploadPartOutput::default()
     }))
 }
@@ -238,6 +271,7 @@ pub(crate) async fn list_parts(
     };
     let truncated = parts.len() > max_parts;
     parts.truncate(max_parts);
+    let encrypted = ssec::client_encrypted(&upload.attributes);
     let next = parts.last().map(|p| p.number);
     Ok(S3Response::new(ListPartsOutput {
         bucket: Some(input.bucket.clone()),
@@ -262,7 +296,12 @@ pub(crate) async fn list_parts(
                     Part {
                         part_number: i32::try_from(p.number).ok(),
                         e_tag: Some(etag(&p.etag)),
-                        size: i64::try_from(p.size).ok(),
+                        size: i64::try_from(if encrypted {
+                            ssec::plain_size(p.size).unwrap_or(p.size)
+                        } else {
+                            p.size
+                        })
+                        .ok(),
                         last_modified: Some(timestamp(p.last_modified)),
                         checksum_crc32: checksums.crc32,
                         checksum_crc32c: checksums.crc32c,
@@ -405,6 +444,16 @@ pub(crate) async fn complete(
     let key = object_key("key", &input.key)?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let upload = existing_upload(front, &tenant, &bucket, &key, &input.upload_id).await?;
+    // AWS asks for the key here only in some cases; when it is given, it must be the upload's.
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    if customer_key.is_some() {
+        ssec::check(&upload.attributes, customer_key.as_ref(), Role::Object)?;
+    }
     let mut requested = Vec::new();
     for part in input
         .multipart_upload

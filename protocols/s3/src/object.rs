@@ -18,6 +18,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::auth::principal;
 use crate::checksum::{Expected, HeaderValues, WireChecksums};
 use crate::error::{bucket_name, object_key, s3_error};
+use crate::ssec::{self, Binding, Role, Sealer};
 use crate::{S3Front, StoredHeaders, WireAttributes, etag, timestamp};
 
 /// The condition of a write from `If-Match` / `If-None-Match` (S3 supports `If-None-Match: *`
@@ -103,6 +104,23 @@ pub(crate) async fn put_object(
         input.content_md5.as_deref(),
         &req.headers,
     )?;
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let sealer = match &customer_key {
+        Some(customer_key) => {
+            ssec::mark(&mut attributes, customer_key)?;
+            let binding = Binding {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+            };
+            Some(Sealer::new(customer_key, &binding, 0)?)
+        }
+        None => None,
+    };
     // Refused before the body is read: no bytes are stored for a bucket that does not exist.
     crate::existing_bucket(front, &tenant, &bucket).await?;
     let upload = crate::body::receive(
@@ -113,6 +131,7 @@ pub(crate) async fn put_object(
         MAX_PUT_BYTES,
         expected,
         req.trailing_headers.as_ref(),
+        sealer,
     )
     .await?;
     attributes.checksums = upload.checksums;
@@ -135,7 +154,9 @@ pub(crate) async fn put_object(
         checksum_sha1: checksums.sha1,
         checksum_sha256: checksums.sha256,
         checksum_type: checksums.checksum_type,
-        size: i64::try_from(meta.size).ok(),
+        size: i64::try_from(upload.plain_size).ok(),
+        sse_customer_algorithm: customer_key.as_ref().map(|_| ssec::ALGORITHM.to_owned()),
+        sse_customer_key_md5: customer_key.map(|k| k.md5),
         ..PutObjectOutput::default()
     }))
 }
@@ -283,7 +304,18 @@ pub(crate) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let tenant = principal(&req.extensions)?.tenant.clone();
     let input = req.input;
-    let meta = existing_object(front, &tenant, &input.bucket, &input.key).await?;
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let stored = existing_object(front, &tenant, &input.bucket, &input.key).await?;
+    let encryption = ssec::check(&stored.attributes, customer_key.as_ref(), Role::Object)?;
+    let meta = match encryption {
+        Some(_) => ssec::plain_view(&stored)?,
+        None => stored,
+    };
     let selection = select(
         &meta,
         &conditions(
@@ -301,13 +333,26 @@ pub(crate) async fn get_object(
         WireChecksums::default()
     };
     let wire = WireAttributes::of(&meta.attributes);
-    let body = crate::body::send(
-        Arc::clone(&front.backend),
-        tenant,
-        meta.segments.clone(),
-        selection.start,
-        selection.end,
-    );
+    let body = match &encryption {
+        Some(customer_key) => crate::body::send_plain(
+            Arc::clone(&front.backend),
+            tenant,
+            meta.segments.clone(),
+            customer_key.clone(),
+            Binding {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+            },
+            (selection.start, selection.end),
+        ),
+        None => crate::body::send(
+            Arc::clone(&front.backend),
+            tenant,
+            meta.segments.clone(),
+            selection.start,
+            selection.end,
+        ),
+    };
     Ok(S3Response::new(GetObjectOutput {
         body: Some(body),
         accept_ranges: Some("bytes".to_owned()),
@@ -329,6 +374,8 @@ pub(crate) async fn get_object(
         checksum_sha1: checksums.sha1,
         checksum_sha256: checksums.sha256,
         checksum_type: checksums.checksum_type,
+        sse_customer_algorithm: encryption.as_ref().map(|_| ssec::ALGORITHM.to_owned()),
+        sse_customer_key_md5: encryption.map(|k| k.md5),
         ..GetObjectOutput::default()
     }))
 }
@@ -339,7 +386,18 @@ pub(crate) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let tenant = principal(&req.extensions)?.tenant.clone();
     let input = req.input;
-    let meta = existing_object(front, &tenant, &input.bucket, &input.key).await?;
+    let customer_key = ssec::customer_key(
+        Role::Object,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let stored = existing_object(front, &tenant, &input.bucket, &input.key).await?;
+    let encryption = ssec::check(&stored.attributes, customer_key.as_ref(), Role::Object)?;
+    let meta = match encryption {
+        Some(_) => ssec::plain_view(&stored)?,
+        None => stored,
+    };
     let selection = select(
         &meta,
         &conditions(
@@ -377,6 +435,8 @@ pub(crate) async fn head_object(
         checksum_sha1: checksums.sha1,
         checksum_sha256: checksums.sha256,
         checksum_type: checksums.checksum_type,
+        sse_customer_algorithm: encryption.as_ref().map(|_| ssec::ALGORITHM.to_owned()),
+        sse_customer_key_md5: encryption.map(|k| k.md5),
         ..HeadObjectOutput::default()
     }))
 }
