@@ -1,0 +1,169 @@
+"""Helpers of vector-anchors.sh: generate a data set, time FAISS and numpy on it, print the table.
+
+    vector_anchors.py generate DIR --rows N --dim D --queries Q --kind uniform|clustered --seed S
+    vector_anchors.py faiss DIR      (IndexFlatIP, one thread; prints a JSON line)
+    vector_anchors.py numpy DIR      (float32 matrix-vector product; threads from OPENBLAS_NUM_THREADS)
+    vector_anchors.py table RESULTS.jsonl...
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+K = 10
+
+
+def load(directory):
+    import numpy as np
+
+    with open(os.path.join(directory, "meta.json")) as f:
+        meta = json.load(f)
+    rows, dim, queries = meta["rows"], meta["dim"], meta["queries"]
+    base = np.fromfile(os.path.join(directory, "base.f32"), dtype="<f4").reshape(rows, dim)
+    query = np.fromfile(os.path.join(directory, "queries.f32"), dtype="<f4").reshape(queries, dim)
+    return meta, base, query
+
+
+def generate(args):
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    if args.kind == "uniform":
+        base = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
+        query = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+    else:
+        # Embedding-like: 1,000 centres, points spread around them, queries near stored points.
+        centres = rng.standard_normal((1000, args.dim), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        base = np.empty((args.rows, args.dim), dtype=np.float32)
+        step = 100_000
+        for start in range(0, args.rows, step):
+            n = min(step, args.rows - start)
+            which = rng.integers(0, len(centres), n)
+            noise = rng.standard_normal((n, args.dim), dtype=np.float32) * np.float32(0.6 / np.sqrt(args.dim))
+            base[start:start + n] = centres[which] + noise
+        picks = rng.integers(0, args.rows, args.queries)
+        query = base[picks] + rng.standard_normal((args.queries, args.dim), dtype=np.float32) * np.float32(0.3 / np.sqrt(args.dim))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    os.makedirs(args.dir, exist_ok=True)
+    base.astype("<f4").tofile(os.path.join(args.dir, "base.f32"))
+    query.astype("<f4").tofile(os.path.join(args.dir, "queries.f32"))
+    with open(os.path.join(args.dir, "meta.json"), "w") as f:
+        json.dump({"rows": args.rows, "dim": args.dim, "queries": args.queries, "k": K,
+                   "metric": "cosine", "kind": args.kind, "seed": args.seed}, f)
+
+
+def percentiles(times):
+    import numpy as np
+
+    ms = np.sort(np.array(times) * 1e3)
+    rank = lambda p: ms[max(0, int(np.ceil(len(ms) * p)) - 1)]
+    return {"p50_ms": float(rank(0.5)), "p99_ms": float(rank(0.99)), "mean_ms": float(ms.mean())}
+
+
+def exact_ids(base, query):
+    """Each query's top K by cosine in float64, for the exactness check."""
+    import numpy as np
+
+    out = []
+    base_norm = np.linalg.norm(base.astype(np.float64), axis=1)
+    for q in query.astype(np.float64):
+        sims = np.empty(len(base))
+        for start in range(0, len(base), 100_000):
+            chunk = base[start:start + 100_000].astype(np.float64)
+            sims[start:start + len(chunk)] = chunk @ q / (base_norm[start:start + len(chunk)] * np.linalg.norm(q))
+        top = np.argpartition(-sims, K)[:K]
+        out.append(sorted(top.tolist(), key=lambda i: (-sims[i], i)))
+    return out
+
+
+def run_faiss(args):
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    meta, base, query = load(args.dir)
+    index = faiss.IndexFlatIP(meta["dim"])
+    index.add(base)
+    for q in query[:5]:
+        index.search(q[None, :], K)
+    times, ids = [], []
+    for q in query:
+        started = time.perf_counter()
+        _, found = index.search(q[None, :], K)
+        times.append(time.perf_counter() - started)
+        ids.append(found[0].tolist())
+    print(json.dumps({"name": "FAISS IndexFlatIP, 1 thread", **percentiles(times), "ids": ids,
+                      "exact": exact_ids(base, query)}))
+
+
+def run_numpy(args):
+    import numpy as np
+
+    meta, base, query = load(args.dir)
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "?")
+
+    def search(q):
+        scores = base @ q
+        top = np.argpartition(-scores, K)[:K]
+        return top[np.argsort(-scores[top])]
+
+    for q in query[:5]:
+        search(q)
+    times, ids = [], []
+    for q in query:
+        started = time.perf_counter()
+        found = search(q)
+        times.append(time.perf_counter() - started)
+        ids.append(found.tolist())
+    print(json.dumps({"name": f"numpy f32 matvec, {threads} threads", **percentiles(times), "ids": ids}))
+
+
+def table(args):
+    groups = {}
+    for path in args.results:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    groups.setdefault(r["set"], []).append(r)
+    for name, results in groups.items():
+        exact = next((r["exact"] for r in results if "exact" in r), None)
+        faiss = next((r for r in results if r["name"].startswith("FAISS")), None)
+        probe = next((r for r in results if r["name"] == "C f32 scan, 1 thread"), None)
+        print(f"\n{name}")
+        print(f"| {'':<32} | {'p50 ms':>8} | {'p99 ms':>8} | {'p50 / FAISS':>11} | {'p50 / f32 scan':>14} | top-10 = exact |")
+        print(f"|{'-' * 34}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 16}|{'-' * 16}|")
+        for r in results:
+            ratio = lambda anchor: f"{r['p50_ms'] / anchor['p50_ms']:.2f}x" if anchor else "-"
+            agree = "-"
+            if exact is not None and "ids" in r:
+                same = sum(sorted(a) == sorted(b) for a, b in zip(r["ids"], exact))
+                agree = f"{same}/{len(exact)}"
+            print(f"| {r['name']:<32} | {r['p50_ms']:>8.2f} | {r['p99_ms']:>8.2f} | {ratio(faiss):>11} | {ratio(probe):>14} | {agree:>14} |")
+            if "load_s" in r:
+                print(f"|   (p8fs load {r['load_s']:.1f} s, {r['rows']} rows through upsert){'':<{max(0, 1)}}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("dir")
+    g.add_argument("--rows", type=int, default=100_000)
+    g.add_argument("--dim", type=int, default=384)
+    g.add_argument("--queries", type=int, default=300)
+    g.add_argument("--kind", choices=["uniform", "clustered"], default="clustered")
+    g.add_argument("--seed", type=int, default=42)
+    for name in ["faiss", "numpy"]:
+        sub.add_parser(name).add_argument("dir")
+    t = sub.add_parser("table")
+    t.add_argument("results", nargs="+")
+    args = parser.parse_args()
+    {"generate": generate, "faiss": run_faiss, "numpy": run_numpy, "table": table}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
