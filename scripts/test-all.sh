@@ -27,9 +27,11 @@ python3 scripts/check-one-build.py
 # revisions, its OAuth challenges and tenants, on every backend (gateway/tests/mcp_clients.rs);
 # the gRPC services with Python grpcio, health checking and reflection on every backend
 # (gateway/tests/grpc_clients.rs); `p8fs edge` in front of several nodes on PostgreSQL, every
-# front-end through it, its 401s, 429s and TLS listener, and a node killed (gateway/tests/edge.rs).
+# front-end through it, its 401s, 429s and TLS listener, and a node killed (gateway/tests/edge.rs);
+# the failure test under load, a node killed and restarted behind the edge
+# (gateway/tests/edge_failure.rs).
 REQUIRED_SUITES=(model rocksdb tidb postgres oauth_flows s3_clients nats two_nodes embed memory openai
-  ingest graphql graphql_clients mcp_clients grpc_clients edge s3_ssec)
+  ingest graphql graphql_clients mcp_clients grpc_clients edge s3_ssec edge_failure)
 
 # TiDB: the suite runs on the MariaDB stand-in (TiDB's vector functions as stored functions).
 # A second instance on its own port is for the fault tests, which restart their server. A
