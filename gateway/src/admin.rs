@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
+use crate::sealing::Encryption;
 use crate::server;
 
 /// The socket's file name inside the data directory.
@@ -53,6 +54,8 @@ pub enum AdminRequest {
     },
     /// Make a new signing key current.
     KeysRotate { retain_seconds: u64 },
+    /// Make a new master key current and re-wrap every data key under it.
+    MasterRotate,
     /// Create a user of `tenant`.
     UserAdd {
         tenant: String,
@@ -113,6 +116,7 @@ pub struct Admin {
     oauth: Option<Arc<OAuthServer>>,
     s3: Option<S3Credentials>,
     storage: Option<Arc<dyn Backend>>,
+    encryption: Option<Encryption>,
 }
 
 impl Admin {
@@ -125,12 +129,19 @@ impl Admin {
             oauth,
             s3: None,
             storage: None,
+            encryption: None,
         }
     }
 
     /// The same executor, managing the S3 access keys of `s3` too.
     pub fn with_s3(mut self, s3: S3Credentials) -> Self {
         self.s3 = Some(s3);
+        self
+    }
+
+    /// The same executor, rotating the master key of `encryption` too.
+    pub fn with_encryption(mut self, encryption: Option<Encryption>) -> Self {
+        self.encryption = encryption;
         self
     }
 
@@ -170,6 +181,18 @@ impl Admin {
                     .rotate(Duration::from_secs(retain_seconds))
                     .map_err(text)?;
                 Ok(json!({ "kid": kid }))
+            }
+            AdminRequest::MasterRotate => {
+                let encryption = self.encryption.as_ref().ok_or_else(|| {
+                    "encryption is off (encryption.enabled = false): there is no master key"
+                        .to_owned()
+                })?;
+                let (id, done) = crate::sealing::rotate(encryption).await?;
+                Ok(json!({
+                    "master_key_id": id,
+                    "data_keys": done.examined,
+                    "rewrapped": done.rewrapped,
+                }))
             }
             AdminRequest::UserAdd {
                 tenant,
@@ -367,12 +390,14 @@ fn run_locally(config: &Config, request: AdminRequest) -> Result<Value, String> 
                 .map_err(|e| format!("signing keys: {e}"))?,
         );
         let admin = if request.needs_store() {
-            let backend = crate::backend::open(config, clock.clone()).await?;
+            let (backend, encryption) =
+                crate::backend::open_with_encryption(config, clock.clone()).await?;
             let auth = server::auth(config, backend.clone(), &keys, clock.clone()).await?;
             let s3 = s3_credentials(config, backend.clone(), auth.verifier.clone(), clock)?;
             Admin::new(keys, auth.issuer, Some(auth.oauth))
                 .with_s3(s3)
                 .with_storage(backend)
+                .with_encryption(encryption)
         } else {
             let issuer = Issuer::new(keys.clone(), server::token_config(config), clock);
             Admin::new(keys, Arc::new(issuer), None)

@@ -7,9 +7,25 @@ use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
 use p8fs_core::{Backend, Clock};
 
 use crate::config::{Config, StorageConfig};
+use crate::sealing::Encryption;
 
-/// Opens the configured backend.
+/// Opens the configured backend, behind the encryption layer unless `encryption.enabled` is
+/// off.
 pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend>, String> {
+    Ok(open_with_encryption(config, clock).await?.0)
+}
+
+/// As [`open`], with the encryption layer's handle (for master-key rotation) when it is on.
+pub async fn open_with_encryption(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<dyn Backend>, Option<Encryption>), String> {
+    let inner = open_store(config, clock).await?;
+    crate::sealing::seal(config, inner).await
+}
+
+/// The configured backend itself.
+async fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend>, String> {
     match &config.storage {
         StorageConfig::Rocksdb { sync_writes } => {
             let path = config.data_dir.join("rocksdb");

@@ -79,7 +79,7 @@ enum Command {
     /// MCP over stdio for a desktop assistant, relayed to a server's `/mcp` with the token of
     /// `p8fs login --resource <server>/mcp` (or `--token`).
     Mcp(crate::mcp_stdio::McpArgs),
-    /// Signing keys.
+    /// Signing keys, and the master key of encryption at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Users who sign in to the OAuth pages (each belongs to one tenant).
@@ -266,6 +266,10 @@ enum KeysCommand {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         retain: Duration,
     },
+    /// Make a new master key (encryption at rest) current and re-wrap every tenant's data key
+    /// under it, online; the old keys stay in the key file, retired. With P8FS_MASTER_KEY,
+    /// re-wraps under its first key.
+    RotateMaster,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +436,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
             )?;
             write_stdout(&format!("{}\n", token.as_str().unwrap_or_default()))
+        }
+        Command::Keys(KeysCommand::RotateMaster) => {
+            let reply = admin::run(&config, AdminRequest::MasterRotate)?;
+            write_stdout(&format!("{reply}\n"))
         }
         Command::Keys(KeysCommand::Rotate { retain }) => {
             let reply = admin::run(

@@ -21,6 +21,9 @@ pub struct Config {
     /// The storage backend.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Encryption at rest (`[encryption]`).
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
     /// Access tokens.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -496,6 +499,36 @@ impl Default for StorageConfig {
     }
 }
 
+/// Encryption at rest (`[encryption]`): every backend behind the sealing layer, with master keys
+/// from `key_file` or `P8FS_MASTER_KEY`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Whether what p8fs stores is encrypted (default true). A store encrypted once refuses to
+    /// open with it off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The master key file (default `master.keys` beside the signing keys), created owner-only
+    /// on first start; ignored when `master_key` is set.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The master keys themselves instead of a file (`P8FS_MASTER_KEY`): base64url of 32 bytes
+    /// each, comma separated, the current one first. Every node of a shared database needs the
+    /// same keys.
+    #[serde(default)]
+    pub master_key: Option<Secret>,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            master_key: None,
+        }
+    }
+}
+
 /// Access-token settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -812,6 +845,8 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_DATA_DIR", &["data_dir"]),
     ("P8FS_STORAGE_PROVIDER", &["storage", "provider"]),
     ("P8FS_STORAGE_URL", &["storage", "url"]),
+    ("P8FS_ENCRYPTION_ENABLED", &["encryption", "enabled"]),
+    ("P8FS_MASTER_KEY", &["encryption", "master_key"]),
     ("P8FS_AUTH_ISSUER", &["auth", "issuer"]),
     ("P8FS_AUTH_AUDIENCE", &["auth", "audience"]),
     (

@@ -25,5 +25,6 @@ pub mod metered;
 pub mod metrics;
 pub mod nats;
 pub mod s3;
+pub mod sealing;
 pub mod server;
 pub mod vault;

@@ -111,10 +111,8 @@ pub fn oauth_config(config: &Config) -> OAuthConfig {
 pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, String> {
     private_data_dir(config)?;
     let written = Arc::new(tokio::sync::Notify::new());
-    let backend: Arc<dyn Backend> = Arc::new(Metered::new(
-        crate::backend::open(config, clock.clone()).await?,
-        written.clone(),
-    ));
+    let (store, encryption) = crate::backend::open_with_encryption(config, clock.clone()).await?;
+    let backend: Arc<dyn Backend> = Arc::new(Metered::new(store, written.clone()));
     let changes = ChangeHub::new(backend.clone(), written, config.events.poll_interval);
     changes.spawn();
     let keys = Arc::new(
@@ -131,7 +129,8 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services
     let admin = Arc::new(
         Admin::new(keys.clone(), auth.issuer, Some(auth.oauth.clone()))
             .with_s3(s3.clone())
-            .with_storage(backend.clone()),
+            .with_storage(backend.clone())
+            .with_encryption(encryption),
     );
     let memory = crate::memory::build(config, backend.clone(), clock.clone()).await?;
     Ok(Services {

@@ -72,9 +72,15 @@ impl Storage {
     fn env(&self) -> Vec<(String, String)> {
         match self {
             Storage::RocksDb => Vec::new(),
+            // Every node on the shared database seals with the same master key, as the nodes
+            // of one deployment must.
             Storage::Sql { provider, url } => vec![
                 ("P8FS_STORAGE_PROVIDER".into(), (*provider).to_owned()),
                 ("P8FS_STORAGE_URL".into(), url.clone()),
+                (
+                    "P8FS_MASTER_KEY".into(),
+                    "c2hhcmVkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE".into(),
+                ),
             ],
         }
     }

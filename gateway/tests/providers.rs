@@ -25,9 +25,15 @@ async fn round_trip(provider: &str, url_variable: &str) {
         data_dir: Some(dir.path().join("data")),
         ..Overrides::default()
     };
+    // Every server on the shared database seals with the same master key, as the nodes of one
+    // deployment must.
     let env = vec![
         ("P8FS_STORAGE_PROVIDER".to_owned(), provider.to_owned()),
         ("P8FS_STORAGE_URL".to_owned(), url),
+        (
+            "P8FS_MASTER_KEY".to_owned(),
+            "c2hhcmVkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE".to_owned(),
+        ),
     ];
     let config = Config::load(None, env, &overrides).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
