@@ -3,7 +3,9 @@
 //! which checks every answer (round trips, ranged gets, multipart, copies, and the refusals of
 //! reads without the key or with another one). Then, with the server stopped, the stored bytes
 //! of every SSE-C object are read through the backend the server uses: none holds its
-//! plaintext, and their records hold no key.
+//! plaintext, and their records hold no key. Before that, the front-ends that cannot carry the
+//! key refuse those objects (REST `GET`/`HEAD` 403, gRPC `Download` PERMISSION_DENIED) and the
+//! builtin embedder's index reports them `client_held_key` instead of indexing them.
 //!
 //! These tests fail, never skip, when the clients or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -16,7 +18,7 @@
 mod common;
 
 mod s3_ssec {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -29,18 +31,27 @@ mod s3_ssec {
 
     const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
 
-    /// A `p8fs serve` of its own with the S3 listener on a free loopback port.
+    /// Every scope the front-end checks use.
+    const SCOPES: &str = "s3:read memories:read";
+
+    /// A `p8fs serve` of its own with the builtin embedder (from `P8FS_TEST_MODEL_DIR`), its main
+    /// and S3 listeners on free loopback ports.
     struct Server {
         child: Option<Child>,
         dir: tempfile::TempDir,
         storage: Vec<(String, String)>,
+        port: u16,
         s3_port: u16,
     }
 
     impl Server {
         fn start(backend: &str) -> Server {
             let dir = tempfile::tempdir().unwrap();
-            let storage = storage_env(backend, &format!("ssec_{}", unique(dir.path())));
+            let mut storage = storage_env(backend, &format!("ssec_{}", unique(dir.path())));
+            storage.push((
+                "P8FS_EMBEDDINGS_MODEL_DIR".into(),
+                crate::common::env("P8FS_TEST_MODEL_DIR"),
+            ));
             std::fs::write(
                 dir.path().join("p8fs.toml"),
                 "[log]\nlevel = \"warn\"\n\n[s3]\nabandoned_upload_age = \"100years\"\n\
@@ -51,20 +62,23 @@ mod s3_ssec {
                 child: None,
                 dir,
                 storage,
+                port: free_port(),
                 s3_port: free_port(),
             };
             let mut command = server.command(&["serve"]);
             command
                 .arg("--listen")
-                .arg(format!("127.0.0.1:{}", free_port()))
+                .arg(format!("127.0.0.1:{}", server.port))
                 .env("P8FS_S3_LISTEN", format!("127.0.0.1:{}", server.s3_port))
                 .stdin(Stdio::null());
             server.child = Some(command.spawn().unwrap());
             let started = Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", server.s3_port)).is_err() {
+            while !crate::common::ready(server.port)
+                || std::net::TcpStream::connect(("127.0.0.1", server.s3_port)).is_err()
+            {
                 assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the S3 listener of p8fs serve did not come up"
+                    started.elapsed() < Duration::from_secs(60),
+                    "p8fs serve did not become ready"
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -108,6 +122,20 @@ mod s3_ssec {
             (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
         }
 
+        /// `p8fs token issue` through the running server's admin socket.
+        fn token(&self, tenant: &str) -> String {
+            let command = self.command(&[
+                "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", SCOPES,
+                "--ttl", "1h",
+            ]);
+            succeeded(
+                run(command, Duration::from_secs(30), "p8fs token issue"),
+                "p8fs token issue",
+            )
+            .trim()
+            .to_owned()
+        }
+
         fn stop(&mut self) {
             if let Some(mut child) = self.child.take() {
                 let _ = child.kill();
@@ -136,7 +164,17 @@ mod s3_ssec {
         }
     }
 
-    fn scenario(server: &Server, name: &str, key: &(String, String), work: &std::path::Path) {
+    fn scenario(server: &Server, name: &str, key: &(String, String), work: &Path) {
+        scenario_with(server, name, key, work, &[]);
+    }
+
+    fn scenario_with(
+        server: &Server,
+        name: &str,
+        key: &(String, String),
+        work: &Path,
+        extra: &[String],
+    ) {
         let mut command = Command::new("python3");
         command
             .current_dir(interop_dir())
@@ -148,7 +186,8 @@ mod s3_ssec {
             .arg(format!("--key={}", key.0))
             .arg(format!("--secret={}", key.1))
             .arg("--work")
-            .arg(work);
+            .arg(work)
+            .args(extra);
         let what = format!("s3_ssec.py {name}");
         let stdout = succeeded(run(command, Duration::from_secs(600), &what), &what);
         assert!(
@@ -179,6 +218,20 @@ mod s3_ssec {
         let work = tempfile::tempdir().unwrap();
         scenario(&server, "awscli", &key, work.path());
         scenario(&server, "boto3", &key, work.path());
+        let token = server.token(&tenant);
+        let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/grpc/proto");
+        scenario_with(
+            &server,
+            "fronts",
+            &key,
+            work.path(),
+            &[
+                format!("--url=http://127.0.0.1:{}", server.port),
+                // `--name=value`: a token is never taken for an option.
+                format!("--token={token}"),
+                format!("--proto-dir={}", proto_dir.display()),
+            ],
+        );
         server.stop();
 
         // The stored bytes, through the backend the server used.

@@ -9,6 +9,16 @@ variants: a multipart upload of a file over 8 MiB, ranged gets, copies with a so
 refusal a client meets: no key, a wrong key, a bad MD5, a key for an unencrypted object). Each
 prints what it checks and exits non-zero at the first failure. Both append what they stored to
 `WORK/stored.json` ({bucket, key, plaintext file}) so the caller can look at the stored bytes.
+
+    python3 s3_ssec.py fronts --endpoint URL --key ID --secret SECRET --work DIR \
+        --url http://127.0.0.1:PORT --token=T --proto-dir DIR
+
+Scenario `fronts` (after the others): every object in `WORK/stored.json` is refused by the
+front-ends that cannot carry its key: REST `GET` and `HEAD /v1/objects/...` answer 403 with a
+problem document (never ciphertext), gRPC `Objects.Download` PERMISSION_DENIED (stubs made from
+the server's .proto files as in `grpc_clients.py`), and `GET /v1/index/...` settles on
+`failed` / `client_held_key`; an unencrypted object in the same bucket is served, so the
+refusals are not the token's.
 """
 
 import argparse
@@ -19,6 +29,11 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -307,7 +322,100 @@ def scenario_boto3(env):
     check(read(down) == data, "upload_file / download_file with SSECustomerKey round-trip")
 
 
-SCENARIOS = {"awscli": scenario_awscli, "boto3": scenario_boto3}
+def rest(env, method, path):
+    """(status, content type, body) of `method path` on the REST API with the token."""
+    request = urllib.request.Request(
+        env.args.url + path,
+        method=method,
+        headers={"Authorization": f"Bearer {env.args.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.headers.get("content-type", ""), answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("content-type", ""), e.read()
+
+
+def scenario_fronts(env):
+    for needed in ("url", "token", "proto_dir"):
+        if getattr(env.args, needed) is None:
+            fail(f"scenario fronts needs --{needed.replace('_', '-')}")
+    with open(os.path.join(env.work, "stored.json")) as f:
+        entries = json.load(f)
+    check(len(entries) >= 8, f"{len(entries)} SSE-C objects to look at")
+
+    # A plain object beside them is served: the token is good for these calls.
+    first = entries[0]["bucket"]
+    plain = b"plain text anyone with the token may read\n"
+    env.client().put_object(Bucket=first, Key="fronts/plain.txt", Body=plain)
+    status, _, body = rest(env, "GET", f"/v1/objects/{first}/fronts/plain.txt")
+    check(status == 200 and body == plain, f"REST GET of an unencrypted object: {status}")
+
+    for entry in entries:
+        bucket, key = entry["bucket"], entry["key"]
+        path = f"{bucket}/{urllib.parse.quote(key)}"
+        plaintext = read(entry["plaintext"])
+        status, kind, body = rest(env, "GET", f"/v1/objects/{path}")
+        check(status == 403, f"REST GET {bucket}/{key}: {status} {body[:200]!r}")
+        check(kind.startswith("application/problem+json"), f"REST GET {bucket}/{key}: a problem ({kind})")
+        problem = json.loads(body)
+        check(problem.get("status") == 403, f"the problem of {bucket}/{key}: {problem}")
+        check(len(body) < 4096 and plaintext[:32] not in body, f"REST GET {bucket}/{key}: no object bytes")
+        status, _, body = rest(env, "HEAD", f"/v1/objects/{path}")
+        check(status == 403 and body == b"", f"REST HEAD {bucket}/{key}: {status}")
+
+    # gRPC, with stubs made from the server's own .proto files.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import grpc
+    from grpc_clients import generate
+
+    generate(env.args.proto_dir, tempfile.mkdtemp(dir=env.work))
+    from p8fs.v1 import objects_pb2, objects_pb2_grpc
+
+    target = urllib.parse.urlsplit(env.args.url).netloc
+    with grpc.insecure_channel(target) as channel:
+        stub = objects_pb2_grpc.ObjectsStub(channel)
+        metadata = [("authorization", f"Bearer {env.args.token}")]
+        plain_read = b"".join(
+            m.data
+            for m in stub.Download(
+                objects_pb2.DownloadRequest(bucket=first, key="fronts/plain.txt"), metadata=metadata, timeout=60
+            )
+        )
+        check(plain_read == plain, "gRPC Download of an unencrypted object")
+        for entry in entries:
+            bucket, key = entry["bucket"], entry["key"]
+            try:
+                got = list(
+                    stub.Download(objects_pb2.DownloadRequest(bucket=bucket, key=key), metadata=metadata, timeout=60)
+                )
+                fail(f"gRPC Download {bucket}/{key} answered {len(got)} messages")
+            except grpc.RpcError as e:
+                check(
+                    e.code() == grpc.StatusCode.PERMISSION_DENIED,
+                    f"gRPC Download {bucket}/{key}: {e.code()} {e.details()}",
+                )
+
+    # The index status settles on the refusal to index (the embedder is on).
+    deadline = time.monotonic() + 120
+    for entry in entries:
+        bucket, key = entry["bucket"], entry["key"]
+        while True:
+            status, _, body = rest(env, "GET", f"/v1/index/{bucket}/{urllib.parse.quote(key)}")
+            record = json.loads(body) if body else {}
+            if status == 200 and record.get("state") == "failed":
+                break
+            if time.monotonic() > deadline:
+                fail(f"the index status of {bucket}/{key} did not settle: {status} {record}")
+            time.sleep(0.2)
+        check(
+            record.get("code") == "client_held_key" and record.get("reason") == "not indexed: client-held key",
+            f"index status of {bucket}/{key}: {record}",
+        )
+        check(record.get("chunks") == 0, f"no chunks for {bucket}/{key}")
+
+
+SCENARIOS = {"awscli": scenario_awscli, "boto3": scenario_boto3, "fronts": scenario_fronts}
 
 
 def main():
@@ -317,6 +425,10 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--work", required=True)
+    # Scenario `fronts` only: the main listener, a token of the objects' tenant, the .proto files.
+    parser.add_argument("--url")
+    parser.add_argument("--token")
+    parser.add_argument("--proto-dir")
     args = parser.parse_args()
     SCENARIOS[args.scenario](Env(args))
     print(f"scenario {args.scenario}: all checks passed")
