@@ -39,6 +39,17 @@ use p8fs_core::{Error, Result};
 /// or write it; whatever provisions tenants must refuse this name.
 pub const RESERVED_TENANT: &str = "p8fs-system";
 
+/// Whether `tenant` is one of p8fs's own: [`RESERVED_TENANT`], or the encryption layer's keyring
+/// ([`p8fs_core::sealed::KEYRING_TENANT`]). No user, access key or token may name one.
+pub fn is_reserved(tenant: &str) -> bool {
+    tenant == RESERVED_TENANT || tenant == p8fs_core::sealed::KEYRING_TENANT
+}
+
+/// The refusal of a reserved tenant, naming the field.
+pub(crate) fn reserved_refusal(tenant: &str) -> Error {
+    Error::invalid("tenant", format!("{tenant} is reserved for p8fs itself"))
+}
+
 /// `N` bytes from the operating system's random number generator.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];

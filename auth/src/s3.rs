@@ -560,11 +560,8 @@ impl S3Credentials {
     }
 
     fn check_tenant(&self, tenant: &TenantId) -> Result<()> {
-        if tenant == &self.inner.tenant {
-            return Err(Error::invalid(
-                "tenant",
-                format!("{} is reserved for p8fs itself", crate::RESERVED_TENANT),
-            ));
+        if crate::is_reserved(tenant.as_str()) {
+            return Err(crate::reserved_refusal(tenant.as_str()));
         }
         Ok(())
     }

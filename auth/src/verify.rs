@@ -8,7 +8,7 @@
 //! [`Verifier::verify`], the caller's for [`Verifier::verify_for`]: a token minted for a resource
 //! server, RFC 8707, is meant for it alone, so each of the two refuses the other's tokens);
 //! `exp`, `nbf` and `iat` hold at the injected clock's time with the configured leeway (at most
-//! [`MAX_LEEWAY`]); `tenant` is a valid tenant id other than [`RESERVED_TENANT`]; `sub`,
+//! [`MAX_LEEWAY`]); `tenant` is a valid tenant id that is not reserved ([`crate::is_reserved`]); `sub`,
 //! `client_id` and `jti` are 1..=256 bytes without control characters; `scope` parses; and the
 //! `jti` is not revoked. Every rejection is `Unauthorized` with a short fixed reason.
 //!
@@ -188,11 +188,8 @@ impl Verifier {
     /// [`Principal::expires_at`]) plus the leeway, after which it could not verify anyway.
     /// Idempotent. `InvalidInput` on `token_id` or `tenant` for values no token can carry.
     pub async fn revoke(&self, tenant: &TenantId, token_id: &str, until: Timestamp) -> Result<()> {
-        if tenant == &self.reserved {
-            return Err(Error::invalid(
-                "tenant",
-                format!("{RESERVED_TENANT} is reserved for p8fs itself"),
-            ));
+        if crate::is_reserved(tenant.as_str()) {
+            return Err(crate::reserved_refusal(tenant.as_str()));
         }
         if !check_claim_text(token_id) {
             return Err(Error::invalid(
@@ -253,7 +250,7 @@ impl Verifier {
             return Err(unauthorized("wrong issuer"));
         }
         let tenant = TenantId::new(claims.tenant).map_err(|_| unauthorized("invalid tenant"))?;
-        if tenant == self.reserved {
+        if crate::is_reserved(tenant.as_str()) {
             return Err(unauthorized("invalid tenant"));
         }
         if !check_claim_text(&claims.sub) {

@@ -35,8 +35,8 @@ use super::{
     BUILTIN_CLI_CLIENT, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
     GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
+use crate::random_bytes;
 use crate::scope::{Scope, ScopeSet};
-use crate::{RESERVED_TENANT, random_bytes};
 
 /// Longest username, in bytes.
 pub const MAX_USERNAME_BYTES: usize = 64;
@@ -340,11 +340,8 @@ impl Accounts {
     ) -> Result<UserInfo> {
         check_username(username)?;
         check_password(password)?;
-        if tenant.as_str() == RESERVED_TENANT {
-            return Err(Error::invalid(
-                "tenant",
-                format!("{RESERVED_TENANT} is reserved for p8fs itself"),
-            ));
+        if crate::is_reserved(tenant.as_str()) {
+            return Err(crate::reserved_refusal(tenant.as_str()));
         }
         let key = Store::key("user", username)?;
         if self.store.get::<UserRecord>(&key).await?.is_some() {
@@ -769,11 +766,8 @@ fn check_new_client(new: NewClient) -> Result<ClientInfo> {
     let tenant = match new.tenant {
         Some(tenant) => {
             let tenant = TenantId::new(tenant)?;
-            if tenant.as_str() == RESERVED_TENANT {
-                return Err(Error::invalid(
-                    "tenant",
-                    format!("{RESERVED_TENANT} is reserved for p8fs itself"),
-                ));
+            if crate::is_reserved(tenant.as_str()) {
+                return Err(crate::reserved_refusal(tenant.as_str()));
             }
             Some(tenant.into_string())
         }

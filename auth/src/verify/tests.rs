@@ -606,8 +606,10 @@ async fn tenant_must_be_present_and_valid() {
         };
         f.rejects(&token, reason).await;
     }
-    let reserved = f.sign_claims(|c| set(c, "tenant", json!(RESERVED_TENANT)));
-    f.rejects(&reserved, "invalid tenant").await;
+    for reserved in [RESERVED_TENANT, p8fs_core::sealed::KEYRING_TENANT] {
+        let reserved = f.sign_claims(|c| set(c, "tenant", json!(reserved)));
+        f.rejects(&reserved, "invalid tenant").await;
+    }
 }
 
 #[tokio::test]

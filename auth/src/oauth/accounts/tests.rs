@@ -2,6 +2,7 @@
 //! defaults of new clients.
 
 use super::*;
+use crate::RESERVED_TENANT;
 
 fn client(redirect_uris: &[&str]) -> NewClient {
     NewClient {
@@ -139,6 +140,9 @@ fn new_client_errors_name_the_field() {
     assert_eq!(check_new_client(new).unwrap_err().field(), Some("tenant"));
     let mut new = client(&[]);
     new.tenant = Some(RESERVED_TENANT.to_owned());
+    assert_eq!(check_new_client(new).unwrap_err().field(), Some("tenant"));
+    let mut new = client(&[]);
+    new.tenant = Some(p8fs_core::sealed::KEYRING_TENANT.to_owned());
     assert_eq!(check_new_client(new).unwrap_err().field(), Some("tenant"));
     let mut new = client(&[]);
     new.scope = "kv:read nope".to_owned();
