@@ -2,7 +2,7 @@
 //! command-line flags. Unknown keys are an error that names the key; secrets print as `****`.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -594,6 +594,13 @@ pub struct LimitsConfig {
     /// Most open connections from one client IP address; more are closed when accepted.
     #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: usize,
+    /// Networks of the reverse proxies in front of this node (`p8fs edge`, nginx), such as
+    /// `["10.0.0.0/8", "::1/128"]` (also `P8FS_TRUSTED_PROXIES`, comma-separated). On a
+    /// connection from one of them, a request's client is the rightmost `X-Forwarded-For`
+    /// address that is not itself a trusted proxy, so per-address rate limits and logs see the
+    /// real client. From any other peer `X-Forwarded-For` is ignored. Default: none.
+    #[serde(default, deserialize_with = "proxy_networks")]
+    pub trusted_proxies: Vec<ProxyNetwork>,
 }
 
 impl Default for LimitsConfig {
@@ -608,8 +615,131 @@ impl Default for LimitsConfig {
             body_buffer_bytes: default_body_buffer_bytes(),
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// An IP network, `address/prefix` (a bare address is the network of that one address).
+/// IPv4-mapped IPv6 networks and addresses compare as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNetwork {
+    /// The network address (host bits cleared).
+    address: IpAddr,
+    /// Leading bits that must match: at most 32 for IPv4, 128 for IPv6.
+    prefix: u8,
+}
+
+impl ProxyNetwork {
+    /// Whether `address` is in this network.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.address, address.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                u32::from(address) & v4_mask(self.prefix) == u32::from(network)
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                u128::from(address) & v6_mask(self.prefix) == u128::from(network)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn v4_mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn v6_mask(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl std::str::FromStr for ProxyNetwork {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "limits.trusted_proxies: `{text}` is not an IP network (address/prefix, such as \
+                 10.0.0.0/8 or ::1/128)"
+            )
+        };
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let address: IpAddr = address.parse().map_err(|_| invalid())?;
+        let bits: u8 = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would take a leading `+`.
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(invalid)?,
+            Some(_) => return Err(invalid()),
+            None => bits,
+        };
+        Ok(match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= 96 => Self::masked(IpAddr::V4(v4), prefix - 96),
+                _ => Self::masked(address, prefix),
+            },
+            IpAddr::V4(_) => Self::masked(address, prefix),
+        })
+    }
+}
+
+impl ProxyNetwork {
+    fn masked(address: IpAddr, prefix: u8) -> Self {
+        let address = match address {
+            IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & v4_mask(prefix)).into()),
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & v6_mask(prefix)).into()),
+        };
+        Self { address, prefix }
+    }
+}
+
+impl fmt::Display for ProxyNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Serialize for ProxyNetwork {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// `limits.trusted_proxies`: a list of networks, or one comma-separated string (as
+/// `P8FS_TRUSTED_PROXIES` gives it).
+fn proxy_networks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ProxyNetwork>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Networks {
+        List(Vec<String>),
+        Text(String),
+    }
+    use serde::de::Error as _;
+    let texts = match Networks::deserialize(deserializer).map_err(|_| {
+        D::Error::custom(
+            "limits.trusted_proxies: must be a list of IP networks such as [\"10.0.0.0/8\"]",
+        )
+    })? {
+        Networks::List(list) => list,
+        Networks::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    texts
+        .iter()
+        .map(|text| text.parse().map_err(D::Error::custom))
+        .collect()
 }
 
 /// Where and to whom `/metrics` is served (`[metrics]`). By default it is served on the main
@@ -867,6 +997,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("P8FS_EMBEDDINGS_API_KEY", &["embeddings", "api_key"]),
     ("P8FS_GRAPHQL_INTROSPECTION", &["graphql", "introspection"]),
     ("P8FS_MCP_ENABLED", &["mcp", "enabled"]),
+    ("P8FS_TRUSTED_PROXIES", &["limits", "trusted_proxies"]),
     (
         "P8FS_METRICS_REQUIRE_ADMIN_TOKEN",
         &["metrics", "require_admin_token"],
@@ -1358,6 +1489,109 @@ mod tests {
         let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
         assert!(config.limits.idle_timeout <= config.limits.header_read_timeout);
         assert!(config.limits.max_connections_per_address <= config.limits.max_connections);
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_errors_name_the_key() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(config.limits.trusted_proxies.is_empty(), "none by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p8fs.toml");
+        std::fs::write(
+            &file,
+            "[limits]\ntrusted_proxies = [\"10.1.2.3/8\", \"192.0.2.7\", \"::1/128\", \
+             \"2001:db8::/32\", \"::ffff:172.16.0.0/108\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        let shown: Vec<String> = config
+            .limits
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "10.0.0.0/8",
+                "192.0.2.7/32",
+                "::1/128",
+                "2001:db8::/32",
+                "172.16.0.0/12"
+            ],
+            "host bits cleared, a bare address is one address, IPv4-mapped is IPv4"
+        );
+        let trusted = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            config.limits.trusted_proxies.iter().any(|n| n.contains(ip))
+        };
+        for ip in [
+            "10.0.0.1",
+            "10.255.255.255",
+            "::ffff:10.9.9.9",
+            "192.0.2.7",
+            "::1",
+            "2001:db8:ffff::1",
+            "172.31.0.1",
+        ] {
+            assert!(trusted(ip), "{ip}");
+        }
+        for ip in [
+            "11.0.0.1",
+            "192.0.2.8",
+            "::2",
+            "2001:db9::1",
+            "172.32.0.1",
+            "127.0.0.1",
+        ] {
+            assert!(!trusted(ip), "{ip}");
+        }
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.contains("\"10.0.0.0/8\""), "{text}");
+        // The environment gives one comma-separated list, and wins over the file.
+        let config = Config::load(
+            Some(&file),
+            env(&[("P8FS_TRUSTED_PROXIES", " 127.0.0.1/32 , ::1/128,")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.limits.trusted_proxies.len(), 2);
+        let config = Config::load(
+            None,
+            env(&[("P8FS_TRUSTED_PROXIES", "")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.limits.trusted_proxies.is_empty());
+        let any: ProxyNetwork = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("203.0.113.9".parse().unwrap()));
+        assert!(!any.contains("2001:db8::1".parse().unwrap()));
+        for bad in [
+            "[\"10.0.0.0/33\"]",
+            "[\"::1/129\"]",
+            "[\"10.0.0/8\"]",
+            "[\"10.0.0.0/\"]",
+            "[\"10.0.0.0/+8\"]",
+            "[\"10.0.0.0/8/8\"]",
+            "[\"proxy.example.com\"]",
+            "[\"\"]",
+            "[42]",
+            "true",
+        ] {
+            std::fs::write(&file, format!("[limits]\ntrusted_proxies = {bad}\n")).unwrap();
+            let error = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+            assert!(error.contains("limits.trusted_proxies"), "{bad}: {error}");
+        }
+        let error = Config::load(
+            None,
+            env(&[("P8FS_TRUSTED_PROXIES", "10.0.0.0/8,nonsense")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("limits.trusted_proxies") && error.contains("nonsense"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -22,8 +22,11 @@
 //!   the exception: their handler streams the body into storage in bounded memory, so it is not
 //!   buffered here; such a request takes a slot at once and has `s3.request_timeout` for all of
 //!   it, like an S3 upload.
-//! - Every request carries `ConnectInfo<SocketAddr>` (the TCP peer) in its extensions, for
-//!   per-address rate limits.
+//! - Every request carries `ConnectInfo<SocketAddr>`, its client's address, in its extensions,
+//!   for per-address rate limits and the request span: the TCP peer, or, when the peer is one
+//!   of `limits.trusted_proxies`, the client named by `X-Forwarded-For` ([`client_of`]), with
+//!   the proxy's own address beside it as [`ProxyPeer`]. `X-Forwarded-For` from any other peer
+//!   is ignored. Every listener (main, S3, metrics) is served here, so all behave alike.
 //! - Shutdown stops accepting, lets requests in flight finish and closes idle connections.
 
 use std::collections::HashMap;
@@ -37,7 +40,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -51,7 +54,7 @@ use tower::ServiceExt;
 
 use p8fs_auth::oauth::client_network;
 
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, ProxyNetwork};
 
 /// File descriptors kept for the store, its database connections, the admin socket and the
 /// metrics listener on top of `limits.max_connections` when the soft open-file limit is raised.
@@ -83,6 +86,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_HTTP2_STREAMS);
     let table = Arc::new(ConnectionTable::new(limits));
+    let trusted: Arc<[ProxyNetwork]> = limits.trusted_proxies.clone().into();
     let idle_timeout = limits.idle_timeout;
     // Every connection holds a receiver; `closed()` on the sender tells when all have ended.
     let (stop, stopped) = watch::channel(());
@@ -108,9 +112,14 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Decided once per connection: the peer does not change.
+        let proxies = is_trusted(&trusted, peer.ip()).then(|| trusted.clone());
         tokio::spawn(connection(
             stream,
-            peer,
+            Peer {
+                address: peer,
+                proxies,
+            },
             app.clone(),
             builder.clone(),
             idle_timeout,
@@ -142,21 +151,35 @@ async fn accept_failed(error: &std::io::Error) {
     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
 }
 
+/// A connection's TCP peer, with the trusted proxies when the peer is one of them.
+struct Peer {
+    address: SocketAddr,
+    proxies: Option<Arc<[ProxyNetwork]>>,
+}
+
 /// Serves one connection until it ends, the server stops, or it sits idle too long.
 async fn connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     app: Router,
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<()>,
     _slot: Slot,
 ) {
+    let Peer {
+        address: peer,
+        proxies,
+    } = peer;
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
+            let (client, proxy) = client_of(peer, proxies.as_deref(), request.headers());
+            request.extensions_mut().insert(ConnectInfo(client));
+            if let Some(proxy) = proxy {
+                request.extensions_mut().insert(proxy);
+            }
             // In progress until the response body has been written (or dropped).
             let busy = activity.begin();
             let app = app.clone();
@@ -194,6 +217,83 @@ async fn connection(
             }
         }
     }
+}
+
+/// The TCP peer of a request whose client address was taken from `X-Forwarded-For`: the
+/// trusted proxy that forwarded it. The client itself is the request's `ConnectInfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyPeer(pub SocketAddr);
+
+/// The header a proxy appends the address of its own client to.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Whether `address` is in one of the `trusted` networks.
+fn is_trusted(trusted: &[ProxyNetwork], address: IpAddr) -> bool {
+    trusted.iter().any(|network| network.contains(address))
+}
+
+/// The client of a request from `peer` with these `headers`, and the proxy it came through.
+///
+/// `proxies` is the trusted proxies when `peer` is one of them, else `None`: then the client is
+/// the peer and `X-Forwarded-For` is not read (anyone can send one). From a trusted proxy, the
+/// `X-Forwarded-For` lines are read as one list from the right (each proxy appends the address
+/// it was reached from): trusted addresses are other proxies of the chain and are passed, the
+/// first untrusted one is the client. An entry that is not an address (`unknown`, a name, an
+/// obfuscated identifier, a line that is not ASCII) ends the walk: the last address read wins,
+/// or, if there is none, the peer, as without the header. Entries may carry a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`); without one the client's port is 0. Addresses are
+/// canonical (IPv4-mapped IPv6 becomes IPv4).
+pub fn client_of(
+    peer: SocketAddr,
+    proxies: Option<&[ProxyNetwork]>,
+    headers: &HeaderMap,
+) -> (SocketAddr, Option<ProxyPeer>) {
+    let Some(trusted) = proxies else {
+        return (peer, None);
+    };
+    let mut found = None;
+    'walk: for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let Ok(line) = line.to_str() else {
+            break;
+        };
+        for entry in line.rsplit(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let Some(address) = forwarded_address(entry) else {
+                break 'walk;
+            };
+            found = Some(address);
+            if !is_trusted(trusted, address.ip()) {
+                break 'walk;
+            }
+        }
+    }
+    match found {
+        Some(client) => (client, Some(ProxyPeer(peer))),
+        None => (peer, None),
+    }
+}
+
+/// One `X-Forwarded-For` entry: an IP address, with or without a port (IPv6 with a port in
+/// brackets), or `None`.
+fn forwarded_address(entry: &str) -> Option<SocketAddr> {
+    let bracketed = || {
+        entry
+            .strip_prefix('[')?
+            .strip_suffix(']')?
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+    };
+    let (ip, port) = if let Ok(ip) = entry.parse::<IpAddr>() {
+        (ip, 0)
+    } else if let Ok(address) = entry.parse::<SocketAddr>() {
+        (address.ip(), address.port())
+    } else {
+        (IpAddr::V6(bracketed()?), 0)
+    };
+    Some(SocketAddr::new(ip.to_canonical(), port))
 }
 
 /// Whether a connection has a request in progress, and since when it has not.
@@ -475,3 +575,6 @@ pub fn raise_open_file_limit(limits: &LimitsConfig) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

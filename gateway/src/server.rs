@@ -289,15 +289,29 @@ fn with_limits(router: Router, config: &Config) -> Router {
 }
 
 /// The span of one request: method, path and the names of the query parameters, never their
-/// values (a `code`, `user_code`, token or secret can travel in a query string).
+/// values (a `code`, `user_code`, token or secret can travel in a query string); the client's
+/// address, and the trusted proxy's when the client was named by `X-Forwarded-For` (see
+/// [`connections::client_of`]).
 pub(crate) fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         query = %RedactedQuery(request.uri().query()),
         version = ?request.version(),
-    )
+        client = tracing::field::Empty,
+        proxy = tracing::field::Empty,
+    );
+    let extensions = request.extensions();
+    if let Some(axum::extract::ConnectInfo(client)) =
+        extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        span.record("client", tracing::field::display(client.ip()));
+    }
+    if let Some(connections::ProxyPeer(proxy)) = extensions.get::<connections::ProxyPeer>() {
+        span.record("proxy", tracing::field::display(proxy.ip()));
+    }
+    span
 }
 
 /// A query string shown as `name=<redacted>&...`; a part without `=` is `<redacted>` too.

@@ -233,10 +233,12 @@ pub fn client_network(address: std::net::IpAddr) -> std::net::IpAddr {
 
 /// Where a request came from, as the key of per-address rate limits.
 ///
-/// The address is the peer of the TCP connection, from axum's `ConnectInfo<SocketAddr>` (the
-/// server must be served with `into_make_service_with_connect_info::<SocketAddr>()`). It is not
-/// read from `Forwarded` or `X-Forwarded-For`, which any caller can forge: behind a reverse
-/// proxy every caller shares the proxy's bucket. IPv6 addresses count by their /64 prefix, the
+/// The address is axum's `ConnectInfo<SocketAddr>` (the server must be served with
+/// `into_make_service_with_connect_info::<SocketAddr>()` or insert it itself): the peer of the
+/// TCP connection. This crate never reads `Forwarded` or `X-Forwarded-For`, which any caller
+/// can forge; the gateway's listener puts the client named by `X-Forwarded-For` in
+/// `ConnectInfo` only when the peer is one of its configured trusted proxies, and otherwise
+/// every caller behind a reverse proxy shares the proxy's bucket. IPv6 addresses count by their /64 prefix, the
 /// block one subscriber usually gets, so a caller cannot escape the limit by rotating addresses
 /// inside it; IPv4-mapped IPv6 addresses count as the IPv4 address. A request without
 /// `ConnectInfo` (a router driven in-process) falls into one shared bucket,
