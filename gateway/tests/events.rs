@@ -12,6 +12,8 @@
     reason = "a failed step should fail the test loudly"
 )]
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -77,10 +79,7 @@ impl Storage {
             Storage::Sql { provider, url } => vec![
                 ("P8FS_STORAGE_PROVIDER".into(), (*provider).to_owned()),
                 ("P8FS_STORAGE_URL".into(), url.clone()),
-                (
-                    "P8FS_MASTER_KEY".into(),
-                    "c2hhcmVkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE".into(),
-                ),
+                ("P8FS_MASTER_KEY".into(), common::SHARED_MASTER_KEY.into()),
             ],
         }
     }

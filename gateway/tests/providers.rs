@@ -6,6 +6,8 @@
     reason = "a failed step should fail the test loudly"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ async fn round_trip(provider: &str, url_variable: &str) {
         ("P8FS_STORAGE_URL".to_owned(), url),
         (
             "P8FS_MASTER_KEY".to_owned(),
-            "c2hhcmVkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE".to_owned(),
+            common::SHARED_MASTER_KEY.to_owned(),
         ),
     ];
     let config = Config::load(None, env, &overrides).unwrap();

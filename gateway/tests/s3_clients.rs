@@ -11,6 +11,8 @@
     reason = "a failed step should fail the test loudly"
 )]
 
+mod common;
+
 mod s3_clients {
     use std::io::Read;
     use std::net::TcpListener;
@@ -94,13 +96,22 @@ mod s3_clients {
         };
         match backend {
             "rocksdb" => Vec::new(),
+            // The shared databases: every server seals with the same master key.
             "postgres" => vec![
                 ("P8FS_STORAGE_PROVIDER".into(), "postgres".into()),
                 ("P8FS_STORAGE_URL".into(), url("P8FS_TEST_POSTGRES_URL")),
+                (
+                    "P8FS_MASTER_KEY".into(),
+                    super::common::SHARED_MASTER_KEY.into(),
+                ),
             ],
             "tidb" => vec![
                 ("P8FS_STORAGE_PROVIDER".into(), "tidb".into()),
                 ("P8FS_STORAGE_URL".into(), url("P8FS_TEST_TIDB_URL")),
+                (
+                    "P8FS_MASTER_KEY".into(),
+                    super::common::SHARED_MASTER_KEY.into(),
+                ),
             ],
             other => panic!("unknown backend {other}"),
         }

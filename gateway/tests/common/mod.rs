@@ -107,6 +107,10 @@ pub(crate) fn createdb(createdb: &str, name: &str) -> String {
 
 /// The storage settings of a backend, as environment variables for `p8fs`: a scratch
 /// database of its own on the SQL servers.
+/// The master key of every server on the shared SQL test databases: the nodes of one deployment
+/// must seal with the same master keys, and the servers of the suites share these databases.
+pub(crate) const SHARED_MASTER_KEY: &str = "c2hhcmVkLXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE";
+
 pub(crate) fn storage_env(backend: &str, name: &str) -> Vec<(String, String)> {
     match backend {
         "rocksdb" => Vec::new(),
