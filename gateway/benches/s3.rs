@@ -8,7 +8,13 @@
 //! ```sh
 //! cargo install s3s-fs --version '~0.14' --features binary   # the anchor
 //! cargo bench --workspace --bench s3
+//! cargo bench --workspace --bench s3 -- sealed               # encryption at rest on vs off
 //! ```
+//!
+//! `sealed` measures only the cost of encryption at rest as an S3 client sees it: two p8fs
+//! servers on RocksDB, one with encryption at rest (the default) and one without, 64 MiB objects
+//! PUT then GET one at a time, rounds alternating between the two (`P8FS_BENCH_ROUNDS`, default
+//! 5; four objects a round); the median round of each, and their ratio.
 //!
 //! `S3S_FS` names the anchor's binary (default: `s3s-fs` on `PATH`). PostgreSQL and TiDB are
 //! measured too when `P8FS_TEST_POSTGRES_URL` / `P8FS_TEST_TIDB_URL` are set (as
@@ -321,8 +327,77 @@ async fn measure(target: &Target, scale: f64) -> Row {
     row
 }
 
+/// (PUT MB/s, GET MB/s) of `count` objects of `size` bytes, one at a time, under `prefix`.
+async fn one_at_a_time(client: &Client, prefix: &str, size: usize, count: usize) -> (f64, f64) {
+    let body = data(size);
+    let started = Instant::now();
+    for i in 0..count {
+        put(client, "large", format!("{prefix}/{i}"), body.clone()).await;
+    }
+    let put_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for i in 0..count {
+        assert_eq!(get(client, "large", format!("{prefix}/{i}")).await, size);
+    }
+    let get_s = started.elapsed().as_secs_f64();
+    let mb = (size * count) as f64 / 1e6;
+    (mb / put_s, mb / get_s)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Encryption at rest on vs off through the S3 front-end.
+async fn sealed() {
+    let rounds: usize = std::env::var("P8FS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let targets = [
+        Target::p8fs("p8fs/rocksdb sealed", &[]),
+        Target::p8fs(
+            "p8fs/rocksdb plain",
+            &[("P8FS_ENCRYPTION_ENABLED", "false".to_owned())],
+        ),
+    ];
+    let clients: Vec<Client> = targets.iter().map(Target::client).collect();
+    for client in &clients {
+        client.create_bucket().bucket("large").send().await.unwrap();
+    }
+    let mut figures = [(vec![], vec![]), (vec![], vec![])];
+    for round in 0..rounds {
+        for (i, client) in clients.iter().enumerate() {
+            let (put_mb, get_mb) =
+                one_at_a_time(client, &format!("round{round}"), 64 * MIB, 4).await;
+            println!(
+                "round {round} {:<20} 64 MiB PUT {put_mb:>6.0} MB/s  GET {get_mb:>6.0} MB/s",
+                targets[i].name
+            );
+            figures[i].0.push(put_mb);
+            figures[i].1.push(get_mb);
+        }
+    }
+    let [sealed, plain] = figures.map(|(puts, gets)| (median(puts), median(gets)));
+    println!(
+        "median of {rounds} rounds, 64 MiB objects one at a time: sealed PUT {:.0} MB/s GET {:.0} MB/s; \
+         plain PUT {:.0} MB/s GET {:.0} MB/s; sealed/plain PUT {:.2}x GET {:.2}x",
+        sealed.0,
+        sealed.1,
+        plain.0,
+        plain.1,
+        sealed.0 / plain.0,
+        sealed.1 / plain.1
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "sealed") {
+        sealed().await;
+        return;
+    }
     let scale: f64 = std::env::var("P8FS_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{Context, DataKey, OVERHEAD};
+use super::keys::{CHUNK_FORMAT, CHUNK_SEAL_OVERHEAD, Context, DataKey, FORMAT};
 use super::{Sealed, ctx};
 use crate::error::{Error, Result};
 use crate::object::{
@@ -21,8 +21,9 @@ use crate::types::{BucketName, Limit, ObjectKey, ObjectPrefix, TenantId, Timesta
 
 /// What marks a sealed chunk, before its ciphertext.
 const CHUNK_MAGIC: [u8; 4] = [0xF0, b'p', b'8', b's'];
-/// Bytes a sealed chunk takes beyond its plaintext.
-pub const CHUNK_OVERHEAD: usize = CHUNK_MAGIC.len() + OVERHEAD;
+/// Bytes a sealed chunk takes beyond its plaintext (chunks sealed by earlier versions, in the
+/// record format, took [`super::OVERHEAD`] after the magic).
+pub const CHUNK_OVERHEAD: usize = CHUNK_MAGIC.len() + CHUNK_SEAL_OVERHEAD;
 /// The one attribute a sealed object, upload or part stores.
 const SEALED_ATTRIBUTE: &str = "p8fs-sealed";
 
@@ -245,21 +246,31 @@ impl ObjectStore for Sealed {
         }
         let dk = self.key(tenant).await?;
         let (id, at) = chunk_record(data, index);
-        let sealed = dk.seal(&ctx(tenant, "chunk", &[&id, &at]), bytes)?;
-        let mut stored = Vec::with_capacity(CHUNK_MAGIC.len() + sealed.len());
+        let mut stored = Vec::with_capacity(bytes.len() + CHUNK_OVERHEAD);
         stored.extend_from_slice(&CHUNK_MAGIC);
-        stored.extend_from_slice(&sealed);
+        dk.seal_chunk(&ctx(tenant, "chunk", &[&id, &at]), bytes, &mut stored)?;
         self.inner.write_chunk(tenant, data, index, &stored).await
     }
 
     async fn read_chunk(&self, tenant: &TenantId, data: DataId, index: u32) -> Result<Vec<u8>> {
         let dk = self.key(tenant).await?;
         let stored = self.inner.read_chunk(tenant, data, index).await?;
-        match stored.strip_prefix(&CHUNK_MAGIC) {
-            Some(sealed) => {
-                let (id, at) = chunk_record(data, index);
-                dk.open(&ctx(tenant, "chunk", &[&id, &at]), sealed)
-            }
+        let (id, at) = chunk_record(data, index);
+        let record: [&[u8]; 2] = [&id, &at];
+        let context = ctx(tenant, "chunk", &record);
+        let format = stored
+            .strip_prefix(&CHUNK_MAGIC)
+            .map(|sealed| sealed.first().copied());
+        match format {
+            Some(Some(CHUNK_FORMAT)) => dk.open_chunk(&context, stored, CHUNK_MAGIC.len()),
+            Some(Some(FORMAT)) => dk.open(&context, &stored[CHUNK_MAGIC.len()..]),
+            Some(_) => Err(Error::internal(
+                format!(
+                    "a chunk of object data {} of tenant {tenant} has an unknown format",
+                    data.0
+                ),
+                None,
+            )),
             None => self.plain(stored),
         }
     }
