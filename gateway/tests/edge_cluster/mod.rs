@@ -1,6 +1,6 @@
 //! A cluster for the edge's tests (gateway/tests/edge.rs, gateway/tests/edge_failure.rs):
-//! `p8fs serve` nodes on one scratch PostgreSQL database sharing their keys and issuer, and a
-//! `p8fs edge` in front of them, all real processes with their logs in their directories.
+//! `p8fs serve` nodes on one scratch PostgreSQL (or TiDB) database sharing their keys and issuer,
+//! and a `p8fs edge` in front of them, all real processes with their logs in their directories.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ impl Node {
         std::fs::write(
             dir.path().join("p8fs.toml"),
             format!(
-                "[log]\nlevel = \"info\"\n\n[auth]\nissuer = \"{ISSUER}\"\n\n[events]\npoll_interval = \"20ms\"\n"
+                "[log]\nlevel = \"info\"\n\n[auth]\nissuer = \"{ISSUER}\"\n\n[events]\npoll_interval = \"20ms\"\n\n[oauth]\ndevice_poll_interval = \"1s\"\n"
             ),
         )
         .unwrap();
@@ -137,6 +137,32 @@ impl Node {
         )
         .trim()
         .to_owned()
+    }
+
+    /// The node's own address (not through the edge) with `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Creates a user of `tenant` who signs in with `password`.
+    pub(crate) fn add_user(&self, tenant: &str, username: &str, password: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command(&[
+                "user",
+                "add",
+                "--tenant",
+                tenant,
+                username,
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        succeeded(child.wait_with_output().unwrap(), "p8fs user add");
     }
 
     pub(crate) fn token(&self, tenant: &str, scope: &str) -> String {
@@ -262,10 +288,16 @@ pub(crate) fn postgres(dir: &Path) -> Vec<(String, String)> {
     storage_env("postgres", &format!("edge{}", unique(dir)))
 }
 
-/// `count` nodes on one fresh database, sharing the first one's keys.
+/// `count` nodes on one fresh PostgreSQL database, sharing the first one's keys.
 pub(crate) fn cluster(count: usize) -> (tempfile::TempDir, Vec<Node>) {
+    cluster_on("postgres", count)
+}
+
+/// `count` nodes on one fresh database of `backend` ("postgres" or "tidb"), sharing the first
+/// one's keys.
+pub(crate) fn cluster_on(backend: &str, count: usize) -> (tempfile::TempDir, Vec<Node>) {
     let scratch = tempfile::tempdir().unwrap();
-    let storage = postgres(scratch.path());
+    let storage = storage_env(backend, &format!("edge{}", unique(scratch.path())));
     let first = Node::start(&storage, None);
     let mut nodes = vec![];
     for _ in 1..count {
