@@ -140,7 +140,7 @@ pub(crate) fn open(
     let bytes = URL_SAFE_NO_PAD
         .decode(text.as_bytes())
         .map_err(|_| Error::internal("a sealed value is not base64url", None))?;
-    let plain = key.open(context, &bytes)?;
+    let plain = key.open_in(context, bytes, 0)?;
     serde_json::from_slice(&plain)
         .map_err(|e| Error::internal("a sealed value does not parse", Some(e.into())))
 }

@@ -2,19 +2,16 @@
 //! keys (random, stored wrapped by a master key), the two ciphers with associated data, and the
 //! keyed equality tokens.
 //!
-//! A record (a value, metadata, properties, attributes) is XChaCha20-Poly1305:
-//! `[FORMAT][data key id: 8][nonce: 24][ciphertext and tag]`. Nonces are 192 random bits from the
-//! operating system for every encryption: with XChaCha20 a collision is a birthday event over
-//! 2^192 values, so even 2^64 encryptions under one data key collide with probability about
-//! 2^-65; no counter needs to survive restarts or be shared between nodes.
-//!
-//! An object chunk (up to a mebibyte) is AES-256-GCM, which the processor runs in hardware at
-//! several times XChaCha20's speed: `[CHUNK_FORMAT][data key id: 8][salt: 16][ciphertext][tag]`.
-//! Each chunk has a key of its own, HMAC-SHA-256 of a random 128-bit salt under a subkey of the
-//! data key, so the fixed all-zero GCM nonce is never used twice with one key (a salt collision
-//! is a birthday event over 2^128 values) and GCM's limit on random 96-bit nonces does not apply;
-//! the same construction as Tink's AES-GCM-HKDF streaming segments. Chunks sealed in `FORMAT` by
-//! earlier versions still open.
+//! A ciphertext (a record's value, metadata, properties or attributes, or an object chunk of up
+//! to a mebibyte) is AES-256-GCM, which the processor runs in hardware (AES-NI, VAES), under a
+//! key of its own: `[FORMAT][data key id: 8][salt: 16][ciphertext][tag: 16]`, the key being
+//! HMAC-SHA-256 of a random 128-bit salt under a subkey of the data key. No key ever sees two
+//! nonces (the GCM nonce is fixed; a salt collision is a birthday event over 2^128 values, about
+//! 2^-65 after 2^32 encryptions), so GCM's limit on random 96-bit nonces does not apply and no
+//! counter has to survive restarts or be shared between nodes; it is the construction of Tink's
+//! AES-GCM-HKDF streaming segments. Ciphertexts of format 1 (XChaCha20-Poly1305 with a random
+//! 192-bit nonce: `[1][data key id: 8][nonce: 24][ciphertext and tag]`), written by earlier
+//! versions, still open.
 
 use std::fmt;
 
@@ -23,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
+use rand::RngExt;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -30,16 +28,16 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::types::TenantId;
 
-/// The format version of every ciphertext (its first byte, and part of its associated data).
-pub const FORMAT: u8 = 1;
-/// Bytes a ciphertext adds to its plaintext: format, key id, nonce, tag.
-pub const OVERHEAD: usize = 1 + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES;
-/// The format version of sealed chunks (their first byte, and part of their associated data).
-pub const CHUNK_FORMAT: u8 = 2;
-/// Bytes a sealed chunk adds to its plaintext: format, key id, salt, tag.
-pub const CHUNK_SEAL_OVERHEAD: usize = CHUNK_HEADER + TAG_BYTES;
+/// The format version of every new ciphertext (its first byte, and part of its associated data).
+pub const FORMAT: u8 = 2;
+/// The format of ciphertexts written by earlier versions (XChaCha20-Poly1305), still opened.
+pub const XCHACHA_FORMAT: u8 = 1;
+/// Bytes a ciphertext adds to its plaintext: format, key id, salt, tag.
+pub const OVERHEAD: usize = HEADER + TAG_BYTES;
 const SALT_BYTES: usize = 16;
-const CHUNK_HEADER: usize = 1 + KEY_ID_BYTES + SALT_BYTES;
+const HEADER: usize = 1 + KEY_ID_BYTES + SALT_BYTES;
+/// Bytes a format-1 ciphertext adds: format, key id, nonce, tag.
+const XCHACHA_OVERHEAD: usize = 1 + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES;
 
 const KEY_ID_BYTES: usize = 8;
 const NONCE_BYTES: usize = 24;
@@ -163,13 +161,14 @@ impl MasterKeys {
     }
 }
 
-/// A tenant's data key: encrypts its records and keys its equality tokens.
+/// A tenant's data key: derives the key of each ciphertext and keys its equality tokens.
 pub struct DataKey {
     id: [u8; KEY_ID_BYTES],
-    cipher: XChaCha20Poly1305,
+    /// Derives each ciphertext's key from its salt.
+    keys: HmacSha256,
     tokens: HmacSha256,
-    /// Derives each chunk's key from its salt.
-    chunks: HmacSha256,
+    /// Opens format-1 ciphertexts.
+    xchacha: XChaCha20Poly1305,
 }
 
 /// A data key's plain bytes, only ever held while it is wrapped or unwrapped.
@@ -190,14 +189,13 @@ impl DataKeyBytes {
     pub(crate) fn open(&self) -> DataKey {
         let encryption = prf(&*self.secret, b"p8fs data encryption v1");
         let tokens = prf(&*self.secret, b"p8fs equality tokens v1");
-        let chunks = prf(&*self.secret, b"p8fs chunk keys v2");
+        let keys = prf(&*self.secret, b"p8fs message keys v2");
         DataKey {
             id: self.id,
-            cipher: XChaCha20Poly1305::new((&*encryption).into()),
+            keys: <HmacSha256 as Mac>::new_from_slice(&*keys).unwrap_or_else(|_| unreachable!()),
             tokens: <HmacSha256 as Mac>::new_from_slice(&*tokens)
                 .unwrap_or_else(|_| unreachable!()),
-            chunks: <HmacSha256 as Mac>::new_from_slice(&*chunks)
-                .unwrap_or_else(|_| unreachable!()),
+            xchacha: XChaCha20Poly1305::new((&*encryption).into()),
         }
     }
 
@@ -331,33 +329,84 @@ impl Context<'_> {
 impl DataKey {
     /// Encrypts `plaintext` for `context`.
     pub fn seal(&self, context: &Context<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let nonce = random::<NONCE_BYTES>()?;
-        let aad = context.aad(FORMAT, &self.id);
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal_into(context, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends `plaintext` encrypted for `context` to `out`:
+    /// `[FORMAT][key id][salt][ciphertext][tag]`.
+    pub fn seal_into(
+        &self,
+        context: &Context<'_>,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        // Salts need only be unique: the thread's generator (ChaCha12, seeded and reseeded from
+        // the operating system) spares a system call per record.
+        let salt: [u8; SALT_BYTES] = rand::rng().random();
+        out.reserve(plaintext.len() + OVERHEAD);
         out.push(FORMAT);
         out.extend_from_slice(&self.id);
-        out.extend_from_slice(&nonce);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
+        out.extend_from_slice(&salt);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let aad = context.aad(FORMAT, &self.id);
+        let tag = self
+            .message_key(&salt)?
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; NONCE_LEN]),
+                Aad::from(&aad),
+                &mut out[start..],
             )
             .map_err(|_| Error::internal("cannot encrypt a record", None))?;
-        out.extend_from_slice(&ciphertext);
-        Ok(out)
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
     }
 
     /// Decrypts what [`DataKey::seal`] made for the same `context` with this key. Anything else
     /// (another tenant, record or key, altered bytes) is an `Internal` error saying so.
     pub fn open(&self, context: &Context<'_>, sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.first() == Some(&XCHACHA_FORMAT) {
+            return self.open_xchacha(context, sealed);
+        }
+        self.open_in(context, sealed.to_vec(), 0)
+    }
+
+    /// As [`DataKey::open`], for a ciphertext stored from byte `at` of `stored`: it is decrypted
+    /// in place and the plaintext returned in `stored`'s buffer.
+    pub fn open_in(
+        &self,
+        context: &Context<'_>,
+        mut stored: Vec<u8>,
+        at: usize,
+    ) -> Result<Vec<u8>> {
+        let sealed = stored.get(at..).unwrap_or_default();
+        if sealed.first() == Some(&XCHACHA_FORMAT) {
+            return self.open_xchacha(context, sealed);
+        }
         self.check_header(context, sealed, FORMAT, OVERHEAD)?;
-        let (nonce, ciphertext) = sealed[1 + KEY_ID_BYTES..].split_at(NONCE_BYTES);
+        let key = self.message_key(&sealed[1 + KEY_ID_BYTES..HEADER])?;
         let aad = context.aad(FORMAT, &self.id);
-        self.cipher
+        let plain = key
+            .open_within(
+                Nonce::assume_unique_for_key([0; NONCE_LEN]),
+                Aad::from(&aad),
+                &mut stored,
+                at + HEADER..,
+            )
+            .map_err(|_| undecryptable(context))?
+            .len();
+        stored.truncate(plain);
+        Ok(stored)
+    }
+
+    /// Opens a format-1 ciphertext (XChaCha20-Poly1305).
+    fn open_xchacha(&self, context: &Context<'_>, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.check_header(context, sealed, XCHACHA_FORMAT, XCHACHA_OVERHEAD)?;
+        let (nonce, ciphertext) = sealed[1 + KEY_ID_BYTES..].split_at(NONCE_BYTES);
+        let aad = context.aad(XCHACHA_FORMAT, &self.id);
+        self.xchacha
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
@@ -368,67 +417,13 @@ impl DataKey {
             .map_err(|_| undecryptable(context))
     }
 
-    /// Appends `plaintext` sealed as a chunk for `context` to `out`:
-    /// `[CHUNK_FORMAT][key id][salt][ciphertext][tag]`.
-    pub fn seal_chunk(
-        &self,
-        context: &Context<'_>,
-        plaintext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        let salt = random::<SALT_BYTES>()?;
-        out.reserve(plaintext.len() + CHUNK_SEAL_OVERHEAD);
-        out.push(CHUNK_FORMAT);
-        out.extend_from_slice(&self.id);
-        out.extend_from_slice(&salt);
-        let start = out.len();
-        out.extend_from_slice(plaintext);
-        let aad = context.aad(CHUNK_FORMAT, &self.id);
-        let tag = self
-            .chunk_key(&salt)?
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key([0; NONCE_LEN]),
-                Aad::from(&aad),
-                &mut out[start..],
-            )
-            .map_err(|_| Error::internal("cannot encrypt a chunk", None))?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
-    }
-
-    /// Opens a chunk that [`DataKey::seal_chunk`] made for the same `context`, stored from byte
-    /// `at` of `stored`; the plaintext is decrypted in place and returned in `stored`'s buffer.
-    pub fn open_chunk(
-        &self,
-        context: &Context<'_>,
-        mut stored: Vec<u8>,
-        at: usize,
-    ) -> Result<Vec<u8>> {
-        let sealed = stored.get(at..).unwrap_or_default();
-        self.check_header(context, sealed, CHUNK_FORMAT, CHUNK_SEAL_OVERHEAD)?;
-        let salt = &sealed[1 + KEY_ID_BYTES..CHUNK_HEADER];
-        let key = self.chunk_key(salt)?;
-        let aad = context.aad(CHUNK_FORMAT, &self.id);
-        let plain = key
-            .open_within(
-                Nonce::assume_unique_for_key([0; NONCE_LEN]),
-                Aad::from(&aad),
-                &mut stored,
-                at + CHUNK_HEADER..,
-            )
-            .map_err(|_| undecryptable(context))?
-            .len();
-        stored.truncate(plain);
-        Ok(stored)
-    }
-
-    /// The key of the chunk with this salt.
-    fn chunk_key(&self, salt: &[u8]) -> Result<LessSafeKey> {
-        let mut mac = self.chunks.clone();
+    /// The key of the ciphertext with this salt.
+    fn message_key(&self, salt: &[u8]) -> Result<LessSafeKey> {
+        let mut mac = self.keys.clone();
         mac.update(salt);
         let derived = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
         let key = UnboundKey::new(&AES_256_GCM, &*derived)
-            .map_err(|_| Error::internal("cannot make a chunk key", None))?;
+            .map_err(|_| Error::internal("cannot make a message key", None))?;
         Ok(LessSafeKey::new(key))
     }
 
@@ -492,67 +487,98 @@ mod tests {
     }
 
     #[test]
-    fn chunks_open_only_in_their_context_and_with_their_key() {
+    fn ciphertexts_open_only_in_their_context_and_with_their_key() {
         let key = DataKeyBytes::generate().unwrap().open();
         let tenant = TenantId::new("alpha").unwrap();
         let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let mut stored = b"head".to_vec();
-        key.seal_chunk(&context(&tenant, &[b"7", b"0"]), &plain, &mut stored)
+        key.seal_into(&context(&tenant, &[b"7", b"0"]), &plain, &mut stored)
             .unwrap();
-        assert_eq!(stored.len(), 4 + plain.len() + CHUNK_SEAL_OVERHEAD);
+        assert_eq!(stored.len(), 4 + plain.len() + OVERHEAD);
         assert!(!stored.windows(64).any(|w| w == &plain[..64]));
         let opened = key
-            .open_chunk(&context(&tenant, &[b"7", b"0"]), stored.clone(), 4)
+            .open_in(&context(&tenant, &[b"7", b"0"]), stored.clone(), 4)
             .unwrap();
         assert_eq!(opened, plain);
 
         // Another index, tenant or key, or a flipped bit: refused.
-        let moved = key.open_chunk(&context(&tenant, &[b"7", b"1"]), stored.clone(), 4);
+        let moved = key.open_in(&context(&tenant, &[b"7", b"1"]), stored.clone(), 4);
         assert!(moved.unwrap_err().to_string().contains("does not decrypt"));
         let other = TenantId::new("beta").unwrap();
         assert!(
-            key.open_chunk(&context(&other, &[b"7", b"0"]), stored.clone(), 4)
+            key.open_in(&context(&other, &[b"7", b"0"]), stored.clone(), 4)
                 .is_err()
         );
         let stranger = DataKeyBytes::generate().unwrap().open();
         let err = stranger
-            .open_chunk(&context(&tenant, &[b"7", b"0"]), stored.clone(), 4)
+            .open_in(&context(&tenant, &[b"7", b"0"]), stored.clone(), 4)
             .unwrap_err();
         assert!(err.to_string().contains("data key"), "{err}");
         let mut flipped = stored.clone();
         let last = flipped.len() - 20;
         flipped[last] ^= 1;
         assert!(
-            key.open_chunk(&context(&tenant, &[b"7", b"0"]), flipped, 4)
+            key.open_in(&context(&tenant, &[b"7", b"0"]), flipped, 4)
                 .is_err()
         );
         // Truncated below the header: refused, no panic.
         assert!(
-            key.open_chunk(&context(&tenant, &[b"7", b"0"]), stored[..20].to_vec(), 4)
+            key.open_in(&context(&tenant, &[b"7", b"0"]), stored[..20].to_vec(), 4)
                 .is_err()
         );
         assert!(
-            key.open_chunk(&context(&tenant, &[b"7", b"0"]), vec![], 4)
+            key.open_in(&context(&tenant, &[b"7", b"0"]), vec![], 4)
                 .is_err()
         );
 
         // Two seals of the same bytes differ (a fresh salt each time).
         let mut again = b"head".to_vec();
-        key.seal_chunk(&context(&tenant, &[b"7", b"0"]), &plain, &mut again)
+        key.seal_into(&context(&tenant, &[b"7", b"0"]), &plain, &mut again)
             .unwrap();
         assert_ne!(again, stored);
     }
 
     #[test]
-    fn empty_chunks_seal_and_open() {
+    fn empty_plaintexts_seal_and_open() {
         let key = DataKeyBytes::generate().unwrap().open();
         let tenant = TenantId::new("alpha").unwrap();
         let mut stored = Vec::new();
-        key.seal_chunk(&context(&tenant, &[]), &[], &mut stored)
+        key.seal_into(&context(&tenant, &[]), &[], &mut stored)
             .unwrap();
         assert_eq!(
-            key.open_chunk(&context(&tenant, &[]), stored, 0).unwrap(),
+            key.open_in(&context(&tenant, &[]), stored, 0).unwrap(),
             Vec::<u8>::new()
         );
+    }
+
+    #[test]
+    fn format_one_ciphertexts_still_open() {
+        let key = DataKeyBytes::generate().unwrap().open();
+        let tenant = TenantId::new("alpha").unwrap();
+        let ctx = context(&tenant, &[b"k1"]);
+        // As earlier versions sealed: XChaCha20-Poly1305, a random 192-bit nonce.
+        let nonce = random::<NONCE_BYTES>().unwrap();
+        let aad = ctx.aad(XCHACHA_FORMAT, &key.id);
+        let ciphertext = key
+            .xchacha
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: b"an old value",
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        let mut old = vec![XCHACHA_FORMAT];
+        old.extend_from_slice(&key.id);
+        old.extend_from_slice(&nonce);
+        old.extend_from_slice(&ciphertext);
+        assert_eq!(key.open(&ctx, &old).unwrap(), b"an old value");
+        let mut stored = b"head".to_vec();
+        stored.extend_from_slice(&old);
+        assert_eq!(key.open_in(&ctx, stored, 4).unwrap(), b"an old value");
+        assert!(key.open(&context(&tenant, &[b"k2"]), &old).is_err());
+        // New ciphertexts are in the current format.
+        assert_eq!(key.seal(&ctx, b"new").unwrap()[0], FORMAT);
     }
 }

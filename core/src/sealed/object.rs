@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{CHUNK_FORMAT, CHUNK_SEAL_OVERHEAD, Context, DataKey, FORMAT};
+use super::keys::{Context, DataKey, OVERHEAD};
 use super::{Sealed, ctx};
 use crate::error::{Error, Result};
 use crate::object::{
@@ -21,9 +21,8 @@ use crate::types::{BucketName, Limit, ObjectKey, ObjectPrefix, TenantId, Timesta
 
 /// What marks a sealed chunk, before its ciphertext.
 const CHUNK_MAGIC: [u8; 4] = [0xF0, b'p', b'8', b's'];
-/// Bytes a sealed chunk takes beyond its plaintext (chunks sealed by earlier versions, in the
-/// record format, took [`super::OVERHEAD`] after the magic).
-pub const CHUNK_OVERHEAD: usize = CHUNK_MAGIC.len() + CHUNK_SEAL_OVERHEAD;
+/// Bytes a sealed chunk takes beyond its plaintext.
+pub const CHUNK_OVERHEAD: usize = CHUNK_MAGIC.len() + OVERHEAD;
 /// The one attribute a sealed object, upload or part stores.
 const SEALED_ATTRIBUTE: &str = "p8fs-sealed";
 
@@ -55,7 +54,7 @@ fn open_json<T: for<'de> Deserialize<'de>>(
     let bytes = URL_SAFE_NO_PAD
         .decode(text.as_bytes())
         .map_err(|_| Error::internal("sealed attributes are not base64url", None))?;
-    let plain = key.open(context, &bytes)?;
+    let plain = key.open_in(context, bytes, 0)?;
     serde_json::from_slice(&plain)
         .map_err(|e| Error::internal("sealed attributes do not parse", Some(e.into())))
 }
@@ -248,7 +247,7 @@ impl ObjectStore for Sealed {
         let (id, at) = chunk_record(data, index);
         let mut stored = Vec::with_capacity(bytes.len() + CHUNK_OVERHEAD);
         stored.extend_from_slice(&CHUNK_MAGIC);
-        dk.seal_chunk(&ctx(tenant, "chunk", &[&id, &at]), bytes, &mut stored)?;
+        dk.seal_into(&ctx(tenant, "chunk", &[&id, &at]), bytes, &mut stored)?;
         self.inner.write_chunk(tenant, data, index, &stored).await
     }
 
@@ -258,20 +257,10 @@ impl ObjectStore for Sealed {
         let (id, at) = chunk_record(data, index);
         let record: [&[u8]; 2] = [&id, &at];
         let context = ctx(tenant, "chunk", &record);
-        let format = stored
-            .strip_prefix(&CHUNK_MAGIC)
-            .map(|sealed| sealed.first().copied());
-        match format {
-            Some(Some(CHUNK_FORMAT)) => dk.open_chunk(&context, stored, CHUNK_MAGIC.len()),
-            Some(Some(FORMAT)) => dk.open(&context, &stored[CHUNK_MAGIC.len()..]),
-            Some(_) => Err(Error::internal(
-                format!(
-                    "a chunk of object data {} of tenant {tenant} has an unknown format",
-                    data.0
-                ),
-                None,
-            )),
-            None => self.plain(stored),
+        if stored.starts_with(&CHUNK_MAGIC) {
+            dk.open_in(&context, stored, CHUNK_MAGIC.len())
+        } else {
+            self.plain(stored)
         }
     }
 
