@@ -27,6 +27,8 @@ command -v rclone >/dev/null || missing+=(rclone)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# wrk for the HTTP benchmarks of README's Performance section (scripts/bench/rest.sh, edge.sh).
+command -v wrk >/dev/null || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   # Waits for the dpkg lock if another installation is running.

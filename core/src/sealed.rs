@@ -3,10 +3,10 @@
 //!
 //! Envelope encryption: each tenant has a random 256-bit data key, stored wrapped by the master
 //! key ([`MasterKeys`], from configuration) in the reserved tenant [`KEYRING_TENANT`]; every
-//! record is XChaCha20-Poly1305 under the tenant's data key with a fresh random 192-bit nonce,
-//! and its associated data binds it to the format version, the tenant, the capability, the
-//! record it belongs to (key, collection and id, node, edge, bucket and object key, blob and
-//! chunk) and the data key id. A row copied to another tenant, record or store fails to open
+//! record and object chunk is AES-256-GCM under a key of its own derived from the tenant's data
+//! key and a random salt ([`keys`]), and its associated data binds it to the format version,
+//! the tenant, the capability, the record it belongs to (key, collection and id, node, edge,
+//! bucket and object key, blob and chunk) and the data key id. A row copied to another tenant, record or store fails to open
 //! with an `Internal` error saying so. Rotating the master key re-wraps the data keys only
 //! ([`Sealed::rewrap_data_keys`]).
 //!
