@@ -13,6 +13,11 @@
 //! `p8fs_auth::Verifier` that need no private state, with the same `jsonwebtoken` settings. What
 //! needs the store (revocation) or the route (audience, scopes) stays with the node, which
 //! verifies every token again.
+//!
+//! A signature is checked once per token: what passed is remembered by the token's SHA-256 (at
+//! most [`CACHE_CAPACITY`] tokens), and a remembered token is checked again against the time,
+//! the issuer and the keys on every request, so it stops passing when it expires or its key is
+//! no longer served.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -23,8 +28,9 @@ use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use p8fs_core::{Clock, SystemClock, Timestamp};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// Why a token was refused (the text goes into the 401; it never contains the token).
 pub(crate) type Rejection = &'static str;
@@ -37,6 +43,21 @@ struct Claims {
     iat: Timestamp,
     #[serde(default)]
     nbf: Option<Timestamp>,
+    tenant: String,
+}
+
+/// Most tokens whose signature is remembered; when full, the expired ones go, and if that is not
+/// enough, all.
+pub(crate) const CACHE_CAPACITY: usize = 10_000;
+
+/// What a token whose signature verified says, for the checks made on every request.
+struct Passed {
+    kid: String,
+    iss: String,
+    /// `exp`, in milliseconds.
+    expires_at: Timestamp,
+    /// The later of `nbf` and `iat`, in milliseconds.
+    not_before: Timestamp,
     tenant: String,
 }
 
@@ -63,6 +84,7 @@ pub(crate) struct Keys {
     min_interval: Duration,
     leeway: Duration,
     validation: Validation,
+    passed: Mutex<HashMap<[u8; 32], Arc<Passed>>>,
 }
 
 impl Keys {
@@ -97,6 +119,7 @@ impl Keys {
             min_interval,
             leeway,
             validation,
+            passed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -196,6 +219,41 @@ impl Keys {
         if token.len() > p8fs_auth::MAX_TOKEN_BYTES {
             return Err("token too long");
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.passed.lock().get(&digest).cloned();
+        let passed = match remembered {
+            Some(passed) if self.still_trusted(&passed) => passed,
+            _ => {
+                let passed = Arc::new(self.verify(token).await?);
+                self.remember(digest, passed.clone(), clock.now());
+                passed
+            }
+        };
+        let now = clock.now();
+        let leeway = millis(self.leeway);
+        if now >= passed.expires_at.saturating_add(leeway) {
+            return Err("token expired");
+        }
+        if passed.not_before > now.saturating_add(leeway) {
+            return Err("token not yet valid");
+        }
+        Ok(Checked {
+            tenant: passed.tenant.clone(),
+        })
+    }
+
+    /// Whether a remembered token's key is still served and its issuer still the nodes'.
+    fn still_trusted(&self, passed: &Passed) -> bool {
+        let known = self.known.read();
+        known.keys.contains_key(&passed.kid)
+            && known
+                .issuer
+                .as_deref()
+                .is_none_or(|issuer| issuer == passed.iss)
+    }
+
+    /// The checks of a token's header, signature and issuer.
+    async fn verify(&self, token: &str) -> Result<Passed, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
         if header.alg != Algorithm::EdDSA {
             return Err("unsupported algorithm");
@@ -223,18 +281,29 @@ impl Keys {
         {
             return Err("wrong issuer");
         }
-        let now = clock.now();
-        let leeway = millis(self.leeway);
-        if now >= claims.exp.saturating_mul(1000).saturating_add(leeway) {
-            return Err("token expired");
-        }
-        let not_before = claims.nbf.unwrap_or(claims.iat).max(claims.iat);
-        if not_before.saturating_mul(1000) > now.saturating_add(leeway) {
-            return Err("token not yet valid");
-        }
-        Ok(Checked {
+        Ok(Passed {
+            kid,
+            iss: claims.iss,
+            expires_at: claims.exp.saturating_mul(1000),
+            not_before: claims
+                .nbf
+                .unwrap_or(claims.iat)
+                .max(claims.iat)
+                .saturating_mul(1000),
             tenant: claims.tenant,
         })
+    }
+
+    fn remember(&self, digest: [u8; 32], passed: Arc<Passed>, now: Timestamp) {
+        let leeway = millis(self.leeway);
+        let mut cache = self.passed.lock();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, p| now < p.expires_at.saturating_add(leeway));
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, passed);
     }
 }
 
@@ -292,5 +361,69 @@ mod tests {
         // header {"alg":"HS256","typ":"at+jwt","kid":"k1"}
         let hmac = "eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0.e30.c2ln";
         assert_eq!(keys.check(hmac, clock).await, Err("unsupported algorithm"));
+    }
+
+    /// Keys that know one key, `k1`, and a token it signed with `claims`.
+    fn signed(claims: &serde_json::Value) -> (Keys, String) {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let der = signing.to_pkcs8_der().unwrap();
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
+        let decoding = DecodingKey::from_ed_der(signing.verifying_key().as_bytes());
+        let keys = Keys::new(
+            vec![SocketAddr::from(([127, 0, 0, 1], 9))],
+            Duration::from_secs(5),
+            Duration::ZERO,
+        )
+        .unwrap();
+        keys.known
+            .write()
+            .keys
+            .insert("k1".to_owned(), Arc::new(decoding));
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".to_owned());
+        header.kid = Some("k1".to_owned());
+        let token = jsonwebtoken::encode(&header, claims, &encoding).unwrap();
+        (keys, token)
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_checked_again_on_every_request() {
+        let claims = serde_json::json!({
+            "iss": "https://p8fs.test", "exp": 100, "iat": 10, "tenant": "acme"
+        });
+        let (keys, token) = signed(&claims);
+        let clock = p8fs_core::ManualClock::new(50_000);
+        let acme = Ok(Checked {
+            tenant: "acme".to_owned(),
+        });
+        assert_eq!(keys.check(&token, &clock).await, acme);
+        assert_eq!(keys.passed.lock().len(), 1);
+        assert_eq!(keys.check(&token, &clock).await, acme);
+        assert_eq!(keys.passed.lock().len(), 1);
+        // Remembered, yet expired and not yet valid at other times.
+        clock.set(100_000);
+        assert_eq!(keys.check(&token, &clock).await, Err("token expired"));
+        clock.set(9_999);
+        assert_eq!(keys.check(&token, &clock).await, Err("token not yet valid"));
+        clock.set(50_000);
+        // An altered signature is another token: checked in full.
+        let at = token.rfind('.').unwrap() + 1;
+        let first = &token[at..=at];
+        let altered = format!(
+            "{}{}{}",
+            &token[..at],
+            if first == "A" { "B" } else { "A" },
+            &token[at + 1..]
+        );
+        assert_eq!(keys.check(&altered, &clock).await, Err("invalid signature"));
+        // The nodes name another issuer: refused.
+        keys.known.write().issuer = Some("https://other.test".to_owned());
+        assert_eq!(keys.check(&token, &clock).await, Err("wrong issuer"));
+        keys.known.write().issuer = Some("https://p8fs.test".to_owned());
+        assert_eq!(keys.check(&token, &clock).await, acme);
+        // Its key is no longer served: refused.
+        keys.known.write().keys.clear();
+        assert_eq!(keys.check(&token, &clock).await, Err("unknown signing key"));
     }
 }
