@@ -102,7 +102,9 @@ pub async fn serve(
                 }
             },
         };
-        let slot = match table.admit(peer.ip()) {
+        // A trusted proxy carries many clients: only the total cap applies to it.
+        let proxy = is_trusted(&trusted, peer.ip());
+        let slot = match table.admit(peer.ip(), proxy) {
             Ok(slot) => slot,
             Err(limit) => {
                 metrics::counter!("http_connections_refused_total", "limit" => limit).increment(1);
@@ -113,7 +115,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // Decided once per connection: the peer does not change.
-        let proxies = is_trusted(&trusted, peer.ip()).then(|| trusted.clone());
+        let proxies = proxy.then(|| trusted.clone());
         tokio::spawn(connection(
             stream,
             Peer {
@@ -386,15 +388,16 @@ impl ConnectionTable {
         }
     }
 
-    /// A slot for a connection from `address`, or the name of the limit that refuses it.
-    fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, &'static str> {
+    /// A slot for a connection from `address`, or the name of the limit that refuses it. A
+    /// trusted `proxy` is held to the total only, not to the per-address cap.
+    fn admit(self: &Arc<Self>, address: IpAddr, proxy: bool) -> Result<Slot, &'static str> {
         let address = client_network(address);
         let mut state = self.state.lock();
         if state.total >= self.max_total {
             return Err("max_connections");
         }
         let count = state.per_address.get(&address).copied().unwrap_or(0);
-        if count >= self.max_per_address {
+        if count >= self.max_per_address && !proxy {
             return Err("max_connections_per_address");
         }
         state.per_address.insert(address, count + 1);

@@ -610,3 +610,40 @@ fn a_data_directory_others_can_access_is_refused() {
     let (success, stderr) = p8fs(&dir, &["user", "list"]);
     assert!(success, "{stderr}");
 }
+
+/// A trusted proxy carries many clients: it is held to `max_connections` only, not to the
+/// per-address cap that still applies to everyone else.
+#[tokio::test]
+async fn a_trusted_proxy_is_held_to_the_total_only() {
+    let server = Served::start(
+        "[limits]\nmax_connections = 6\nmax_connections_per_address = 2\n\
+         trusted_proxies = [\"127.0.0.4/32\"]\n\
+         header_read_timeout = \"1h\"\nidle_timeout = \"1h\"\n",
+        &[],
+        false,
+    );
+    let client = Ipv4Addr::new(127, 0, 0, 2);
+    let proxy = Ipv4Addr::new(127, 0, 0, 4);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from(client, server.address).await);
+    }
+    let mut refused = connect_from(client, server.address).await;
+    assert_eq!(read_until_closed(&mut refused).await.as_deref(), Some(""));
+    // The proxy gets past two, up to the total of six.
+    for _ in 0..4 {
+        held.push(connect_from(proxy, server.address).await);
+    }
+    for stream in &mut held[2..] {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: p8fs\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 12];
+        stream.read_exact(&mut buffer).await.unwrap();
+        assert_eq!(&buffer, b"HTTP/1.1 200");
+    }
+    let mut refused = connect_from(proxy, server.address).await;
+    assert_eq!(read_until_closed(&mut refused).await.as_deref(), Some(""));
+    server.stop();
+}

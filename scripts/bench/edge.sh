@@ -35,7 +35,9 @@ for node in 1 2; do
     mkdir -p -m 700 "$work/node2/data"
     cp -a "$work/node1/data/keys" "$work/node2/data/keys"
   fi
-  start_node "node$node" $'[log]\nlevel = "warn"\n\n[auth]\nissuer = "http://p8fs-bench.test"\n' "${storage_env[@]}"
+  # The proxies, wrk and the nodes all use loopback: trusting it as a proxy lifts the
+  # per-address connection cap that nginx's and the edge's pools would otherwise share.
+  start_node "node$node" $'[log]\nlevel = "warn"\n\n[auth]\nissuer = "http://p8fs-bench.test"\n\n[limits]\ntrusted_proxies = ["127.0.0.1/32"]\n' "${storage_env[@]}"
   ports+=("$port")
 done
 
