@@ -583,7 +583,10 @@ fn header_text(
 /// its absence), so the answer is 412 whatever is stored (RFC 9110 section 13.2.2).
 fn write_condition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let present = |text: Option<String>| text.filter(|t| !t.trim().is_empty());
-    let if_match = present(header_text(headers, header::IF_MATCH, "if-match")?);
+    // Checked first, so a malformed `If-Match` is a 400 whatever else was sent.
+    let if_match = present(header_text(headers, header::IF_MATCH, "if-match")?)
+        .map(|tag| entity_tag(&tag))
+        .transpose()?;
     let if_none_match = present(header_text(
         headers,
         header::IF_NONE_MATCH,
@@ -591,29 +594,48 @@ fn write_condition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     )?);
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
+        (Some(etag), None) => Ok(Precondition::IfEtag(etag)),
         (None, Some(tag)) if tag.trim() == "*" => Ok(Precondition::IfAbsent),
-        (None, Some(_)) => Err(Error::invalid(
-            "if-none-match",
-            "only `*` is supported on uploads (create only if absent)",
-        )
-        .into()),
-        (Some(tag), None) => {
-            let tag = tag.trim();
-            let unquoted = tag
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .filter(|t| !t.is_empty() && !t.contains('"'))
-                .ok_or_else(|| Error::invalid("if-match", "must be one quoted entity tag"))?;
-            Ok(Precondition::IfEtag(unquoted.to_owned()))
-        }
         (Some(_), Some(tag)) if tag.trim() == "*" => Err(ApiError::conditional(Error::conflict(
             "If-Match and If-None-Match: * cannot both hold",
         ))),
-        (Some(_), Some(_)) => Err(Error::invalid(
+        (_, Some(_)) => Err(Error::invalid(
             "if-none-match",
             "only `*` is supported on uploads (create only if absent)",
         )
         .into()),
+    }
+}
+
+/// The entity tag of an `If-Match` on an upload: one quoted ETag as p8fs makes them, 32
+/// lowercase hex digits with an optional `-<parts>` (the documented pattern); a 400 naming
+/// `if-match` otherwise.
+fn entity_tag(value: &str) -> Result<String, Error> {
+    let invalid = || {
+        Error::invalid(
+            "if-match",
+            "must be one quoted entity tag: 32 lowercase hex digits, optionally -<parts>",
+        )
+    };
+    let tag = value
+        .trim()
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(invalid)?;
+    let (digest, parts) = match tag.split_once('-') {
+        Some((digest, parts)) => (digest, Some(parts)),
+        None => (tag, None),
+    };
+    let hex = digest.len() == 32
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let parts_ok =
+        parts.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    if hex && parts_ok {
+        Ok(tag.to_owned())
+    } else {
+        Err(invalid())
     }
 }
 
@@ -734,10 +756,31 @@ mod tests {
             write_condition(&headers(&[(header::IF_NONE_MATCH, "*")])).unwrap(),
             Precondition::IfAbsent
         );
+        let etag = "0cc175b9c0f1b6a831c399e269772661";
+        let quoted = format!("\"{etag}\"");
         assert_eq!(
-            write_condition(&headers(&[(header::IF_MATCH, "\"abc\"")])).unwrap(),
-            Precondition::IfEtag("abc".into())
+            write_condition(&headers(&[(header::IF_MATCH, quoted.as_str())])).unwrap(),
+            Precondition::IfEtag(etag.into())
         );
+        let multipart = format!("\"{etag}-12\"");
+        assert_eq!(
+            write_condition(&headers(&[(header::IF_MATCH, multipart.as_str())])).unwrap(),
+            Precondition::IfEtag(format!("{etag}-12"))
+        );
+        // Not an ETag p8fs makes: a 400 naming if-match, also beside If-None-Match: *.
+        for bad in [
+            "\"abc\"",
+            "-l 0Gk&K",
+            "\"0CC175B9C0F1B6A831C399E269772661\"",
+            "\"0cc175b9c0f1b6a831c399e269772661-\"",
+            "\"0cc175b9c0f1b6a831c399e269772661-123456\"",
+        ] {
+            let err = write_condition(&headers(&[(header::IF_MATCH, bad)])).unwrap_err();
+            assert_eq!(err.field(), Some("if-match"), "{bad}");
+            let with_absent = [(header::IF_MATCH, bad), (header::IF_NONE_MATCH, "*")];
+            let err = write_condition(&headers(&with_absent)).unwrap_err();
+            assert_eq!(err.field(), Some("if-match"), "{bad}");
+        }
         let err = write_condition(&headers(&[(header::IF_NONE_MATCH, "\"abc\"")])).unwrap_err();
         assert_eq!(err.field(), Some("if-none-match"));
         let err = write_condition(&headers(&[(header::IF_MATCH, "abc")])).unwrap_err();
@@ -748,7 +791,10 @@ mod tests {
                 Precondition::None
             );
         }
-        let both = [(header::IF_MATCH, "\"abc\""), (header::IF_NONE_MATCH, "*")];
+        let both = [
+            (header::IF_MATCH, quoted.as_str()),
+            (header::IF_NONE_MATCH, "*"),
+        ];
         let err = write_condition(&headers(&both)).unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::PRECONDITION_FAILED);
     }
