@@ -58,4 +58,4 @@ pub use object::{
     ReapPolicy, Segment, UploadId, UploadInfo,
 };
 pub use types::*;
-pub use vector::{SearchHit, VectorRecord, VectorStore};
+pub use vector::{SearchHit, SearchMode, VectorRecord, VectorStore};

@@ -237,6 +237,21 @@ impl VectorStore for Metered {
             .search_candidates(tenant, collection, query, k, filter);
         timed("vector.search_candidates", call).await
     }
+
+    async fn approximate_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        ef: usize,
+    ) -> Result<Vec<VectorRecord>> {
+        let call = self
+            .inner
+            .approximate_candidates(tenant, collection, query, k, filter, ef);
+        timed("vector.approximate_candidates", call).await
+    }
 }
 
 #[async_trait]

@@ -1,15 +1,20 @@
-//! Exact vector search through the RocksDB backend's search API (`p8fs_core::vector::search`
-//! on a `RocksBackend`), on a data set written by `scripts/bench/vector-anchors.sh`, which runs
+//! Vector search through the RocksDB backend's search API (`p8fs_core::vector::search_with` on
+//! a `RocksBackend`), on a data set written by `scripts/bench/vector-anchors.sh`, which runs
 //! FAISS, numpy and a C bandwidth probe on the same files and prints them side by side.
 //!
-//! `P8FS_BENCH_DATA=<dir> cargo bench --workspace --bench exact_search`
+//! `P8FS_BENCH_DATA=<dir> [P8FS_BENCH_EF=<ef>] cargo bench --workspace --bench exact_search`
+//!
+//! Exact by default; with `P8FS_BENCH_EF` the searches are approximate with that `ef`, after the
+//! collection's graph is built (its build time and size are reported), and queries/s with two
+//! searches at a time is measured too.
 //!
 //! `<dir>` holds `meta.json` (`{"rows", "dim", "queries", "k", "metric"}`), `base.f32` (`rows ×
 //! dim` little-endian f32, row-major) and `queries.f32` (`queries × dim`). The records are
 //! upserted (ids `r0000000`…), a few queries warm up, then every query is searched once, one at a
 //! time, on a multi-threaded runtime as the server runs them. One JSON line goes to stdout:
 //! `{"name", "rows", "dim", "k", "load_s", "p50_ms", "p99_ms", "mean_ms", "ids"}` (`ids`: each
-//! query's result rows, for the script's exactness check). `P8FS_BENCH_RESULT=<file>` writes the
+//! query's result rows, for the script's exactness check), plus `build_s`, `graph_mib` and
+//! `qps_2` when approximate. `P8FS_BENCH_RESULT=<file>` writes the
 //! line there too. Without `P8FS_BENCH_DATA` the benchmark says so and does nothing.
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
@@ -19,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
-use p8fs_core::vector::{self, SearchHit};
+use p8fs_core::vector::{self, SearchHit, SearchMode};
 use p8fs_core::{
     CollectionName, CollectionSpec, Filter, JsonObject, Limit, Metric, RecordId, SystemClock,
     TenantId, VectorStore,
@@ -49,8 +54,12 @@ fn main() {
     };
     let (rows, dim, queries, k) = (field("rows"), field("dim"), field("queries"), field("k"));
     let metric = Metric::parse(meta["metric"].as_str().unwrap_or("cosine")).expect("metric");
+    let ef = std::env::var("P8FS_BENCH_EF")
+        .ok()
+        .map(|ef| ef.parse::<u64>().expect("P8FS_BENCH_EF is a number"));
+    let mode = SearchMode::parse(ef.map(|_| "approximate"), ef).expect("P8FS_BENCH_EF");
     let base = floats(&data.join("base.f32"), rows * dim);
-    let query_values = floats(&data.join("queries.f32"), queries * dim);
+    let query_values = Arc::new(floats(&data.join("queries.f32"), queries * dim));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,20 +108,49 @@ fn main() {
         }
         let load = started.elapsed();
         let limit = Limit::top_k(k as u64).expect("k");
-        let search = |q: usize| {
+        let mut extra = json!({});
+        if let SearchMode::Approximate { .. } = mode {
+            // The first approximate search starts the graph; wait for it.
+            let started = Instant::now();
+            vector::search_with(
+                backend.as_ref(),
+                &tenant,
+                &name,
+                query_values[..dim].to_vec(),
+                limit,
+                &Filter::none(),
+                mode,
+            )
+            .await
+            .expect("search");
+            while !backend.graph_ready(&tenant, &name).expect("graph") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let bytes = backend.graph_bytes(&tenant, &name).expect("graph");
+            extra = json!({
+                "build_s": started.elapsed().as_secs_f64(),
+                "graph_mib": bytes as f64 / f64::from(1 << 20),
+            });
+        }
+        let search = {
             let (backend, tenant, name) = (backend.clone(), tenant.clone(), name.clone());
-            let values = query_values[q * dim..(q + 1) * dim].to_vec();
-            async move {
-                vector::search(
-                    backend.as_ref(),
-                    &tenant,
-                    &name,
-                    values,
-                    limit,
-                    &Filter::none(),
-                )
-                .await
-                .expect("search")
+            let query_values = query_values.clone();
+            move |q: usize| {
+                let (backend, tenant, name) = (backend.clone(), tenant.clone(), name.clone());
+                let values = query_values[q * dim..(q + 1) * dim].to_vec();
+                async move {
+                    vector::search_with(
+                        backend.as_ref(),
+                        &tenant,
+                        &name,
+                        values,
+                        limit,
+                        &Filter::none(),
+                        mode,
+                    )
+                    .await
+                    .expect("search")
+                }
             }
         };
         for q in 0..WARMUP.min(queries) {
@@ -128,8 +166,30 @@ fn main() {
         }
         let mean = times.iter().sum::<Duration>() / times.len().max(1) as u32;
         times.sort();
-        json!({
-            "name": "p8fs",
+        if let SearchMode::Approximate { .. } = mode {
+            // Two searches at a time, each going through every query.
+            let started = Instant::now();
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let search = search.clone();
+                    tokio::spawn(async move {
+                        for q in 0..queries {
+                            search(q).await;
+                        }
+                    })
+                })
+                .collect();
+            for run in runs {
+                run.await.expect("search task");
+            }
+            extra["qps_2"] = json!((2 * queries) as f64 / started.elapsed().as_secs_f64());
+        }
+        let name = match mode {
+            SearchMode::Exact => "p8fs".to_string(),
+            SearchMode::Approximate { ef } => format!("p8fs HNSW M=16 ef={ef}"),
+        };
+        let mut report = json!({
+            "name": name,
             "rows": rows,
             "dim": dim,
             "k": k,
@@ -138,7 +198,11 @@ fn main() {
             "p99_ms": ms(percentile(&times, 0.99)),
             "mean_ms": ms(mean),
             "ids": ids,
-        })
+        });
+        if let (Some(report), Some(extra)) = (report.as_object_mut(), extra.as_object()) {
+            report.extend(extra.clone());
+        }
+        report
     });
     let line = report.to_string();
     println!("{line}");

@@ -16,6 +16,7 @@ mod kv;
 mod object;
 mod schema;
 mod vector;
+pub use vector::GRAPH_MIN_ROWS;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -284,6 +285,22 @@ impl p8fs_core::Maintenance for RocksBackend {
         removed += self.purge_graph(now)?;
         removed += self.purge_objects(now)?;
         Ok(removed)
+    }
+
+    /// Flushes every column family and compacts it down to its last level, forced: values
+    /// overwritten or deleted (the plaintext a reseal replaced, reaped blobs) leave the files,
+    /// and write-ahead logs holding them are dropped once flushed.
+    async fn compact_storage(&self) -> Result<()> {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in ALL_CFS {
+            let family = self.cf(name)?;
+            self.db.flush_cf(family).map_err(classify)?;
+            self.db
+                .compact_range_cf_opt(family, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        self.db.flush_wal(true).map_err(classify)?;
+        Ok(())
     }
 }
 

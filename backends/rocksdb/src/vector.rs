@@ -4,6 +4,16 @@
 //! rigorous error bound (split across the cores for large collections) and hands only the records
 //! that could be in the exact top k to core's f64 ranking, read from the f32 matrix.
 //!
+//! Approximate search walks an HNSW graph ([`Graph`]) instead. A collection gets one the
+//! first time it is searched approximately with at least [`GRAPH_MIN_ROWS`] records (smaller
+//! ones are answered exactly, which is as fast there); a background thread inserts the existing
+//! rows in short steps under the write lock, and until it is done approximate searches are
+//! answered exactly. From then on every write keeps the graph current, a flag in the
+//! collection's stored spec makes opening the database rebuild it the same way, and a graph worn
+//! by deletes is rebuilt. A filter is applied during the walk; one that keeps under 2 % of a
+//! sample of rows is answered exactly instead, and a wider one widens the walk in proportion, so
+//! filtered recall holds.
+//!
 //! Consistency: every write to a collection holds its index's write lock while it writes RocksDB
 //! and then updates memory, so memory always equals what is stored. Dropping a collection marks
 //! its index dropped under the same lock, so a writer that raced the drop fails with `NotFound`
@@ -17,7 +27,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use rocksdb::{DB, WriteBatch};
 
-use p8fs_core::vector::{QuantizedRows, VectorPage};
+use p8fs_core::vector::{Graph, MAX_EF, QuantizedRows, VectorPage};
 use p8fs_core::{
     ChangeOp, CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap,
     JsonObject, Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl,
@@ -31,6 +41,12 @@ use crate::schema::{self, CF_COLLECTIONS, CF_VECTORS, Reader};
 
 /// Searches over more than this many f32 components run on the blocking pool.
 const BLOCKING_SEARCH_FLOATS: usize = 1 << 20;
+/// Collections smaller than this are searched exactly in either mode.
+pub const GRAPH_MIN_ROWS: usize = 10_000;
+/// Rows a graph build inserts per hold of the collection's write lock.
+const BUILD_STEP: usize = 64;
+/// Rows sampled to estimate how much of a collection a filter keeps.
+const FILTER_SAMPLE: usize = 512;
 
 type CollectionKey = (TenantId, CollectionName);
 
@@ -52,6 +68,8 @@ struct Index {
     expires: Vec<Option<Timestamp>>,
     metadata: Vec<JsonMap>,
     rows: HashMap<RecordId, usize>,
+    /// The approximate-search graph, once the collection has been searched approximately.
+    graph: Option<Graph>,
 }
 
 impl Index {
@@ -65,6 +83,7 @@ impl Index {
             expires: Vec::new(),
             metadata: Vec::new(),
             rows: HashMap::new(),
+            graph: None,
         }
     }
 
@@ -97,8 +116,14 @@ impl Index {
         let dim = self.dim();
         match self.rows.get(&record.id) {
             Some(&row) => {
-                self.data[row * dim..(row + 1) * dim].copy_from_slice(&record.vector);
-                self.codes.set(row, &record.vector);
+                let moved = self.data[row * dim..(row + 1) * dim] != record.vector[..];
+                if moved {
+                    self.data[row * dim..(row + 1) * dim].copy_from_slice(&record.vector);
+                    self.codes.set(row, &record.vector);
+                    if let Some(graph) = self.graph.as_mut() {
+                        graph.changed(&self.codes, row);
+                    }
+                }
                 self.expires[row] = record.expires_at;
                 self.metadata[row] = record.metadata;
             }
@@ -109,6 +134,9 @@ impl Index {
                 self.codes.push(&record.vector);
                 self.expires.push(record.expires_at);
                 self.metadata.push(record.metadata);
+                if let Some(graph) = self.graph.as_mut() {
+                    graph.pushed(&self.codes);
+                }
             }
         }
     }
@@ -127,7 +155,45 @@ impl Index {
         self.codes.swap_remove(row);
         self.expires.swap_remove(row);
         self.metadata.swap_remove(row);
+        if let Some(graph) = self.graph.as_mut() {
+            graph.swap_removed(&self.codes, row);
+        }
         Some(row)
+    }
+
+    /// Whether a search of this collection should come from a graph it does not have yet.
+    fn wants_graph(&self) -> bool {
+        self.graph.is_none() && self.ids.len() >= GRAPH_MIN_ROWS
+    }
+
+    /// The candidates of an approximate search from the graph, or `None` when it cannot answer
+    /// (no complete graph, or a filter too narrow for a walk) and an exact search must.
+    fn approximate(
+        &self,
+        query: &Embedding,
+        ef: usize,
+        filter: &Filter,
+        now: Timestamp,
+    ) -> Option<Vec<VectorRecord>> {
+        let graph = self.graph.as_ref().filter(|graph| graph.is_complete())?;
+        let no_filter = filter.clauses().is_empty();
+        let accept = |row: usize| {
+            is_visible(self.expires[row], now) && (no_filter || filter.matches(&self.metadata[row]))
+        };
+        let mut ef = ef;
+        if !no_filter {
+            let rows = self.ids.len();
+            let sample = FILTER_SAMPLE.min(rows);
+            let kept = (0..sample)
+                .filter(|i| filter.matches(&self.metadata[i * rows / sample]))
+                .count();
+            if kept * 50 < sample {
+                return None;
+            }
+            ef = (ef * sample / kept).min(MAX_EF);
+        }
+        let rows = graph.search(&self.codes, query.values(), ef, accept);
+        Some(rows.into_iter().map(|row| self.record(row)).collect())
     }
 
     /// The candidate records of an exact search: the visible rows matching `filter` that could
@@ -171,13 +237,18 @@ fn metric_code(metric: Metric) -> u8 {
     }
 }
 
-fn encode_spec(spec: &CollectionSpec) -> Vec<u8> {
+/// The stored spec; `graph` marks a collection that keeps an approximate-search graph (a byte
+/// after the metric, absent in specs stored before graphs existed).
+fn encode_spec(spec: &CollectionSpec, graph: bool) -> Vec<u8> {
     let mut out = (spec.dimension.get() as u32).to_be_bytes().to_vec();
     out.push(metric_code(spec.metric));
+    if graph {
+        out.push(1);
+    }
     out
 }
 
-fn decode_spec(name: CollectionName, raw: &[u8]) -> Result<CollectionSpec> {
+fn decode_spec(name: CollectionName, raw: &[u8]) -> Result<(CollectionSpec, bool)> {
     let mut reader = Reader::new(raw, "collection");
     let dimension = Dimension::new(u64::from(reader.u32()?)).map_err(|_| corrupt("collection"))?;
     let metric = match reader.u8()? {
@@ -186,11 +257,17 @@ fn decode_spec(name: CollectionName, raw: &[u8]) -> Result<CollectionSpec> {
         2 => Metric::Dot,
         _ => return Err(corrupt("collection")),
     };
-    Ok(CollectionSpec {
+    let graph = match reader.rest() {
+        [] => false,
+        [1] => true,
+        _ => return Err(corrupt("collection")),
+    };
+    let spec = CollectionSpec {
         name,
         dimension,
         metric,
-    })
+    };
+    Ok((spec, graph))
 }
 
 fn encode_record(
@@ -234,8 +311,13 @@ impl Collections {
                 parts.next().unwrap_or_default(),
                 "collection",
             )?)?;
-            let spec = decode_spec(name.clone(), &raw)?;
-            map.insert((tenant, name), Arc::new(RwLock::new(Index::new(spec))));
+            let (spec, graph) = decode_spec(name.clone(), &raw)?;
+            let mut index = Index::new(spec);
+            if graph {
+                // Marked; the graph itself is built below, once the rows are loaded.
+                index.graph = Some(Graph::new(index.spec.metric, 0));
+            }
+            map.insert((tenant, name), Arc::new(RwLock::new(index)));
         }
         for item in db.iterator_cf(crate::cf(db, CF_VECTORS)?, rocksdb::IteratorMode::Start) {
             let (raw_key, raw) = item.map_err(classify)?;
@@ -257,7 +339,24 @@ impl Collections {
             };
             let mut index = index.write();
             let record = decode_record(id, index.dim(), &raw)?;
+            // Loaded without the graph, which catches up in the background.
+            let graph = index.graph.take();
             index.set(record);
+            index.graph = graph;
+        }
+        for index in map.values() {
+            let marked = {
+                let mut guard = index.write();
+                let (metric, rows) = (guard.spec.metric, guard.ids.len());
+                let marked = guard.graph.is_some();
+                if marked {
+                    guard.graph = Some(Graph::new(metric, rows));
+                }
+                marked
+            };
+            if marked {
+                build_graph(index.clone());
+            }
         }
         Ok(Self {
             map: RwLock::new(map),
@@ -273,7 +372,95 @@ impl Collections {
     }
 }
 
+/// Inserts the collection's rows into its graph in the background, [`BUILD_STEP`] at a time
+/// under the write lock, until the graph covers them all (writes meanwhile insert their own).
+fn build_graph(index: Arc<RwLock<Index>>) {
+    let spawned = std::thread::Builder::new()
+        .name("p8fs-graph".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            loop {
+                let mut guard = index.write();
+                let Index {
+                    dropped,
+                    graph,
+                    codes,
+                    spec,
+                    ..
+                } = &mut *guard;
+                let Some(graph) = graph.as_mut().filter(|_| !*dropped) else {
+                    return;
+                };
+                if graph.catch_up(codes, BUILD_STEP) {
+                    tracing::info!(
+                        collection = %spec.name,
+                        rows = codes.len(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "approximate-search graph built"
+                    );
+                    return;
+                }
+                drop(guard);
+                std::thread::yield_now();
+            }
+        });
+    if let Err(error) = spawned {
+        // Searches stay exact; the next approximate one tries again.
+        tracing::warn!(%error, "could not start a graph build");
+    }
+}
+
 impl RocksBackend {
+    /// Gives `index` an approximate-search graph: marks it in the stored spec and starts the
+    /// build. A no-op when it has one.
+    fn start_graph(
+        &self,
+        tenant: &TenantId,
+        name: &CollectionName,
+        index: &Arc<RwLock<Index>>,
+    ) -> Result<()> {
+        {
+            let mut guard = index.write();
+            if guard.dropped || !guard.wants_graph() {
+                return Ok(());
+            }
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                self.cf(CF_COLLECTIONS)?,
+                collection_key(tenant, name),
+                encode_spec(&guard.spec, true),
+            );
+            self.write(batch)?;
+            let (metric, rows) = (guard.spec.metric, guard.ids.len());
+            guard.graph = Some(Graph::new(metric, rows));
+        }
+        build_graph(index.clone());
+        Ok(())
+    }
+
+    /// Rebuilds `index`'s graph when deletes have worn it.
+    fn renew_worn_graph(index: &Arc<RwLock<Index>>, guard: &mut Index) {
+        if guard.graph.as_ref().is_some_and(Graph::worn) {
+            guard.graph = Some(Graph::new(guard.spec.metric, guard.ids.len()));
+            build_graph(index.clone());
+        }
+    }
+
+    /// Whether approximate searches of the collection are answered from a complete graph (for
+    /// tests and benchmarks, which wait for a build).
+    pub fn graph_ready(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
+        let index = self.vectors.get(tenant, name)?;
+        let index = index.read();
+        Ok(index.graph.as_ref().is_some_and(Graph::is_complete))
+    }
+
+    /// Bytes held by the collection's graph (0 without one).
+    pub fn graph_bytes(&self, tenant: &TenantId, name: &CollectionName) -> Result<usize> {
+        let index = self.vectors.get(tenant, name)?;
+        let index = index.read();
+        Ok(index.graph.as_ref().map_or(0, Graph::bytes))
+    }
+
     /// Physically removes expired vector records.
     pub(crate) fn purge_vectors(&self, now: Timestamp) -> Result<u64> {
         let indexes: Vec<(CollectionKey, Arc<RwLock<Index>>)> = self
@@ -284,8 +471,8 @@ impl RocksBackend {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut removed = 0;
-        for ((tenant, name), index) in indexes {
-            let mut index = index.write();
+        for ((tenant, name), arc) in indexes {
+            let mut index = arc.write();
             if index.dropped {
                 continue;
             }
@@ -304,6 +491,7 @@ impl RocksBackend {
             for id in &expired {
                 index.remove(id);
             }
+            Self::renew_worn_graph(&arc, &mut index);
             removed += expired.len() as u64;
         }
         Ok(removed)
@@ -331,7 +519,7 @@ impl VectorStore for RocksBackend {
         batch.put_cf(
             self.cf(CF_COLLECTIONS)?,
             collection_key(tenant, &spec.name),
-            encode_spec(spec),
+            encode_spec(spec, false),
         );
         self.write_changes(
             tenant,
@@ -444,8 +632,8 @@ impl VectorStore for RocksBackend {
         id: &RecordId,
     ) -> Result<bool> {
         let now = self.now();
-        let index = self.vectors.get(tenant, collection)?;
-        let mut index = index.write();
+        let arc = self.vectors.get(tenant, collection)?;
+        let mut index = arc.write();
         if index.dropped {
             return Err(Error::not_found(Resource::Collection, collection));
         }
@@ -458,6 +646,7 @@ impl VectorStore for RocksBackend {
         let event = visible.then(|| Event::vector(ChangeOp::Delete, collection, id));
         self.write_changes(tenant, batch, event.as_slice())?;
         index.remove(id);
+        Self::renew_worn_graph(&arc, &mut index);
         Ok(visible)
     }
 
@@ -512,5 +701,35 @@ impl VectorStore for RocksBackend {
         tokio::task::spawn_blocking(move || index.read().candidates(&query, k, &filter, now))
             .await
             .map_err(|e| Error::internal("vector search task failed", Some(Box::new(e) as _)))
+    }
+
+    async fn approximate_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        ef: usize,
+    ) -> Result<Vec<VectorRecord>> {
+        let now = self.now();
+        let index = self.vectors.get(tenant, collection)?;
+        let wants_graph = {
+            let guard = index.read();
+            if !query.fits(&guard.spec) {
+                return Err(Error::conflict(format!(
+                    "the query does not fit collection {collection}"
+                )));
+            }
+            if let Some(found) = guard.approximate(query, ef, filter, now) {
+                return Ok(found);
+            }
+            guard.wants_graph()
+        };
+        if wants_graph {
+            self.start_graph(tenant, collection, &index)?;
+        }
+        self.search_candidates(tenant, collection, query, k, filter)
+            .await
     }
 }

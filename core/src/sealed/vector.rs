@@ -12,7 +12,7 @@ use crate::types::{
     Ttl,
 };
 use crate::validate::stored;
-use crate::vector::{VectorPage, VectorRecord, VectorStore};
+use crate::vector::{SearchMode, VectorPage, VectorRecord, VectorStore};
 
 impl Sealed {
     fn open_vector(
@@ -139,23 +139,58 @@ impl VectorStore for Sealed {
         k: Limit,
         filter: &Filter,
     ) -> Result<Vec<VectorRecord>> {
+        self.candidates(tenant, collection, query, k, filter, SearchMode::Exact)
+            .await
+    }
+
+    async fn approximate_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        ef: usize,
+    ) -> Result<Vec<VectorRecord>> {
+        let mode = SearchMode::Approximate { ef };
+        self.candidates(tenant, collection, query, k, filter, mode)
+            .await
+    }
+}
+
+impl Sealed {
+    /// Candidates from the inner store in `mode`, with `filter` rewritten onto the token tree
+    /// (and, while plaintext is still readable, also as written, for records stored before).
+    async fn candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        mode: SearchMode,
+    ) -> Result<Vec<VectorRecord>> {
         let dk = self.key(tenant).await?;
-        let mut found = if filter.clauses().is_empty() {
-            self.inner
-                .search_candidates(tenant, collection, query, k, filter)
-                .await?
-        } else {
-            let tokens = token_filter(&dk, filter);
-            let mut found = self
-                .inner
-                .search_candidates(tenant, collection, query, k, &tokens)
-                .await?;
-            if self.plain_ok() {
-                found.extend(
+        let inner = |filter: Filter| async move {
+            match mode {
+                SearchMode::Exact => {
                     self.inner
-                        .search_candidates(tenant, collection, query, k, filter)
-                        .await?,
-                );
+                        .search_candidates(tenant, collection, query, k, &filter)
+                        .await
+                }
+                SearchMode::Approximate { ef } => {
+                    self.inner
+                        .approximate_candidates(tenant, collection, query, k, &filter, ef)
+                        .await
+                }
+            }
+        };
+        let mut found = if filter.clauses().is_empty() {
+            inner(Filter::none()).await?
+        } else {
+            let mut found = inner(token_filter(&dk, filter)).await?;
+            if self.plain_ok() {
+                found.extend(inner(filter.clone()).await?);
             }
             found
         };

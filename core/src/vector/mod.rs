@@ -1,10 +1,12 @@
 //! The vector capability: collections of fixed-dimension f32 vectors with JSON metadata, and
-//! exact k-nearest search. Scoring and ordering are decided once, here: backends return
-//! candidates ([`VectorStore::search_candidates`]) and [`search`] rescores them in f64 and orders
+//! k-nearest search, exact or approximate ([`SearchMode`]). Scoring and ordering are decided
+//! once, here: backends return candidates ([`VectorStore::search_candidates`],
+//! [`VectorStore::approximate_candidates`]) and [`search_with`] rescores them in f64 and orders
 //! by distance, then id.
 
 mod bound;
 mod distance;
+mod graph;
 mod quant;
 
 use std::cmp::Ordering;
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 
 pub use bound::{CandidateSelector, f32_sum_error};
 pub use distance::{distance, norm};
+pub use graph::Graph;
 pub use quant::QuantizedRows;
 
 use crate::error::{Error, Resource, Result};
@@ -38,6 +41,51 @@ pub struct SearchHit {
     /// The metric's distance, computed in f64 from the stored f32 values.
     pub distance: f64,
     pub metadata: JsonMap,
+}
+
+/// The widest candidate list an approximate search may ask for.
+pub const MAX_EF: usize = 4096;
+
+/// How a search finds its records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum SearchMode {
+    /// Every visible record is considered: the result is exactly the `k` nearest.
+    #[default]
+    Exact,
+    /// A backend with a graph index walks it keeping the `ef` best records seen (never fewer
+    /// than `k`): far fewer records are read on a large collection, and some of the exact `k`
+    /// nearest may be missed (recall below 1). What is returned is still ranked exactly
+    /// (distances in f64 from the stored values), matches the filter and is visible. A backend
+    /// without such an index, or a collection too small to need one, answers exactly.
+    Approximate { ef: usize },
+}
+
+impl SearchMode {
+    /// The mode a request names: `exact` (the default) or `approximate`, with `ef` in
+    /// `1..=MAX_EF` (default 64; only for `approximate`). Errors name `mode` or `ef`.
+    pub fn parse(mode: Option<&str>, ef: Option<u64>) -> Result<Self> {
+        match mode.unwrap_or("exact") {
+            "exact" => match ef {
+                None => Ok(Self::Exact),
+                Some(_) => Err(Error::invalid("ef", "applies only to mode \"approximate\"")),
+            },
+            "approximate" => {
+                let ef = ef.unwrap_or(64);
+                if (1..=MAX_EF as u64).contains(&ef) {
+                    Ok(Self::Approximate { ef: ef as usize })
+                } else {
+                    Err(Error::invalid(
+                        "ef",
+                        format!("must be between 1 and {MAX_EF}"),
+                    ))
+                }
+            }
+            _ => Err(Error::invalid(
+                "mode",
+                "must be \"exact\" or \"approximate\"",
+            )),
+        }
+    }
 }
 
 /// A page of records; the cursor is the last id of the page.
@@ -115,6 +163,24 @@ pub trait VectorStore: Send + Sync {
         k: Limit,
         filter: &Filter,
     ) -> Result<Vec<VectorRecord>>;
+
+    /// The primitive behind an approximate search: visible records matching `filter`, found
+    /// with a candidate list of `ef` (at least `k`); they should contain most of the exact top
+    /// `k`. Backends without a graph index answer with [`Self::search_candidates`], which is
+    /// exact. Same errors as [`Self::search_candidates`].
+    async fn approximate_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        ef: usize,
+    ) -> Result<Vec<VectorRecord>> {
+        let _ = ef;
+        self.search_candidates(tenant, collection, query, k, filter)
+            .await
+    }
 }
 
 /// Reads a vector's components, sent as JSON numbers (doubles), as 32-bit floats, naming the
@@ -176,11 +242,43 @@ pub async fn search(
     k: Limit,
     filter: &Filter,
 ) -> Result<Vec<SearchHit>> {
+    search_with(
+        store,
+        tenant,
+        collection,
+        query,
+        k,
+        filter,
+        SearchMode::Exact,
+    )
+    .await
+}
+
+/// [`search`] in the given mode: ordered and scored the same way; in
+/// [`SearchMode::Approximate`] some of the exact nearest may be missing.
+pub async fn search_with(
+    store: &dyn VectorStore,
+    tenant: &TenantId,
+    collection: &CollectionName,
+    query: Vec<f32>,
+    k: Limit,
+    filter: &Filter,
+    mode: SearchMode,
+) -> Result<Vec<SearchHit>> {
     let spec = require_collection(store, tenant, collection).await?;
     let query = Embedding::new("query", &spec, query)?;
-    let candidates = store
-        .search_candidates(tenant, collection, &query, k, filter)
-        .await?;
+    let candidates = match mode {
+        SearchMode::Exact => {
+            store
+                .search_candidates(tenant, collection, &query, k, filter)
+                .await?
+        }
+        SearchMode::Approximate { ef } => {
+            store
+                .approximate_candidates(tenant, collection, &query, k, filter, ef.max(k.get()))
+                .await?
+        }
+    };
     rank(&query, candidates, k, filter)
 }
 

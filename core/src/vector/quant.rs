@@ -134,6 +134,12 @@ impl QuantizedRows {
         self.norms[row] = norm(vector);
     }
 
+    /// Row `row`'s codes and scale: the row is about `scale × codes`.
+    pub fn codes(&self, row: usize) -> (&[i8], f32) {
+        let dim = self.dimension;
+        (&self.codes[row * dim..(row + 1) * dim], self.scales[row])
+    }
+
     /// Removes row `row`, moving the last row into its place (as `Vec::swap_remove`).
     pub fn swap_remove(&mut self, row: usize) {
         let dim = self.dimension;
@@ -230,7 +236,7 @@ fn cores() -> usize {
 }
 
 /// Fills `codes` for `vector` and returns the scale and the rounded-up norm of the residual.
-fn quantize_row(vector: &[f32], codes: &mut [i8]) -> (f32, f32) {
+pub(super) fn quantize_row(vector: &[f32], codes: &mut [i8]) -> (f32, f32) {
     let max = vector.iter().fold(0.0_f32, |max, v| max.max(v.abs()));
     let scale = (f64::from(max) / ROW_CODE) as f32;
     let (scale, residual) = quantize(vector, scale, ROW_CODE, codes.iter_mut(), |c, q| {

@@ -1,0 +1,627 @@
+//! A hierarchical navigable small world graph (HNSW, Malkov and Yashunin 2018) over a
+//! collection's rows, for approximate search. The graph holds no vectors: it navigates by the
+//! collection's int8 copy ([`QuantizedRows`], a quarter of the f32 matrix's bytes, so a walk
+//! that reads hundreds of scattered rows stays in cache far more), which the caller passes to
+//! every method; it costs about `4 × (2M + 3)` bytes a record beside it (links, a row mapping
+//! each way, a norm).
+//!
+//! # Rows and nodes
+//! The collection keeps its rows dense (a removed row is replaced by the last one), so the graph
+//! links *nodes*, which never move, and maps each row to its node and back. A row that changes
+//! its vector gets a new node; a removed row's node dies. Links to a dead node are skipped; the
+//! dead node's neighbours are relinked at once to the nearest of its other neighbours, so the
+//! graph stays navigable under deletes. Dead nodes are never reused (a stale link can then only
+//! point at nothing); [`Graph::worn`] tells the owner when they outnumber the live ones and a
+//! rebuild is due.
+//!
+//! # Distances
+//! Navigation ranks by the metric's distance estimated from the codes (`x·y ≈ s t (q·p)`, an
+//! exact integer dot product; cosine `1 - x·y / (‖x‖ ‖y‖)`, squared l2, negated dot product),
+//! in f32. The graph only proposes candidates: the owner ranks them exactly from the f32 values.
+//!
+//! The f32 kernels are inlined into code that [`pulp`] compiles for the widest instruction
+//! set the CPU has (AVX2 with FMA, or AVX-512), chosen at run time.
+//!
+//! # Coverage
+//! A graph may start empty over a collection that already has rows ([`Graph::new`]) and catch up
+//! in steps ([`Graph::catch_up`]) while writes keep it current; it serves searches once it covers
+//! every row ([`Graph::is_complete`]).
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use pulp::{Arch, Simd, WithSimd};
+
+use super::quant::{QuantizedRows, quantize_row};
+use crate::types::Metric;
+
+/// Links a node keeps on each upper layer; layer 0 keeps twice as many.
+const M: usize = 16;
+/// The candidate list while inserting.
+const EF_CONSTRUCTION: usize = 100;
+/// No node or no row.
+const NONE: u32 = u32::MAX;
+/// The highest layer a node may reach.
+const MAX_LEVEL: usize = 16;
+
+/// A node and its distance from whatever is being searched for.
+#[derive(Clone, Copy, Debug)]
+struct Scored {
+    distance: f32,
+    node: u32,
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.node.cmp(&other.node))
+    }
+}
+
+/// The approximate-search graph of one collection.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    metric: Metric,
+    /// `links[node][layer]`: the node's neighbours on each of its layers; empty when dead.
+    links: Vec<Vec<Vec<u32>>>,
+    /// The row each node stands for; `NONE` once dead.
+    node_row: Vec<u32>,
+    /// Each row's node; `NONE` for a row not inserted yet.
+    row_node: Vec<u32>,
+    /// `‖x‖` of each node's vector.
+    norms: Vec<f32>,
+    entry: u32,
+    top: usize,
+    dead: usize,
+    /// Rows without a node, and where [`Graph::catch_up`] goes on looking for them.
+    uncovered: usize,
+    cursor: usize,
+    rng: u64,
+}
+
+impl Graph {
+    /// An empty graph over a collection that has `rows` rows, none of them inserted yet.
+    pub fn new(metric: Metric, rows: usize) -> Self {
+        Self {
+            metric,
+            links: Vec::new(),
+            node_row: Vec::new(),
+            row_node: vec![NONE; rows],
+            norms: Vec::new(),
+            entry: NONE,
+            top: 0,
+            dead: 0,
+            uncovered: rows,
+            cursor: 0,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ rows as u64,
+        }
+    }
+
+    /// Whether every row is in the graph, so a search sees them all.
+    pub fn is_complete(&self) -> bool {
+        self.uncovered == 0
+    }
+
+    /// Rows not in the graph yet.
+    pub fn uncovered(&self) -> usize {
+        self.uncovered
+    }
+
+    /// Whether dead nodes outnumber the live ones (past a few thousand), so a rebuild would
+    /// make the graph smaller and its searches better.
+    pub fn worn(&self) -> bool {
+        self.dead > 4096 && self.dead > self.links.len() - self.dead
+    }
+
+    /// Bytes held, approximately.
+    pub fn bytes(&self) -> usize {
+        let links: usize = self
+            .links
+            .iter()
+            .map(|layers| {
+                24 + layers
+                    .iter()
+                    .map(|list| 24 + 4 * list.capacity())
+                    .sum::<usize>()
+            })
+            .sum();
+        links + 4 * (self.node_row.len() + self.row_node.len() + self.norms.len())
+    }
+
+    /// A row was appended to the collection (it is the last row of `codes`).
+    pub fn pushed(&mut self, codes: &QuantizedRows) {
+        let row = self.row_node.len();
+        self.row_node.push(NONE);
+        self.uncovered += 1;
+        self.insert(codes, row);
+    }
+
+    /// Row `row` got a new vector.
+    pub fn changed(&mut self, codes: &QuantizedRows, row: usize) {
+        let node = self.row_node[row];
+        if node != NONE {
+            self.row_node[row] = NONE;
+            self.uncovered += 1;
+            self.kill(codes, node);
+        }
+        self.insert(codes, row);
+    }
+
+    /// Row `row` was removed and the last row moved into its place (`Vec::swap_remove`); `codes`
+    /// is already without it.
+    pub fn swap_removed(&mut self, codes: &QuantizedRows, row: usize) {
+        let last = self.row_node.len() - 1;
+        let gone = self.row_node[row];
+        if row != last {
+            let moved = self.row_node[last];
+            self.row_node[row] = moved;
+            if moved != NONE {
+                self.node_row[moved as usize] = row as u32;
+            }
+        }
+        self.row_node.pop();
+        if gone == NONE {
+            self.uncovered -= 1;
+        } else {
+            self.kill(codes, gone);
+        }
+    }
+
+    /// Inserts up to `budget` rows not in the graph yet; returns whether it is complete.
+    pub fn catch_up(&mut self, codes: &QuantizedRows, budget: usize) -> bool {
+        let mut inserted = 0;
+        let mut looked = 0;
+        while self.uncovered > 0 && inserted < budget && looked <= 2 * self.row_node.len() {
+            if self.cursor >= self.row_node.len() {
+                self.cursor = 0;
+            }
+            if self.row_node[self.cursor] == NONE {
+                self.insert(codes, self.cursor);
+                inserted += 1;
+            }
+            self.cursor += 1;
+            looked += 1;
+        }
+        self.is_complete()
+    }
+
+    /// Up to `ef` rows near `query` that `accept` keeps, nearest first by the graph's estimated
+    /// distance. `accept` is asked only about rows the walk reaches.
+    pub fn search<F: Fn(usize) -> bool>(
+        &self,
+        codes: &QuantizedRows,
+        query: &[f32],
+        ef: usize,
+        accept: F,
+    ) -> Vec<usize> {
+        let mut probe = Probe {
+            codes: vec![0; query.len()],
+            scale: 0.0,
+            norm: 0.0,
+        };
+        probe.scale = quantize_row(query, &mut probe.codes).0;
+        probe.norm = dot(query, query).sqrt();
+        Arch::new().dispatch(SearchOp {
+            graph: self,
+            codes,
+            probe,
+            ef,
+            accept,
+        })
+    }
+
+    #[inline(always)]
+    fn search_here(
+        &self,
+        codes: &QuantizedRows,
+        probe: &Probe,
+        ef: usize,
+        accept: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
+        if self.entry == NONE {
+            return Vec::new();
+        }
+        let mut entry = vec![self.scored(codes, probe, self.entry)];
+        for layer in (1..=self.top).rev() {
+            entry = self.search_layer(codes, probe, &entry, 1, layer, |_| true);
+        }
+        let accept = |node: u32| accept(self.node_row[node as usize] as usize);
+        self.search_layer(codes, probe, &entry, ef.max(1), 0, accept)
+            .into_iter()
+            .map(|s| self.node_row[s.node as usize] as usize)
+            .collect()
+    }
+
+    fn is_live(&self, node: u32) -> bool {
+        self.node_row[node as usize] != NONE
+    }
+
+    /// The estimated distance for an estimated dot product between vectors of norms `a`, `b`.
+    #[inline(always)]
+    fn distance(&self, dot: f32, a: f32, b: f32) -> f32 {
+        match self.metric {
+            Metric::Cosine => {
+                let norms = a * b;
+                if norms > 0.0 { 1.0 - dot / norms } else { 1.0 }
+            }
+            Metric::L2 => a * a + b * b - 2.0 * dot,
+            Metric::Dot => -dot,
+        }
+    }
+
+    #[inline(always)]
+    fn scored(&self, codes: &QuantizedRows, probe: &Probe, node: u32) -> Scored {
+        let (x, scale) = codes.codes(self.node_row[node as usize] as usize);
+        let dot = probe.scale * scale * dot_i8(&probe.codes, x) as f32;
+        Scored {
+            distance: self.distance(dot, probe.norm, self.norms[node as usize]),
+            node,
+        }
+    }
+
+    #[inline(always)]
+    fn between(&self, codes: &QuantizedRows, a: u32, b: u32) -> f32 {
+        let (x, s) = codes.codes(self.node_row[a as usize] as usize);
+        let (y, t) = codes.codes(self.node_row[b as usize] as usize);
+        let dot = s * t * dot_i8(x, y) as f32;
+        self.distance(dot, self.norms[a as usize], self.norms[b as usize])
+    }
+
+    /// The `ef` nearest nodes that `accept` keeps among those a best-first walk of `layer`
+    /// from `entry` reaches, ascending.
+    #[inline(always)]
+    fn search_layer(
+        &self,
+        codes: &QuantizedRows,
+        probe: &Probe,
+        entry: &[Scored],
+        ef: usize,
+        layer: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Scored> {
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(self.links.len());
+            let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::new();
+            let mut found: BinaryHeap<Scored> = BinaryHeap::new();
+            for &start in entry {
+                if visited.insert(start.node) {
+                    candidates.push(Reverse(start));
+                    if accept(start.node) {
+                        found.push(start);
+                    }
+                }
+            }
+            while found.len() > ef {
+                found.pop();
+            }
+            while let Some(Reverse(nearest)) = candidates.pop() {
+                if found.len() >= ef
+                    && found
+                        .peek()
+                        .is_some_and(|worst| nearest.distance > worst.distance)
+                {
+                    break;
+                }
+                let Some(neighbours) = self.links[nearest.node as usize].get(layer) else {
+                    continue;
+                };
+                for &node in neighbours {
+                    if !self.is_live(node) || !visited.insert(node) {
+                        continue;
+                    }
+                    let scored = self.scored(codes, probe, node);
+                    let worst = found.peek().map_or(f32::INFINITY, |w| w.distance);
+                    if found.len() < ef || scored.distance < worst {
+                        candidates.push(Reverse(scored));
+                        if accept(node) {
+                            found.push(scored);
+                            if found.len() > ef {
+                                found.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            found.into_sorted_vec()
+        })
+    }
+
+    /// The neighbours to keep from `candidates` (ascending by distance to the base): a
+    /// candidate is kept unless a kept one is nearer to it than the base is (the paper's
+    /// heuristic, which keeps links spread in every direction), at most `m`.
+    #[inline(always)]
+    fn select(&self, codes: &QuantizedRows, candidates: &[Scored], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for candidate in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            if kept
+                .iter()
+                .all(|&k| self.between(codes, candidate.node, k) > candidate.distance)
+            {
+                kept.push(candidate.node);
+            }
+        }
+        kept
+    }
+
+    fn random_level(&mut self) -> usize {
+        // xorshift64*: plenty for drawing levels.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let bits = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        let uniform = (bits as f64 + 1.0) / (1_u64 << 53) as f64;
+        let level = (-uniform.ln() / (M as f64).ln()) as usize;
+        level.min(MAX_LEVEL)
+    }
+
+    fn insert(&mut self, codes: &QuantizedRows, row: usize) {
+        Arch::new().dispatch(InsertOp {
+            graph: self,
+            codes,
+            row,
+        });
+    }
+
+    #[inline(always)]
+    fn insert_here(&mut self, codes: &QuantizedRows, row: usize) {
+        let node = self.links.len() as u32;
+        let level = self.random_level();
+        let (row_codes, scale) = codes.codes(row);
+        let probe = Probe {
+            codes: row_codes.to_vec(),
+            scale,
+            norm: codes.norm(row) as f32,
+        };
+        self.links.push(vec![Vec::new(); level + 1]);
+        self.node_row.push(row as u32);
+        self.norms.push(probe.norm);
+        self.row_node[row] = node;
+        self.uncovered -= 1;
+        if self.entry == NONE {
+            self.entry = node;
+            self.top = level;
+            return;
+        }
+        let mut entry = vec![self.scored(codes, &probe, self.entry)];
+        for layer in (level + 1..=self.top).rev() {
+            entry = self.search_layer(codes, &probe, &entry, 1, layer, |_| true);
+        }
+        for layer in (0..=level.min(self.top)).rev() {
+            let found =
+                self.search_layer(codes, &probe, &entry, EF_CONSTRUCTION, layer, |n| n != node);
+            let chosen = self.select(codes, &found, M);
+            for &neighbour in &chosen {
+                self.link(codes, neighbour, node, layer);
+            }
+            self.links[node as usize][layer] = chosen;
+            entry = found;
+        }
+        if level > self.top {
+            self.top = level;
+            self.entry = node;
+        }
+    }
+
+    fn capacity(layer: usize) -> usize {
+        if layer == 0 { 2 * M } else { M }
+    }
+
+    /// Adds `to` to `from`'s links on `layer`, pruning them with the heuristic when full.
+    #[inline(always)]
+    fn link(&mut self, codes: &QuantizedRows, from: u32, to: u32, layer: usize) {
+        let cap = Self::capacity(layer);
+        let Some(list) = self.links[from as usize].get(layer) else {
+            return;
+        };
+        if list.len() < cap {
+            self.links[from as usize][layer].push(to);
+            return;
+        }
+        let mut scored: Vec<Scored> = list
+            .iter()
+            .copied()
+            .chain([to])
+            .filter(|&n| self.is_live(n))
+            .map(|n| Scored {
+                distance: self.between(codes, from, n),
+                node: n,
+            })
+            .collect();
+        scored.sort_unstable();
+        let kept = self.select(codes, &scored, cap);
+        self.links[from as usize][layer] = kept;
+    }
+
+    /// Kills `node` (its row is gone or has a new vector) and relinks its neighbours.
+    fn kill(&mut self, codes: &QuantizedRows, node: u32) {
+        Arch::new().dispatch(KillOp {
+            graph: self,
+            codes,
+            node,
+        });
+    }
+
+    #[inline(always)]
+    fn kill_here(&mut self, codes: &QuantizedRows, node: u32) {
+        let layers = std::mem::take(&mut self.links[node as usize]);
+        self.node_row[node as usize] = NONE;
+        self.dead += 1;
+        for (layer, around) in layers.iter().enumerate() {
+            for &neighbour in around {
+                if !self.is_live(neighbour) {
+                    continue;
+                }
+                let Some(list) = self.links[neighbour as usize].get(layer) else {
+                    continue;
+                };
+                if !list.contains(&node) {
+                    continue;
+                }
+                // The nearest of its other links and of the dead node's other neighbours.
+                let mut pool: Vec<u32> = list
+                    .iter()
+                    .chain(around)
+                    .copied()
+                    .filter(|&n| n != node && n != neighbour && self.is_live(n))
+                    .collect();
+                pool.sort_unstable();
+                pool.dedup();
+                let mut scored: Vec<Scored> = pool
+                    .into_iter()
+                    .map(|n| Scored {
+                        distance: self.between(codes, neighbour, n),
+                        node: n,
+                    })
+                    .collect();
+                scored.sort_unstable();
+                scored.truncate(Self::capacity(layer));
+                self.links[neighbour as usize][layer] =
+                    scored.into_iter().map(|s| s.node).collect();
+            }
+        }
+        if self.entry == node {
+            self.reenter();
+        }
+    }
+
+    /// Picks a new entry point: a live node on the highest layer any live node reaches.
+    fn reenter(&mut self) {
+        self.entry = NONE;
+        self.top = 0;
+        for (node, layers) in self.links.iter().enumerate() {
+            if self.node_row[node] != NONE && (self.entry == NONE || layers.len() - 1 > self.top) {
+                self.entry = node as u32;
+                self.top = layers.len() - 1;
+            }
+        }
+    }
+}
+
+/// A vector reduced to what the distances read: int8 codes with their scale, and the norm.
+struct Probe {
+    codes: Vec<i8>,
+    scale: f32,
+    norm: f32,
+}
+
+// The graph's operations, each run under [`Arch::dispatch`] so that the kernels inlined into
+// them use the CPU's widest vector instructions.
+
+struct SearchOp<'a, F> {
+    graph: &'a Graph,
+    codes: &'a QuantizedRows,
+    probe: Probe,
+    ef: usize,
+    accept: F,
+}
+
+impl<F: Fn(usize) -> bool> WithSimd for SearchOp<'_, F> {
+    type Output = Vec<usize>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> Vec<usize> {
+        self.graph
+            .search_here(self.codes, &self.probe, self.ef, self.accept)
+    }
+}
+
+struct InsertOp<'a> {
+    graph: &'a mut Graph,
+    codes: &'a QuantizedRows,
+    row: usize,
+}
+
+impl WithSimd for InsertOp<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.graph.insert_here(self.codes, self.row);
+    }
+}
+
+struct KillOp<'a> {
+    graph: &'a mut Graph,
+    codes: &'a QuantizedRows,
+    node: u32,
+}
+
+impl WithSimd for KillOp<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.graph.kill_here(self.codes, self.node);
+    }
+}
+
+/// Per-thread marks of the nodes a walk has seen, cleared by bumping a generation.
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, nodes: usize) {
+        if self.marks.len() < nodes {
+            self.marks.resize(nodes, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `node`; false if it was marked already.
+    fn insert(&mut self, node: u32) -> bool {
+        let mark = &mut self.marks[node as usize];
+        let fresh = *mark != self.generation;
+        *mark = self.generation;
+        fresh
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const {
+        RefCell::new(Visited { marks: Vec::new(), generation: 0 })
+    };
+}
+
+/// The f32 dot product (for the query's norm).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The exact integer dot product of two rows of codes (`|code| ≤ 127`, so at most
+/// `4096 × 127²` in magnitude: no overflow).
+#[inline(always)]
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests;
