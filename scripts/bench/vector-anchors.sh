@@ -6,22 +6,28 @@
 #   p8fs through the RocksDB backend's search API (backends/rocksdb/benches/exact_search.rs).
 # Prints one table per data set with p50/p99, ratios to FAISS and to the one-thread f32 scan, and
 # how many queries' top 10 equal the exact float64 top 10.
+# With --ef, approximate search too: FAISS IndexHNSWFlat (M = 16, efConstruction = 100, efSearch =
+# ef) beside p8fs's graph with the same parameters, with recall@10 against the exact top 10,
+# queries/s with two threads, build time (one thread each) and the graph's size.
 #
 #   scripts/bench/vector-anchors.sh [--rows 100000[,1000000]] [--dim 384] [--queries 300]
-#                                   [--kinds clustered,uniform] [--work DIR]
+#                                   [--kinds clustered,uniform] [--ef 64[,128]] [--exact no]
+#                                   [--work DIR]
 #
 # Environment: P8FS_BENCH_VENV (the venv, default ~/.cache/p8fs-bench-venv), CARGO_TARGET_DIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-rows=100000 dim=384 queries=300 kinds=clustered,uniform work=""
+rows=100000 dim=384 queries=300 kinds=clustered,uniform work="" efs="" exact=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows=$2; shift 2 ;;
     --dim) dim=$2; shift 2 ;;
     --queries) queries=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
+    --ef) efs=$2; shift 2 ;;
+    --exact) exact=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -53,16 +59,24 @@ for n in ${rows//,/ }; do
     data="$work/$kind-$n"
     echo "# $set_name: generating" >&2
     "$py" "$here/vector_anchors.py" generate "$data" --rows "$n" --dim "$dim" --queries "$queries" --kind "$kind"
-    echo "# FAISS" >&2
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$py" "$here/vector_anchors.py" faiss "$data" | tag "$set_name" >> "$results"
-    echo "# numpy" >&2
-    OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 "$py" "$here/vector_anchors.py" numpy "$data" | tag "$set_name" >> "$results"
-    echo "# C f32 scan" >&2
-    for threads in 1 2; do
-      "$work/f32scan" "$data/base.f32" "$data/queries.f32" "$n" "$dim" "$queries" "$threads" | tag "$set_name" >> "$results"
+    if [ "$exact" = yes ]; then
+      echo "# FAISS" >&2
+      OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$py" "$here/vector_anchors.py" faiss "$data" | tag "$set_name" >> "$results"
+      echo "# numpy" >&2
+      OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 "$py" "$here/vector_anchors.py" numpy "$data" | tag "$set_name" >> "$results"
+      echo "# C f32 scan" >&2
+      for threads in 1 2; do
+        "$work/f32scan" "$data/base.f32" "$data/queries.f32" "$n" "$dim" "$queries" "$threads" | tag "$set_name" >> "$results"
+      done
+      echo "# p8fs (RocksDB)" >&2
+      (cd "$root" && P8FS_BENCH_DATA="$data" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
+    fi
+    for ef in ${efs//,/ }; do
+      echo "# FAISS HNSW, ef $ef" >&2
+      "$py" "$here/vector_anchors.py" faiss-hnsw "$data" --ef "$ef" | tag "$set_name" >> "$results"
+      echo "# p8fs HNSW (RocksDB), ef $ef" >&2
+      (cd "$root" && P8FS_BENCH_DATA="$data" P8FS_BENCH_EF="$ef" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
     done
-    echo "# p8fs (RocksDB)" >&2
-    (cd "$root" && P8FS_BENCH_DATA="$data" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
     rm -f "$data/base.f32"
   done
 done

@@ -2,6 +2,7 @@
 
     vector_anchors.py generate DIR --rows N --dim D --queries Q --kind uniform|clustered --seed S
     vector_anchors.py faiss DIR      (IndexFlatIP, one thread; prints a JSON line)
+    vector_anchors.py faiss-hnsw DIR --ef EF   (IndexHNSWFlat M=16, efConstruction=100)
     vector_anchors.py numpy DIR      (float32 matrix-vector product; threads from OPENBLAS_NUM_THREADS)
     vector_anchors.py table RESULTS.jsonl...
 """
@@ -99,6 +100,39 @@ def run_faiss(args):
                       "exact": exact_ids(base, query)}))
 
 
+def run_faiss_hnsw(args):
+    """IndexHNSWFlat with p8fs's graph parameters (M = 16, efConstruction = 100) and efSearch = ef:
+    build time (one thread, as p8fs builds), p50/p99 one query at a time on one thread, queries/s
+    with two threads over the batch, and the index's size."""
+    import faiss
+    import numpy as np
+
+    meta, base, query = load(args.dir)
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexHNSWFlat(meta["dim"], 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 100
+    started = time.perf_counter()
+    index.add(base)
+    build = time.perf_counter() - started
+    index.hnsw.efSearch = args.ef
+    for q in query[:5]:
+        index.search(q[None, :], K)
+    times, ids = [], []
+    for q in query:
+        started = time.perf_counter()
+        _, found = index.search(q[None, :], K)
+        times.append(time.perf_counter() - started)
+        ids.append(found[0].tolist())
+    faiss.omp_set_num_threads(2)
+    started = time.perf_counter()
+    index.search(np.ascontiguousarray(query), K)
+    qps = len(query) / (time.perf_counter() - started)
+    size = faiss.serialize_index(index).nbytes
+    print(json.dumps({"name": f"FAISS IndexHNSWFlat M=16 ef={args.ef}", **percentiles(times),
+                      "ids": ids, "build_s": build, "qps_2": qps,
+                      "graph_mib": (size - base.nbytes) / 2**20, "exact": exact_ids(base, query)}))
+
+
 def run_numpy(args):
     import numpy as np
 
@@ -133,6 +167,8 @@ def table(args):
         exact = next((r["exact"] for r in results if "exact" in r), None)
         faiss = next((r for r in results if r["name"].startswith("FAISS")), None)
         probe = next((r for r in results if r["name"] == "C f32 scan, 1 thread"), None)
+        approximate = [r for r in results if "qps_2" in r]
+        results = [r for r in results if "qps_2" not in r]
         print(f"\n{name}")
         print(f"| {'':<32} | {'p50 ms':>8} | {'p99 ms':>8} | {'p50 / FAISS':>11} | {'p50 / f32 scan':>14} | top-10 = exact |")
         print(f"|{'-' * 34}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 16}|{'-' * 16}|")
@@ -145,6 +181,18 @@ def table(args):
             print(f"| {r['name']:<32} | {r['p50_ms']:>8.2f} | {r['p99_ms']:>8.2f} | {ratio(faiss):>11} | {ratio(probe):>14} | {agree:>14} |")
             if "load_s" in r:
                 print(f"|   (p8fs load {r['load_s']:.1f} s, {r['rows']} rows through upsert){'':<{max(0, 1)}}")
+        if approximate:
+            hnsw = next((r for r in approximate if r["name"].startswith("FAISS")), None)
+            print(f"\napproximate: {name}")
+            print(f"| {'':<32} | {'p50 ms':>8} | {'p99 ms':>8} | {'q/s, 2 thr':>10} | {'/ FAISS':>8} | {'recall@10':>9} | {'build s':>8} | {'graph MiB':>9} |")
+            print(f"|{'-' * 34}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 11}|")
+            for r in approximate:
+                recall = "-"
+                if exact is not None:
+                    hits = sum(len(set(a) & set(b)) for a, b in zip(r["ids"], exact))
+                    recall = f"{hits / (K * len(exact)):.4f}"
+                ratio = f"{r['qps_2'] / hnsw['qps_2']:.2f}x" if hnsw else "-"
+                print(f"| {r['name']:<32} | {r['p50_ms']:>8.3f} | {r['p99_ms']:>8.3f} | {r['qps_2']:>10.0f} | {ratio:>8} | {recall:>9} | {r['build_s']:>8.1f} | {r['graph_mib']:>9.1f} |")
 
 
 def main():
@@ -159,10 +207,14 @@ def main():
     g.add_argument("--seed", type=int, default=42)
     for name in ["faiss", "numpy"]:
         sub.add_parser(name).add_argument("dir")
+    h = sub.add_parser("faiss-hnsw")
+    h.add_argument("dir")
+    h.add_argument("--ef", type=int, default=64)
     t = sub.add_parser("table")
     t.add_argument("results", nargs="+")
     args = parser.parse_args()
-    {"generate": generate, "faiss": run_faiss, "numpy": run_numpy, "table": table}[args.command](args)
+    {"generate": generate, "faiss": run_faiss, "faiss-hnsw": run_faiss_hnsw, "numpy": run_numpy,
+     "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ pub struct RocksOptions {
     pub block_cache_bytes: usize,
     /// Size of each memtable, in bytes.
     pub write_buffer_bytes: usize,
+    /// Collections with fewer records are searched exactly in either mode (an exact scan of
+    /// them is about as fast as a graph walk); larger ones get an approximate-search graph the
+    /// first time they are searched approximately.
+    pub graph_min_rows: usize,
 }
 
 impl Default for RocksOptions {
@@ -57,6 +61,7 @@ impl Default for RocksOptions {
             sync_writes: false,
             block_cache_bytes: 64 * 1024 * 1024,
             write_buffer_bytes: 16 * 1024 * 1024,
+            graph_min_rows: GRAPH_MIN_ROWS,
         }
     }
 }
@@ -129,7 +134,7 @@ impl RocksBackend {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync_writes);
         let versions = Versions::load(&db)?;
-        let vectors = vector::Collections::load(&db)?;
+        let vectors = vector::Collections::load(&db, options.graph_min_rows)?;
         Ok(Self {
             db,
             clock,

@@ -603,3 +603,5 @@ impl Check<'_> {
         }
     }
 }
+
+mod approximate;

@@ -41,7 +41,7 @@ use crate::schema::{self, CF_COLLECTIONS, CF_VECTORS, Reader};
 
 /// Searches over more than this many f32 components run on the blocking pool.
 const BLOCKING_SEARCH_FLOATS: usize = 1 << 20;
-/// Collections smaller than this are searched exactly in either mode.
+/// The default of [`crate::RocksOptions::graph_min_rows`].
 pub const GRAPH_MIN_ROWS: usize = 10_000;
 /// Rows a graph build inserts per hold of the collection's write lock.
 const BUILD_STEP: usize = 64;
@@ -51,9 +51,10 @@ const FILTER_SAMPLE: usize = 512;
 type CollectionKey = (TenantId, CollectionName);
 
 /// Every collection's in-memory index.
-#[derive(Default)]
 pub(crate) struct Collections {
     map: RwLock<HashMap<CollectionKey, Arc<RwLock<Index>>>>,
+    /// See [`crate::RocksOptions::graph_min_rows`].
+    graph_min_rows: usize,
 }
 
 /// One collection in memory; row `i` of every column is one record.
@@ -162,8 +163,8 @@ impl Index {
     }
 
     /// Whether a search of this collection should come from a graph it does not have yet.
-    fn wants_graph(&self) -> bool {
-        self.graph.is_none() && self.ids.len() >= GRAPH_MIN_ROWS
+    fn wants_graph(&self, min_rows: usize) -> bool {
+        self.graph.is_none() && self.ids.len() >= min_rows
     }
 
     /// The candidates of an approximate search from the graph, or `None` when it cannot answer
@@ -298,7 +299,7 @@ fn decode_record(id: RecordId, dimension: usize, raw: &[u8]) -> Result<VectorRec
 
 impl Collections {
     /// Loads every collection and record from the database.
-    pub(crate) fn load(db: &DB) -> Result<Self> {
+    pub(crate) fn load(db: &DB, graph_min_rows: usize) -> Result<Self> {
         let mut map = HashMap::new();
         for item in db.iterator_cf(crate::cf(db, CF_COLLECTIONS)?, rocksdb::IteratorMode::Start) {
             let (raw_key, raw) = item.map_err(classify)?;
@@ -360,6 +361,7 @@ impl Collections {
         }
         Ok(Self {
             map: RwLock::new(map),
+            graph_min_rows,
         })
     }
 
@@ -421,7 +423,7 @@ impl RocksBackend {
     ) -> Result<()> {
         {
             let mut guard = index.write();
-            if guard.dropped || !guard.wants_graph() {
+            if guard.dropped || !guard.wants_graph(self.vectors.graph_min_rows) {
                 return Ok(());
             }
             let mut batch = WriteBatch::default();
@@ -724,7 +726,7 @@ impl VectorStore for RocksBackend {
             if let Some(found) = guard.approximate(query, ef, filter, now) {
                 return Ok(found);
             }
-            guard.wants_graph()
+            guard.wants_graph(self.vectors.graph_min_rows)
         };
         if wants_graph {
             self.start_graph(tenant, collection, &index)?;
