@@ -235,6 +235,7 @@ macro_rules! suite {
                     list_vectors_pages,
                     drop_removes_records,
                     search_beyond_the_first_candidate_page,
+                    approximate_search_is_ranked_filtered_and_visible,
                 ],
                 graph: [
                     nodes_and_edges_round_trip,

@@ -7,12 +7,12 @@ use std::fmt::Debug;
 
 use serde_json::{Value, json};
 
-use p8fs_core::vector::{SearchHit, search, upsert};
+use p8fs_core::vector::{SearchHit, SearchMode, search, search_with, upsert};
 use p8fs_core::{Embedding, ErrorKind, Filter, JsonObject, Limit, Metric, Result};
 
 use crate::Harness;
 use crate::near_ties;
-use crate::support::{collection, filter, limit, object, record, spec};
+use crate::support::{collection, filter, limit, object, record, spec, ttl};
 
 const TOLERANCE: f64 = 1e-6;
 
@@ -972,4 +972,81 @@ pub async fn drop_removes_records(h: &Harness) {
 /// the distances core computes.
 pub async fn search_beyond_the_first_candidate_page(h: &Harness) {
     near_ties::run_searches(h.b(), &h.tenant, &near_ties::SEARCHES, &|| 0).await;
+}
+
+/// Approximate mode keeps the contract's promises about what it returns: visible records only,
+/// matching the filter, at most k, ranked by the exact distance then id; and a collection this
+/// small is answered exactly (the contract lets a backend do so below its graph's size, and every
+/// backend does at a few hundred records).
+pub async fn approximate_search_is_ranked_filtered_and_visible(h: &Harness) {
+    create(h, "ap", 8, Metric::Cosine).await;
+    let vector = |i: usize| -> Vec<f32> {
+        (0..8)
+            .map(|d| (((i * 31 + d * 17) % 23) as f32 - 11.0) / 7.0 + 0.01 * d as f32)
+            .collect()
+    };
+    let c = collection("ap");
+    for i in 0..300 {
+        // Every fifth record expires after one second.
+        let expiry = if i % 5 == 4 { ttl(1000) } else { None };
+        upsert(
+            h.b(),
+            &h.tenant,
+            &c,
+            &record(&format!("r{i:03}")),
+            vector(i),
+            &object(json!({"g": i % 3})),
+            expiry,
+        )
+        .await
+        .expect("upsert");
+    }
+    for i in (0..300).step_by(7) {
+        assert!(
+            h.b()
+                .delete_vector(&h.tenant, &c, &record(&format!("r{i:03}")))
+                .await
+                .expect("delete")
+        );
+    }
+    h.clock.advance(2000);
+    for (q, clauses) in [
+        (1, vec![]),
+        (2, vec![("g", json!(1))]),
+        (3, vec![("g", json!(5))]),
+    ] {
+        let f = filter(&clauses);
+        let query = vector(q * 1000 + 5);
+        let exact = find(h, "ap", &query, 10, &f).await;
+        for ef in [1, 10, 64] {
+            let approximate = search_with(
+                h.b(),
+                &h.tenant,
+                &c,
+                query.clone(),
+                limit(10),
+                &f,
+                SearchMode::Approximate { ef },
+            )
+            .await
+            .expect("approximate search succeeds");
+            assert_eq!(approximate, exact, "ef {ef}, filter {clauses:?}");
+            for hit in &approximate {
+                let i: usize = hit.id.as_str()[1..].parse().expect("record id");
+                assert!(i % 5 != 4 && i % 7 != 0, "{} is not visible", hit.id);
+            }
+        }
+    }
+    assert_eq!(
+        SearchMode::parse(Some("approximate"), Some(0))
+            .expect_err("ef 0")
+            .field(),
+        Some("ef")
+    );
+    assert_eq!(
+        SearchMode::parse(Some("fuzzy"), None)
+            .expect_err("unknown mode")
+            .field(),
+        Some("mode")
+    );
 }
