@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
+use p8fs_core::vector::SearchMode;
 use p8fs_core::{Backend, Limit, ManualClock, TenantId};
 use p8fs_embed::{BuiltinEmbedder, WordPieceCounter};
 use p8fs_memory::{Limits, Memory, NewMemory, Origin, Query};
@@ -201,6 +202,7 @@ async fn main() {
                     bucket: None,
                     tags: Vec::new(),
                     metadata: Vec::new(),
+                    mode: SearchMode::Exact,
                 },
             )
             .await

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use p8fs_backend_postgres::{PgBackend, PgOptions};
 use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
+use p8fs_core::vector::SearchMode;
 use p8fs_core::{
     Backend, CollectionSpec, Embedder, Embedding, Filter, JsonMap, JsonObject, JsonValue, Key,
     Limit, ManualClock, Metric, RecordId, TenantId,
@@ -225,6 +226,7 @@ impl Bench {
             bucket: None,
             tags: Vec::new(),
             metadata: Vec::new(),
+            mode: SearchMode::Exact,
         };
         // Warm up: the first search loads the collection's index.
         memory.search(&tenant, &query(&texts[0])).await.unwrap();

@@ -1,10 +1,11 @@
-//! Search by meaning: the query is embedded and the contract's exact vector search finds the
-//! nearest chunks; a chunk is returned only while its source record names its generation (see
-//! the crate documentation), so a search never sees half of a replacement or a deleted source.
+//! Search by meaning: the query is embedded and the contract's vector search finds the nearest
+//! chunks (exactly by default, or approximately: [`Query::mode`]); a chunk is returned only while
+//! its source record names its generation (see the crate documentation), so a search never sees
+//! half of a replacement or a deleted source.
 
 use std::collections::HashMap;
 
-use p8fs_core::vector::search as vector_search;
+use p8fs_core::vector::{SearchMode, search_with as vector_search};
 use p8fs_core::{
     BucketName, Error, ErrorKind, Filter, JsonMap, Key, Limit, Result, TenantId, validate::MAX_K,
 };
@@ -54,6 +55,9 @@ pub struct Query {
     pub tags: Vec<String>,
     /// Only chunks of memories whose metadata holds these values at these dot paths.
     pub metadata: Vec<(String, Value)>,
+    /// How the nearest chunks are found: exactly (the default), or approximately from the
+    /// backend's graph index where it keeps one (see [`SearchMode`]).
+    pub mode: SearchMode,
 }
 
 /// Where a found chunk comes from.
@@ -117,6 +121,7 @@ impl Memory {
                 vector.clone(),
                 Limit::new(asked as u64)?,
                 &filter,
+                query.mode,
             )
             .await
             {

@@ -11,6 +11,7 @@ mod memory {
 
     use p8fs_backend_rocksdb::{RocksBackend, RocksOptions};
     use p8fs_core::object::ObjectWriter;
+    use p8fs_core::vector::SearchMode;
     use p8fs_core::{
         Backend, BucketName, Clock, Embedder, ErrorKind, Limit, ManualClock, NodeId,
         ObjectAttributes, ObjectKey, ObjectMeta, ObjectStore, Precondition, TenantId, Ttl,
@@ -99,6 +100,7 @@ mod memory {
             bucket: None,
             tags: Vec::new(),
             metadata: Vec::new(),
+            mode: SearchMode::Exact,
         }
     }
 
@@ -190,6 +192,43 @@ mod memory {
             v.memory.forget(&t, &ids[0]).await.unwrap_err().kind(),
             ErrorKind::NotFound
         );
+    }
+
+    /// An approximate search of a small collection is answered exactly: the same chunks, in the
+    /// same order, with the same scores, whatever `ef` (below `k` too) and filter.
+    #[tokio::test]
+    async fn approximate_search_of_a_small_collection_finds_what_exact_finds() {
+        let v = vault();
+        let t = tenant("alice");
+        for (i, text) in NOTES.iter().enumerate() {
+            let tags = if i % 2 == 0 {
+                vec!["even".to_owned()]
+            } else {
+                Vec::new()
+            };
+            let new = NewMemory { tags, ..note(text) };
+            v.memory.remember(&t, new).await.unwrap();
+        }
+        for (question, k, tags) in [
+            ("how do I make bread", 4, Vec::new()),
+            ("when is the trip to Japan", 2, Vec::new()),
+            ("watering plants", 3, vec!["even".to_owned()]),
+        ] {
+            let exact = Query {
+                tags,
+                ..query(question, k)
+            };
+            let expected = v.memory.search(&t, &exact).await.unwrap();
+            assert!(!expected.is_empty(), "{question}");
+            for ef in [1, 16, 64, 4096] {
+                let approximate = Query {
+                    mode: SearchMode::Approximate { ef },
+                    ..exact.clone()
+                };
+                let found = v.memory.search(&t, &approximate).await.unwrap();
+                assert_eq!(found, expected, "{question} with ef {ef}");
+            }
+        }
     }
 
     #[tokio::test]
