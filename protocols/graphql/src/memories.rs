@@ -1,5 +1,6 @@
 //! Memories and search by meaning: `memory(id)`, `memories` (oldest first), `search(text)`
-//! (chunks of memories and uploaded files, nearest first), and `remember`, `forget`,
+//! (chunks of memories and uploaded files, nearest first; exact, or approximate with `mode` and
+//! `ef` as a vector search takes them), and `remember`, `forget`,
 //! `linkMemories`. Scopes `memories:read`, `memories:write`. When the server runs without
 //! embeddings these fields are UNAVAILABLE.
 
@@ -17,6 +18,7 @@ use crate::error::GqlResult;
 use crate::kv::ttl;
 use crate::page;
 use crate::scalars::Long;
+use crate::vectors::{SearchModeName, search_mode};
 
 /// The memory service, or UNAVAILABLE when embeddings are off.
 pub(crate) fn memory_service<'a>(ctx: &Context<'a>) -> p8fs_core::Result<&'a Memory> {
@@ -182,6 +184,7 @@ impl MemoryQuery {
     /// The `k` chunks (of memories and indexed objects) nearest to `text`'s meaning, nearest
     /// first, optionally only of one kind of source, one bucket, memories with every one of
     /// `tags`, or memories whose metadata holds each value of `metadata` at its dot path.
+    /// `mode` and `ef` as in a collection's `search`.
     #[expect(
         clippy::too_many_arguments,
         reason = "a GraphQL field takes its arguments one by one"
@@ -196,10 +199,13 @@ impl MemoryQuery {
         bucket: Option<String>,
         #[graphql(default)] tags: Vec<String>,
         metadata: Option<Json<Map<String, Value>>>,
+        #[graphql(default_with = "SearchModeName::Exact")] mode: SearchModeName,
+        ef: Option<i32>,
     ) -> async_graphql::Result<Vec<SearchHit>> {
         let caller = caller(ctx, Scope::MemoriesRead)?;
         let memory = memory_service(ctx).gql()?;
         let k = Limit::named("k", u64::try_from(k).unwrap_or(0)).gql()?;
+        let mode = search_mode(mode, ef).gql()?;
         let query = Query {
             text,
             k,
@@ -215,6 +221,7 @@ impl MemoryQuery {
             metadata: metadata
                 .map(|m| m.0.into_iter().collect())
                 .unwrap_or_default(),
+            mode,
         };
         let found = memory.search(&caller.tenant, &query).await.gql()?;
         Ok(found

@@ -1,11 +1,11 @@
 //! Vector collections and records: `collections`, `collection(name)` with its `records`
-//! (a connection), `record(id)` and `search` (exact nearest neighbours with a metadata filter),
-//! and the writes. Scopes `vectors:read`, `vectors:write`.
+//! (a connection), `record(id)` and `search` (nearest neighbours with a metadata filter, exact or
+//! approximate: `mode`, `ef`), and the writes. Scopes `vectors:read`, `vectors:write`.
 
 use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject};
 use p8fs_auth::Scope;
-use p8fs_core::vector::{VectorRecord, components, search, upsert};
+use p8fs_core::vector::{SearchMode, VectorRecord, components, search_with, upsert};
 use p8fs_core::{
     CollectionName, CollectionSpec, Error, Filter, JsonObject, Limit, Metric, RecordId,
 };
@@ -47,6 +47,31 @@ impl From<MetricName> for Metric {
             MetricName::Dot => Metric::Dot,
         }
     }
+}
+
+/// How a search finds the nearest records.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "SearchMode")]
+pub enum SearchModeName {
+    /// Every record is considered: exactly the nearest.
+    Exact,
+    /// A backend keeping a graph index of the collection (RocksDB, from 10,000 records) walks
+    /// it keeping the `ef` best records seen: far fewer records read, and some of the exact
+    /// nearest may be missed; what is returned is still ranked exactly. Smaller collections,
+    /// and backends without a graph index, answer exactly.
+    Approximate,
+}
+
+/// The contract's mode of a search's `mode` and `ef` arguments, checked as every front-end
+/// checks them ([`SearchMode::parse`]): `ef` in 1..=4096 and only with APPROXIMATE, errors
+/// naming `ef`.
+pub(crate) fn search_mode(mode: SearchModeName, ef: Option<i32>) -> p8fs_core::Result<SearchMode> {
+    let mode = match mode {
+        SearchModeName::Exact => "exact",
+        SearchModeName::Approximate => "approximate",
+    };
+    // A negative `ef` is out of range as 0 is.
+    SearchMode::parse(Some(mode), ef.map(|ef| u64::try_from(ef).unwrap_or(0)))
 }
 
 /// A collection of fixed-dimension vectors.
@@ -144,7 +169,9 @@ impl Collection {
     }
 
     /// The `k` records nearest to `vector` whose metadata holds every `filter` value at its dot
-    /// path: distance ascending, then id.
+    /// path: distance ascending, then id. `mode` APPROXIMATE searches the collection's graph
+    /// index keeping `ef` candidates (1..=4096, default 64; only with APPROXIMATE), where the
+    /// backend keeps one.
     #[graphql(complexity = "k.clamp(1, 1000) as usize * child_complexity")]
     async fn search(
         &self,
@@ -152,19 +179,23 @@ impl Collection {
         vector: Vec<f64>,
         #[graphql(default = 10)] k: i32,
         filter: Option<Json<Map<String, Value>>>,
+        #[graphql(default_with = "SearchModeName::Exact")] mode: SearchModeName,
+        ef: Option<i32>,
     ) -> async_graphql::Result<Vec<VectorHit>> {
         let caller = caller(ctx, Scope::VectorsRead)?;
         let name = CollectionName::new(self.name.clone()).gql()?;
         let k = Limit::top_k(u64::try_from(k).unwrap_or(0)).gql()?;
         let filter = Filter::new(filter.map(|f| f.0).unwrap_or_default()).gql()?;
+        let mode = search_mode(mode, ef).gql()?;
         let query = components("vector", vector).gql()?;
-        let hits = search(
+        let hits = search_with(
             state(ctx).backend.as_ref(),
             &caller.tenant,
             &name,
             query,
             k,
             &filter,
+            mode,
         )
         .await
         .gql()?;

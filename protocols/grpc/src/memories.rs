@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::GrpcResult;
 use crate::pb::{self, memories_server::Memories};
+use crate::vectors::search_mode;
 use crate::{GrpcState, json_object, json_text, json_value, ttl};
 
 /// The `Memories` service.
@@ -86,6 +87,7 @@ impl Memories for MemoriesService {
         for (path, text) in request.metadata {
             metadata.push((path, json_value("metadata", &text)?));
         }
+        let mode = search_mode(request.mode, request.ef)?;
         let query = Query {
             text: request.q,
             k,
@@ -93,6 +95,7 @@ impl Memories for MemoriesService {
             bucket,
             tags: request.tags,
             metadata,
+            mode,
         };
         let found = memory.search(&caller.tenant, &query).await.grpc()?;
         Ok(Response::new(pb::MemorySearchResponse {

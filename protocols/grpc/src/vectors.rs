@@ -1,7 +1,8 @@
-//! `p8fs.v1.Vectors`: collections, records and search (scopes `vectors:read`, `vectors:write`).
+//! `p8fs.v1.Vectors`: collections, records and search, exact or approximate (scopes
+//! `vectors:read`, `vectors:write`).
 
 use p8fs_auth::Scope;
-use p8fs_core::vector::{components, search, upsert};
+use p8fs_core::vector::{SearchMode, components, search_with, upsert};
 use p8fs_core::{CollectionName, CollectionSpec, Error, Filter, Limit, Metric, RecordId, Resource};
 use tonic::{Request, Response, Status};
 
@@ -14,6 +15,25 @@ pub struct VectorsService(pub GrpcState);
 
 fn floats(field: &'static str, values: Vec<f32>) -> Result<Vec<f32>, Status> {
     components(field, values.into_iter().map(f64::from).collect()).grpc()
+}
+
+/// The contract's mode of a request's `mode` and `ef`, checked as every front-end checks them
+/// ([`SearchMode::parse`]); an enum value this server does not know is refused naming `mode`.
+pub(crate) fn search_mode(mode: i32, ef: Option<u32>) -> Result<SearchMode, Status> {
+    let ef = ef.map(u64::from);
+    let mode = match pb::SearchMode::try_from(mode) {
+        Ok(pb::SearchMode::Unspecified) => None,
+        Ok(pb::SearchMode::Exact) => Some("exact"),
+        Ok(pb::SearchMode::Approximate) => Some("approximate"),
+        Err(_) => {
+            return Err(Error::invalid(
+                "mode",
+                "must be SEARCH_MODE_EXACT or SEARCH_MODE_APPROXIMATE",
+            ))
+            .grpc();
+        }
+    };
+    SearchMode::parse(mode, ef).grpc()
 }
 
 #[tonic::async_trait]
@@ -122,14 +142,16 @@ impl Vectors for VectorsService {
             clauses.push((path, json_value("filter", &text)?));
         }
         let filter = Filter::new(clauses).grpc()?;
+        let mode = search_mode(request.mode, request.ef)?;
         let query = floats("query", request.query)?;
-        let hits = search(
+        let hits = search_with(
             self.0.backend.as_ref(),
             &caller.tenant,
             &name,
             query,
             k,
             &filter,
+            mode,
         )
         .await
         .grpc()?;

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 use p8fs_auth::{Principal, Scope};
 use p8fs_core::object::{hex, list_objects_v2, unhex};
 use p8fs_core::traverse::{PathQuery, neighbors, shortest_path};
-use p8fs_core::vector::{components, search};
+use p8fs_core::vector::{SearchMode, components, search_with};
 use p8fs_core::{
     BucketName, CollectionName, Depth, Direction, Error, ErrorKind, Filter, JsonMap, JsonValue,
     Key, KeyPrefix, Limit, NodeId, ObjectKey, ObjectPrefix, RelFilter, Ttl,
@@ -350,6 +350,12 @@ pub struct RecallInput {
     /// Only chunks of memories whose metadata holds these values (dot paths as keys).
     #[serde(default)]
     pub metadata: Option<JsonMap>,
+    /// `exact` (default) or `approximate`, as in `search_vectors`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// With mode `approximate` only: candidates kept (1 to 4096, default 64).
+    #[serde(default)]
+    pub ef: Option<u64>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -569,6 +575,15 @@ pub struct SearchVectorsInput {
     /// Metadata conditions (the REST API's filter language).
     #[serde(default)]
     pub filter: Option<serde_json::Map<String, Value>>,
+    /// `exact` (default: every record considered) or `approximate` (a graph index walked,
+    /// faster on large collections, may miss some of the nearest; collections under 10,000
+    /// records, and backends without a graph index, answer exactly).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// With mode `approximate` only: candidates kept while searching (1 to 4096, default 64);
+    /// more finds more of the nearest, slower.
+    #[serde(default)]
+    pub ef: Option<u64>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -682,6 +697,7 @@ impl Vault {
             bucket: input.bucket.map(BucketName::new).transpose()?,
             tags: input.tags,
             metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+            mode: SearchMode::parse(input.mode.as_deref(), input.ef)?,
         };
         let found = self.memory()?.search(&caller.tenant, &query).await?;
         let results = found
@@ -1021,14 +1037,16 @@ impl Vault {
             CollectionName::new(input.collection).map_err(|e| e.renamed("collection"))?;
         let k = Limit::top_k(input.k.unwrap_or(10))?;
         let filter = Filter::new(input.filter.unwrap_or_default())?;
+        let mode = SearchMode::parse(input.mode.as_deref(), input.ef)?;
         let query = components("vector", input.vector)?;
-        let hits = search(
+        let hits = search_with(
             self.state.backend.as_ref(),
             &caller.tenant,
             &collection,
             query,
             k,
             &filter,
+            mode,
         )
         .await
         // The contract calls the query vector `query`; here it is the `vector` argument.

@@ -1,8 +1,10 @@
 //! `/v1/memories`, `/v1/search` and `/v1/index`: notes stored as memories, search by meaning
-//! over memories and indexed objects, and the index status of an object (scopes
+//! over memories and indexed objects (exact, or approximate with `mode` and `ef` as the vector
+//! search takes them), and the index status of an object (scopes
 //! `memories:read` and `memories:write`). The work is [`p8fs_memory::Memory`]'s; with
 //! `[embeddings] provider = "none"` these routes answer 503.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -10,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
 use p8fs_core::validate::MAX_PATH_BYTES;
+use p8fs_core::vector::SearchMode;
 use p8fs_core::{BucketName, Error, Limit, ObjectKey};
 use p8fs_memory::{
     Found, IndexStatus, MAX_QUERY_METADATA, MAX_QUERY_TAGS, MAX_TAG_BYTES, MAX_TAGS, MemoryRecord,
@@ -19,14 +22,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
-    AdditionalProperties, Array, ArrayBuilder, Object, ObjectBuilder, Ref, SchemaFormat, Type,
+    AdditionalProperties, Array, ArrayBuilder, Object, ObjectBuilder, Ref, Schema, SchemaFormat,
+    Type,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
 use crate::kv::{DOT_PATH_PATTERN, limit, ttl};
 use crate::schema::{AnyJson, AnyJsonObject};
+use crate::vectors::{ef_needs_approximate, ef_schema, mode_schema};
 use crate::{RestState, integer};
 
 /// Search results when a request names no `k`.
@@ -147,6 +152,12 @@ pub struct SearchParams {
         format = "comma-separated-utf8-max-64-bytes"
     )]
     pub tags: Option<String>,
+    /// `exact` (the default) or `approximate`, as in a vector search.
+    #[param(schema_with = mode_schema)]
+    pub mode: Option<String>,
+    /// With `mode=approximate` only: the candidate list, 1..=4096 (default 64).
+    #[param(schema_with = ef_schema)]
+    pub ef: Option<u64>,
 }
 
 /// A search by meaning with every filter (the body of `POST /v1/search`).
@@ -179,6 +190,32 @@ pub struct MemorySearchRequest {
     #[serde(default)]
     #[schema(schema_with = metadata_filter_schema)]
     pub metadata: BTreeMap<String, Value>,
+    #[serde(default)]
+    #[schema(schema_with = mode_schema)]
+    pub mode: Option<String>,
+    #[serde(default, deserialize_with = "integer::optional_u64")]
+    #[schema(schema_with = ef_schema)]
+    pub ef: Option<u64>,
+}
+
+/// The document's [`MemorySearchRequest`]: its derived schema with the dependency of `ef` on
+/// `mode` ([`ef_needs_approximate`]).
+pub struct MemorySearchBody;
+
+impl PartialSchema for MemorySearchBody {
+    fn schema() -> RefOr<Schema> {
+        ef_needs_approximate(<MemorySearchRequest as PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for MemorySearchBody {
+    fn name() -> Cow<'static, str> {
+        <MemorySearchRequest as ToSchema>::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <MemorySearchRequest as ToSchema>::schemas(schemas);
+    }
 }
 
 /// One tag: 1..=64 bytes, no `.`, no control characters.
@@ -486,12 +523,14 @@ pub(crate) async fn link_memory(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Finds the chunks of memories and indexed objects nearest to a question's meaning.
+/// Finds the chunks of memories and indexed objects nearest to a question's meaning: exactly,
+/// or approximately with `mode=approximate` (answered exactly by collections under 10,000
+/// chunks and by backends without a graph index).
 #[utoipa::path(get, path = "/v1/search", tag = "memories",
     params(SearchParams),
     responses(
         (status = 200, description = "The nearest chunks, nearest first", body = MemorySearchResults),
-        (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad input, including `ef` without `mode=approximate` (a dependency between two parameters that their schemas cannot state)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing scope memories:read", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Embeddings are off, or the embedder is unavailable", body = Problem, content_type = "application/problem+json"),
@@ -513,13 +552,15 @@ pub(crate) async fn search(
         bucket: params.bucket,
         tags,
         metadata: BTreeMap::new(),
+        mode: params.mode,
+        ef: params.ef,
     };
     run_search(&state, &caller, request).await
 }
 
 /// As `GET /v1/search`, with metadata filters in a JSON body.
 #[utoipa::path(post, path = "/v1/search", tag = "memories",
-    request_body = MemorySearchRequest,
+    request_body = MemorySearchBody,
     responses(
         (status = 200, description = "The nearest chunks, nearest first", body = MemorySearchResults),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -551,6 +592,7 @@ async fn run_search(
         .map(|s| SourceKind::parse("source", s))
         .transpose()?;
     let bucket = request.bucket.map(BucketName::new).transpose()?;
+    let mode = SearchMode::parse(request.mode.as_deref(), request.ef)?;
     let query = Query {
         text: request.q,
         k,
@@ -558,6 +600,7 @@ async fn run_search(
         bucket,
         tags: request.tags,
         metadata: request.metadata.into_iter().collect(),
+        mode,
     };
     let found = memory.search(&caller.tenant, &query).await?;
     Ok(Json(MemorySearchResults {

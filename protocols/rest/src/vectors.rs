@@ -1,10 +1,12 @@
-//! `/v1/collections`: vector collections, their records, and exact nearest-neighbour search.
+//! `/v1/collections`: vector collections, their records, and nearest-neighbour search, exact or
+//! approximate (`mode`, `ef`).
 //!
 //! What the document cannot say: a vector must have exactly its collection's dimension (and not
 //! be all zero in a cosine collection), which depends on the stored collection. Such a vector is
 //! a 400 naming `vector` or `query`, documented on the operations that take one. Everything else
 //! (components within the range of a 32-bit float, 1..=4096 of them) is in the schema.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -12,18 +14,21 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use p8fs_auth::Scope;
 use p8fs_core::validate::{MAX_DIMENSION, MAX_FILTER_CLAUSES, MAX_PATH_BYTES};
-use p8fs_core::vector::{SearchHit, VectorRecord, components, require_collection, search, upsert};
+use p8fs_core::vector::{
+    MAX_EF, SearchHit, SearchMode, VectorRecord, components, require_collection, search_with,
+    upsert,
+};
 use p8fs_core::{
     CollectionName, CollectionSpec, Error, Filter, JsonObject, Limit, Metric, RecordId, Resource,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
-    AdditionalProperties, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Ref,
+    AdditionalProperties, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Ref, Schema,
     SchemaFormat, Type,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
@@ -135,7 +140,7 @@ pub struct ListParams {
     pub limit: Option<u64>,
 }
 
-/// An exact k-nearest search.
+/// A k-nearest search, exact unless `mode` is `approximate`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"query": [0.1, 0.2, 0.3], "k": 5, "filter": {"lang": "en"}}))]
@@ -149,6 +154,82 @@ pub struct SearchRequest {
     #[serde(default)]
     #[schema(schema_with = filter_schema)]
     pub filter: BTreeMap<String, Value>,
+    #[serde(default)]
+    #[schema(schema_with = mode_schema)]
+    pub mode: Option<String>,
+    #[serde(default, deserialize_with = "integer::optional_u64")]
+    #[schema(schema_with = ef_schema)]
+    pub ef: Option<u64>,
+}
+
+/// The description of `mode`, shared by the searches that take one.
+pub(crate) const MODE_DESCRIPTION: &str = "How the nearest are found. `exact` (the default): \
+    every record is considered. `approximate`: a backend keeping a graph index of the collection \
+    (RocksDB, from 10,000 records) walks it keeping the `ef` best records seen, reading far \
+    fewer records but possibly missing some of the exact nearest; what it returns is still \
+    ranked exactly and matches the filter. Smaller collections, and backends without a graph \
+    index, answer an approximate search exactly.";
+
+/// The description of `ef`, shared by the searches that take one.
+pub(crate) const EF_DESCRIPTION: &str = "With `mode` `approximate` only (a 400 naming `ef` \
+    otherwise): the candidate list kept while walking the graph, 1..=4096 (default 64; never \
+    fewer than `k`). Larger finds more of the exact nearest, slower.";
+
+/// The schema of `mode`.
+pub(crate) fn mode_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["exact", "approximate"]))
+        .default(Some(Value::from("exact")))
+        .description(Some(MODE_DESCRIPTION))
+        .build()
+}
+
+/// The schema of `ef`.
+pub(crate) fn ef_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_EF as u64))
+        .description(Some(EF_DESCRIPTION))
+        .build()
+}
+
+/// A request body's schema with `ef` allowed only beside `"mode": "approximate"`, in JSON
+/// Schema's own terms (`dependentSchemas`), so that the document describes exactly the bodies
+/// accepted.
+pub(crate) fn ef_needs_approximate(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut object)) = schema else {
+        return schema;
+    };
+    object
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert(
+            "dependentSchemas".to_owned(),
+            json!({"ef": {"required": ["mode"], "properties": {"mode": {"const": "approximate"}}}}),
+        );
+    RefOr::T(Schema::Object(object))
+}
+
+/// The document's [`SearchRequest`]: its derived schema with the dependency of `ef` on `mode`
+/// ([`ef_needs_approximate`]), which the derive cannot state.
+pub struct SearchBody;
+
+impl PartialSchema for SearchBody {
+    fn schema() -> RefOr<Schema> {
+        ef_needs_approximate(<SearchRequest as PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for SearchBody {
+    fn name() -> Cow<'static, str> {
+        <SearchRequest as ToSchema>::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <SearchRequest as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The schema of a metadata filter.
@@ -447,10 +528,12 @@ pub(crate) async fn list_vectors(
     }))
 }
 
-/// Exact k-nearest search with an optional metadata filter.
+/// k-nearest search with an optional metadata filter: exact, or approximate with `mode`
+/// `approximate` (answered exactly by collections under 10,000 records and by backends without
+/// a graph index).
 #[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "vectors",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", example = "docs")),
-    request_body = SearchRequest,
+    request_body = SearchBody,
     responses(
         (status = 200, description = "Nearest first", body = SearchResults),
         (status = 400, description = "Bad input, including a query whose length is not the collection's dimension or a zero query in a cosine collection: these depend on the stored collection, which the schema cannot know", body = Problem, content_type = "application/problem+json"),
@@ -469,14 +552,16 @@ pub(crate) async fn search_vectors(
     let name = CollectionName::new(name)?;
     let k = Limit::top_k(request.k.unwrap_or(10))?;
     let filter = Filter::new(request.filter)?;
+    let mode = SearchMode::parse(request.mode.as_deref(), request.ef)?;
     let query = components("query", request.query)?;
-    let hits = search(
+    let hits = search_with(
         state.backend.as_ref(),
         &caller.tenant,
         &name,
         query,
         k,
         &filter,
+        mode,
     )
     .await?;
     Ok(Json(SearchResults {
@@ -500,5 +585,64 @@ mod tests {
         assert_eq!(error.field(), Some("query[1]"));
         let error = components("vector", vec![-1e300]).unwrap_err();
         assert_eq!(error.field(), Some("vector[0]"));
+    }
+
+    /// The document states `mode` and `ef` as the handlers check them, on both search bodies
+    /// and on `GET /v1/search`, `ef` depending on `mode` where JSON Schema can say so.
+    #[test]
+    fn search_modes_are_documented() {
+        let document = crate::openapi_document();
+        let components = &document["components"]["schemas"];
+        for name in ["SearchRequest", "MemorySearchRequest"] {
+            let schema = &components[name];
+            let mode = &schema["properties"]["mode"];
+            assert_eq!(mode["enum"], json!(["exact", "approximate"]), "{name}");
+            assert_eq!(mode["default"], json!("exact"), "{name}");
+            let ef = &schema["properties"]["ef"];
+            assert_eq!(ef["type"], json!("integer"), "{name}");
+            assert_eq!(ef["minimum"], json!(1), "{name}");
+            assert_eq!(ef["maximum"], json!(MAX_EF), "{name}");
+            assert_eq!(
+                schema["dependentSchemas"]["ef"],
+                json!({"required": ["mode"], "properties": {"mode": {"const": "approximate"}}}),
+                "{name}"
+            );
+            assert!(schema["required"].as_array().is_some(), "{name}: {schema}");
+        }
+        let parameters = document["paths"]["/v1/search"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            parameter("mode")["schema"]["enum"],
+            json!(["exact", "approximate"])
+        );
+        assert_eq!(parameter("ef")["schema"]["maximum"], json!(MAX_EF));
+        assert_eq!(parameter("ef")["in"], json!("query"));
+        assert_ne!(parameter("ef")["required"], json!(true));
+    }
+
+    /// The handlers read `mode` and `ef` through the contract's own check.
+    #[test]
+    fn search_bodies_take_a_mode() {
+        let body: SearchRequest =
+            serde_json::from_value(json!({"query": [1.0], "mode": "approximate", "ef": 2e1}))
+                .unwrap();
+        assert_eq!(
+            SearchMode::parse(body.mode.as_deref(), body.ef).unwrap(),
+            SearchMode::Approximate { ef: 20 }
+        );
+        let body: SearchRequest = serde_json::from_value(json!({"query": [1.0]})).unwrap();
+        assert_eq!(
+            SearchMode::parse(body.mode.as_deref(), body.ef).unwrap(),
+            SearchMode::Exact
+        );
     }
 }
