@@ -13,12 +13,14 @@
 //! The edge holds no state that matters across restarts: its keys are refetched, its rate-limit
 //! buckets and ejections start over. It never buffers a body.
 //!
-//! Module map: [`config`] (`[edge]`), [`upstream`], [`proxy`], [`jwks`], [`limit`].
+//! Module map: [`config`] (`[edge]`), [`upstream`], [`proxy`], [`jwks`], [`limit`],
+//! [`request_id`] (also the ids `p8fs serve` makes).
 
 pub mod config;
 mod jwks;
 mod limit;
 mod proxy;
+pub mod request_id;
 mod upstream;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::ALPN;
@@ -26,8 +27,9 @@ use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, Result};
 
-use crate::jwks::{Keys, system_clock};
+use crate::jwks::{Checked, Keys, system_clock};
 use crate::limit::{Buckets, address_key, retry_after_seconds};
+use crate::request_id::RequestId;
 use crate::upstream::{InFlight, Pool};
 
 /// The longest incoming request id kept.
@@ -58,9 +60,10 @@ pub(crate) struct Edge {
 }
 
 /// What one request carries between the filters.
-#[derive(Default)]
 pub(crate) struct RequestState {
-    request_id: String,
+    /// Kept as a header value: it is copied into the request to the node and, when the node
+    /// does not echo it, into the response.
+    request_id: HeaderValue,
     tenant: Option<String>,
     node: Option<InFlight>,
     tried: Vec<usize>,
@@ -117,37 +120,28 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
     }
 }
 
-fn request_id(request: &RequestHeader) -> String {
+/// The client's `X-Request-Id` when it is printable and short, else a new one.
+fn request_id(request: &RequestHeader) -> HeaderValue {
     request
         .headers
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
         .filter(|v| {
-            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
+            let v = v.as_bytes();
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.iter().all(u8::is_ascii_graphic)
         })
-        .map_or_else(new_request_id, str::to_owned)
+        .cloned()
+        .unwrap_or_else(new_request_id)
 }
 
-/// 128 random bits as a UUID (version 4).
-fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // The kernel's generator failed: a counter still tells requests apart.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+/// A new request id (a version 4 UUID).
+fn new_request_id() -> HeaderValue {
+    let id = RequestId::new();
+    HeaderValue::from_bytes(id.as_bytes()).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Whether `path` is the MCP endpoint's, whose 401 names its resource metadata.
+fn is_mcp(path: &str) -> bool {
+    path == "/mcp" || path.starts_with("/mcp/")
 }
 
 /// An answer the edge makes itself.
@@ -177,7 +171,7 @@ impl Edge {
         response.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         response.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        response.insert_header("x-request-id", state.request_id.as_str())?;
+        response.insert_header("x-request-id", state.request_id.clone())?;
         if let Some(challenge) = refusal.challenge {
             response.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
         }
@@ -192,6 +186,33 @@ impl Edge {
         Ok(true)
     }
 
+    /// The bearer-token pre-check of a request on the main listener: what the token says when
+    /// one passed, `None` when none is needed or the node is to judge, or the refusal.
+    async fn pre_authenticate(
+        &self,
+        keys: &Keys,
+        request: &RequestHeader,
+    ) -> std::result::Result<Option<Checked>, Refusal> {
+        let path = request.uri.path();
+        let need = need(path);
+        if need == Need::Nothing {
+            return Ok(None);
+        }
+        match bearer(request) {
+            None if need == Need::Valid => {
+                Err(self.unauthorized(is_mcp(path), "a bearer token is required", false))
+            }
+            None => Ok(None),
+            // Another scheme on a route that may do without a token is the node's to judge.
+            Some(None) if need == Need::ValidIfPresent => Ok(None),
+            Some(None) => Err(self.unauthorized(is_mcp(path), "malformed token", true)),
+            Some(Some(token)) => match keys.check(token, system_clock()).await {
+                Ok(checked) => Ok(Some(checked)),
+                Err(reason) => Err(self.unauthorized(is_mcp(path), reason, true)),
+            },
+        }
+    }
+
     fn too_many(wait: std::time::Duration, which: &'static str) -> Refusal {
         Refusal {
             status: 429,
@@ -202,17 +223,15 @@ impl Edge {
         }
     }
 
-    /// The 401 for a refused token; on `/mcp`, with the resource metadata the node's own
-    /// challenge names, so MCP clients can start OAuth discovery from it.
-    fn unauthorized(&self, path: &str, reason: &'static str, presented: bool) -> Refusal {
+    /// The 401 for a refused token; on `/mcp` (`mcp`), with the resource metadata the node's
+    /// own challenge names, so MCP clients can start OAuth discovery from it.
+    fn unauthorized(&self, mcp: bool, reason: &'static str, presented: bool) -> Refusal {
         let mut challenge = if presented {
             format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"")
         } else {
             "Bearer".to_owned()
         };
-        if (path == "/mcp" || path.starts_with("/mcp/"))
-            && let Some(issuer) = self.keys.as_ref().and_then(|keys| keys.issuer())
-        {
+        if mcp && let Some(issuer) = self.keys.as_ref().and_then(|keys| keys.issuer()) {
             challenge.push_str(&format!(
                 ", resource_metadata=\"{issuer}/.well-known/oauth-protected-resource/mcp\""
             ));
@@ -236,7 +255,12 @@ impl ProxyHttp for Edge {
     type CTX = RequestState;
 
     fn new_ctx(&self) -> RequestState {
-        RequestState::default()
+        RequestState {
+            request_id: HeaderValue::from_static(""),
+            tenant: None,
+            node: None,
+            tried: Vec::new(),
+        }
     }
 
     async fn request_filter(
@@ -255,31 +279,9 @@ impl ProxyHttp for Edge {
         let Some(keys) = self.keys.as_ref().filter(|_| self.front == Front::Main) else {
             return Ok(false);
         };
-        let path = session.req_header().uri.path().to_owned();
-        let need = need(&path);
-        if need == Need::Nothing {
-            return Ok(false);
-        }
-        let token = bearer(session.req_header()).map(|t| t.map(str::to_owned));
-        let checked = match token {
-            None if need == Need::Valid => {
-                let refusal = self.unauthorized(&path, "a bearer token is required", false);
-                return self.refuse(session, state, refusal).await;
-            }
-            None => None,
-            // Another scheme on a route that may do without a token is the node's to judge.
-            Some(None) if need == Need::ValidIfPresent => None,
-            Some(None) => {
-                let refusal = self.unauthorized(&path, "malformed token", true);
-                return self.refuse(session, state, refusal).await;
-            }
-            Some(Some(token)) => match keys.check(&token, system_clock()).await {
-                Ok(checked) => Some(checked),
-                Err(reason) => {
-                    let refusal = self.unauthorized(&path, reason, true);
-                    return self.refuse(session, state, refusal).await;
-                }
-            },
+        let checked = match self.pre_authenticate(keys, session.req_header()).await {
+            Ok(checked) => checked,
+            Err(refusal) => return self.refuse(session, state, refusal).await,
         };
         if let Some(checked) = checked {
             if let Some(buckets) = &self.per_tenant
@@ -331,7 +333,7 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         state: &mut RequestState,
     ) -> Result<()> {
-        upstream.insert_header("x-request-id", state.request_id.as_str())?;
+        upstream.insert_header("x-request-id", state.request_id.clone())?;
         if let Some(ip) = client_ip(session) {
             let forwarded = match upstream
                 .headers
@@ -343,7 +345,8 @@ impl ProxyHttp for Edge {
             };
             upstream.insert_header("x-forwarded-for", forwarded)?;
         }
-        upstream.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
+        let proto = HeaderValue::from_static(if self.tls { "https" } else { "http" });
+        upstream.insert_header("x-forwarded-proto", proto)?;
         Ok(())
     }
 
@@ -354,7 +357,7 @@ impl ProxyHttp for Edge {
         state: &mut RequestState,
     ) -> Result<()> {
         if !response.headers.contains_key("x-request-id") {
-            response.insert_header("x-request-id", state.request_id.as_str())?;
+            response.insert_header("x-request-id", state.request_id.clone())?;
         }
         Ok(())
     }
@@ -416,7 +419,7 @@ impl ProxyHttp for Edge {
         state.node = None;
         if let Some(error) = error {
             tracing::info!(
-                request_id = %state.request_id,
+                request_id = %String::from_utf8_lossy(state.request_id.as_bytes()),
                 method = %session.req_header().method,
                 path = %session.req_header().uri.path(),
                 %error,
@@ -460,7 +463,7 @@ mod tests {
         let mut request = RequestHeader::build("GET", b"/", None).unwrap();
         let made = request_id(&request);
         assert_eq!(made.len(), 36);
-        assert_eq!(&made[14..15], "4");
+        assert_eq!(&made.to_str().unwrap()[14..15], "4");
         assert_ne!(made, request_id(&request));
         request.insert_header("x-request-id", "abc-123").unwrap();
         assert_eq!(request_id(&request), "abc-123");

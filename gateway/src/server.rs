@@ -14,7 +14,9 @@ use p8fs_auth::s3::S3Credentials;
 use p8fs_auth::{Issuer, KeyRing, TokenConfig, Verifier};
 use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
 use p8fs_rest::RestState;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::admin::{self, Admin};
@@ -285,7 +287,22 @@ fn with_limits(router: Router, config: &Config) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeId))
+}
+
+/// Request ids for requests that come without one: random-looking version 4 UUIDs, as
+/// tower-http's `MakeRequestUuid` makes, without its system call per request
+/// ([`p8fs_edge::request_id`]).
+#[derive(Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = p8fs_edge::request_id::RequestId::new();
+        axum::http::HeaderValue::from_bytes(id.as_bytes())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// The span of one request: method, path and the names of the query parameters, never their
