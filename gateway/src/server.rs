@@ -13,7 +13,7 @@ use p8fs_auth::oauth::{OAuthConfig, OAuthServer};
 use p8fs_auth::s3::S3Credentials;
 use p8fs_auth::{Issuer, KeyRing, TokenConfig, Verifier};
 use p8fs_core::{Backend, Clock, Key, KvStore, SystemClock, TenantId};
-use p8fs_rest::RestState;
+use p8fs_rest::{RestServices, RestState};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -197,13 +197,13 @@ pub async fn auth(
 /// The whole HTTP application of the main listener. `/metrics` is part of it only as
 /// [`crate::config::MetricsConfig::on_main_listener`] says.
 pub fn app(services: &Services, config: &Config) -> Router {
-    let rest = p8fs_rest::router(RestState {
+    let rest = p8fs_rest::router(RestState::new(RestServices {
         backend: services.backend.clone(),
         verifier: services.verifier.clone(),
         clock: services.clock.clone(),
         changes: services.changes.clone(),
         memory: services.memory.clone(),
-    });
+    }));
     let graphql = p8fs_graphql::router(
         p8fs_graphql::GraphqlState {
             backend: services.backend.clone(),

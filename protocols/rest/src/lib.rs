@@ -30,9 +30,27 @@ use utoipa::{Modify, OpenApi};
 /// Default page size when a request names none.
 pub const DEFAULT_PAGE: u64 = 100;
 
-/// What every handler needs.
+/// What every handler needs: [`RestServices`] behind one reference count, so that the copy axum
+/// makes for each request costs one atomic increment rather than one per service.
 #[derive(Clone)]
-pub struct RestState {
+pub struct RestState(Arc<RestServices>);
+
+impl RestState {
+    pub fn new(services: RestServices) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for RestState {
+    type Target = RestServices;
+
+    fn deref(&self) -> &RestServices {
+        &self.0
+    }
+}
+
+/// The services the REST handlers use.
+pub struct RestServices {
     pub backend: Arc<dyn Backend>,
     pub verifier: Arc<Verifier>,
     /// The time objects are stamped with (their last-modified), as the backend's clock.
