@@ -59,6 +59,9 @@ struct Verified {
     not_before: Timestamp,
     /// The `aud` claim, checked on every call against the audience the caller expects.
     audience: Audience,
+    /// The key of the token's revocation record, looked up on every call (`None` if the tenant
+    /// and `jti` make no valid key, which the lookup then reports).
+    revocation: Option<Key>,
 }
 
 /// Verifies access tokens and records revocations.
@@ -180,7 +183,7 @@ impl Verifier {
                 (verified, audience)
             }
         };
-        self.check_not_revoked(&verified.principal).await?;
+        self.check_not_revoked(&verified).await?;
         Ok((verified.principal.clone(), audience))
     }
 
@@ -264,6 +267,7 @@ impl Verifier {
         }
         let scopes = ScopeSet::parse(&claims.scope).map_err(|_| unauthorized("invalid scope"))?;
         let not_before = claims.nbf.unwrap_or(claims.iat).max(claims.iat);
+        let revocation = revocation_key(&tenant, &claims.jti).ok();
         Ok(Verified {
             principal: Principal {
                 tenant,
@@ -276,6 +280,7 @@ impl Verifier {
             kid,
             not_before: not_before.saturating_mul(1000),
             audience: claims.aud,
+            revocation,
         })
     }
 
@@ -294,11 +299,16 @@ impl Verifier {
         Ok(())
     }
 
-    async fn check_not_revoked(&self, principal: &Principal) -> Result<()> {
-        if self
-            .is_revoked(&principal.tenant, &principal.token_id)
-            .await?
-        {
+    async fn check_not_revoked(&self, verified: &Verified) -> Result<()> {
+        let revoked = match &verified.revocation {
+            Some(key) => self.revocations.get(&self.reserved, key).await?.is_some(),
+            None => {
+                let principal = &verified.principal;
+                self.is_revoked(&principal.tenant, &principal.token_id)
+                    .await?
+            }
+        };
+        if revoked {
             Err(unauthorized("token revoked"))
         } else {
             Ok(())
