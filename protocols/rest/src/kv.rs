@@ -131,6 +131,42 @@ pub(crate) fn record(entry: KvEntry) -> KvRecord {
     }
 }
 
+/// A record as [`get_record`] answers it, borrowed from the entry: the same JSON as [`KvRecord`],
+/// written without copying the key or the value.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    key: &'a str,
+    value: &'a Value,
+    #[serde(serialize_with = "as_text")]
+    version: Version,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+/// A version as a JSON string (`"42"`), as [`KvRecord::version`] holds it.
+fn as_text<S: serde::Serializer>(version: &Version, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(version)
+}
+
+/// A JSON body of about this many bytes or fewer is written without growing its buffer.
+const JSON_BODY_CAPACITY: usize = 512;
+
+/// `200 OK` with `body` as `application/json` and the record's `ETag`: what
+/// `([(ETAG, etag)], Json(body))` answers, serialized straight into one buffer.
+fn json_with_etag(body: &impl Serialize, version: Version) -> Result<Response, ApiError> {
+    let mut bytes = Vec::with_capacity(JSON_BODY_CAPACITY);
+    serde_json::to_writer(&mut bytes, body)
+        .map_err(|e| Error::internal(format!("cannot write the record as JSON: {e}"), None))?;
+    let mut response = Response::new(axum::body::Body::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, etag(version));
+    Ok(response)
+}
+
 fn page(page: KvPage) -> KvRecordPage {
     KvRecordPage {
         items: page.items.into_iter().map(record).collect(),
@@ -138,8 +174,18 @@ fn page(page: KvPage) -> KvRecordPage {
     }
 }
 
+/// `"<version>"`, written without an intermediate string.
 fn etag(version: Version) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+    use std::io::Write;
+    // A quote, at most 20 digits and a quote.
+    let mut text = [0u8; 22];
+    let mut rest = &mut text[..];
+    let written = write!(rest, "\"{version}\"").map(|()| 22 - rest.len());
+    written
+        .ok()
+        .and_then(|n| text.get(..n))
+        .and_then(|tag| HeaderValue::from_bytes(tag).ok())
+        .unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 pub(crate) fn ttl(ttl_ms: Option<i64>) -> Result<Option<Ttl>, Error> {
@@ -241,8 +287,13 @@ pub(crate) async fn get_record(
         .get(&caller.tenant, &key)
         .await?
         .ok_or_else(|| Error::not_found(p8fs_core::Resource::Key, &key))?;
-    let tag = etag(entry.version);
-    Ok(([(header::ETAG, tag)], Json(record(entry))).into_response())
+    let view = RecordView {
+        key: entry.key.as_str(),
+        value: &entry.value,
+        version: entry.version,
+        expires_at: entry.expires_at,
+    };
+    json_with_etag(&view, entry.version)
 }
 
 /// Stores the body as the record's value.
@@ -460,6 +511,35 @@ mod tests {
         ] {
             let error = if_match(&headers(header::IF_MATCH, value)).expect_err(value);
             assert_eq!(error.field(), Some("if-match"), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_read_record_is_the_json_of_a_kv_record() {
+        let value = serde_json::json!({"text": "a \"quoted\" line\n", "n": [1, 2.5, null]});
+        for expires_at in [None, Some(1_700_000_000_000)] {
+            let owned = KvRecord {
+                key: "notes/é".to_owned(),
+                value: value.clone(),
+                version: "18446744073709551615".to_owned(),
+                expires_at,
+            };
+            let view = RecordView {
+                key: "notes/é",
+                value: &value,
+                version: Version(u64::MAX),
+                expires_at,
+            };
+            assert_eq!(
+                serde_json::to_vec(&view).unwrap(),
+                serde_json::to_vec(&owned).unwrap()
+            );
+        }
+        for version in [0, 42, u64::MAX] {
+            assert_eq!(
+                etag(Version(version)).to_str().unwrap(),
+                format!("\"{version}\"")
+            );
         }
     }
 
