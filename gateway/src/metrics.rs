@@ -6,12 +6,14 @@
 //! `metrics.require_admin_token` only to an access token with the `admin` scope, checked by the
 //! same verifier as every other route.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -49,19 +51,82 @@ pub async fn render() -> String {
 /// Records one request: `http_requests_total` and `http_request_duration_seconds`, labelled by
 /// the route template (never the raw path, which could hold keys), method and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let seconds = started.elapsed().as_secs_f64();
+    record(route, &method, response.status(), seconds);
     response
+}
+
+/// The two metrics of one label set.
+struct Handles {
+    method: Method,
+    status: StatusCode,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Label sets remembered per route, at most this many (methods are not a closed set).
+const MAX_HANDLES_PER_ROUTE: usize = 64;
+/// Routes remembered, at most (the router's templates and `unmatched`; a bound all the same).
+const MAX_ROUTES: usize = 1024;
+
+thread_local! {
+    /// The handles of the label sets this thread has recorded, by route template: a request
+    /// then costs no label strings and no registry lookup. The recorder is installed before
+    /// the first request ([`crate::server::app`]) and never replaced, so a handle stays valid.
+    static HANDLES: RefCell<HashMap<Box<str>, Vec<Handles>>> = RefCell::new(HashMap::new());
+}
+
+fn record(route: &str, method: &Method, status: StatusCode, seconds: f64) {
+    HANDLES.with_borrow_mut(|routes| {
+        if let Some(sets) = routes.get_mut(route) {
+            record_in(sets, route, method, status, seconds);
+            return;
+        }
+        if routes.len() >= MAX_ROUTES {
+            routes.clear();
+        }
+        let sets = routes.entry(route.into()).or_default();
+        record_in(sets, route, method, status, seconds);
+    });
+}
+
+/// Records in the handles of `sets` that match, creating them on first use.
+fn record_in(
+    sets: &mut Vec<Handles>,
+    route: &str,
+    method: &Method,
+    status: StatusCode,
+    seconds: f64,
+) {
+    if let Some(handles) = sets
+        .iter()
+        .find(|h| h.status == status && h.method == *method)
+    {
+        handles.requests.increment(1);
+        handles.duration.record(seconds);
+        return;
+    }
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.as_str().to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    let handles = Handles {
+        method: method.clone(),
+        status,
+        requests: metrics::counter!("http_requests_total", &labels),
+        duration: metrics::histogram!("http_request_duration_seconds", &labels),
+    };
+    handles.requests.increment(1);
+    handles.duration.record(seconds);
+    if sets.len() < MAX_HANDLES_PER_ROUTE {
+        sets.push(handles);
+    }
 }
 
 /// The `/metrics` route; with a verifier, only for an access token with the `admin` scope.
