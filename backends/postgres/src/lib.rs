@@ -82,6 +82,8 @@ pub struct PgBackend {
     purge_grace: i64,
     /// How often exact search took each path, shared with [`PgBackend::with_clock`] copies.
     search_counters: Arc<vector::SearchCounters>,
+    /// Collections whose approximate-search index this process asked for.
+    approximate_requested: Arc<parking_lot::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -132,6 +134,7 @@ impl PgBackend {
             clock,
             purge_grace: i64::try_from(options.purge_grace.as_millis()).unwrap_or(i64::MAX),
             search_counters: Arc::default(),
+            approximate_requested: Arc::default(),
         })
     }
 
@@ -142,6 +145,7 @@ impl PgBackend {
             clock,
             purge_grace: self.purge_grace,
             search_counters: Arc::clone(&self.search_counters),
+            approximate_requested: Arc::clone(&self.approximate_requested),
         }
     }
 

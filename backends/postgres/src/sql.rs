@@ -426,6 +426,15 @@ pub(crate) const VECTOR_PURGE: &str = "DELETE FROM p8fs_vectors \
          WHERE expires_at <= $1 LIMIT $2) \
        AND expires_at <= $1";
 
+/// `$1 index name` → whether the approximate-search index exists, is built and is valid (a
+/// concurrent build that failed leaves an invalid one behind).
+pub(crate) const HNSW_INDEX_READY: &str = "SELECT COALESCE((SELECT indisvalid AND indisready \
+     FROM pg_index WHERE indexrelid = to_regclass($1)), false)";
+
+/// `$1 collection id, $2 n` → how many records the collection holds, counting at most `n`.
+pub(crate) const VECTOR_COUNT_UP_TO: &str = "SELECT count(*) FROM \
+     (SELECT 1 FROM p8fs_vectors WHERE collection_id = $1 LIMIT $2) AS capped";
+
 /// `$1 index name` → whether the approximate-search index exists.
 pub(crate) const HNSW_INDEX_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
 

@@ -59,6 +59,9 @@ const UNDERFLOW: f64 = 1e-37;
 const SLACK: f64 = 1e-10;
 /// HNSW indexes on pgvector's `vector` type support at most this many dimensions.
 const HNSW_MAX_DIMENSION: usize = 2000;
+/// Collections with fewer records are searched exactly in either mode; see
+/// [`PgBackend::approximate_index_ready`].
+const APPROXIMATE_MIN_ROWS: i64 = 10_000;
 
 /// Whether a vector of this norm is outside the range the rounding bound covers.
 fn is_extreme(norm: f64) -> bool {
@@ -312,16 +315,7 @@ impl PgBackend {
         }
         let statement = hnsw_statement(sql::HNSW_INDEX_CREATE, id, &spec);
         let mut connection = self.pool.acquire().await.map_err(classify)?;
-        let built = async {
-            sqlx::raw_sql(sql::HNSW_BUILD_SETTINGS)
-                .execute(&mut *connection)
-                .await?;
-            sqlx::raw_sql(&statement).execute(&mut *connection).await?;
-            sqlx::raw_sql(sql::HNSW_BUILD_RESET)
-                .execute(&mut *connection)
-                .await
-        }
-        .await;
+        let built = build_index(&mut connection, &statement).await;
         if built.is_err() {
             // Its settings may not have been restored: do not return it to the pool.
             connection.close_on_drop();
@@ -353,7 +347,22 @@ impl PgBackend {
         if !(1..=1000).contains(&ef_search) {
             return Err(Error::invalid("ef_search", "must be between 1 and 1000"));
         }
-        let statement = hnsw_statement(sql::HNSW_SEARCH, id, &spec);
+        let candidates = self
+            .hnsw_candidates(id, &spec, &query, k, ef_search)
+            .await?;
+        rank(&query, candidates, k, &Filter::none())
+    }
+
+    /// The records the collection's HNSW index proposes for `query`: up to `max(k, ef_search)`.
+    async fn hnsw_candidates(
+        &self,
+        id: i64,
+        spec: &CollectionSpec,
+        query: &Embedding,
+        k: Limit,
+        ef_search: u32,
+    ) -> Result<Vec<VectorRecord>> {
+        let statement = hnsw_statement(sql::HNSW_SEARCH, id, spec);
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query(sql::HNSW_SET_EF_SEARCH)
             .bind(ef_search.to_string())
@@ -370,9 +379,70 @@ impl PgBackend {
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        let candidates = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
-        rank(&query, candidates, k, &Filter::none())
+        rows.iter().map(record).collect()
     }
+
+    /// Whether the collection has its HNSW index, built and valid; asks for one to be built in
+    /// the background when it has none and at least [`APPROXIMATE_MIN_ROWS`] records (once per
+    /// collection and process: a build that fails is logged and not retried until a restart).
+    async fn approximate_index_ready(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        id: i64,
+        spec: &CollectionSpec,
+    ) -> Result<bool> {
+        let ready: bool = sqlx::query_scalar(sql::HNSW_INDEX_READY)
+            .bind(hnsw_index_name(id))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        if ready || spec.dimension.get() > HNSW_MAX_DIMENSION {
+            return Ok(ready);
+        }
+        if !self.approximate_requested.lock().insert(id) {
+            return Ok(false);
+        }
+        let rows: i64 = sqlx::query_scalar(sql::VECTOR_COUNT_UP_TO)
+            .bind(id)
+            .bind(APPROXIMATE_MIN_ROWS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        if rows < APPROXIMATE_MIN_ROWS {
+            // Asked again once it may have grown.
+            self.approximate_requested.lock().remove(&id);
+            return Ok(false);
+        }
+        let (backend, tenant, collection) = (self.clone(), tenant.clone(), collection.clone());
+        tokio::spawn(async move {
+            match backend.create_approximate_index(&tenant, &collection).await {
+                Ok(()) => tracing::info!(%collection, "approximate-search index built"),
+                Err(error) => {
+                    tracing::warn!(%collection, %error, "approximate-search index not built");
+                }
+            }
+        });
+        Ok(false)
+    }
+}
+
+/// Runs an index build on `connection` with the build settings, then restores them.
+async fn build_index(
+    connection: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    statement: &str,
+) -> sqlx::Result<()> {
+    use sqlx::Executor;
+    // Through `Executor::execute`, whose boxed future is `Send` for a spawned build.
+    let connection: &mut sqlx::PgConnection = connection;
+    connection
+        .execute(sqlx::raw_sql(sql::HNSW_BUILD_SETTINGS))
+        .await?;
+    connection.execute(sqlx::raw_sql(statement)).await?;
+    connection
+        .execute(sqlx::raw_sql(sql::HNSW_BUILD_RESET))
+        .await?;
+    Ok(())
 }
 
 /// The parameters a candidate statement shares between its first and second query.
@@ -610,6 +680,33 @@ impl VectorStore for PgBackend {
             .map_err(classify)?;
         let items = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |r| r.id.clone()))
+    }
+
+    /// From the collection's HNSW index when it has one (it gets one in the background the
+    /// first time it is searched approximately with 10,000 records or more) and the search has
+    /// no filter; otherwise exact.
+    async fn approximate_candidates(
+        &self,
+        tenant: &TenantId,
+        collection: &CollectionName,
+        query: &Embedding,
+        k: Limit,
+        filter: &Filter,
+        ef: usize,
+    ) -> Result<Vec<VectorRecord>> {
+        if filter.clauses().is_empty() {
+            let (id, spec) = self.require_collection_row(tenant, collection).await?;
+            if query.fits(&spec)
+                && self
+                    .approximate_index_ready(tenant, collection, id, &spec)
+                    .await?
+            {
+                let ef_search = u32::try_from(ef.clamp(1, 1000)).unwrap_or(1000);
+                return self.hnsw_candidates(id, &spec, query, k, ef_search).await;
+            }
+        }
+        self.search_candidates(tenant, collection, query, k, filter)
+            .await
     }
 
     async fn search_candidates(

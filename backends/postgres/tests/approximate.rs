@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use p8fs_backend_postgres::{PgBackend, PgOptions};
-use p8fs_core::vector::{distance, search, upsert};
+use p8fs_core::vector::{SearchMode, distance, search, search_with, upsert};
 use p8fs_core::{
     CollectionName, CollectionSpec, Filter, JsonObject, Limit, ManualClock, Metric, RecordId,
     TenantId, VectorStore,
@@ -155,7 +155,7 @@ async fn hnsw_meets_its_recall_and_exact_search_stays_exact() {
         .create_approximate_index(&tenant, &name)
         .await
         .expect("build the HNSW index");
-    let mut found = 0;
+    let (mut found, mut found_by_mode) = (0, 0);
     for (q, expected) in queries.iter().zip(&truth) {
         assert_eq!(
             &exact(&backend, &tenant, &name, q).await,
@@ -177,7 +177,30 @@ async fn hnsw_meets_its_recall_and_exact_search_stays_exact() {
             .iter()
             .filter(|hit| expected.iter().any(|(id, _)| id == hit.id.as_str()))
             .count();
+        // The contract's approximate mode takes the same index.
+        let hits = search_with(
+            &backend,
+            &tenant,
+            &name,
+            q.clone(),
+            Limit::top_k(K).expect("k"),
+            &p8fs_core::Filter::none(),
+            SearchMode::Approximate {
+                ef: EF_SEARCH as usize,
+            },
+        )
+        .await
+        .expect("search in approximate mode");
+        found_by_mode += hits
+            .iter()
+            .filter(|hit| expected.iter().any(|(id, _)| id == hit.id.as_str()))
+            .count();
     }
+    let recall_by_mode = found_by_mode as f64 / (QUERIES as f64 * K as f64);
+    assert!(
+        recall_by_mode >= MIN_RECALL,
+        "recall@{K} of mode approximate, ef {EF_SEARCH}: {recall_by_mode:.3}"
+    );
     let recall = found as f64 / (QUERIES as f64 * K as f64);
     eprintln!(
         "recall@{K} at ef_search {EF_SEARCH}: {recall:.3} ({found} of {})",
