@@ -95,6 +95,11 @@ pub struct Segment {
     pub size: u64,
 }
 
+/// The stored header that marks an object whose bytes are encrypted with a key only its client
+/// holds (S3's SSE-C; its value is the algorithm, `AES256`). The S3 front-end writes it; every
+/// other reader asks [`ObjectAttributes::client_held_key`].
+pub const CLIENT_KEY_HEADER: &str = "x-amz-server-side-encryption-customer-algorithm";
+
 /// What an object carries besides its bytes, as the client sent it.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct ObjectAttributes {
@@ -114,6 +119,13 @@ pub struct ObjectAttributes {
 }
 
 impl ObjectAttributes {
+    /// Whether the object's bytes are encrypted with a key only its client holds (S3's SSE-C,
+    /// marked by [`CLIENT_KEY_HEADER`]). To every reader without that key they are ciphertext:
+    /// only the S3 front-end, given the key, serves them; nothing indexes or extracts them.
+    pub fn client_held_key(&self) -> bool {
+        self.headers.contains_key(CLIENT_KEY_HEADER)
+    }
+
     /// Checks the attribute limits, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
         let metadata: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -166,6 +178,28 @@ pub struct ObjectMeta {
     pub attributes: ObjectAttributes,
     /// The blobs holding the bytes, in order; their sizes sum to `size`.
     pub segments: Vec<Segment>,
+}
+
+impl ObjectMeta {
+    /// Whether the object's bytes are encrypted with a key only its client holds (see
+    /// [`ObjectAttributes::client_held_key`]).
+    pub fn client_held_key(&self) -> bool {
+        self.attributes.client_held_key()
+    }
+
+    /// For a front-end that cannot carry the client's key (REST, gRPC, MCP, indexing): `Ok`
+    /// when the object's bytes may be served as they are, `Forbidden` saying why when they are
+    /// encrypted with a key only its client holds.
+    pub fn refuse_client_held_key(&self) -> Result<()> {
+        if self.client_held_key() {
+            return Err(Error::Forbidden(
+                "the object is encrypted with a key its client holds (SSE-C); only the S3 API, \
+                 with that key, can read it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A stored part of a multipart upload.

@@ -259,7 +259,7 @@ mod s3_ssec {
                     .unwrap()
                     .unwrap_or_else(|| panic!("{entry} is not stored"));
                 assert!(
-                    p8fs_s3::ssec::client_encrypted(&meta.attributes),
+                    meta.client_held_key(),
                     "{entry} is not marked SSE-C: {:?}",
                     meta.attributes
                 );

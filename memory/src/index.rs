@@ -147,7 +147,7 @@ impl Memory {
         // Encrypted with a key only the client holds (SSE-C): its text must never persist in
         // the clear, so it is not read at all.
         let text = match format {
-            _ if client_held_key(&meta) => None,
+            _ if meta.client_held_key() => None,
             None => Some(Err(ExtractError::unsupported(
                 meta.attributes.content_type.as_deref(),
                 key.as_str(),
@@ -365,35 +365,14 @@ impl Memory {
     }
 }
 
+/// What an object encrypted with a client-held key says instead of its bytes or its index.
+pub const CLIENT_HELD_KEY: &str = "not indexed: client-held key";
+
 /// The bytes of an object to extract its text from: a prefix of a text format (enough for
 /// `limits.max_text_bytes`), the whole of a PDF or JSON object (`too_large` past
 /// `limits.max_input_bytes` is the extractor's to say, from the size alone). `None` when the
 /// object changed while being read. Indexing and the front-ends that show an object's text
 /// (MCP's `read_file`) read the same way.
-/// The stored attribute that marks an object encrypted with a key its client holds (S3's
-/// SSE-C, written by the S3 front-end): its stored bytes are ciphertext that no front-end can
-/// decrypt without the client's key.
-pub const CLIENT_KEY_ATTRIBUTE: &str = "x-amz-server-side-encryption-customer-algorithm";
-
-/// What an object encrypted with a client-held key says instead of its bytes or its index.
-pub const CLIENT_HELD_KEY: &str = "not indexed: client-held key";
-
-/// Whether `meta`'s bytes are encrypted with a key its client holds (SSE-C). Such an object is
-/// never indexed, and no front-end without the key serves or extracts its bytes.
-pub fn client_held_key(meta: &ObjectMeta) -> bool {
-    meta.attributes.headers.contains_key(CLIENT_KEY_ATTRIBUTE)
-}
-
-/// The refusal of a read of an object encrypted with a client-held key by a front-end that
-/// cannot carry the key.
-pub fn client_held_key_refusal() -> Error {
-    Error::Forbidden(
-        "the object is encrypted with a key its client holds (SSE-C); only the S3 API, with \
-         that key, can read it"
-            .into(),
-    )
-}
-
 pub async fn extraction_input(
     backend: &dyn Backend,
     tenant: &TenantId,
@@ -401,9 +380,7 @@ pub async fn extraction_input(
     format: Format,
     limits: &TextLimits,
 ) -> Result<Option<Vec<u8>>> {
-    if client_held_key(meta) {
-        return Err(client_held_key_refusal());
-    }
+    meta.refuse_client_held_key()?;
     let wanted = if format.needs_whole_input() {
         if meta.size > limits.max_input_bytes as u64 {
             // Read one byte past the limit so the extractor reports the size.

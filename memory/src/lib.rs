@@ -35,10 +35,7 @@ use std::sync::Arc;
 use p8fs_core::{Backend, Clock, CollectionName, CollectionSpec, Embedder, Error, Metric, Result};
 use p8fs_text::{ChunkOptions, Limits as TextLimits, TokenCounter};
 
-pub use index::{
-    CLIENT_HELD_KEY, CLIENT_KEY_ATTRIBUTE, IndexState, IndexStatus, client_held_key,
-    client_held_key_refusal, extraction_input,
-};
+pub use index::{CLIENT_HELD_KEY, IndexState, IndexStatus, extraction_input};
 pub use memories::{
     MAX_METADATA_BYTES, MAX_TAG_BYTES, MAX_TAGS, MIN_MEMORY_TTL_MS, MemoryPage, MemoryRecord,
     NewMemory, record_key,

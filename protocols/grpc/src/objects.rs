@@ -255,9 +255,8 @@ impl Objects for ObjectsService {
         )
         .await?;
         // Ciphertext under a key only the client holds (SSE-C): never sent as the object.
-        if p8fs_memory::client_held_key(&meta) {
-            return Err(crate::error::status(p8fs_memory::client_held_key_refusal()));
-        }
+        meta.refuse_client_held_key()
+            .map_err(crate::error::status)?;
         let first = pb::DownloadResponse {
             part: Some(pb::download_response::Part::Info(info(&meta))),
         };

@@ -443,9 +443,7 @@ pub(crate) async fn get_object(
         .ok_or_else(|| Error::not_found(Resource::Object, &key))?;
     // Its stored bytes are ciphertext under a key only the client holds (SSE-C), which this
     // API cannot carry: refused rather than served as if they were the object.
-    if p8fs_memory::client_held_key(&meta) {
-        return Err(p8fs_memory::client_held_key_refusal().into());
-    }
+    meta.refuse_client_held_key()?;
     let conditions = read_conditions(&headers);
     let mut response = Response::builder()
         .header(header::ETAG, quoted(&meta.etag))

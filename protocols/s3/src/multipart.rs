@@ -271,7 +271,7 @@ pub(crate) async fn list_parts(
     };
     let truncated = parts.len() > max_parts;
     parts.truncate(max_parts);
-    let encrypted = ssec::client_encrypted(&upload.attributes);
+    let encrypted = upload.attributes.client_held_key();
     let next = parts.last().map(|p| p.number);
     Ok(S3Response::new(ListPartsOutput {
         bucket: Some(input.bucket.clone()),

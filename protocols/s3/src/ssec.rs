@@ -5,7 +5,7 @@
 //!
 //! What is stored:
 //! - in the object's attributes, [`ALGORITHM_HEADER`] (the mark every reader checks, see
-//!   [`client_encrypted`]) and [`DIGEST_HEADER`]: `v1:<salt>:<mac>`, the HMAC-SHA256 of the key
+//!   [`ObjectAttributes::client_held_key`]) and [`DIGEST_HEADER`]: `v1:<salt>:<mac>`, the HMAC-SHA256 of the key
 //!   under a random 16-byte salt. The key is 256 uniformly random bits, so a slow password hash
 //!   would add nothing against guessing (2^256 candidates) and cost every request; the salt
 //!   makes digests of one key differ between objects, so they neither link objects nor allow
@@ -48,8 +48,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
-/// The stored attribute marking an SSE-C object (its value is the algorithm, `AES256`).
-pub const ALGORITHM_HEADER: &str = "x-amz-server-side-encryption-customer-algorithm";
+/// The stored attribute marking an SSE-C object (its value is the algorithm, `AES256`): core's
+/// mark, which every reader checks with [`ObjectAttributes::client_held_key`].
+pub use p8fs_core::object::CLIENT_KEY_HEADER as ALGORITHM_HEADER;
 /// The stored attribute holding the salted digest of the key.
 pub const DIGEST_HEADER: &str = "x-p8fs-sse-c-key-digest";
 /// The one algorithm of SSE-C.
@@ -67,12 +68,6 @@ pub(crate) const HEADER_BYTES: u64 = 56;
 const MAGIC: &[u8; 8] = b"P8SSEC\x00\x01";
 const KDF_INFO: &[u8] = b"p8fs sse-c chunk key v1";
 const AD_LABEL: &[u8] = b"p8fs sse-c v1\x00";
-
-/// Whether an object's bytes are encrypted with a key only its client holds: such bytes must
-/// never be served, indexed or extracted as if they were the object.
-pub fn client_encrypted(attributes: &ObjectAttributes) -> bool {
-    attributes.headers.contains_key(ALGORITHM_HEADER)
-}
 
 /// A customer key from a request, checked against its MD5.
 #[derive(Clone)]
@@ -222,7 +217,7 @@ pub(crate) fn check(
     key: Option<&CustomerKey>,
     role: Role,
 ) -> S3Result<Option<CustomerKey>> {
-    if !client_encrypted(attributes) {
+    if !attributes.client_held_key() {
         if key.is_some() {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
@@ -308,7 +303,7 @@ pub(crate) fn plain_view(meta: &ObjectMeta) -> S3Result<ObjectMeta> {
 
 /// The plaintext size of a listed object: its stored size unless it is SSE-C.
 pub(crate) fn listed_size(meta: &ObjectMeta) -> u64 {
-    if !client_encrypted(&meta.attributes) {
+    if !meta.client_held_key() {
         return meta.size;
     }
     meta.segments
