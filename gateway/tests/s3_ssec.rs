@@ -4,8 +4,9 @@
 //! reads without the key or with another one). Then, with the server stopped, the stored bytes
 //! of every SSE-C object are read through the backend the server uses: none holds its
 //! plaintext, and their records hold no key. Before that, the front-ends that cannot carry the
-//! key refuse those objects (REST `GET`/`HEAD` 403, gRPC `Download` PERMISSION_DENIED) and the
-//! builtin embedder's index reports them `client_held_key` instead of indexing them.
+//! key refuse those objects (REST `GET`/`HEAD` 403, gRPC `Download` PERMISSION_DENIED, MCP's
+//! `read_file` a tool error and its file resource an error) and the builtin embedder's index
+//! reports them `client_held_key` instead of indexing them.
 //!
 //! These tests fail, never skip, when the clients or a database are missing:
 //! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
@@ -122,12 +123,17 @@ mod s3_ssec {
             (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"))
         }
 
-        /// `p8fs token issue` through the running server's admin socket.
-        fn token(&self, tenant: &str) -> String {
-            let command = self.command(&[
+        /// `p8fs token issue` through the running server's admin socket, for `audience` (the
+        /// REST API's when `None`).
+        fn token(&self, tenant: &str, audience: Option<&str>) -> String {
+            let mut args = vec![
                 "token", "issue", "--tenant", tenant, "--sub", "tester", "--scope", SCOPES,
                 "--ttl", "1h",
-            ]);
+            ];
+            if let Some(audience) = audience {
+                args.extend(["--audience", audience]);
+            }
+            let command = self.command(&args);
             succeeded(
                 run(command, Duration::from_secs(30), "p8fs token issue"),
                 "p8fs token issue",
@@ -218,7 +224,9 @@ mod s3_ssec {
         let work = tempfile::tempdir().unwrap();
         scenario(&server, "awscli", &key, work.path());
         scenario(&server, "boto3", &key, work.path());
-        let token = server.token(&tenant);
+        let token = server.token(&tenant, None);
+        let mcp = format!("http://127.0.0.1:{}/mcp", server.port);
+        let mcp_token = server.token(&tenant, Some(&mcp));
         let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/grpc/proto");
         scenario_with(
             &server,
@@ -229,6 +237,7 @@ mod s3_ssec {
                 format!("--url=http://127.0.0.1:{}", server.port),
                 // `--name=value`: a token is never taken for an option.
                 format!("--token={token}"),
+                format!("--mcp-token={mcp_token}"),
                 format!("--proto-dir={}", proto_dir.display()),
             ],
         );

@@ -11,17 +11,20 @@ prints what it checks and exits non-zero at the first failure. Both append what 
 `WORK/stored.json` ({bucket, key, plaintext file}) so the caller can look at the stored bytes.
 
     python3 s3_ssec.py fronts --endpoint URL --key ID --secret SECRET --work DIR \
-        --url http://127.0.0.1:PORT --token=T --proto-dir DIR
+        --url http://127.0.0.1:PORT --token=T --mcp-token=T --proto-dir DIR
 
 Scenario `fronts` (after the others): every object in `WORK/stored.json` is refused by the
 front-ends that cannot carry its key: REST `GET` and `HEAD /v1/objects/...` answer 403 with a
 problem document (never ciphertext), gRPC `Objects.Download` PERMISSION_DENIED (stubs made from
-the server's .proto files as in `grpc_clients.py`), and `GET /v1/index/...` settles on
-`failed` / `client_held_key`; an unencrypted object in the same bucket is served, so the
-refusals are not the token's.
+the server's .proto files as in `grpc_clients.py`), MCP's `read_file` tool a tool error saying
+the key is the client's and the `p8fs://objects/...` resource an error (through the official
+Python MCP SDK, with --mcp-token, a token for the MCP resource), never a byte of the object,
+and `GET /v1/index/...` settles on `failed` / `client_held_key`; an unencrypted object in the
+same bucket is served, so the refusals are not the tokens'.
 """
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -336,8 +339,42 @@ def rest(env, method, path):
         return e.code, e.headers.get("content-type", ""), e.read()
 
 
+async def mcp_refusals(env, entries, bucket, plain):
+    """MCP's `read_file` and file resources refuse every SSE-C object and read the plain one."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    http = httpx2.AsyncClient(headers={"authorization": f"Bearer {env.args.mcp_token}"}, timeout=60)
+    async with Client(streamable_http_client(env.args.url + "/mcp", http_client=http), mode="2026-07-28") as mcp:
+        result = await mcp.call_tool("read_file", {"bucket": bucket, "key": "fronts/plain.txt"})
+        check(
+            not result.is_error and result.structured_content["text"].strip() == plain.decode().strip(),
+            f"MCP read_file of an unencrypted object ({result.content})",
+        )
+        for entry in entries:
+            bucket, key = entry["bucket"], entry["key"]
+            plaintext = read(entry["plaintext"])
+            result = await mcp.call_tool("read_file", {"bucket": bucket, "key": key})
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            check(
+                result.is_error and "key its client holds" in text and not result.structured_content,
+                f"MCP read_file {bucket}/{key}: a tool error saying why ({text})",
+            )
+            check(
+                len(text) < 1024 and plaintext[:32].decode("latin-1") not in text,
+                f"MCP read_file {bucket}/{key}: no object bytes",
+            )
+            uri = f"p8fs://objects/{bucket}/{urllib.parse.quote(key)}"
+            try:
+                read_back = await mcp.read_resource(uri)
+                fail(f"MCP resources/read {uri} answered {read_back}")
+            except Exception as refused:  # the SDK's MCPError
+                check("key its client holds" in str(refused), f"MCP resources/read {uri}: refused ({refused})")
+
+
 def scenario_fronts(env):
-    for needed in ("url", "token", "proto_dir"):
+    for needed in ("url", "token", "mcp_token", "proto_dir"):
         if getattr(env.args, needed) is None:
             fail(f"scenario fronts needs --{needed.replace('_', '-')}")
     with open(os.path.join(env.work, "stored.json")) as f:
@@ -396,6 +433,8 @@ def scenario_fronts(env):
                     f"gRPC Download {bucket}/{key}: {e.code()} {e.details()}",
                 )
 
+    asyncio.run(mcp_refusals(env, entries, first, plain))
+
     # The index status settles on the refusal to index (the embedder is on).
     deadline = time.monotonic() + 120
     for entry in entries:
@@ -425,9 +464,11 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--work", required=True)
-    # Scenario `fronts` only: the main listener, a token of the objects' tenant, the .proto files.
+    # Scenario `fronts` only: the main listener, tokens of the objects' tenant (the REST API's and
+    # the MCP resource's), the .proto files.
     parser.add_argument("--url")
     parser.add_argument("--token")
+    parser.add_argument("--mcp-token")
     parser.add_argument("--proto-dir")
     args = parser.parse_args()
     SCENARIOS[args.scenario](Env(args))

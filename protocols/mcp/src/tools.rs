@@ -187,6 +187,9 @@ impl Vault {
             .object(&caller.tenant, bucket, key)
             .await?
             .ok_or_else(|| Error::not_found(p8fs_core::Resource::Object, key))?;
+        // Ciphertext under a key only the client holds (SSE-C): refused whatever its format,
+        // before a byte is read.
+        meta.refuse_client_held_key()?;
         let format = Format::detect(meta.attributes.content_type.as_deref(), key.as_str())
             .ok_or_else(|| {
                 ToolError(format!(
