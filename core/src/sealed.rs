@@ -22,9 +22,11 @@
 //! chunks), ETags (stored as tokens, compared as tokens) and all object and part attributes.
 //!
 //! A store that held data before encryption was turned on is read as it is (plain records are
-//! told apart by their form) and each record is sealed when it is next written; equality lookups
-//! there also ask the backend for plain matches. A store sealed since its creation refuses
-//! plain records.
+//! told apart by their form) and each record is sealed when it is next written, or by
+//! [`Sealed::reseal`], which rewrites what is plain or in an older format tenant by tenant;
+//! equality lookups there also ask the backend for plain matches. A store sealed
+//! since its creation refuses plain records. Retired master keys are dropped once no data key
+//! needs them ([`Sealed::prune_masters`]).
 
 mod graph;
 mod json;
@@ -32,8 +34,10 @@ mod keyring;
 pub mod keys;
 mod kv;
 mod object;
+mod reseal;
 mod vector;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -42,6 +46,7 @@ use serde_json::{Value, json};
 pub use keyring::{KEYRING_TENANT, MasterSource, Rewrapped};
 pub use keys::{MasterKey, MasterKeys, OVERHEAD};
 pub use object::CHUNK_OVERHEAD;
+pub use reseal::Resealed;
 
 use crate::backend::{Backend, Maintenance};
 use crate::change::{ChangeCursor, ChangeLog, ChangePage};
@@ -50,6 +55,19 @@ use crate::types::{Key, Limit, TenantId, Timestamp};
 use crate::validate::stored;
 use keyring::{Keyring, MARKER_KEY, keyring_tenant};
 use keys::{Context, DataKey};
+
+/// What dropping the retired master keys did ([`Sealed::prune_masters`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Pruned {
+    /// The id of the current master key, now the only one.
+    pub current: String,
+    /// Data keys examined.
+    pub data_keys: u64,
+    /// Data keys that were wrapped by a retired master key and now are by the current one.
+    pub rewrapped: u64,
+    /// The ids of the master keys dropped.
+    pub dropped: Vec<String>,
+}
 
 /// Since when a store is sealed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -137,6 +155,49 @@ impl Sealed {
     /// Re-wraps every data key under the current master key (reloaded from its source first).
     pub async fn rewrap_data_keys(&self) -> Result<Rewrapped> {
         self.keyring.rewrap().await
+    }
+
+    /// Drops the retired master keys once no data key needs them. Re-wraps every data key
+    /// under the current master key (reloaded first), and refuses (`Conflict`, naming them)
+    /// while a data key is wrapped by another, which a process still running with a retired
+    /// key as its current one would cause. Then `persist` stores the current key alone (the key
+    /// file), whatever such a process wrapped meanwhile is re-wrapped with the keys still held,
+    /// and from then on this layer holds the current key alone. Returns the ids dropped.
+    ///
+    /// A backup taken before the data keys were re-wrapped needs the dropped keys: keep them
+    /// as long as such backups.
+    pub async fn prune_masters<F, P>(&self, persist: F) -> Result<Pruned>
+    where
+        F: FnOnce(MasterKeys) -> P + Send,
+        P: Future<Output = Result<()>> + Send,
+    {
+        let rewrapped = self.keyring.rewrap().await?;
+        let still = self.keyring.wrapped_by_retired().await?;
+        if !still.is_empty() {
+            let named: Vec<String> = still
+                .iter()
+                .map(|(tenant, master)| format!("tenant {tenant} (master key {master})"))
+                .collect();
+            return Err(Error::conflict(format!(
+                "retired master keys still wrap data keys of {}: is a process running with an \
+                 older key file?",
+                named.join(", ")
+            )));
+        }
+        let held = self.keyring.held();
+        let current = MasterKeys::new(held.current().clone(), []);
+        let dropped: Vec<String> = held.all()[1..].iter().map(|k| k.id().to_owned()).collect();
+        persist(current.clone()).await?;
+        // What was wrapped by a retired key between the check and now opens with the keys
+        // still held.
+        let late = self.keyring.rewrap_held().await?;
+        self.keyring.set_masters(current);
+        Ok(Pruned {
+            current: held.current().id().to_owned(),
+            data_keys: rewrapped.examined.max(late.examined),
+            rewrapped: rewrapped.rewrapped + late.rewrapped,
+            dropped,
+        })
     }
 
     /// The data key of `tenant`; the keyring tenant itself is refused.
@@ -234,5 +295,9 @@ impl ChangeLog for Sealed {
 impl Maintenance for Sealed {
     async fn purge_expired(&self) -> Result<u64> {
         self.inner.purge_expired().await
+    }
+
+    async fn compact_storage(&self) -> Result<()> {
+        self.inner.compact_storage().await
     }
 }

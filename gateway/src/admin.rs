@@ -1,4 +1,4 @@
-//! Admin commands (`p8fs token issue`, `keys rotate`, `user ...`, `client ...`,
+//! Admin commands (`p8fs token issue`, `keys ...`, `user ...`, `client ...`,
 //! `s3 keys ...`) and the local admin socket through which they reach a running server.
 //!
 //! RocksDB admits one process, so while `p8fs serve` runs, admin commands go to it over
@@ -20,7 +20,7 @@ use std::time::Duration;
 use p8fs_auth::oauth::{Accounts, NewClient, OAuthServer, Revoked};
 use p8fs_auth::s3::{S3Credentials, SEALING_KEY_FILE_NAME, SealingKey};
 use p8fs_auth::{Issuer, KeyRing, ScopeSet, Verifier};
-use p8fs_core::{Backend, Clock, KvStore, SystemClock, TenantId};
+use p8fs_core::{Backend, Clock, KvStore, Maintenance, SystemClock, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -35,6 +35,8 @@ pub const SOCKET_NAME: &str = "admin.sock";
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 /// How long either side waits for the other.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client waits for the reply to a request that rewrites data.
+const LONG_REPLY_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One admin command. Not `Debug`: it may carry a password.
 #[derive(Serialize, Deserialize)]
@@ -56,6 +58,14 @@ pub enum AdminRequest {
     KeysRotate { retain_seconds: u64 },
     /// Make a new master key current and re-wrap every data key under it.
     MasterRotate,
+    /// Drop the retired master keys once every data key is wrapped by the current one.
+    MasterPrune,
+    /// Every tenant of the store, with whether it is resealed in the current format.
+    ResealTenants,
+    /// Rewrite what `tenant` holds in the clear or in an older format in the current one.
+    Reseal { tenant: String },
+    /// Drop from the store's files what overwritten and deleted records left there.
+    StorageCompact,
     /// Create a user of `tenant`.
     UserAdd {
         tenant: String,
@@ -97,6 +107,15 @@ impl AdminRequest {
             self,
             AdminRequest::TokenIssue { .. } | AdminRequest::KeysRotate { .. }
         )
+    }
+
+    /// How long the client waits for the reply: a tenant's reseal and a compaction take as
+    /// long as the data they rewrite.
+    fn reply_timeout(&self) -> Duration {
+        match self {
+            AdminRequest::Reseal { .. } | AdminRequest::StorageCompact => LONG_REPLY_TIMEOUT,
+            _ => IO_TIMEOUT,
+        }
     }
 }
 
@@ -151,6 +170,13 @@ impl Admin {
         self
     }
 
+    /// The encryption layer, which the key and reseal commands need.
+    fn encryption(&self) -> Result<&Encryption, String> {
+        self.encryption.as_ref().ok_or_else(|| {
+            "encryption is off (encryption.enabled = false): there is no master key".to_owned()
+        })
+    }
+
     /// Runs one request; the error is a message for the operator.
     pub async fn execute(&self, request: AdminRequest) -> Result<Value, String> {
         let text = |e: p8fs_core::Error| e.to_string();
@@ -183,16 +209,56 @@ impl Admin {
                 Ok(json!({ "kid": kid }))
             }
             AdminRequest::MasterRotate => {
-                let encryption = self.encryption.as_ref().ok_or_else(|| {
-                    "encryption is off (encryption.enabled = false): there is no master key"
-                        .to_owned()
-                })?;
-                let (id, done) = crate::sealing::rotate(encryption).await?;
+                let (id, done) = crate::sealing::rotate(self.encryption()?).await?;
                 Ok(json!({
                     "master_key_id": id,
                     "data_keys": done.examined,
                     "rewrapped": done.rewrapped,
                 }))
+            }
+            AdminRequest::MasterPrune => crate::sealing::prune(self.encryption()?).await,
+            AdminRequest::ResealTenants => {
+                let tenants = self
+                    .encryption()?
+                    .sealed
+                    .reseal_tenants()
+                    .await
+                    .map_err(text)?;
+                Ok(Value::Array(
+                    tenants
+                        .into_iter()
+                        .map(|(tenant, resealed)| {
+                            json!({"tenant": tenant.as_str(), "resealed": resealed})
+                        })
+                        .collect(),
+                ))
+            }
+            AdminRequest::Reseal { tenant } => {
+                let tenant = TenantId::new(tenant).map_err(text)?;
+                let done = self
+                    .encryption()?
+                    .sealed
+                    .reseal(&tenant, &SystemClock)
+                    .await
+                    .map_err(|e| format!("resealing tenant {tenant}: {e}"))?;
+                Ok(json!({
+                    "tenant": tenant.as_str(),
+                    "skipped": done.skipped,
+                    "examined": done.examined,
+                    "rewritten": done.rewritten,
+                    "chunks": done.chunks,
+                    "uploads_pending": done.uploads_pending,
+                    "overwritten": done.overwritten,
+                    "complete": done.complete,
+                }))
+            }
+            AdminRequest::StorageCompact => {
+                self.encryption()?
+                    .sealed
+                    .compact_storage()
+                    .await
+                    .map_err(text)?;
+                Ok(json!({ "compacted": true }))
             }
             AdminRequest::UserAdd {
                 tenant,
@@ -356,7 +422,9 @@ fn send(path: &Path, request: &AdminRequest) -> Result<Option<Result<Value, Stri
         }
     };
     let failed = |e: std::io::Error| format!("admin socket {}: {e}", path.display());
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(request.reply_timeout()))
+        .map_err(failed)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(failed)?;
     let mut line = serde_json::to_vec(request).map_err(|e| format!("cannot encode: {e}"))?;
     line.push(b'\n');

@@ -1,5 +1,5 @@
 //! The command line: `p8fs serve`, `p8fs migrate`, `p8fs config show`, and the admin commands
-//! `p8fs token issue`, `p8fs keys rotate`, `p8fs user ...`, `p8fs client ...`,
+//! `p8fs token issue`, `p8fs keys ...`, `p8fs user ...`, `p8fs client ...`,
 //! `p8fs s3 keys ...` (which reach a running server through its admin socket, see
 //! [`crate::admin`]), the OAuth client commands `p8fs login`, `p8fs token` (no subcommand) and
 //! `p8fs logout` ([`crate::login`]), which read no local configuration, and `p8fs s3
@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use p8fs_auth::oauth::NewClient;
 use p8fs_core::{Clock, SystemClock};
+use serde_json::Value;
 
 use crate::admin::{self, AdminRequest};
 use crate::config::{Config, Overrides, StorageConfig};
@@ -270,6 +271,20 @@ enum KeysCommand {
     /// under it, online; the old keys stay in the key file, retired. With P8FS_MASTER_KEY,
     /// re-wraps under its first key.
     RotateMaster,
+    /// Drop the retired master keys from the key file once every data key is wrapped by the
+    /// current one (re-wrapping first); refused while any data key still needs one. Keep a copy
+    /// of the retired keys as long as backups taken before the rotation. With P8FS_MASTER_KEY,
+    /// names the keys that may be removed from it.
+    PruneMaster,
+    /// Rewrite what the store holds in the clear (written before encryption was on) or in an
+    /// older ciphertext format in the current one, online, tenant by tenant: one JSON line per
+    /// tenant, then the totals. Tenants done by an earlier run are skipped, so an interrupted
+    /// run resumes; multipart uploads in progress are sealed when completed.
+    Reseal {
+        /// Only this tenant (again, even if an earlier run did it).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -441,6 +456,11 @@ fn run(cli: Cli) -> Result<(), String> {
             let reply = admin::run(&config, AdminRequest::MasterRotate)?;
             write_stdout(&format!("{reply}\n"))
         }
+        Command::Keys(KeysCommand::PruneMaster) => {
+            let reply = admin::run(&config, AdminRequest::MasterPrune)?;
+            write_stdout(&format!("{reply}\n"))
+        }
+        Command::Keys(KeysCommand::Reseal { tenant }) => reseal(&config, tenant),
         Command::Keys(KeysCommand::Rotate { retain }) => {
             let reply = admin::run(
                 &config,
@@ -665,6 +685,64 @@ fn read_password(args: &PasswordArgs) -> Result<String, String> {
         return Err("the passwords differ".into());
     }
     Ok(first)
+}
+
+/// `p8fs keys reseal`: every tenant not resealed yet (or `only`), one request each, then a
+/// compaction of what the rewrites left in the store's files.
+fn reseal(config: &Config, only: Option<String>) -> Result<(), String> {
+    let (tenants, skipped) = match only {
+        Some(tenant) => (vec![tenant], 0),
+        None => {
+            let listed = admin::run(config, AdminRequest::ResealTenants)?;
+            let listed = listed.as_array().cloned().unwrap_or_default();
+            let mut todo = Vec::new();
+            for entry in &listed {
+                if entry["resealed"] != Value::Bool(true)
+                    && let Some(tenant) = entry["tenant"].as_str()
+                {
+                    todo.push(tenant.to_owned());
+                }
+            }
+            let skipped = listed.len() - todo.len();
+            (todo, skipped)
+        }
+    };
+    let mut totals = serde_json::Map::new();
+    let mut overwritten = Vec::new();
+    let mut incomplete = Vec::new();
+    for tenant in &tenants {
+        let done = admin::run(
+            config,
+            AdminRequest::Reseal {
+                tenant: tenant.clone(),
+            },
+        )?;
+        write_stdout(&format!("{done}\n"))?;
+        for field in ["examined", "rewritten", "chunks", "uploads_pending"] {
+            let sum = totals.get(field).and_then(Value::as_u64).unwrap_or(0)
+                + done[field].as_u64().unwrap_or(0);
+            totals.insert(field.to_owned(), sum.into());
+        }
+        for name in done["overwritten"].as_array().into_iter().flatten() {
+            overwritten.push(format!("tenant {tenant}: {}", name.as_str().unwrap_or("?")));
+        }
+        if done["complete"] != Value::Bool(true) {
+            incomplete.push(tenant.clone());
+        }
+    }
+    admin::run(config, AdminRequest::StorageCompact)?;
+    totals.insert("tenants".to_owned(), tenants.len().into());
+    totals.insert("skipped".to_owned(), skipped.into());
+    totals.insert("incomplete".to_owned(), incomplete.into());
+    write_stdout(&format!("{}\n", Value::Object(totals)))?;
+    if !overwritten.is_empty() {
+        return Err(format!(
+            "clients wrote these records while they were being resealed, and the reseal may \
+             have replaced that write with the earlier value; check them: {}",
+            overwritten.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn write_stdout(text: &str) -> Result<(), String> {

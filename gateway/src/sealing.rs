@@ -1,9 +1,11 @@
 //! Encryption at rest in the gateway: the master keys (an owner-only key file beside the signing
 //! keys, created on first start, or `P8FS_MASTER_KEY`), the sealing layer put in front of the
-//! configured backend, and master-key rotation (`p8fs keys rotate-master`).
+//! configured backend, master-key rotation (`p8fs keys rotate-master`) and dropping the retired
+//! keys once nothing needs them (`p8fs keys prune-master`).
 //!
 //! The key file holds one master key per line (base64url of 32 bytes); the first is current,
-//! the others are retired keys kept so that what they wrapped stays readable. Rotation writes a
+//! the others are retired keys kept so that what they wrapped stays readable, until
+//! `p8fs keys prune-master` finds every data key wrapped by the current one and drops them. Rotation writes a
 //! new file (a complete owner-only temporary file renamed over the old one) with a new key first
 //! and re-wraps every data key under it, online. `encryption.master_key` (`P8FS_MASTER_KEY`)
 //! holds the same list, comma separated; with it, rotation re-wraps under its first key (the
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use p8fs_core::sealed::{MasterKey, MasterKeys, MasterSource, Rewrapped, Sealed};
 use p8fs_core::{Backend, Error};
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -140,6 +143,50 @@ pub async fn rotate(encryption: &Encryption) -> Result<(String, Rewrapped), Stri
                 .await
                 .map_err(|e| format!("re-wrapping the data keys: {e}"))?;
             Ok((keys.current().id().to_owned(), done))
+        }
+    }
+}
+
+/// Drops the retired master keys once every data key is wrapped by the current one (see
+/// [`Sealed::prune_masters`]): with a key file, it is rewritten holding the current key alone;
+/// with `encryption.master_key` nothing can be rewritten here, and the reply names the keys the
+/// operator may now remove from it.
+pub async fn prune(encryption: &Encryption) -> Result<Value, String> {
+    let failed = |e: Error| format!("dropping the retired master keys: {e}");
+    match &encryption.source {
+        KeySource::File(path) => {
+            let pruned = encryption
+                .sealed
+                .prune_masters(|current| async move {
+                    write_keys(path, &current)
+                        .map_err(|e| Error::internal(format!("{}: {e}", path.display()), None))
+                })
+                .await
+                .map_err(failed)?;
+            Ok(json!({
+                "master_key_id": pruned.current,
+                "data_keys": pruned.data_keys,
+                "rewrapped": pruned.rewrapped,
+                "dropped": pruned.dropped,
+            }))
+        }
+        KeySource::Configured(_) => {
+            let pruned = encryption
+                .sealed
+                .prune_masters(|_| async { Ok(()) })
+                .await
+                .map_err(failed)?;
+            Ok(json!({
+                "master_key_id": pruned.current,
+                "data_keys": pruned.data_keys,
+                "rewrapped": pruned.rewrapped,
+                "dropped": [],
+                "unneeded": pruned.dropped,
+                "note": format!(
+                    "no data key needs the unneeded keys: remove them from encryption.master_key \
+                     ({MASTER_KEY_ENV})"
+                ),
+            }))
         }
     }
 }

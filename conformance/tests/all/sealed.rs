@@ -15,9 +15,9 @@ use p8fs_conformance::support::{
 use p8fs_core::object::{ObjectWriter, list_objects_v2};
 use p8fs_core::sealed::{KEYRING_TENANT, MasterKey, MasterKeys, Sealed, SealedSince};
 use p8fs_core::{
-    Backend, BucketName, ChangeLog, CollectionSpec, ErrorKind, Filter, KvStore, Label, ManualClock,
-    Metric, NodeId, ObjectAttributes, ObjectKey, ObjectMeta, ObjectPrefix, Precondition, Rel,
-    TenantId, Weight, kv, vector,
+    Backend, BucketName, ChangeLog, Clock, CollectionSpec, ErrorKind, Filter, KvStore, Label,
+    Maintenance, ManualClock, Metric, NodeId, ObjectAttributes, ObjectKey, ObjectMeta,
+    ObjectPrefix, ObjectStore, Precondition, ReapPolicy, Rel, TenantId, Weight, kv, vector,
 };
 use serde_json::json;
 
@@ -377,6 +377,207 @@ async fn store_written_before_is_read_and_migrated_on_write() {
     assert_eq!(again.sealed_since(), SealedSince::Upgrade);
 }
 
+/// A store written before encryption, resealed: every kind of record holding `secret`, one
+/// with an expiry, and a multipart upload in progress are written without the layer; the first
+/// reseal rewrites all but the upload, which keeps the tenant unfinished until it is gone; the
+/// next finishes it, and one after that skips it. Freed blobs are then reaped and the store
+/// compacted, so nothing of the plaintext is left for a scan of the raw store to find.
+async fn reseal_store_written_before(inner: Arc<dyn Backend>, clock: &ManualClock) -> Sealed {
+    let (tenant, secret) = (fresh_tenant(), secret_string());
+    write_secret(inner.as_ref(), &tenant, &secret).await;
+    inner
+        .put(
+            &tenant,
+            &key("brief"),
+            &value(json!({"text": secret})),
+            p8fs_conformance::support::ttl(3_600_000),
+        )
+        .await
+        .expect("put with a ttl");
+    let b = sealed(inner.clone(), MasterKeys::new(master(1), [])).await;
+    assert_eq!(b.sealed_since(), SealedSince::Upgrade);
+
+    let first = b.reseal(&tenant, clock).await.expect("reseal");
+    // Two records, a vector, two nodes, an edge, an object (of one chunk).
+    assert_eq!(
+        (first.examined, first.rewritten, first.chunks),
+        (7, 7, 1),
+        "{first:?}"
+    );
+    assert_eq!(first.uploads_pending, 1, "{first:?}");
+    assert!(!first.complete && !first.skipped && first.overwritten.is_empty());
+    read_secret(&b, &tenant, &secret).await;
+    let brief = b
+        .get(&tenant, &key("brief"))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(brief.value, json!({"text": secret}));
+    assert_eq!(
+        brief.expires_at,
+        Some(clock.now() + 3_600_000),
+        "the expiry is kept"
+    );
+    let raw = inner
+        .get(&tenant, &key("note"))
+        .await
+        .expect("get")
+        .expect("present");
+    assert!(raw.value.get("s").is_some(), "sealed: {}", raw.value);
+
+    // The upload in progress goes; the next run finishes the tenant, the one after skips it.
+    let bucket = BucketName::new("vault").expect("valid");
+    for upload in b
+        .list_uploads(&tenant, &bucket, &ObjectPrefix::all(), None, limit(10))
+        .await
+        .expect("uploads")
+    {
+        b.abort_upload(&tenant, &bucket, upload.id)
+            .await
+            .expect("abort");
+    }
+    let second = b.reseal(&tenant, clock).await.expect("reseal again");
+    assert_eq!((second.examined, second.rewritten), (7, 0), "{second:?}");
+    assert!(second.complete && second.uploads_pending == 0, "{second:?}");
+    let third = b.reseal(&tenant, clock).await.expect("reseal once more");
+    assert!(
+        third.skipped && third.complete && third.examined == 0,
+        "{third:?}"
+    );
+    assert!(
+        b.reseal_tenants()
+            .await
+            .expect("tenants")
+            .contains(&(tenant.clone(), true))
+    );
+    read_secret(&b, &tenant, &secret).await;
+
+    // What the rewrites replaced leaves the store.
+    let now = clock.now();
+    b.reap_objects(ReapPolicy {
+        abandoned_before: now + 1,
+        freed_before: now + 1,
+    })
+    .await
+    .expect("reap");
+    b.compact_storage().await.expect("compact");
+    b
+}
+
+#[tokio::test]
+async fn reseal_leaves_no_plaintext_in_rocksdb_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let inner: Arc<dyn Backend> = Arc::new(
+        RocksBackend::open(dir.path(), clock.clone(), RocksOptions::default()).expect("open"),
+    );
+    drop(reseal_store_written_before(inner, &clock).await);
+    assert_eq!(
+        files_containing(dir.path(), b"opal-secret-"),
+        Vec::<String>::new(),
+        "no plaintext is left in the store's files"
+    );
+}
+
+/// As [`reseal_leaves_no_plaintext_in_rocksdb_files`], on a fresh database of `server`: no row
+/// holds the secret after the reseal.
+async fn reseal_leaves_no_plaintext_in_rows(server: SqlServer) {
+    let clock = clock();
+    let inner = server.backend(clock.clone()).await;
+    drop(reseal_store_written_before(inner, &clock).await);
+    assert_eq!(
+        server.rows_containing(None, "opal-secret-").await,
+        Vec::<String>::new(),
+        "no row holds plaintext"
+    );
+}
+
+#[tokio::test]
+async fn reseal_leaves_no_plaintext_in_postgres_rows() {
+    reseal_leaves_no_plaintext_in_rows(SqlServer::fresh_postgres("reseal")).await;
+}
+
+#[tokio::test]
+async fn reseal_leaves_no_plaintext_in_tidb_rows() {
+    reseal_leaves_no_plaintext_in_rows(SqlServer::fresh_tidb("reseal")).await;
+}
+
+#[tokio::test]
+async fn retired_master_keys_are_dropped_once_no_data_key_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = rocks(dir.path());
+    let (a, c, d) = (fresh_tenant(), fresh_tenant(), fresh_tenant());
+    let first = sealed(inner.clone(), MasterKeys::new(master(1), [])).await;
+    first
+        .put(&a, &key("k"), &value(json!("a")), None)
+        .await
+        .unwrap();
+    // A process whose current key no other has.
+    let stranger = sealed(inner.clone(), MasterKeys::new(master(3), [])).await;
+    stranger
+        .put(&c, &key("k"), &value(json!("c")), None)
+        .await
+        .unwrap();
+
+    // Refused while a data key is wrapped by a key this layer cannot re-wrap: nothing persisted.
+    let rotated = sealed(inner.clone(), MasterKeys::new(master(2), [master(1)])).await;
+    let persisted = std::sync::atomic::AtomicBool::new(false);
+    let err = rotated
+        .prune_masters(|_| async {
+            persisted.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not configured"), "{err}");
+    assert!(!persisted.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        rotated.get(&a, &key("k")).await.unwrap().unwrap().value,
+        json!("a")
+    );
+
+    // With every key, it re-wraps, persists the current key alone, and re-wraps what a process
+    // still wrapping with a retired key made meanwhile.
+    let all = sealed(
+        inner.clone(),
+        MasterKeys::new(master(2), [master(1), master(3)]),
+    )
+    .await;
+    let (late, late_tenant) = (&first, &d);
+    let pruned = all
+        .prune_masters(|current| async move {
+            assert_eq!(current.all().len(), 1, "the current key alone is persisted");
+            assert_eq!(current.current().id(), master(2).id());
+            // Meanwhile a process still running with the old key makes a data key.
+            late.put(late_tenant, &key("k"), &value(json!("d")), None)
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("prune");
+    assert_eq!(pruned.current, master(2).id());
+    let mut dropped = pruned.dropped.clone();
+    dropped.sort();
+    let mut expected = vec![master(1).id().to_owned(), master(3).id().to_owned()];
+    expected.sort();
+    assert_eq!(dropped, expected);
+    let again = all
+        .prune_masters(|_| async { Ok(()) })
+        .await
+        .expect("prune again");
+    assert!(
+        again.dropped.is_empty() && again.rewrapped == 0,
+        "{again:?}"
+    );
+
+    // Only the current key is needed now.
+    let fresh = sealed(inner, MasterKeys::new(master(2), [])).await;
+    for (tenant, expected) in [(&a, "a"), (&c, "c"), (&d, "d")] {
+        let entry = fresh.get(tenant, &key("k")).await.unwrap().unwrap();
+        assert_eq!(entry.value, json!(expected));
+    }
+}
+
 /// A SQL server of the suites, whose rows a test reads as a dump of it would show them.
 enum SqlServer {
     Postgres(String),
@@ -392,6 +593,16 @@ impl SqlServer {
     /// The suites' TiDB (or MariaDB stand-in) database.
     fn tidb() -> Self {
         Self::Tidb(crate::harness::tidb_url())
+    }
+
+    /// A new PostgreSQL database of its own (`P8FS_TEST_POSTGRES_CREATEDB`).
+    fn fresh_postgres(purpose: &str) -> Self {
+        Self::Postgres(createdb("P8FS_TEST_POSTGRES_CREATEDB", purpose))
+    }
+
+    /// A new TiDB (or MariaDB stand-in) database of its own (`P8FS_TEST_TIDB_CREATEDB`).
+    fn fresh_tidb(purpose: &str) -> Self {
+        Self::Tidb(createdb("P8FS_TEST_TIDB_CREATEDB", purpose))
     }
 
     /// The backend over this database.
@@ -411,8 +622,8 @@ impl SqlServer {
     }
 
     /// The tables with a row holding `needle`, with their counts: rows of `tenant` where the
-    /// table says whose a row is, every row elsewhere.
-    async fn rows_containing(&self, tenant: &TenantId, needle: &str) -> Vec<String> {
+    /// table says whose a row is, every row elsewhere (and everywhere when `tenant` is `None`).
+    async fn rows_containing(&self, tenant: Option<&TenantId>, needle: &str) -> Vec<String> {
         match self {
             Self::Postgres(url) => postgres_rows_containing(url, tenant, needle).await,
             Self::Tidb(url) => mysql_rows_containing(url, tenant, needle).await,
@@ -433,14 +644,14 @@ async fn secret_absent_from_rows(server: SqlServer) {
     write_secret(&b, &tenant, &secret).await;
     read_secret(&b, &tenant, &secret).await;
     assert_eq!(
-        server.rows_containing(&tenant, &secret).await,
+        server.rows_containing(Some(&tenant), &secret).await,
         Vec::<String>::new()
     );
     let plain = fresh_tenant();
     write_secret(inner.as_ref(), &plain, &format!("{secret}-plain")).await;
     assert!(
         !server
-            .rows_containing(&plain, &format!("{secret}-plain"))
+            .rows_containing(Some(&plain), &format!("{secret}-plain"))
             .await
             .is_empty(),
         "the scan sees what is written without the layer"
@@ -457,9 +668,36 @@ async fn secret_absent_from_tidb_rows() {
     secret_absent_from_rows(SqlServer::tidb()).await;
 }
 
+/// A new database made by the command in the environment variable `variable`, which prints its
+/// URL.
+fn createdb(variable: &str, purpose: &str) -> String {
+    let command = std::env::var(variable).unwrap_or_else(|_| {
+        panic!("set {variable} (see scripts/services): this test needs a database of its own")
+    });
+    let name = format!("{purpose}_{}", fresh_tenant().as_str().replace('-', "_"));
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} {name}"))
+        .output()
+        .expect("run the createdb command");
+    assert!(
+        output.status.success(),
+        "{command} {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("a URL")
+        .trim()
+        .to_owned()
+}
+
 /// Every row of every table of the test database that holds `needle` (as text, or as bytea
 /// hex), with PostgreSQL.
-async fn postgres_rows_containing(url: &str, tenant: &TenantId, needle: &str) -> Vec<String> {
+async fn postgres_rows_containing(
+    url: &str,
+    tenant: Option<&TenantId>,
+    needle: &str,
+) -> Vec<String> {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
     let tables: Vec<String> = sqlx::query(
@@ -479,9 +717,9 @@ async fn postgres_rows_containing(url: &str, tenant: &TenantId, needle: &str) ->
     for table in tables {
         // Rows of the writing tenant where the table says whose a row is; every row elsewhere.
         let scope = if with_tenant.contains(&table) {
-            "r.tenant = $3 AND"
+            "($3 = '' OR r.tenant = $3) AND"
         } else {
-            "$3 <> '' AND"
+            "$3::text IS NOT NULL AND"
         };
         let sql = format!(
             "SELECT count(*) FROM \"{table}\" r WHERE {scope} (strpos(r::text, $1) > 0 \
@@ -490,7 +728,7 @@ async fn postgres_rows_containing(url: &str, tenant: &TenantId, needle: &str) ->
         let n: i64 = sqlx::query(&sql)
             .bind(needle)
             .bind(&hex)
-            .bind(tenant.as_str())
+            .bind(tenant.map_or("", TenantId::as_str))
             .fetch_one(&mut conn)
             .await
             .expect("scan")
@@ -518,7 +756,7 @@ async fn columns_named_tenant_pg(conn: &mut sqlx::PgConnection) -> Vec<String> {
 
 /// Every table of the test database (MariaDB or TiDB) with a row holding `needle`, from every
 /// column's bytes.
-async fn mysql_rows_containing(url: &str, tenant: &TenantId, needle: &str) -> Vec<String> {
+async fn mysql_rows_containing(url: &str, tenant: Option<&TenantId>, needle: &str) -> Vec<String> {
     use mysql_async::prelude::Queryable;
     let mut conn = mysql_async::Conn::from_url(url).await.expect("connect");
     let tables: Vec<String> = conn
@@ -539,7 +777,9 @@ async fn mysql_rows_containing(url: &str, tenant: &TenantId, needle: &str) -> Ve
     let mut found = Vec::new();
     for table in tables {
         // Rows of the writing tenant where the table says whose a row is; every row elsewhere.
-        let rows: Vec<mysql_async::Row> = if with_tenant.contains(&table) {
+        let rows: Vec<mysql_async::Row> = if let Some(tenant) = tenant
+            && with_tenant.contains(&table)
+        {
             conn.exec(
                 format!("SELECT * FROM `{table}` WHERE tenant = ?"),
                 (tenant.as_str(),),

@@ -15,7 +15,7 @@ use crate::types::{
 use crate::validate::stored;
 
 impl Sealed {
-    fn seal_properties(
+    pub(super) fn seal_properties(
         &self,
         key: &DataKey,
         tenant: &TenantId,
@@ -27,7 +27,7 @@ impl Sealed {
         Ok(stored::object(sealed))
     }
 
-    fn open_properties(
+    pub(super) fn open_properties(
         &self,
         key: &DataKey,
         tenant: &TenantId,

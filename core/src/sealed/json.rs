@@ -108,12 +108,31 @@ pub(crate) fn seal(
 /// Whether a stored value has the sealed shape (an object of `s`, and `t` or not).
 pub(crate) fn is_sealed(stored: &Value) -> bool {
     match stored {
-        Value::Object(map) => {
-            map.get(SEALED).is_some_and(Value::is_string)
-                && map.keys().all(|k| k == SEALED || k == TOKENS)
-        }
+        Value::Object(map) => is_sealed_object(map),
         _ => false,
     }
+}
+
+/// Whether stored metadata or properties have the sealed shape.
+pub(crate) fn is_sealed_object(map: &JsonMap) -> bool {
+    map.get(SEALED).is_some_and(Value::is_string) && map.keys().all(|k| k == SEALED || k == TOKENS)
+}
+
+/// The format of the ciphertext a stored object of the sealed shape holds; `None` for a plain
+/// one.
+pub(crate) fn sealed_format(map: &JsonMap) -> Option<u8> {
+    if !is_sealed_object(map) {
+        return None;
+    }
+    map.get(SEALED)
+        .and_then(Value::as_str)
+        .and_then(ciphertext_format)
+}
+
+/// The format byte of a ciphertext in base64url (the first of its first three bytes).
+pub(crate) fn ciphertext_format(text: &str) -> Option<u8> {
+    let head = URL_SAFE_NO_PAD.decode(text.get(..4)?.as_bytes()).ok()?;
+    head.first().copied()
 }
 
 /// The value sealed in `stored`. A stored value without the sealed shape is returned as it is
@@ -261,6 +280,36 @@ mod tests {
             open(&k, &ctx, json!({"plain": 1}), true).unwrap(),
             json!({"plain": 1})
         );
+    }
+
+    #[test]
+    fn the_format_of_a_stored_value_is_read_from_its_ciphertext() {
+        let k = key();
+        let tenant = TenantId::new("alpha").unwrap();
+        let ctx = Context {
+            tenant: &tenant,
+            capability: "kv",
+            record: &[b"k1"],
+        };
+        let value = json!({"secret": "opal"});
+        let current = seal(&k, &ctx, &value, true).unwrap();
+        assert_eq!(sealed_format(&current), Some(crate::sealed::keys::FORMAT));
+        let plain = serde_json::to_vec(&value).unwrap();
+        let mut old = current.clone();
+        old.insert(
+            SEALED.to_owned(),
+            Value::String(URL_SAFE_NO_PAD.encode(k.seal_format_one(&ctx, &plain))),
+        );
+        assert_eq!(
+            sealed_format(&old),
+            Some(crate::sealed::keys::XCHACHA_FORMAT)
+        );
+        assert_eq!(open(&k, &ctx, Value::Object(old), false).unwrap(), value);
+        let Value::Object(plain) = value else {
+            unreachable!()
+        };
+        assert_eq!(sealed_format(&plain), None);
+        assert_eq!(ciphertext_format(""), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::keys::{DataKey, DataKeyBytes, MasterKeys, parse_key_id};
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
+use crate::kv::KvEntry;
 use crate::types::{Key, KeyPrefix, Limit, TenantId};
 use crate::validate::stored;
 
@@ -19,6 +20,8 @@ use crate::validate::stored;
 pub const KEYRING_TENANT: &str = "p8fs-keyring";
 
 const DATA_KEY_PREFIX: &str = "data-key/";
+/// The records saying a tenant was resealed ([`super::reseal`]), and in which format.
+const RESEALED_PREFIX: &str = "resealed/";
 /// The record saying since when the store is sealed.
 pub(crate) const MARKER_KEY: &str = "store";
 
@@ -48,6 +51,10 @@ pub(crate) fn keyring_tenant() -> TenantId {
 
 fn data_key_record(tenant: &TenantId) -> Result<Key> {
     Key::new(format!("{DATA_KEY_PREFIX}{tenant}"))
+}
+
+fn data_key_tenant(record: &Key) -> Result<TenantId> {
+    TenantId::new(record.as_str().trim_start_matches(DATA_KEY_PREFIX))
 }
 
 impl Keyring {
@@ -168,27 +175,92 @@ impl Keyring {
     /// readers holding a key or a retired master key keep working throughout.
     pub(crate) async fn rewrap(&self) -> Result<Rewrapped> {
         self.reload()?;
-        let prefix = KeyPrefix::new(DATA_KEY_PREFIX)?;
-        let mut after: Option<Key> = None;
+        self.rewrap_held().await
+    }
+
+    /// As [`Keyring::rewrap`], with the master keys held now (not reloaded).
+    pub(crate) async fn rewrap_held(&self) -> Result<Rewrapped> {
         let mut done = Rewrapped::default();
+        for entry in self.records(DATA_KEY_PREFIX).await? {
+            done.examined += 1;
+            let tenant = data_key_tenant(&entry.key)?;
+            if self.rewrap_one(&tenant, &entry.key).await? {
+                done.rewrapped += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Every keyring record under `prefix`, keys ascending.
+    async fn records(&self, prefix: &str) -> Result<Vec<KvEntry>> {
+        let prefix = KeyPrefix::new(prefix)?;
+        let mut after: Option<Key> = None;
+        let mut records = Vec::new();
         loop {
             let page = self
                 .inner
                 .scan(&self.tenant, &prefix, after.as_ref(), Limit::MAX)
                 .await?;
-            for entry in &page.items {
-                done.examined += 1;
-                let name = entry.key.as_str().trim_start_matches(DATA_KEY_PREFIX);
-                let tenant = TenantId::new(name)?;
-                if self.rewrap_one(&tenant, &entry.key).await? {
-                    done.rewrapped += 1;
-                }
-            }
+            records.extend(page.items);
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(done),
+                None => return Ok(records),
             }
         }
+    }
+
+    /// Every tenant with a data key, ascending.
+    pub(crate) async fn tenants(&self) -> Result<Vec<TenantId>> {
+        self.records(DATA_KEY_PREFIX)
+            .await?
+            .iter()
+            .map(|entry| data_key_tenant(&entry.key))
+            .collect()
+    }
+
+    /// The tenants whose data keys a master key other than the current one wraps, with its id.
+    pub(crate) async fn wrapped_by_retired(&self) -> Result<Vec<(TenantId, String)>> {
+        let current = self.masters().current().id().to_owned();
+        let mut found = Vec::new();
+        for entry in self.records(DATA_KEY_PREFIX).await? {
+            let master = entry.value.get("master").and_then(Value::as_str);
+            if master != Some(current.as_str()) {
+                let master = master.unwrap_or("(none)").to_owned();
+                found.push((data_key_tenant(&entry.key)?, master));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The master keys held now.
+    pub(crate) fn held(&self) -> MasterKeys {
+        self.masters()
+    }
+
+    /// Whether `tenant` was resealed in ciphertext format `format` (see [`super::reseal`]).
+    pub(crate) async fn resealed(&self, tenant: &TenantId, format: u8) -> Result<bool> {
+        let record = Key::new(format!("{RESEALED_PREFIX}{tenant}"))?;
+        Ok(self
+            .inner
+            .get(&self.tenant, &record)
+            .await?
+            .is_some_and(|entry| {
+                entry.value.get("format").and_then(Value::as_u64) == Some(u64::from(format))
+            }))
+    }
+
+    /// Records that `tenant` holds only ciphertexts of format `format`.
+    pub(crate) async fn mark_resealed(&self, tenant: &TenantId, format: u8) -> Result<()> {
+        let record = Key::new(format!("{RESEALED_PREFIX}{tenant}"))?;
+        self.inner
+            .put(
+                &self.tenant,
+                &record,
+                &stored::value(json!({ "format": format })),
+                None,
+            )
+            .await?;
+        Ok(())
     }
 
     async fn rewrap_one(&self, tenant: &TenantId, record: &Key) -> Result<bool> {

@@ -472,6 +472,29 @@ impl DataKey {
     pub fn id(&self) -> [u8; KEY_ID_BYTES] {
         self.id
     }
+
+    /// A format-1 ciphertext (XChaCha20-Poly1305, random 192-bit nonce), as earlier versions
+    /// sealed.
+    #[cfg(test)]
+    pub(crate) fn seal_format_one(&self, context: &Context<'_>, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = random::<NONCE_BYTES>().unwrap();
+        let aad = context.aad(XCHACHA_FORMAT, &self.id);
+        let ciphertext = self
+            .xchacha
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        let mut old = vec![XCHACHA_FORMAT];
+        old.extend_from_slice(&self.id);
+        old.extend_from_slice(&nonce);
+        old.extend_from_slice(&ciphertext);
+        old
+    }
 }
 
 #[cfg(test)]
@@ -556,23 +579,7 @@ mod tests {
         let key = DataKeyBytes::generate().unwrap().open();
         let tenant = TenantId::new("alpha").unwrap();
         let ctx = context(&tenant, &[b"k1"]);
-        // As earlier versions sealed: XChaCha20-Poly1305, a random 192-bit nonce.
-        let nonce = random::<NONCE_BYTES>().unwrap();
-        let aad = ctx.aad(XCHACHA_FORMAT, &key.id);
-        let ciphertext = key
-            .xchacha
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: b"an old value",
-                    aad: &aad,
-                },
-            )
-            .unwrap();
-        let mut old = vec![XCHACHA_FORMAT];
-        old.extend_from_slice(&key.id);
-        old.extend_from_slice(&nonce);
-        old.extend_from_slice(&ciphertext);
+        let old = key.seal_format_one(&ctx, b"an old value");
         assert_eq!(key.open(&ctx, &old).unwrap(), b"an old value");
         let mut stored = b"head".to_vec();
         stored.extend_from_slice(&old);

@@ -13,7 +13,7 @@ use crate::types::{JsonPath, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, T
 use crate::validate::stored;
 
 impl Sealed {
-    fn seal_kv(
+    pub(super) fn seal_kv(
         &self,
         key: &DataKey,
         tenant: &TenantId,
@@ -24,7 +24,12 @@ impl Sealed {
         Ok(stored::value(Value::Object(map)))
     }
 
-    fn open_kv(&self, key: &DataKey, tenant: &TenantId, mut entry: KvEntry) -> Result<KvEntry> {
+    pub(super) fn open_kv(
+        &self,
+        key: &DataKey,
+        tenant: &TenantId,
+        mut entry: KvEntry,
+    ) -> Result<KvEntry> {
         let value = std::mem::take(&mut entry.value);
         entry.value = open(
             key,

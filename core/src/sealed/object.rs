@@ -20,11 +20,11 @@ use crate::object::{
 use crate::types::{BucketName, Limit, ObjectKey, ObjectPrefix, TenantId, Timestamp};
 
 /// What marks a sealed chunk, before its ciphertext.
-const CHUNK_MAGIC: [u8; 4] = [0xF0, b'p', b'8', b's'];
+pub(super) const CHUNK_MAGIC: [u8; 4] = [0xF0, b'p', b'8', b's'];
 /// Bytes a sealed chunk takes beyond its plaintext.
 pub const CHUNK_OVERHEAD: usize = CHUNK_MAGIC.len() + OVERHEAD;
 /// The one attribute a sealed object, upload or part stores.
-const SEALED_ATTRIBUTE: &str = "p8fs-sealed";
+pub(super) const SEALED_ATTRIBUTE: &str = "p8fs-sealed";
 
 /// What the sealed attribute holds.
 #[derive(Serialize, Deserialize)]
@@ -65,7 +65,7 @@ fn etag_token(key: &DataKey, etag: &str) -> String {
     key.token(&canonical)
 }
 
-fn sealed_only(attributes: &ObjectAttributes) -> Option<&str> {
+pub(super) fn sealed_only(attributes: &ObjectAttributes) -> Option<&str> {
     let only = attributes.content_type.is_none()
         && attributes.headers.is_empty()
         && attributes.checksums.is_empty()
@@ -88,7 +88,7 @@ fn holding(text: String) -> ObjectAttributes {
 }
 
 impl Sealed {
-    fn seal_meta(
+    pub(super) fn seal_meta(
         &self,
         key: &DataKey,
         tenant: &TenantId,
@@ -112,7 +112,7 @@ impl Sealed {
         })
     }
 
-    fn open_meta(
+    pub(super) fn open_meta(
         &self,
         key: &DataKey,
         tenant: &TenantId,
