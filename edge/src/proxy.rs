@@ -22,6 +22,7 @@ use http::HeaderValue;
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::ALPN;
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{ProxyHttp, Session};
@@ -253,6 +254,10 @@ impl Edge {
 #[async_trait]
 impl ProxyHttp for Edge {
     type CTX = RequestState;
+
+    /// No modules: pingora's default is its response compression module, disabled, which
+    /// still made a context and ran its filters for every request. The edge never compresses.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> RequestState {
         RequestState {
