@@ -322,18 +322,31 @@ impl Graph {
                 let Some(neighbours) = self.links[nearest.node as usize].get(layer) else {
                     continue;
                 };
-                for &node in neighbours {
-                    if !self.is_live(node) || !visited.insert(node) {
-                        continue;
+                for batch in neighbours.chunks(2 * M) {
+                    // Read one byte of every cache line of the unseen neighbours' codes first,
+                    // so that their misses overlap instead of stalling one distance at a time.
+                    let mut fresh = [0_u32; 2 * M];
+                    let mut count = 0;
+                    let mut touched = 0_i8;
+                    for &node in batch {
+                        if self.is_live(node) && visited.insert(node) {
+                            let (row, _) = codes.codes(self.node_row[node as usize] as usize);
+                            touched ^= row.iter().step_by(64).fold(0, |a, b| a ^ b);
+                            fresh[count] = node;
+                            count += 1;
+                        }
                     }
-                    let scored = self.scored(codes, probe, node);
-                    let worst = found.peek().map_or(f32::INFINITY, |w| w.distance);
-                    if found.len() < ef || scored.distance < worst {
-                        candidates.push(Reverse(scored));
-                        if accept(node) {
-                            found.push(scored);
-                            if found.len() > ef {
-                                found.pop();
+                    std::hint::black_box(touched);
+                    for &node in &fresh[..count] {
+                        let scored = self.scored(codes, probe, node);
+                        let worst = found.peek().map_or(f32::INFINITY, |w| w.distance);
+                        if found.len() < ef || scored.distance < worst {
+                            candidates.push(Reverse(scored));
+                            if accept(node) {
+                                found.push(scored);
+                                if found.len() > ef {
+                                    found.pop();
+                                }
                             }
                         }
                     }
