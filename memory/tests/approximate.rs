@@ -4,7 +4,6 @@
 //! graph starts at 500 records; every 25th sentence is held out as a query. The graph's top 10
 //! must hold at least 95 % of the exact top 10.
 
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
