@@ -538,6 +538,42 @@ async fn bad_input_names_the_field() {
             Some(json!({"label": ""})),
             "label",
         ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "mode": "fast"})),
+            "mode",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "mode": "approximate", "ef": 0})),
+            "ef",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "mode": "approximate", "ef": 4097})),
+            "ef",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "mode": "approximate", "ef": 1.5})),
+            "ef",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "ef": 8})),
+            "ef",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/collections/c/search",
+            Some(json!({"query": [1.0], "mode": "exact", "ef": 8})),
+            "ef",
+        ),
     ];
     for (method, path, body, field) in cases {
         let (status, problem) = server.call(method.clone(), path, &token, body).await;
@@ -619,6 +655,28 @@ async fn vectors_and_graph_over_http() {
         .map(|h| h["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a", "c"]);
+    // A collection this small answers an approximate search exactly, whatever `ef`.
+    for mode in [
+        json!({"mode": "exact"}),
+        json!({"mode": "approximate"}),
+        json!({"mode": "approximate", "ef": 1}),
+        json!({"mode": "approximate", "ef": 4096}),
+    ] {
+        let mut body = json!({"query": [0.9, 0.0], "k": 2, "filter": {"tag": "x"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(mode.as_object().unwrap().clone());
+        let (status, same) = server
+            .call(
+                reqwest::Method::POST,
+                "/v1/collections/docs/search",
+                &token,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{mode}: {same}");
+        assert_eq!(same, results, "{mode}");
+    }
     let (status, problem) = server
         .call(
             reqwest::Method::PUT,

@@ -424,6 +424,22 @@ mod ingest {
             (status, value)
         }
 
+        /// A POST with a JSON body: the status code and the body.
+        async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+            let response = self
+                .client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap();
+            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            (status, value)
+        }
+
         /// `GET /v1/index/{bucket}/{key}`: the status code and the body.
         async fn index(&self, bucket: &str, key: &str) -> (u16, Value) {
             self.get(&format!("/v1/index/{bucket}/{key}"), &[]).await
@@ -701,6 +717,64 @@ mod ingest {
         }
     }
 
+    /// `mode=approximate` (any `ef`) on a collection this small is answered exactly, through
+    /// `GET /v1/search` and `POST /v1/search`; a bad `mode` or `ef` is a 400 naming it.
+    async fn approximate_search_finds_what_exact_finds(api: &Api) {
+        let question = "what makes molten rock explode out of a mountain";
+        let (status, exact) = api.get("/v1/search", &[("q", question), ("k", "5")]).await;
+        assert_eq!(status, 200, "{exact}");
+        assert!(!exact["hits"].as_array().unwrap().is_empty(), "{exact}");
+        for mode in [
+            vec![("mode", "exact")],
+            vec![("mode", "approximate")],
+            vec![("mode", "approximate"), ("ef", "1")],
+            vec![("mode", "approximate"), ("ef", "4096")],
+        ] {
+            let mut query = vec![("q", question), ("k", "5")];
+            query.extend_from_slice(&mode);
+            let (status, found) = api.get("/v1/search", &query).await;
+            assert_eq!(status, 200, "{mode:?}: {found}");
+            assert_eq!(found, exact, "GET /v1/search with {mode:?}");
+        }
+        for body in [
+            json!({"q": question, "k": 5, "mode": "approximate"}),
+            json!({"q": question, "k": 5, "mode": "approximate", "ef": 16}),
+        ] {
+            let (status, found) = api.post("/v1/search", &body).await;
+            assert_eq!(status, 200, "{body}: {found}");
+            assert_eq!(found, exact, "POST /v1/search {body}");
+        }
+        for (query, field) in [
+            (vec![("mode", "fast")], "mode"),
+            (vec![("mode", "approximate"), ("ef", "0")], "ef"),
+            (vec![("mode", "approximate"), ("ef", "4097")], "ef"),
+            (vec![("mode", "approximate"), ("ef", "1.5")], "ef"),
+            (vec![("ef", "8")], "ef"),
+            (vec![("mode", "exact"), ("ef", "8")], "ef"),
+        ] {
+            let mut params = vec![("q", question)];
+            params.extend_from_slice(&query);
+            let (status, problem) = api.get("/v1/search", &params).await;
+            assert_eq!(
+                (status, &problem["field"]),
+                (400, &json!(field)),
+                "GET /v1/search with {query:?}: {problem}"
+            );
+        }
+        for (body, field) in [
+            (json!({"q": question, "mode": "fast"}), "mode"),
+            (json!({"q": question, "mode": "approximate", "ef": 0}), "ef"),
+            (json!({"q": question, "ef": 8}), "ef"),
+        ] {
+            let (status, problem) = api.post("/v1/search", &body).await;
+            assert_eq!(
+                (status, &problem["field"]),
+                (400, &json!(field)),
+                "POST /v1/search {body}: {problem}"
+            );
+        }
+    }
+
     async fn upload_is_indexed_and_found(backend: &str) {
         let server = Server::start(backend, NO_REAPING);
         let tenant = format!("ingest-{}", unique(server.dir.path()));
@@ -755,6 +829,7 @@ mod ingest {
         ] {
             first_hit_is(&api, question, bucket, key).await;
         }
+        approximate_search_finds_what_exact_finds(&api).await;
         // The HTML page's script and style are not text of the page: in no chunk record, and
         // in no hit.
         for record in api.chunk_records().await {
