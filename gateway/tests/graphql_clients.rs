@@ -7,8 +7,10 @@
 //! `interop/graphql_ws.mjs`) following the same changes; and the GraphiQL page in headless
 //! Chromium (`interop/graphiql.mjs`).
 //!
-//! These tests fail, never skip, when the clients or a database are missing:
-//! `scripts/install-deps.sh` installs the clients, `scripts/test-all.sh` starts the databases.
+//! These tests fail, never skip, when the clients, the model or a database are missing:
+//! `scripts/install-deps.sh` installs the clients, `scripts/services/model.sh install` the model
+//! the server embeds memories with (`P8FS_TEST_MODEL_DIR`), `scripts/test-all.sh` starts the
+//! databases.
 //! The SQL backends get a scratch database of their own (`P8FS_TEST_POSTGRES_CREATEDB`,
 //! `P8FS_TEST_TIDB_CREATEDB`).
 
@@ -29,8 +31,8 @@ mod graphql_clients {
     const P8FS: &str = env!("CARGO_BIN_EXE_p8fs");
 
     /// Every data scope the script uses.
-    const SCOPES: &str =
-        "kv:read kv:write vectors:read vectors:write graph:read graph:write s3:read s3:write";
+    const SCOPES: &str = "kv:read kv:write vectors:read vectors:write graph:read graph:write \
+                          s3:read s3:write memories:read memories:write";
     /// The scopes of the token that lacks some: no graph, vectors or objects.
     const LIMITED_SCOPES: &str = "kv:read kv:write";
     /// The lifetime of the token whose subscription must end when it expires: long enough to
@@ -49,7 +51,12 @@ mod graphql_clients {
     impl Server {
         fn start(backend: &str) -> Server {
             let dir = tempfile::tempdir().unwrap();
-            let storage = storage_env(backend, &format!("graphql_{}", unique(dir.path())));
+            let mut storage = storage_env(backend, &format!("graphql_{}", unique(dir.path())));
+            // The builtin embedder, so that memories and search by meaning answer.
+            storage.push((
+                "P8FS_EMBEDDINGS_MODEL_DIR".into(),
+                crate::common::env("P8FS_TEST_MODEL_DIR"),
+            ));
             let config = dir.path().join("p8fs.toml");
             std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
             let (port, s3_port) = (free_port(), free_port());

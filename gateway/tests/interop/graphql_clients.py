@@ -9,8 +9,9 @@ BASE is the main listener (http://127.0.0.1:PORT); TOKEN has every data scope of
 --expiring-token (the subscription scenarios) tenant A's with kv:read, expiring within seconds;
 the S3 listener and tenant A's access key (the http scenario) upload objects with boto3.
 
-Scenarios: `http` (gql's AIOHTTPTransport: kv, vectors, graph, buckets and objects, variables,
-Relay paging), `errors` (gql's RequestsHTTPTransport: CONFLICT, a FORBIDDEN field beside one
+Scenarios: `http` (gql's AIOHTTPTransport: kv, vectors with exact and approximate search,
+memories and search by meaning (the server embeds with the builtin model), graph, buckets and
+objects, variables, Relay paging), `errors` (gql's RequestsHTTPTransport: CONFLICT, a FORBIDDEN field beside one
 that succeeds, the other tenant sees null, bad input as BAD_USER_INPUT naming its field),
 `ws-transport` and `ws-apollo` (subscriptions over gql's WebsocketsTransport with the
 graphql-transport-ws and the graphql-ws subprotocols: changes made through the REST API arrive,
@@ -307,6 +308,88 @@ async def vector_checks(session):
     absent = await session.execute(request('{ collection(name: "gqlnone") { name } }'))
     check(absent["collection"] is None, "collection of an absent name is null")
 
+    # Approximate searches of a collection this small are answered exactly, whatever ef.
+    modes = await session.execute(
+        request(
+            """query($q: [Float!]!) {
+              collection(name: "gqlvec") {
+                exact: search(vector: $q, k: 3, mode: EXACT) { id distance metadata }
+                approximate: search(vector: $q, k: 3, mode: APPROXIMATE) { id distance metadata }
+                narrow: search(vector: $q, k: 3, mode: APPROXIMATE, ef: 1) { id distance metadata }
+                wide: search(vector: $q, k: 3, mode: APPROXIMATE, ef: 4096) { id distance metadata }
+                red: search(vector: $q, k: 3, filter: {color: "red"}, mode: APPROXIMATE, ef: 8) { id }
+              }
+            }""",
+            q=[1.0, 0.1, 0.0],
+        )
+    )
+    modes = modes["collection"]
+    check(
+        all(modes[name] == collection["all"] for name in ["exact", "approximate", "narrow", "wide"]),
+        f"search with mode APPROXIMATE finds what EXACT finds: {modes}",
+    )
+    check(
+        [hit["id"] for hit in modes["red"]] == ["east", "northeast"],
+        f"an approximate search with a metadata filter: {modes['red']}",
+    )
+    await bad_search_mode(session, 'collection(name: "gqlvec") { search(vector: [1, 0, 0]%s) { id } }')
+
+
+async def bad_search_mode(session, field):
+    """`field` with bad `mode` and `ef` arguments (%s where they go) is refused naming them."""
+    for arguments, what in [
+        (", mode: APPROXIMATE, ef: 0", "ef 0"),
+        (", mode: APPROXIMATE, ef: 4097", "ef past 4096"),
+        (", mode: APPROXIMATE, ef: -1", "a negative ef"),
+        (", mode: EXACT, ef: 8", "ef with mode EXACT"),
+        (", ef: 8", "ef without a mode"),
+    ]:
+        document = "{ " + field % arguments + " }"
+        error = await expect_error(session, request(document), "BAD_USER_INPUT", f"{document}: {what}")
+        check(
+            (error.errors[0].get("extensions") or {}).get("field") == "ef",
+            f"{what}: BAD_USER_INPUT naming ef ({error.errors})",
+        )
+    # A mode that is not one of the enum's never reaches a resolver: the engine refuses it,
+    # naming the argument.
+    document = "{ " + field % ", mode: FAST" + " }"
+    try:
+        result = await session.execute(request(document))
+    except TransportQueryError as e:
+        check(
+            any('"mode"' in error.get("message", "") for error in e.errors or []),
+            f"mode FAST is refused naming mode ({e.errors})",
+        )
+    else:
+        fail(f"mode FAST: expected an error, got {result}")
+
+
+async def memory_checks(session):
+    remember = """mutation($text: String!) {
+        remember(text: $text, tags: ["gqlmem"], metadata: {topic: "travel"}) { id chunks tags }
+      }"""
+    ferry = (await session.execute(request(remember, text="The ferry to the island leaves the harbour at seven every morning.")))["remember"]
+    soup = (await session.execute(request(remember, text="Tomato soup needs basil and a pinch of salt.")))["remember"]
+    check(ferry["chunks"] >= 1 and ferry["tags"] == ["gqlmem"], f"remember: {ferry}")
+    found = await session.execute(
+        request(
+            """query($q: String!) {
+              exact: search(text: $q, k: 2, tags: ["gqlmem"]) { score text source { kind memory } tags metadata }
+              approximate: search(text: $q, k: 2, tags: ["gqlmem"], mode: APPROXIMATE, ef: 8) {
+                score text source { kind memory } tags metadata
+              }
+            }""",
+            q="when does the boat leave?",
+        )
+    )
+    exact = found["exact"]
+    check(
+        [hit["source"]["memory"] for hit in exact] == [ferry["id"], soup["id"]] and exact[0]["score"] > exact[1]["score"],
+        f"search by meaning ranks the ferry first: {exact}",
+    )
+    check(found["approximate"] == exact, f"search with mode APPROXIMATE finds what EXACT finds: {found['approximate']}")
+    await bad_search_mode(session, 'search(text: "ferry"%s) { score }')
+
 
 async def graph_checks(session):
     put_node = """mutation($id: String!, $label: String!, $p: JSON) {
@@ -523,6 +606,7 @@ async def scenario_http(env):
         check(typename == {"__typename": "Query"}, "a query over aiohttp")
         await kv_checks(session)
         await vector_checks(session)
+        await memory_checks(session)
         await graph_checks(session)
         await object_checks(session, env)
 
