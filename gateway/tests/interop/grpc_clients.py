@@ -4,7 +4,7 @@ generated from the server's own .proto files by grpcio-tools at run time, grpcio
 for grpc.health.v1 and grpcio-reflection's descriptor database for server reflection.
 
 Every method of every p8fs.v1 service is called and every answer checked: key-value records with
-compare-and-swap and paging, vectors with filtered search, the graph with traversals, buckets and
+compare-and-swap and paging, vectors with filtered search (exact and approximate), the graph with traversals, buckets and
 objects (a 100 MiB object streamed up and down in chunks, digests compared), memories
 (remember and search by meaning with the builtin embedder), and a Watch receiving a change written through REST
 (`PUT /v1/kv/...`), ending at its deadline and at its token's expiry. Errors carry their codes:
@@ -305,6 +305,18 @@ def vectors(me, other):
     check(json.loads(hits[0].metadata_json) == {"lang": "en"}, "hit metadata")
     filtered = call(me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], k=3, filter={"lang": '"en"'})).hits
     check([h.id for h in filtered] == ["a", "c"], f"filtered: {[h.id for h in filtered]}")
+    # Approximate searches of a collection this small are answered exactly, whatever ef.
+    for mode in [
+        {"mode": pb.SEARCH_MODE_EXACT},
+        {"mode": pb.SEARCH_MODE_APPROXIMATE},
+        {"mode": pb.SEARCH_MODE_APPROXIMATE, "ef": 1},
+        {"mode": pb.SEARCH_MODE_APPROXIMATE, "ef": 4096},
+    ]:
+        found = call(me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], k=3, **mode)).hits
+        check(list(found) == list(hits), f"search with {mode}: {[h.id for h in found]}")
+    found = call(me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], k=3, filter={"lang": '"en"'}, mode=pb.SEARCH_MODE_APPROXIMATE, ef=8)).hits
+    check([h.id for h in found] == ["a", "c"], f"approximate and filtered: {[h.id for h in found]}")
+    bad_search_mode(lambda **mode: call(me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], **mode)))
     expect_invalid("vector", call, me, "vectors", "Upsert", pb.UpsertRequest(collection="grpcvec", id="d", vector=[1, 0]))
     expect_invalid("k", call, me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], k=0))
     expect_code(grpc.StatusCode.NOT_FOUND, call, me, "vectors", "Upsert", pb.UpsertRequest(collection="nocoll", id="d", vector=[1, 0, 0]))
@@ -315,7 +327,23 @@ def vectors(me, other):
     expect_code(grpc.StatusCode.NOT_FOUND, call, other, "vectors", "Delete", pb.DeleteVectorRequest(collection="grpcvec", id="a"))
     hits = call(me, "vectors", "Search", pb.SearchRequest(collection="grpcvec", query=[1, 0, 0], k=3)).hits
     check([h.id for h in hits] == ["a", "c"], "ours after the other tenant's calls")
-    print("vectors: create, upsert, filtered search, delete, bad input, tenants")
+    print("vectors: create, upsert, filtered search (exact and approximate), delete, bad input, tenants")
+
+
+def bad_search_mode(search):
+    """`search(mode=..., ef=...)` with a bad ef, or a mode that is none of the enum's, is
+    INVALID_ARGUMENT naming the field."""
+    from p8fs.v1 import vectors_pb2 as pb
+
+    for mode, ef in [
+        (pb.SEARCH_MODE_APPROXIMATE, 0),
+        (pb.SEARCH_MODE_APPROXIMATE, 4097),
+        (pb.SEARCH_MODE_EXACT, 8),
+        (pb.SEARCH_MODE_UNSPECIFIED, 8),
+    ]:
+        expect_invalid("ef", search, mode=mode, ef=ef)
+    # proto3 enums are open: a number the server does not know arrives as it is.
+    expect_invalid("mode", search, mode=7)
 
 
 def graph(me, other, limited):
@@ -503,6 +531,16 @@ def memories(me, limited, other):
     check(json.loads(found.hits[0].metadata_json) == {"topic": "travel"}, "Search returns the metadata")
     filtered = call(me, "memories", "Search", pb.MemorySearchRequest(q="ferry", tags=[tag], metadata={"topic": json.dumps("travel")}))
     check([hit.memory_id for hit in filtered.hits] == [harbour.id], "Search filters by metadata")
+    from p8fs.v1 import vectors_pb2
+
+    approximate = call(
+        me,
+        "memories",
+        "Search",
+        pb.MemorySearchRequest(q="when does the boat leave?", k=2, tags=[tag], mode=vectors_pb2.SEARCH_MODE_APPROXIMATE, ef=8),
+    )
+    check(list(approximate.hits) == list(found.hits), f"Search with mode approximate finds what exact finds: {approximate.hits}")
+    bad_search_mode(lambda **mode: call(me, "memories", "Search", pb.MemorySearchRequest(q="ferry", tags=[tag], **mode)))
     theirs = call(other, "memories", "Search", pb.MemorySearchRequest(q="ferry harbour", k=10))
     check(all(hit.memory_id not in (harbour.id, soup.id) for hit in theirs.hits), "the other tenant never finds ours")
     expect_invalid("text", call, me, "memories", "Remember", pb.RememberRequest(text=""))
