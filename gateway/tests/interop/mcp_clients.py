@@ -212,6 +212,10 @@ async def tool_checks(env, mode):
             f"recall ranks the meeting first ({[(r['memory_id'], round(r['score'], 3)) for r in results]})",
         )
         check(results[0]["source"] == "memory" and "Thursday" in results[0]["text"], "recall returns the chunk's text and source")
+        approximate = await call(
+            mcp, "recall", {"query": "when is the planning meeting?", "k": 2, "tags": [env.run], "mode": "approximate", "ef": 8}
+        )
+        check(approximate == recalled, f"recall with mode approximate finds what exact finds ({approximate})")
         only_recipes = await call(mcp, "recall", {"query": "meeting", "tags": ["recipe", env.run]})
         check(
             [r["memory_id"] for r in only_recipes["results"]] == [cake["id"]],
@@ -279,6 +283,11 @@ async def tool_checks(env, mode):
             mcp, "search_vectors", {"collection": collection, "vector": [0.9, 0, 0], "k": 2, "filter": {"name": "c"}}
         )
         check([h["id"] for h in filtered["hits"]] == ["c"], "search_vectors with a metadata filter")
+        # Approximate searches of a collection this small are answered exactly, whatever ef.
+        # (`search_mode`: `mode` is this scenario's protocol revision.)
+        for search_mode in [{"mode": "exact"}, {"mode": "approximate"}, {"mode": "approximate", "ef": 1}, {"mode": "approximate", "ef": 4096}]:
+            same = await call(mcp, "search_vectors", {"collection": collection, "vector": [0.9, 0, 0], "k": 2, **search_mode})
+            check(same == hits, f"search_vectors with {search_mode} finds what exact finds ({same})")
         path = await call(mcp, "shortest_path", {"from": f"{env.run}n1", "to": f"{env.run}n3"})
         check(
             path["found"] and path["nodes"] == [f"{env.run}n1", f"{env.run}n2", f"{env.run}n3"] and path["total"] == 2,
@@ -292,6 +301,15 @@ async def tool_checks(env, mode):
         await call_error(mcp, "kv_put", {"key": key}, "value", "kv_put without a value")
         await call_error(mcp, "kv_get", {"key": ""}, "key", "kv_get with an empty key")
         await call_error(mcp, "search_vectors", {"collection": collection, "vector": [1, 2]}, "vector", "a vector of the wrong dimension")
+        for tool, arguments in [
+            ("search_vectors", {"collection": collection, "vector": [0.9, 0, 0]}),
+            ("recall", {"query": "meeting"}),
+        ]:
+            await call_error(mcp, tool, {**arguments, "mode": "fast"}, "mode", f"{tool} with mode fast")
+            await call_error(mcp, tool, {**arguments, "mode": "approximate", "ef": 0}, "ef", f"{tool} with ef 0")
+            await call_error(mcp, tool, {**arguments, "mode": "approximate", "ef": 4097}, "ef", f"{tool} with ef past 4096")
+            await call_error(mcp, tool, {**arguments, "ef": 8}, "ef", f"{tool} with ef and no mode")
+            await call_error(mcp, tool, {**arguments, "mode": "exact", "ef": 8}, "ef", f"{tool} with ef and mode exact")
         await call_error(mcp, "read_file", {"bucket": bucket, "key": "notes/garden.md", "max_bytes": 0}, "max_bytes", "read_file with max_bytes 0")
         await call_error(mcp, "remember", {"text": "x", "ttl_seconds": 1}, "ttl", "remember with a ttl under a minute")
 
