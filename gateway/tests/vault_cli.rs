@@ -366,6 +366,24 @@ fn ingest_then_search_by_meaning() {
         "{results}"
     );
     assert!(results["hits"].as_array().unwrap().len() <= 3);
+    // An approximate search of this small vault is answered exactly: the same reply.
+    let (ok, stdout, stderr) = run(p8fs(&[
+        "search",
+        "when should I water my tomato plants",
+        "--json",
+        "-k",
+        "3",
+        "--source",
+        "object",
+        "--mode",
+        "approximate",
+        "--ef",
+        "8",
+    ])
+    .args(remote));
+    assert!(ok, "approximate search failed: {stderr}");
+    let approximate: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(approximate, results);
 
     // The table, with the token from P8FS_TOKEN.
     let (ok, stdout, stderr) = run(p8fs(&[
@@ -423,6 +441,12 @@ fn ingest_then_search_by_meaning() {
     assert!(!ok);
     assert!(
         stderr.starts_with("p8fs: ") && stderr.contains("(field: k)"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(p8fs(&["search", "bread", "--ef", "8"]).args(remote));
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("p8fs: ") && stderr.contains("(field: ef)"),
         "{stderr}"
     );
     let (ok, _, stderr) = run(p8fs(&[

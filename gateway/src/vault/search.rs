@@ -33,6 +33,13 @@ pub struct SearchArgs {
     /// Only chunks of memories carrying all these tags, comma-separated.
     #[arg(long, value_name = "A,B")]
     pub tags: Option<String>,
+    /// `exact` (every chunk considered; the default) or `approximate` (the server's graph index
+    /// walked: faster on a large vault, may miss some of the nearest).
+    #[arg(long, value_parser = ["exact", "approximate"])]
+    pub mode: Option<String>,
+    /// With `--mode approximate`: the candidates kept while searching (1..=4096, default 64).
+    #[arg(long, value_name = "N")]
+    pub ef: Option<u64>,
     /// Print the server's JSON reply instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +112,12 @@ pub async fn search_with(remote: &Remote, args: &SearchArgs) -> Result<String, S
         }
         if let Some(tags) = &args.tags {
             query.append_pair("tags", tags);
+        }
+        if let Some(mode) = &args.mode {
+            query.append_pair("mode", mode);
+        }
+        if let Some(ef) = args.ef {
+            query.append_pair("ef", &ef.to_string());
         }
     }
     let body = remote.get_text(url).await?;
