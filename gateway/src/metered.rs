@@ -581,4 +581,8 @@ impl Maintenance for Metered {
     async fn purge_expired(&self) -> Result<u64> {
         timed("maintenance.purge_expired", self.inner.purge_expired()).await
     }
+
+    async fn compact_storage(&self) -> Result<()> {
+        timed("maintenance.compact_storage", self.inner.compact_storage()).await
+    }
 }

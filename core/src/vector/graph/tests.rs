@@ -1,3 +1,6 @@
+//! The HNSW graph on its own: recall against brute force for every metric, catching up over
+//! existing rows, rows removed, moved and re-added as the collection moves them, and filters.
+
 use super::*;
 
 /// A deterministic generator of clustered vectors: `clusters` centres, each row a centre plus
