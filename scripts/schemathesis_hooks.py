@@ -1,4 +1,4 @@
-"""schemathesis hooks for p8fs: the byte limits of the REST API's strings.
+"""schemathesis hooks for p8fs: the byte limits of the REST API's strings, and a search's `ef`.
 
 The contract limits names, ids, keys and paths in UTF-8 bytes; JSON Schema's `maxLength` counts
 characters and nothing in JSON Schema counts bytes. The document states both: `maxLength: N`
@@ -10,8 +10,9 @@ is valid, while the server refuses it with a 400 naming the field.
 
 This hook reads those annotations from the document itself and drops the positive test cases
 (the ones whose every part is meant to be valid) that hold such a string. Negative cases are left
-alone: the server refuses them whatever else is wrong. Loaded by scripts/schemathesis.sh through
-SCHEMATHESIS_HOOKS.
+alone: the server refuses them whatever else is wrong. It also drops the positive cases whose
+query string holds a search's `ef` without `mode=approximate` (see `ef_without_approximate`).
+Loaded by scripts/schemathesis.sh through SCHEMATHESIS_HOOKS.
 """
 
 import re
@@ -79,11 +80,23 @@ def parameters(operation, location):
     }
 
 
+def ef_without_approximate(values):
+    """Whether `values` (query parameters) name `ef` without `mode=approximate`.
+
+    A search's `ef` applies only to the approximate mode and is otherwise a 400 naming `ef`. A
+    JSON body states that in its schema (`dependentSchemas`), which schemathesis follows; the
+    parameters of a query string have no way to state a dependency between two of them.
+    """
+    return "ef" in values and values.get("mode") != "approximate"
+
+
 @schemathesis.hook
 def filter_case(context, case):
     meta = case.meta
     if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
         return True
+    if ef_without_approximate(case.query or {}):
+        return False
     operation = DOCUMENT.get("paths", {}).get(case.operation.path, {}).get(case.method.lower(), {})
     for location, values in (("path", case.path_parameters), ("query", case.query)):
         schemas = parameters(operation, location)

@@ -31,7 +31,9 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiObject, ApiPath, ApiQuery, Caller};
 use crate::kv::{DOT_PATH_PATTERN, limit, ttl};
 use crate::schema::{AnyJson, AnyJsonObject};
-use crate::vectors::{ef_needs_approximate, ef_schema, mode_schema};
+use crate::vectors::{
+    ef_needs_approximate, ef_parameter_schema, ef_schema, mode_parameter_schema, mode_schema,
+};
 use crate::{RestState, integer};
 
 /// Search results when a request names no `k`.
@@ -153,10 +155,10 @@ pub struct SearchParams {
     )]
     pub tags: Option<String>,
     /// `exact` (the default) or `approximate`, as in a vector search.
-    #[param(schema_with = mode_schema)]
+    #[param(schema_with = mode_parameter_schema)]
     pub mode: Option<String>,
     /// With `mode=approximate` only: the candidate list, 1..=4096 (default 64).
-    #[param(schema_with = ef_schema)]
+    #[param(schema_with = ef_parameter_schema)]
     pub ef: Option<u64>,
 }
 

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
     AdditionalProperties, Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Ref, Schema,
-    SchemaFormat, Type,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -175,8 +175,28 @@ pub(crate) const EF_DESCRIPTION: &str = "With `mode` `approximate` only (a 400 n
     otherwise): the candidate list kept while walking the graph, 1..=4096 (default 64; never \
     fewer than `k`). Larger finds more of the exact nearest, slower.";
 
-/// The schema of `mode`.
+/// The schema of `mode` in a JSON body, where `null` is as good as absent.
 pub(crate) fn mode_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([json!("exact"), json!("approximate"), Value::Null]))
+        .default(Some(Value::from("exact")))
+        .description(Some(MODE_DESCRIPTION))
+        .build()
+}
+
+/// The schema of `ef` in a JSON body, where `null` is as good as absent.
+pub(crate) fn ef_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(1))
+        .maximum(Some(MAX_EF as u64))
+        .description(Some(EF_DESCRIPTION))
+        .build()
+}
+
+/// The schema of the query parameter `mode`.
+pub(crate) fn mode_parameter_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(["exact", "approximate"]))
@@ -185,8 +205,8 @@ pub(crate) fn mode_schema() -> Object {
         .build()
 }
 
-/// The schema of `ef`.
-pub(crate) fn ef_schema() -> Object {
+/// The schema of the query parameter `ef`.
+pub(crate) fn ef_parameter_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1))
@@ -195,9 +215,9 @@ pub(crate) fn ef_schema() -> Object {
         .build()
 }
 
-/// A request body's schema with `ef` allowed only beside `"mode": "approximate"`, in JSON
-/// Schema's own terms (`dependentSchemas`), so that the document describes exactly the bodies
-/// accepted.
+/// A request body's schema with an `ef` (other than `null`) allowed only beside
+/// `"mode": "approximate"`, in JSON Schema's own terms (`dependentSchemas`), so that the document
+/// describes exactly the bodies accepted.
 pub(crate) fn ef_needs_approximate(schema: RefOr<Schema>) -> RefOr<Schema> {
     let RefOr::T(Schema::Object(mut object)) = schema else {
         return schema;
@@ -207,7 +227,10 @@ pub(crate) fn ef_needs_approximate(schema: RefOr<Schema>) -> RefOr<Schema> {
         .get_or_insert_with(Default::default)
         .insert(
             "dependentSchemas".to_owned(),
-            json!({"ef": {"required": ["mode"], "properties": {"mode": {"const": "approximate"}}}}),
+            json!({"ef": {"anyOf": [
+                {"properties": {"ef": {"type": "null"}}},
+                {"required": ["mode"], "properties": {"mode": {"const": "approximate"}}},
+            ]}}),
         );
     RefOr::T(Schema::Object(object))
 }
@@ -595,15 +618,23 @@ mod tests {
         let components = &document["components"]["schemas"];
         for name in ["SearchRequest", "MemorySearchRequest"] {
             let schema = &components[name];
+            // `null` is absent, as for the bodies' other optional fields.
             let mode = &schema["properties"]["mode"];
-            assert_eq!(mode["enum"], json!(["exact", "approximate"]), "{name}");
+            assert_eq!(
+                mode["enum"],
+                json!(["exact", "approximate", null]),
+                "{name}"
+            );
+            assert_eq!(mode["type"], json!(["string", "null"]), "{name}");
             assert_eq!(mode["default"], json!("exact"), "{name}");
             let ef = &schema["properties"]["ef"];
-            assert_eq!(ef["type"], json!("integer"), "{name}");
+            assert_eq!(ef["type"], json!(["integer", "null"]), "{name}");
             assert_eq!(ef["minimum"], json!(1), "{name}");
             assert_eq!(ef["maximum"], json!(MAX_EF), "{name}");
+            let branches = &schema["dependentSchemas"]["ef"]["anyOf"];
+            assert_eq!(branches[0]["properties"]["ef"]["type"], json!("null"));
             assert_eq!(
-                schema["dependentSchemas"]["ef"],
+                branches[1],
                 json!({"required": ["mode"], "properties": {"mode": {"const": "approximate"}}}),
                 "{name}"
             );
