@@ -188,7 +188,7 @@ impl Index {
             let kept = (0..sample)
                 .filter(|i| filter.matches(&self.metadata[i * rows / sample]))
                 .count();
-            if kept * 50 < sample {
+            if kept == 0 || kept * 50 < sample {
                 return None;
             }
             ef = (ef * sample / kept).min(MAX_EF);
