@@ -90,10 +90,18 @@ def ef_without_approximate(values):
     return "ef" in values and values.get("mode") != "approximate"
 
 
+def null_search_field(body):
+    """Whether a JSON body sets a search's `mode` or `ef` to null, which its schema allows (null is
+    as good as absent) but which schemathesis's negative cases take for an incorrect type."""
+    return isinstance(body, dict) and any(body.get(name, 0) is None for name in ("mode", "ef"))
+
+
 @schemathesis.hook
 def filter_case(context, case):
     meta = case.meta
-    if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+    if meta is not None and meta.generation.mode != GenerationMode.POSITIVE:
+        return not null_search_field(getattr(case, "body", None))
+    if meta is None:
         return True
     if ef_without_approximate(case.query or {}):
         return False
