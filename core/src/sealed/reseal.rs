@@ -362,21 +362,32 @@ impl Run<'_> {
         }
     }
 
+    /// A node's or edge's properties opened and sealed again under the current format, with the
+    /// ciphertext written (to recognise it in the change log).
+    fn reseal_properties(
+        &self,
+        record: &[&[u8]],
+        properties: &JsonMap,
+    ) -> Result<(crate::types::JsonObject, Option<String>)> {
+        let properties =
+            self.layer
+                .open_properties(self.key, self.tenant, record, properties.clone())?;
+        let sealed = self.layer.seal_properties(
+            self.key,
+            self.tenant,
+            record,
+            &stored::object(properties),
+        )?;
+        let ours = ciphertext(sealed.get()).map(str::to_owned);
+        Ok((sealed, ours))
+    }
+
     async fn node_one(&self, node: &NodeRecord) -> Result<Option<String>> {
         let Some(ttl) = remaining(node.expires_at, self.now())? else {
             return Ok(None);
         };
         let record: [&[u8]; 2] = [b"node", node.id.as_bytes()];
-        let properties =
-            self.layer
-                .open_properties(self.key, self.tenant, &record, node.properties.clone())?;
-        let sealed = self.layer.seal_properties(
-            self.key,
-            self.tenant,
-            &record,
-            &stored::object(properties),
-        )?;
-        let ours = ciphertext(sealed.get()).map(str::to_owned);
+        let (sealed, ours) = self.reseal_properties(&record, &node.properties)?;
         self.inner
             .put_node(self.tenant, &node.id, &node.label, &sealed, ttl)
             .await?;
@@ -393,16 +404,7 @@ impl Run<'_> {
             edge.rel.as_bytes(),
             edge.dst.as_bytes(),
         ];
-        let properties =
-            self.layer
-                .open_properties(self.key, self.tenant, &record, edge.properties.clone())?;
-        let sealed = self.layer.seal_properties(
-            self.key,
-            self.tenant,
-            &record,
-            &stored::object(properties),
-        )?;
-        let ours = ciphertext(sealed.get()).map(str::to_owned);
+        let (sealed, ours) = self.reseal_properties(&record, &edge.properties)?;
         match self
             .inner
             .put_edge(
