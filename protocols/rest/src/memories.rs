@@ -144,7 +144,7 @@ pub struct SearchParams {
     #[param(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
+        pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
     )]
     pub bucket: Option<String>,
     /// Only chunks of memories carrying all these tags: 1..=8 comma-separated tags of 1..=64
@@ -181,7 +181,7 @@ pub struct MemorySearchRequest {
     #[schema(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
+        pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$"
     )]
     pub bucket: Option<String>,
     /// Only chunks of memories carrying all these tags (at most 8).
@@ -613,7 +613,7 @@ async fn run_search(
 /// Where an uploaded object's indexing stands.
 #[utoipa::path(get, path = "/v1/index/{bucket}/{key}", tag = "memories",
     params(
-        ("bucket" = String, Path, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
+        ("bucket" = String, Path, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = "The object key, percent-encoded: 1..=1024 bytes of UTF-8 without U+0000", min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.md"),
     ),
     responses(

@@ -135,7 +135,9 @@ pub struct UploadParams {
 }
 
 const BUCKET_DESCRIPTION: &str = "A bucket name, as S3 names buckets: 3..=63 characters of \
-    lower-case letters, digits, `.` and `-`";
+    lower-case letters, digits, `.` and `-`, beginning and ending with a letter or digit; not an \
+    IPv4 address, and none of S3's reserved prefixes (`xn--`, `sthree-`, `amzn-s3-demo-`) or \
+    suffixes (`-s3alias`, `--ol-s3`, `--x-s3`, `.mrap`)";
 const KEY_DESCRIPTION: &str = "The object key, percent-encoded: 1..=1024 bytes of UTF-8 without \
     U+0000 (`maxLength` counts characters; multi-byte characters reach the byte limit sooner)";
 
@@ -178,7 +180,7 @@ pub(crate) async fn list_buckets(
 
 /// Creates a bucket; a bucket the caller already has is left as it is (200).
 #[utoipa::path(put, path = "/v1/objects/{bucket}", tag = "objects",
-    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
+    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
     responses(
         (status = 201, description = "Created", body = Bucket),
         (status = 200, description = "The caller already had it", body = Bucket),
@@ -210,7 +212,7 @@ pub(crate) async fn create_bucket(
 
 /// Deletes an empty bucket.
 #[utoipa::path(delete, path = "/v1/objects/{bucket}", tag = "objects",
-    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
+    params(("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes")),
     responses(
         (status = 204, description = "Deleted, with its unfinished multipart uploads"),
         (status = 400, description = "Bad input", body = Problem, content_type = "application/problem+json"),
@@ -234,7 +236,7 @@ pub(crate) async fn delete_bucket(
 /// Lists a bucket's objects, keys ascending by raw UTF-8 bytes.
 #[utoipa::path(get, path = "/v1/objects/{bucket}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ListParams,
     ),
     responses(
@@ -285,7 +287,7 @@ pub(crate) async fn list_objects(
 /// Uploads the body as the object's bytes, replacing any object at the key.
 #[utoipa::path(put, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
         UploadParams,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^("[0-9a-f]{32}(-[0-9]{1,5})?")?$"#,
@@ -402,7 +404,7 @@ async fn receive(
 /// Downloads an object (or one byte range of it); `HEAD` answers the same headers.
 #[utoipa::path(get, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
         ("Range" = Option<String>, Header, nullable = false, description = "One range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; anything else is ignored"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "Entity tags, or `*`: 412 unless one matches"),
@@ -528,7 +530,7 @@ pub(crate) async fn get_object(
 /// Deletes an object.
 #[utoipa::path(delete, path = "/v1/objects/{bucket}/{key}", tag = "objects",
     params(
-        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
+        ("bucket" = String, Path, description = BUCKET_DESCRIPTION, min_length = 3, max_length = 63, pattern = "^(?!(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$)(?!xn--|sthree-|amzn-s3-demo-)(?!.*(-s3alias|--ol-s3|--x-s3|\\.mrap)$)[a-z0-9](([a-z0-9-]|\\.[a-z0-9-])*\\.?[a-z0-9])?$", example = "notes"),
         ("key" = String, Path, description = KEY_DESCRIPTION, min_length = 1, max_length = 1024, format = "utf8-max-1024-bytes", pattern = "^[^\\u0000]+$", example = "2026/12/plan.txt"),
     ),
     responses(
