@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::json;
 use crate::types::{
-    JsonPath, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, Timestamp, Ttl, Version,
+    JsonPath, JsonText, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, Timestamp, Ttl, Version,
 };
 
 /// A visible key-value record.
@@ -20,6 +20,27 @@ pub struct KvEntry {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A visible record's value as JSON text, with its version and expiry: what
+/// [`KvStore::get_text`] answers.
+#[derive(Clone, PartialEq, Debug)]
+pub struct KvText {
+    /// The value, exactly as `serde_json` writes [`KvEntry::value`] compactly.
+    pub value: JsonText,
+    pub version: Version,
+    /// When the record stops being visible; `None` is forever.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl From<KvEntry> for KvText {
+    fn from(entry: KvEntry) -> Self {
+        Self {
+            value: JsonText::of(&entry.value),
+            version: entry.version,
+            expires_at: entry.expires_at,
+        }
+    }
+}
+
 /// A page of entries; the cursor is the last key of the page.
 pub type KvPage = Page<KvEntry, Key>;
 
@@ -29,6 +50,14 @@ pub type KvPage = Page<KvEntry, Key>;
 pub trait KvStore: Send + Sync {
     /// The visible record at `key`, or `None`.
     async fn get(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvEntry>>;
+
+    /// [`KvStore::get`] with the value as JSON text, for a caller that hands the value on as it
+    /// is (a REST read): the same record, its value exactly as `serde_json` writes `get`'s value
+    /// compactly. By default `get`'s value written out; a store that keeps that very text
+    /// answers it without parsing it.
+    async fn get_text(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvText>> {
+        Ok(self.get(tenant, key).await?.map(KvText::from))
+    }
 
     /// Upserts `value` at `key` and returns its new version. The record's ttl is set from this
     /// call: `None` makes it permanent.

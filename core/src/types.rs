@@ -214,6 +214,49 @@ impl JsonValue {
     }
 }
 
+/// The text of one JSON value, checked to parse: a stored value handed on as it is, without
+/// building a [`Value`] only to write it out again (a REST read answers it unchanged).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// `text` if it is one JSON value; `Internal` naming `what` otherwise. For text read back
+    /// from a store, which was valid when written: text that does not parse is corrupt.
+    pub fn stored(text: String, what: &str) -> crate::error::Result<Self> {
+        // A pass over the text that builds nothing.
+        match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => Ok(Self(text)),
+            Err(e) => Err(crate::error::Error::internal(
+                format!("a stored {what} is not JSON"),
+                Some(e.into()),
+            )),
+        }
+    }
+
+    /// The compact text of `value`, as `serde_json` writes it.
+    pub fn of(value: &Value) -> Self {
+        // Writing a `Value` cannot fail: its object keys are strings.
+        Self(value.to_string())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The value the text holds.
+    pub fn parse(&self) -> crate::error::Result<Value> {
+        serde_json::from_str(&self.0).map_err(|e| {
+            crate::error::Error::internal("stored JSON does not parse", Some(e.into()))
+        })
+    }
+}
+
 /// A JSON object admitted by the contract (metadata, properties): at most 64 KiB serialized.
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct JsonObject(pub(crate) JsonMap);

@@ -10,14 +10,15 @@
 use async_trait::async_trait;
 use rocksdb::WriteBatch;
 
-use p8fs_core::kv::KvPage;
+use p8fs_core::kv::{KvPage, KvText};
 use p8fs_core::{
-    Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Limit, Page, Resource, Result,
-    TenantId, Timestamp, Ttl, Version, expires_at, is_visible,
+    Error, JsonPath, JsonText, JsonValue, Key, KeyPrefix, KvEntry, KvStore, Limit, Page, Resource,
+    Result, TenantId, Timestamp, Ttl, Version, expires_at, is_visible,
 };
 
 use crate::RocksBackend;
 use crate::change::Event;
+use crate::error::corrupt;
 use crate::schema::{self, CF_KV, Reader};
 
 /// A decoded `kv` value.
@@ -166,6 +167,24 @@ impl KvStore for RocksBackend {
         }
     }
 
+    async fn get_text(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvText>> {
+        let now = self.now();
+        let Some(raw) = self.get_raw(CF_KV, &kv_key(tenant, key))? else {
+            return Ok(None);
+        };
+        let (stored, reader) = decode_header(&raw)?;
+        if !is_visible(stored.expires_at, now) {
+            return Ok(None);
+        }
+        // The value was stored as `serde_json` writes it (`encode`): that text is the answer.
+        let text = String::from_utf8(reader.rest().to_vec()).map_err(|_| corrupt("kv"))?;
+        Ok(Some(KvText {
+            value: JsonText::stored(text, "kv value")?,
+            version: Version(stored.version),
+            expires_at: stored.expires_at,
+        }))
+    }
+
     async fn put(
         &self,
         tenant: &TenantId,
@@ -252,5 +271,85 @@ impl KvStore for RocksBackend {
     ) -> Result<KvPage> {
         // No secondary index: every visible record is a candidate, and core decides.
         self.scan_kv(tenant, &KeyPrefix::all(), start_after, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use p8fs_core::{KvStore, ManualClock};
+    use serde_json::json;
+
+    use super::*;
+    use crate::RocksOptions;
+
+    #[tokio::test]
+    async fn text_reads_answer_what_reads_answer_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let db = RocksBackend::open(dir.path(), clock.clone(), RocksOptions::default()).unwrap();
+        let tenant = TenantId::new("t").unwrap();
+        let values = [
+            json!({"kind": "note", "n": 42, "tags": ["a", "b"], "z": {"y": null, "x": true}}),
+            json!([
+                1.5,
+                -0.0,
+                1e300,
+                0.1,
+                u64::MAX,
+                i64::MIN,
+                9_007_199_254_740_993_u64
+            ]),
+            json!("\u{e9}\u{1f600} \"quoted\" \\ \n\t\u{1}\u{7f}"),
+            json!(null),
+            json!({}),
+        ];
+        for (i, value) in values.into_iter().enumerate() {
+            let key = Key::new(format!("k{i}")).unwrap();
+            let ttl = (i % 2 == 0).then(|| Ttl::from_millis(10).unwrap());
+            db.put(&tenant, &key, &JsonValue::new(value).unwrap(), ttl)
+                .await
+                .unwrap();
+            let entry = db.get(&tenant, &key).await.unwrap().unwrap();
+            let text = db.get_text(&tenant, &key).await.unwrap().unwrap();
+            assert_eq!(text, KvText::from(entry.clone()));
+            assert_eq!(text.value.parse().unwrap(), entry.value);
+        }
+        assert_eq!(
+            db.get_text(&tenant, &Key::new("none").unwrap())
+                .await
+                .unwrap(),
+            None
+        );
+        clock.advance(10);
+        assert_eq!(
+            db.get_text(&tenant, &Key::new("k0").unwrap())
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            db.get_text(&tenant, &Key::new("k1").unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_stored_value_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let db = RocksBackend::open(dir.path(), clock, RocksOptions::default()).unwrap();
+        let tenant = TenantId::new("t").unwrap();
+        let key = Key::new("k").unwrap();
+        let mut raw = encode(1, None, &JsonValue::new(json!({"a": 1})).unwrap()).unwrap();
+        raw.truncate(raw.len() - 1);
+        db.db
+            .put_cf(db.cf(CF_KV).unwrap(), kv_key(&tenant, &key), &raw)
+            .unwrap();
+        let err = db.get_text(&tenant, &key).await.unwrap_err();
+        assert_eq!(err.kind(), p8fs_core::ErrorKind::Internal);
     }
 }

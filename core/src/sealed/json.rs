@@ -6,14 +6,18 @@
 //! collisions, which only add candidates that core filters after decryption), so a backend's own
 //! equality on `t.<path>` keeps finding candidates. Object field names stay visible.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use super::keys::{Context, DataKey};
 use crate::error::{Error, Result};
 use crate::json::exact_integer;
-use crate::types::{Filter, JsonMap, JsonPath};
+use crate::types::{Filter, JsonMap, JsonPath, JsonText};
 use crate::validate::stored;
 
 /// The field holding the token tree.
@@ -164,6 +168,56 @@ pub(crate) fn open(
         .map_err(|e| Error::internal("a sealed value does not parse", Some(e.into())))
 }
 
+/// The sealed shape as text: an object of `s` (a string) and `t` (anything) or `s` alone, the
+/// shape [`is_sealed`] tells; the token tree is skipped, not built.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    /// [`SEALED`].
+    #[serde(borrow)]
+    s: Cow<'a, str>,
+    /// [`TOKENS`].
+    #[serde(default, rename = "t")]
+    _tokens: Option<IgnoredAny>,
+}
+
+/// The ciphertext of stored text of the sealed shape; `None` for any other JSON value.
+fn ciphertext_text(stored: &str) -> Option<Cow<'_, str>> {
+    // serde would also read the struct from an array of its fields.
+    if !stored.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Envelope<'_>>(stored)
+        .ok()
+        .map(|envelope| envelope.s)
+}
+
+/// As [`open`], for a stored value as text: the sealed value's text as it was sealed (the
+/// compact `serde_json` text of the value), with neither value built.
+pub(crate) fn open_text(
+    key: &DataKey,
+    context: &Context<'_>,
+    stored: JsonText,
+    plain_ok: bool,
+) -> Result<JsonText> {
+    let Some(text) = ciphertext_text(stored.as_str()) else {
+        if plain_ok {
+            return Ok(stored);
+        }
+        return Err(Error::internal(
+            "a stored value is not sealed, in a store sealed since it was created",
+            None,
+        ));
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .map_err(|_| Error::internal("a sealed value is not base64url", None))?;
+    let plain = key.open_in(context, bytes, 0)?;
+    let plain = String::from_utf8(plain)
+        .map_err(|_| Error::internal("a sealed value is not UTF-8", None))?;
+    JsonText::stored(plain, "sealed value")
+}
+
 /// As [`open`], for an object (metadata, properties).
 pub(crate) fn open_object(
     key: &DataKey,
@@ -280,6 +334,77 @@ mod tests {
             open(&k, &ctx, json!({"plain": 1}), true).unwrap(),
             json!({"plain": 1})
         );
+    }
+
+    #[test]
+    fn sealed_text_opens_to_the_text_of_the_sealed_value() {
+        let k = key();
+        let tenant = TenantId::new("alpha").unwrap();
+        let ctx = Context {
+            tenant: &tenant,
+            capability: "kv",
+            record: &[b"k1"],
+        };
+        let values = [
+            json!({"secret": "opal", "n": [1, 2.5, -0.0, 1e300], "u": "\u{e9}\"\n\\"}),
+            json!({}),
+            json!([{"s": "x"}]),
+            json!("text"),
+            json!(null),
+            json!(u64::MAX),
+            json!(i64::MIN),
+        ];
+        for value in values {
+            let sealed = JsonText::of(&Value::Object(seal(&k, &ctx, &value, true).unwrap()));
+            let opened = open_text(&k, &ctx, sealed.clone(), false).unwrap();
+            assert_eq!(opened.as_str(), value.to_string());
+            assert_eq!(opened.parse().unwrap(), value);
+            let untokenised = JsonText::of(&Value::Object(seal(&k, &ctx, &value, false).unwrap()));
+            assert_eq!(open_text(&k, &ctx, untokenised, false).unwrap(), opened);
+            let moved = Context {
+                record: &[b"k2"],
+                ..ctx
+            };
+            assert!(open_text(&k, &moved, sealed, false).is_err());
+        }
+    }
+
+    #[test]
+    fn text_is_of_the_sealed_shape_exactly_when_its_value_is() {
+        let shapes = [
+            json!({"s": "AAAA"}),
+            json!({"s": "AAAA", "t": {"a": "x"}}),
+            json!({"s": "AAAA", "t": null}),
+            json!({"t": "x", "s": "AAAA"}),
+            json!({"s": 1}),
+            json!({"s": "AAAA", "u": 1}),
+            json!({"t": {}}),
+            json!(["AAAA"]),
+            json!(["AAAA", {}]),
+            json!("AAAA"),
+            json!({}),
+            json!(null),
+        ];
+        for value in shapes {
+            let text = JsonText::of(&value);
+            assert_eq!(
+                ciphertext_text(text.as_str()).is_some(),
+                is_sealed(&value),
+                "{value}"
+            );
+        }
+        let k = key();
+        let tenant = TenantId::new("alpha").unwrap();
+        let ctx = Context {
+            tenant: &tenant,
+            capability: "kv",
+            record: &[b"k1"],
+        };
+        let plain = JsonText::of(&json!({"plain": 1}));
+        assert!(open_text(&k, &ctx, plain.clone(), false).is_err());
+        assert_eq!(open_text(&k, &ctx, plain.clone(), true).unwrap(), plain);
+        let bad = JsonText::of(&json!({"s": "not base64!"}));
+        assert!(open_text(&k, &ctx, bad, true).is_err());
     }
 
     #[test]

@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::json::{open, seal, token_path, tokens};
+use super::json::{open, open_text, seal, token_path, tokens};
 use super::keys::DataKey;
 use super::{Sealed, ctx};
 use crate::error::Result;
-use crate::kv::{KvEntry, KvPage, KvStore};
+use crate::kv::{KvEntry, KvPage, KvStore, KvText};
 use crate::types::{JsonPath, JsonValue, Key, KeyPrefix, Limit, Page, TenantId, Ttl, Version};
 use crate::validate::stored;
 
@@ -77,11 +77,27 @@ fn merge(a: KvPage, b: KvPage, limit: Limit) -> KvPage {
 #[async_trait]
 impl KvStore for Sealed {
     async fn get(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvEntry>> {
+        // A miss needs no data key (a token's revocation lookup is one on every request).
+        Self::refuse_keyring(tenant)?;
+        let Some(entry) = self.inner.get(tenant, key).await? else {
+            return Ok(None);
+        };
         let dk = self.key(tenant).await?;
-        match self.inner.get(tenant, key).await? {
-            Some(entry) => Ok(Some(self.open_kv(&dk, tenant, entry)?)),
-            None => Ok(None),
-        }
+        Ok(Some(self.open_kv(&dk, tenant, entry)?))
+    }
+
+    async fn get_text(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvText>> {
+        Self::refuse_keyring(tenant)?;
+        let Some(entry) = self.inner.get_text(tenant, key).await? else {
+            return Ok(None);
+        };
+        let dk = self.key(tenant).await?;
+        let record = [key.as_bytes()];
+        let context = ctx(tenant, "kv", &record);
+        Ok(Some(KvText {
+            value: open_text(&dk, &context, entry.value, self.plain_ok())?,
+            ..entry
+        }))
     }
 
     async fn put(

@@ -17,9 +17,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use p8fs_auth::Scope;
-use p8fs_core::kv::{KvPage, find_by_field};
+use p8fs_core::kv::{KvPage, KvText, find_by_field};
 use p8fs_core::{Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, Limit, Ttl, Version};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -131,32 +131,12 @@ pub(crate) fn record(entry: KvEntry) -> KvRecord {
     }
 }
 
-/// A record as [`get_record`] answers it, borrowed from the entry: the same JSON as [`KvRecord`],
-/// written without copying the key or the value.
-#[derive(Serialize)]
-struct RecordView<'a> {
-    key: &'a str,
-    value: &'a Value,
-    #[serde(serialize_with = "as_text")]
-    version: Version,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<i64>,
-}
-
-/// A version as a JSON string (`"42"`), as [`KvRecord::version`] holds it.
-fn as_text<S: serde::Serializer>(version: &Version, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(version)
-}
-
 /// A JSON body of about this many bytes or fewer is written without growing its buffer.
 const JSON_BODY_CAPACITY: usize = 512;
 
-/// `200 OK` with `body` as `application/json` and the record's `ETag`: what
-/// `([(ETAG, etag)], Json(body))` answers, serialized straight into one buffer.
-fn json_with_etag(body: &impl Serialize, version: Version) -> Result<Response, ApiError> {
-    let mut bytes = Vec::with_capacity(JSON_BODY_CAPACITY);
-    serde_json::to_writer(&mut bytes, body)
-        .map_err(|e| Error::internal(format!("cannot write the record as JSON: {e}"), None))?;
+/// `200 OK` with `body`, JSON already written, as `application/json` and the record's `ETag`:
+/// what `([(ETAG, etag)], Json(record))` answers.
+fn json_with_etag(bytes: Vec<u8>, version: Version) -> Response {
     let mut response = Response::new(axum::body::Body::from(bytes));
     let headers = response.headers_mut();
     headers.insert(
@@ -164,7 +144,7 @@ fn json_with_etag(body: &impl Serialize, version: Version) -> Result<Response, A
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::ETAG, etag(version));
-    Ok(response)
+    response
 }
 
 fn page(page: KvPage) -> KvRecordPage {
@@ -282,18 +262,39 @@ pub(crate) async fn get_record(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::KvRead)?;
     let key = Key::new(key)?;
-    let entry = state
+    let record = state
         .backend
-        .get(&caller.tenant, &key)
+        .get_text(&caller.tenant, &key)
         .await?
         .ok_or_else(|| Error::not_found(p8fs_core::Resource::Key, &key))?;
-    let view = RecordView {
-        key: entry.key.as_str(),
-        value: &entry.value,
-        version: entry.version,
-        expires_at: entry.expires_at,
-    };
-    json_with_etag(&view, entry.version)
+    Ok(json_with_etag(record_text(&key, &record), record.version))
+}
+
+/// The JSON of [`KvRecord`] for `record` at `key`, its value written as the store's text: the
+/// bytes `serde_json` writes for the record with its value parsed (the text is the value as
+/// `serde_json` writes it), without parsing it.
+fn record_text(key: &Key, record: &KvText) -> Vec<u8> {
+    use std::io::Write;
+    let value = record.value.as_str();
+    let mut out = Vec::with_capacity(JSON_BODY_CAPACITY + value.len());
+    out.extend_from_slice(b"{\"key\":");
+    write_json_string(&mut out, key.as_str());
+    out.extend_from_slice(b",\"value\":");
+    out.extend_from_slice(value.as_bytes());
+    // Writing into a vector cannot fail.
+    let _ = write!(out, ",\"version\":\"{}\"", record.version);
+    if let Some(at) = record.expires_at {
+        let _ = write!(out, ",\"expires_at\":{at}");
+    }
+    out.push(b'}');
+    out
+}
+
+/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    let mut serializer = serde_json::Serializer::new(out);
+    // A string is always serializable.
+    let _ = serializer.serialize_str(text);
 }
 
 /// Stores the body as the record's value.
@@ -475,6 +476,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+    use p8fs_core::JsonText;
 
     fn headers(name: header::HeaderName, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -516,22 +518,22 @@ mod tests {
 
     #[test]
     fn a_read_record_is_the_json_of_a_kv_record() {
-        let value = serde_json::json!({"text": "a \"quoted\" line\n", "n": [1, 2.5, null]});
+        let value = serde_json::json!({"text": "a \"quoted\" line\n\u{1}", "n": [1, 2.5, null]});
         for expires_at in [None, Some(1_700_000_000_000)] {
+            let key = "notes/\u{e9} \"x\"\\";
             let owned = KvRecord {
-                key: "notes/é".to_owned(),
+                key: key.to_owned(),
                 value: value.clone(),
                 version: "18446744073709551615".to_owned(),
                 expires_at,
             };
-            let view = RecordView {
-                key: "notes/é",
-                value: &value,
+            let record = KvText {
+                value: JsonText::of(&value),
                 version: Version(u64::MAX),
                 expires_at,
             };
             assert_eq!(
-                serde_json::to_vec(&view).unwrap(),
+                record_text(&Key::new(key).unwrap(), &record),
                 serde_json::to_vec(&owned).unwrap()
             );
         }
