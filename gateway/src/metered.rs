@@ -7,14 +7,14 @@
 //! It changes no result: every method passes its arguments and its answer through unchanged.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use async_trait::async_trait;
 use p8fs_core::graph::NodePage;
-use p8fs_core::kv::KvPage;
+use p8fs_core::kv::{KvPage, KvText};
 use p8fs_core::vector::VectorPage;
 use p8fs_core::{
     Backend, BucketInfo, BucketName, ChangeCursor, ChangeLog, ChangePage, CollectionName,
@@ -28,6 +28,41 @@ use p8fs_core::{
 /// The metric every backend call is recorded in.
 pub const METRIC: &str = "backend_operation_duration_seconds";
 
+/// One operation: its `op` label and the histogram of its successful calls, made on first use,
+/// so that a call costs no label set and no registry lookup. [`Metered::new`] installs the
+/// recorder first, and it is never replaced, so the handle stays valid.
+struct Op {
+    name: &'static str,
+    ok: OnceLock<metrics::Histogram>,
+}
+
+impl Op {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            ok: OnceLock::new(),
+        }
+    }
+
+    fn record(&self, outcome: &'static str, seconds: f64) {
+        if outcome == "ok" {
+            self.ok
+                .get_or_init(|| metrics::histogram!(METRIC, "op" => self.name, "outcome" => "ok"))
+                .record(seconds);
+        } else {
+            metrics::histogram!(METRIC, "op" => self.name, "outcome" => outcome).record(seconds);
+        }
+    }
+}
+
+/// The [`Op`] named `$name`, one static per call site.
+macro_rules! op {
+    ($name:literal) => {{
+        static OP: Op = Op::new($name);
+        &OP
+    }};
+}
+
 /// A backend whose every call is timed, and whose successful writes wake the change hub.
 pub struct Metered {
     inner: Arc<dyn Backend>,
@@ -38,11 +73,12 @@ impl Metered {
     /// Times every call to `inner`; `written` is notified after each successful write, so
     /// change streams on this node learn of it at once (other nodes' by polling).
     pub fn new(inner: Arc<dyn Backend>, written: Arc<Notify>) -> Self {
+        crate::metrics::handle();
         Self { inner, written }
     }
 
     /// [`timed`] for a write: notifies `written` when it succeeded.
-    async fn wrote<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn wrote<T>(&self, op: &'static Op, call: impl Future<Output = Result<T>>) -> Result<T> {
         let result = timed(op, call).await;
         if result.is_ok() {
             self.written.notify_one();
@@ -66,22 +102,26 @@ fn outcome(kind: ErrorKind) -> &'static str {
 }
 
 /// Awaits `call` and records its latency under `op`.
-async fn timed<T>(op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+async fn timed<T>(op: &'static Op, call: impl Future<Output = Result<T>>) -> Result<T> {
     let started = Instant::now();
     let result = call.await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(error) => outcome(error.kind()),
     };
-    metrics::histogram!(METRIC, "op" => op, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
+    op.record(outcome, started.elapsed().as_secs_f64());
     result
 }
 
 #[async_trait]
 impl KvStore for Metered {
     async fn get(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvEntry>> {
-        timed("kv.get", self.inner.get(tenant, key)).await
+        timed(op!("kv.get"), self.inner.get(tenant, key)).await
+    }
+
+    async fn get_text(&self, tenant: &TenantId, key: &Key) -> Result<Option<KvText>> {
+        // The same read as `get`, counted as one.
+        timed(op!("kv.get"), self.inner.get_text(tenant, key)).await
     }
 
     async fn put(
@@ -91,7 +131,7 @@ impl KvStore for Metered {
         value: &JsonValue,
         ttl: Option<Ttl>,
     ) -> Result<Version> {
-        self.wrote("kv.put", self.inner.put(tenant, key, value, ttl))
+        self.wrote(op!("kv.put"), self.inner.put(tenant, key, value, ttl))
             .await
     }
 
@@ -103,7 +143,7 @@ impl KvStore for Metered {
         ttl: Option<Ttl>,
     ) -> Result<Version> {
         let call = self.inner.put_if_absent(tenant, key, value, ttl);
-        self.wrote("kv.put_if_absent", call).await
+        self.wrote(op!("kv.put_if_absent"), call).await
     }
 
     async fn compare_and_swap(
@@ -117,11 +157,11 @@ impl KvStore for Metered {
         let call = self
             .inner
             .compare_and_swap(tenant, key, expected, value, ttl);
-        self.wrote("kv.compare_and_swap", call).await
+        self.wrote(op!("kv.compare_and_swap"), call).await
     }
 
     async fn delete(&self, tenant: &TenantId, key: &Key) -> Result<bool> {
-        self.wrote("kv.delete", self.inner.delete(tenant, key))
+        self.wrote(op!("kv.delete"), self.inner.delete(tenant, key))
             .await
     }
 
@@ -133,7 +173,7 @@ impl KvStore for Metered {
         limit: Limit,
     ) -> Result<KvPage> {
         let call = self.inner.scan(tenant, prefix, start_after, limit);
-        timed("kv.scan", call).await
+        timed(op!("kv.scan"), call).await
     }
 
     async fn find_candidates(
@@ -147,7 +187,7 @@ impl KvStore for Metered {
         let call = self
             .inner
             .find_candidates(tenant, path, operand, start_after, limit);
-        timed("kv.find_candidates", call).await
+        timed(op!("kv.find_candidates"), call).await
     }
 }
 
@@ -155,7 +195,7 @@ impl KvStore for Metered {
 impl VectorStore for Metered {
     async fn create_collection(&self, tenant: &TenantId, spec: &CollectionSpec) -> Result<bool> {
         let call = self.inner.create_collection(tenant, spec);
-        self.wrote("vector.create_collection", call).await
+        self.wrote(op!("vector.create_collection"), call).await
     }
 
     async fn collection(
@@ -163,17 +203,21 @@ impl VectorStore for Metered {
         tenant: &TenantId,
         name: &CollectionName,
     ) -> Result<Option<CollectionSpec>> {
-        timed("vector.collection", self.inner.collection(tenant, name)).await
+        timed(
+            op!("vector.collection"),
+            self.inner.collection(tenant, name),
+        )
+        .await
     }
 
     async fn list_collections(&self, tenant: &TenantId) -> Result<Vec<CollectionSpec>> {
         let call = self.inner.list_collections(tenant);
-        timed("vector.list_collections", call).await
+        timed(op!("vector.list_collections"), call).await
     }
 
     async fn drop_collection(&self, tenant: &TenantId, name: &CollectionName) -> Result<bool> {
         let call = self.inner.drop_collection(tenant, name);
-        self.wrote("vector.drop_collection", call).await
+        self.wrote(op!("vector.drop_collection"), call).await
     }
 
     async fn upsert_vector(
@@ -188,7 +232,7 @@ impl VectorStore for Metered {
         let call = self
             .inner
             .upsert_vector(tenant, collection, id, vector, metadata, ttl);
-        self.wrote("vector.upsert", call).await
+        self.wrote(op!("vector.upsert"), call).await
     }
 
     async fn get_vector(
@@ -198,7 +242,7 @@ impl VectorStore for Metered {
         id: &RecordId,
     ) -> Result<Option<VectorRecord>> {
         let call = self.inner.get_vector(tenant, collection, id);
-        timed("vector.get", call).await
+        timed(op!("vector.get"), call).await
     }
 
     async fn delete_vector(
@@ -208,7 +252,7 @@ impl VectorStore for Metered {
         id: &RecordId,
     ) -> Result<bool> {
         let call = self.inner.delete_vector(tenant, collection, id);
-        self.wrote("vector.delete", call).await
+        self.wrote(op!("vector.delete"), call).await
     }
 
     async fn list_vectors(
@@ -221,7 +265,7 @@ impl VectorStore for Metered {
         let call = self
             .inner
             .list_vectors(tenant, collection, start_after, limit);
-        timed("vector.list", call).await
+        timed(op!("vector.list"), call).await
     }
 
     async fn search_candidates(
@@ -235,7 +279,7 @@ impl VectorStore for Metered {
         let call = self
             .inner
             .search_candidates(tenant, collection, query, k, filter);
-        timed("vector.search_candidates", call).await
+        timed(op!("vector.search_candidates"), call).await
     }
 
     async fn approximate_candidates(
@@ -250,7 +294,7 @@ impl VectorStore for Metered {
         let call = self
             .inner
             .approximate_candidates(tenant, collection, query, k, filter, ef);
-        timed("vector.approximate_candidates", call).await
+        timed(op!("vector.approximate_candidates"), call).await
     }
 }
 
@@ -265,19 +309,19 @@ impl GraphStore for Metered {
         ttl: Option<Ttl>,
     ) -> Result<()> {
         let call = self.inner.put_node(tenant, id, label, properties, ttl);
-        self.wrote("graph.put_node", call).await
+        self.wrote(op!("graph.put_node"), call).await
     }
 
     async fn get_node(&self, tenant: &TenantId, id: &NodeId) -> Result<Option<NodeRecord>> {
-        timed("graph.get_node", self.inner.get_node(tenant, id)).await
+        timed(op!("graph.get_node"), self.inner.get_node(tenant, id)).await
     }
 
     async fn get_nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<NodeRecord>> {
-        timed("graph.get_nodes", self.inner.get_nodes(tenant, ids)).await
+        timed(op!("graph.get_nodes"), self.inner.get_nodes(tenant, ids)).await
     }
 
     async fn delete_node(&self, tenant: &TenantId, id: &NodeId) -> Result<bool> {
-        self.wrote("graph.delete_node", self.inner.delete_node(tenant, id))
+        self.wrote(op!("graph.delete_node"), self.inner.delete_node(tenant, id))
             .await
     }
 
@@ -288,7 +332,7 @@ impl GraphStore for Metered {
         limit: Limit,
     ) -> Result<NodePage> {
         let call = self.inner.list_nodes(tenant, start_after, limit);
-        timed("graph.list_nodes", call).await
+        timed(op!("graph.list_nodes"), call).await
     }
 
     async fn put_edge(
@@ -304,7 +348,7 @@ impl GraphStore for Metered {
         let call = self
             .inner
             .put_edge(tenant, src, rel, dst, weight, properties, ttl);
-        self.wrote("graph.put_edge", call).await
+        self.wrote(op!("graph.put_edge"), call).await
     }
 
     async fn get_edge(
@@ -315,7 +359,7 @@ impl GraphStore for Metered {
         dst: &NodeId,
     ) -> Result<Option<EdgeRecord>> {
         let call = self.inner.get_edge(tenant, src, rel, dst);
-        timed("graph.get_edge", call).await
+        timed(op!("graph.get_edge"), call).await
     }
 
     async fn delete_edge(
@@ -326,7 +370,7 @@ impl GraphStore for Metered {
         dst: &NodeId,
     ) -> Result<bool> {
         let call = self.inner.delete_edge(tenant, src, rel, dst);
-        self.wrote("graph.delete_edge", call).await
+        self.wrote(op!("graph.delete_edge"), call).await
     }
 
     async fn edges_of(
@@ -337,7 +381,7 @@ impl GraphStore for Metered {
         rels: &RelFilter,
     ) -> Result<Vec<EdgeRecord>> {
         let call = self.inner.edges_of(tenant, nodes, direction, rels);
-        timed("graph.edges_of", call).await
+        timed(op!("graph.edges_of"), call).await
     }
 }
 
@@ -345,30 +389,30 @@ impl GraphStore for Metered {
 impl ObjectStore for Metered {
     async fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<BucketInfo> {
         self.wrote(
-            "object.create_bucket",
+            op!("object.create_bucket"),
             self.inner.create_bucket(tenant, bucket),
         )
         .await
     }
 
     async fn bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<Option<BucketInfo>> {
-        timed("object.bucket", self.inner.bucket(tenant, bucket)).await
+        timed(op!("object.bucket"), self.inner.bucket(tenant, bucket)).await
     }
 
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>> {
-        timed("object.list_buckets", self.inner.list_buckets(tenant)).await
+        timed(op!("object.list_buckets"), self.inner.list_buckets(tenant)).await
     }
 
     async fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<()> {
         self.wrote(
-            "object.delete_bucket",
+            op!("object.delete_bucket"),
             self.inner.delete_bucket(tenant, bucket),
         )
         .await
     }
 
     async fn begin_data(&self, tenant: &TenantId) -> Result<DataId> {
-        timed("object.begin_data", self.inner.begin_data(tenant)).await
+        timed(op!("object.begin_data"), self.inner.begin_data(tenant)).await
     }
 
     async fn write_chunk(
@@ -379,7 +423,7 @@ impl ObjectStore for Metered {
         bytes: &[u8],
     ) -> Result<()> {
         timed(
-            "object.write_chunk",
+            op!("object.write_chunk"),
             self.inner.write_chunk(tenant, data, index, bytes),
         )
         .await
@@ -387,14 +431,18 @@ impl ObjectStore for Metered {
 
     async fn read_chunk(&self, tenant: &TenantId, data: DataId, index: u32) -> Result<Vec<u8>> {
         timed(
-            "object.read_chunk",
+            op!("object.read_chunk"),
             self.inner.read_chunk(tenant, data, index),
         )
         .await
     }
 
     async fn discard_data(&self, tenant: &TenantId, data: DataId) -> Result<()> {
-        timed("object.discard_data", self.inner.discard_data(tenant, data)).await
+        timed(
+            op!("object.discard_data"),
+            self.inner.discard_data(tenant, data),
+        )
+        .await
     }
 
     async fn put_object(
@@ -405,7 +453,7 @@ impl ObjectStore for Metered {
         condition: &Precondition,
     ) -> Result<()> {
         self.wrote(
-            "object.put_object",
+            op!("object.put_object"),
             self.inner.put_object(tenant, bucket, meta, condition),
         )
         .await
@@ -417,7 +465,7 @@ impl ObjectStore for Metered {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<Option<ObjectMeta>> {
-        timed("object.object", self.inner.object(tenant, bucket, key)).await
+        timed(op!("object.object"), self.inner.object(tenant, bucket, key)).await
     }
 
     async fn delete_object(
@@ -427,7 +475,7 @@ impl ObjectStore for Metered {
         key: &ObjectKey,
     ) -> Result<bool> {
         self.wrote(
-            "object.delete_object",
+            op!("object.delete_object"),
             self.inner.delete_object(tenant, bucket, key),
         )
         .await
@@ -442,7 +490,7 @@ impl ObjectStore for Metered {
         limit: Limit,
     ) -> Result<Vec<ObjectMeta>> {
         timed(
-            "object.list_objects",
+            op!("object.list_objects"),
             self.inner.list_objects(tenant, bucket, prefix, from, limit),
         )
         .await
@@ -457,7 +505,7 @@ impl ObjectStore for Metered {
         expires_at: Option<Timestamp>,
     ) -> Result<UploadInfo> {
         timed(
-            "object.create_upload",
+            op!("object.create_upload"),
             self.inner
                 .create_upload(tenant, bucket, key, attributes, expires_at),
         )
@@ -470,7 +518,11 @@ impl ObjectStore for Metered {
         bucket: &BucketName,
         upload: UploadId,
     ) -> Result<Option<UploadInfo>> {
-        timed("object.upload", self.inner.upload(tenant, bucket, upload)).await
+        timed(
+            op!("object.upload"),
+            self.inner.upload(tenant, bucket, upload),
+        )
+        .await
     }
 
     async fn list_uploads(
@@ -482,7 +534,7 @@ impl ObjectStore for Metered {
         limit: Limit,
     ) -> Result<Vec<UploadInfo>> {
         timed(
-            "object.list_uploads",
+            op!("object.list_uploads"),
             self.inner
                 .list_uploads(tenant, bucket, prefix, after, limit),
         )
@@ -497,7 +549,7 @@ impl ObjectStore for Metered {
         part: &PartRecord,
     ) -> Result<()> {
         timed(
-            "object.put_part",
+            op!("object.put_part"),
             self.inner.put_part(tenant, bucket, upload, part),
         )
         .await
@@ -512,7 +564,7 @@ impl ObjectStore for Metered {
         limit: Limit,
     ) -> Result<Vec<PartRecord>> {
         timed(
-            "object.list_parts",
+            op!("object.list_parts"),
             self.inner.list_parts(tenant, bucket, upload, after, limit),
         )
         .await
@@ -527,7 +579,7 @@ impl ObjectStore for Metered {
         condition: &Precondition,
     ) -> Result<()> {
         self.wrote(
-            "object.complete_upload",
+            op!("object.complete_upload"),
             self.inner
                 .complete_upload(tenant, bucket, upload, meta, condition),
         )
@@ -541,18 +593,18 @@ impl ObjectStore for Metered {
         upload: UploadId,
     ) -> Result<()> {
         timed(
-            "object.abort_upload",
+            op!("object.abort_upload"),
             self.inner.abort_upload(tenant, bucket, upload),
         )
         .await
     }
 
     async fn reap_objects(&self, policy: ReapPolicy) -> Result<u64> {
-        timed("object.reap_objects", self.inner.reap_objects(policy)).await
+        timed(op!("object.reap_objects"), self.inner.reap_objects(policy)).await
     }
 
     async fn stored_bytes(&self, tenant: &TenantId) -> Result<u64> {
-        timed("object.stored_bytes", self.inner.stored_bytes(tenant)).await
+        timed(op!("object.stored_bytes"), self.inner.stored_bytes(tenant)).await
     }
 }
 
@@ -564,25 +616,33 @@ impl ChangeLog for Metered {
         after: ChangeCursor,
         limit: Limit,
     ) -> Result<ChangePage> {
-        timed("change.changes", self.inner.changes(tenant, after, limit)).await
+        timed(
+            op!("change.changes"),
+            self.inner.changes(tenant, after, limit),
+        )
+        .await
     }
 
     async fn change_heads(&self) -> Result<Vec<(TenantId, ChangeCursor)>> {
-        timed("change.change_heads", self.inner.change_heads()).await
+        timed(op!("change.change_heads"), self.inner.change_heads()).await
     }
 
     async fn trim_changes(&self, before: Timestamp) -> Result<u64> {
-        timed("change.trim_changes", self.inner.trim_changes(before)).await
+        timed(op!("change.trim_changes"), self.inner.trim_changes(before)).await
     }
 }
 
 #[async_trait]
 impl Maintenance for Metered {
     async fn purge_expired(&self) -> Result<u64> {
-        timed("maintenance.purge_expired", self.inner.purge_expired()).await
+        timed(op!("maintenance.purge_expired"), self.inner.purge_expired()).await
     }
 
     async fn compact_storage(&self) -> Result<()> {
-        timed("maintenance.compact_storage", self.inner.compact_storage()).await
+        timed(
+            op!("maintenance.compact_storage"),
+            self.inner.compact_storage(),
+        )
+        .await
     }
 }
