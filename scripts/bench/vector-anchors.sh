@@ -12,20 +12,21 @@
 #
 #   scripts/bench/vector-anchors.sh [--rows 100000[,1000000]] [--dim 384] [--queries 300]
 #                                   [--kinds clustered,uniform] [--ef 64[,128]] [--exact no]
-#                                   [--work DIR]
+#                                   [--centres 1000] [--work DIR]
 #
 # Environment: P8FS_BENCH_VENV (the venv, default ~/.cache/p8fs-bench-venv), CARGO_TARGET_DIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-rows=100000 dim=384 queries=300 kinds=clustered,uniform work="" efs="" exact=yes
+rows=100000 dim=384 queries=300 kinds=clustered,uniform work="" efs="" exact=yes centres=1000
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows=$2; shift 2 ;;
     --dim) dim=$2; shift 2 ;;
     --queries) queries=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
+    --centres) centres=$2; shift 2 ;;
     --ef) efs=$2; shift 2 ;;
     --exact) exact=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
@@ -58,7 +59,8 @@ for n in ${rows//,/ }; do
     set_name="$kind, $n x $dim cosine, k = 10, $queries queries"
     data="$work/$kind-$n"
     echo "# $set_name: generating" >&2
-    "$py" "$here/vector_anchors.py" generate "$data" --rows "$n" --dim "$dim" --queries "$queries" --kind "$kind"
+    "$py" "$here/vector_anchors.py" generate "$data" --rows "$n" --dim "$dim" --queries "$queries" --kind "$kind" \
+      --centres "$centres"
     if [ "$exact" = yes ]; then
       echo "# FAISS" >&2
       OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$py" "$here/vector_anchors.py" faiss "$data" | tag "$set_name" >> "$results"

@@ -1,6 +1,7 @@
 """Helpers of vector-anchors.sh: generate a data set, time FAISS and numpy on it, print the table.
 
     vector_anchors.py generate DIR --rows N --dim D --queries Q --kind uniform|clustered --seed S
+                                [--centres C]
     vector_anchors.py faiss DIR      (IndexFlatIP, one thread; prints a JSON line)
     vector_anchors.py faiss-hnsw DIR --ef EF   (IndexHNSWFlat M=16, efConstruction=100)
     vector_anchors.py numpy DIR      (float32 matrix-vector product; threads from OPENBLAS_NUM_THREADS)
@@ -35,8 +36,10 @@ def generate(args):
         base = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
         query = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
     else:
-        # Embedding-like: 1,000 centres, points spread around them, queries near stored points.
-        centres = rng.standard_normal((1000, args.dim), dtype=np.float32)
+        # Embedding-like: 1,000 centres (--centres), points spread around them, queries near
+        # stored points. Within a centre's cloud, points are nearly equidistant, so the more
+        # points a centre has, the harder the neighbours after the first are to tell apart.
+        centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
         base = np.empty((args.rows, args.dim), dtype=np.float32)
         step = 100_000
@@ -54,7 +57,8 @@ def generate(args):
     query.astype("<f4").tofile(os.path.join(args.dir, "queries.f32"))
     with open(os.path.join(args.dir, "meta.json"), "w") as f:
         json.dump({"rows": args.rows, "dim": args.dim, "queries": args.queries, "k": K,
-                   "metric": "cosine", "kind": args.kind, "seed": args.seed}, f)
+                   "metric": "cosine", "kind": args.kind, "seed": args.seed,
+                   "centres": args.centres}, f)
 
 
 def percentiles(times):
@@ -205,6 +209,7 @@ def main():
     g.add_argument("--queries", type=int, default=300)
     g.add_argument("--kind", choices=["uniform", "clustered"], default="clustered")
     g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--centres", type=int, default=1000)
     for name in ["faiss", "numpy"]:
         sub.add_parser(name).add_argument("dir")
     h = sub.add_parser("faiss-hnsw")
