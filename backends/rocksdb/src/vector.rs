@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use rocksdb::{DB, WriteBatch};
 
-use p8fs_core::vector::{Graph, MAX_EF, QuantizedRows, VectorPage};
+use p8fs_core::vector::{CandidateSelector, Graph, MAX_EF, QuantizedRows, VectorPage};
 use p8fs_core::{
     ChangeOp, CollectionName, CollectionSpec, Dimension, Embedding, Error, Filter, JsonMap,
     JsonObject, Limit, Metric, Page, RecordId, Resource, Result, TenantId, Timestamp, Ttl,
@@ -47,6 +47,10 @@ pub const GRAPH_MIN_ROWS: usize = 10_000;
 const BUILD_STEP: usize = 64;
 /// Rows sampled to estimate how much of a collection a filter keeps.
 const FILTER_SAMPLE: usize = 512;
+/// How many times `ef` rows a walk hands on to be ranked exactly: the best by the graph's int8
+/// estimate, of all it scored. Near neighbours that are nearly equidistant are often misordered
+/// by the estimate; ranking more of them exactly finds them at no cost to the walk.
+const RANKED_PER_EF: usize = 2;
 
 type CollectionKey = (TenantId, CollectionName);
 
@@ -168,10 +172,13 @@ impl Index {
     }
 
     /// The candidates of an approximate search from the graph, or `None` when it cannot answer
-    /// (no complete graph, or a filter too narrow for a walk) and an exact search must.
+    /// (no complete graph, or a filter too narrow for a walk) and an exact search must: of the
+    /// rows the walk proposes, those that could be in their exact top `k` (see
+    /// [`CandidateSelector`]), so only those are copied out.
     fn approximate(
         &self,
         query: &Embedding,
+        k: Limit,
         ef: usize,
         filter: &Filter,
         now: Timestamp,
@@ -193,8 +200,18 @@ impl Index {
             }
             ef = (ef * sample / kept).min(MAX_EF);
         }
-        let rows = graph.search(&self.codes, query.values(), ef, accept);
-        Some(rows.into_iter().map(|row| self.record(row)).collect())
+        let rows = graph.search(&self.codes, query.values(), ef, RANKED_PER_EF * ef, accept);
+        let mut selector = CandidateSelector::new(query, k);
+        for (i, &row) in rows.iter().enumerate() {
+            selector.offer(i, self.vector(row), self.codes.norm(row));
+        }
+        Some(
+            selector
+                .finish()
+                .into_iter()
+                .map(|i| self.record(rows[i]))
+                .collect(),
+        )
     }
 
     /// The candidate records of an exact search: the visible rows matching `filter` that could
@@ -723,7 +740,7 @@ impl VectorStore for RocksBackend {
                     "the query does not fit collection {collection}"
                 )));
             }
-            if let Some(found) = guard.approximate(query, ef, filter, now) {
+            if let Some(found) = guard.approximate(query, k, ef, filter, now) {
                 return Ok(found);
             }
             guard.wants_graph(self.vectors.graph_min_rows)

@@ -2,8 +2,9 @@
 //! collection's rows, for approximate search. The graph holds no vectors: it navigates by the
 //! collection's int8 copy ([`QuantizedRows`], a quarter of the f32 matrix's bytes, so a walk
 //! that reads hundreds of scattered rows stays in cache far more), which the caller passes to
-//! every method; it costs about `4 × (2M + 3)` bytes a record beside it (links, a row mapping
-//! each way, a norm).
+//! every method; it costs about `4 × (2M + 5)` bytes a record beside it (layer-0 links in one
+//! flat array, the row, scale and norm of each node, and each row's node), plus the links of the
+//! few nodes on upper layers.
 //!
 //! # Rows and nodes
 //! The collection keeps its rows dense (a removed row is replaced by the last one), so the graph
@@ -44,6 +45,17 @@ const EF_CONSTRUCTION: usize = 100;
 const NONE: u32 = u32::MAX;
 /// The highest layer a node may reach.
 const MAX_LEVEL: usize = 16;
+/// Words a node takes in [`Graph::base`]: its count of layer-0 links, then room for `2M`.
+const STRIDE: usize = 2 * M + 1;
+
+/// What a walk reads of a node besides its links, in one place: the row it stands for (`NONE`
+/// once dead), and its vector's code scale and norm.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    row: u32,
+    scale: f32,
+    norm: f32,
+}
 
 /// A node and its distance from whatever is being searched for.
 #[derive(Clone, Copy, Debug)]
@@ -78,14 +90,13 @@ impl Ord for Scored {
 #[derive(Debug, Clone)]
 pub struct Graph {
     metric: Metric,
-    /// `links[node][layer]`: the node's neighbours on each of its layers; empty when dead.
-    links: Vec<Vec<Vec<u32>>>,
-    /// The row each node stands for; `NONE` once dead.
-    node_row: Vec<u32>,
+    /// Every node's layer-0 links, [`STRIDE`] words a node (see [`Graph::links`]); none when dead.
+    base: Vec<u32>,
+    /// `upper[node][layer - 1]`: the node's links on layers 1 and up; empty for most nodes.
+    upper: Vec<Vec<Vec<u32>>>,
+    nodes: Vec<Node>,
     /// Each row's node; `NONE` for a row not inserted yet.
     row_node: Vec<u32>,
-    /// `‖x‖` of each node's vector.
-    norms: Vec<f32>,
     entry: u32,
     top: usize,
     dead: usize,
@@ -100,10 +111,10 @@ impl Graph {
     pub fn new(metric: Metric, rows: usize) -> Self {
         Self {
             metric,
-            links: Vec::new(),
-            node_row: Vec::new(),
+            base: Vec::new(),
+            upper: Vec::new(),
+            nodes: Vec::new(),
             row_node: vec![NONE; rows],
-            norms: Vec::new(),
             entry: NONE,
             top: 0,
             dead: 0,
@@ -126,13 +137,13 @@ impl Graph {
     /// Whether dead nodes outnumber the live ones (past a few thousand), so a rebuild would
     /// make the graph smaller and its searches better.
     pub fn worn(&self) -> bool {
-        self.dead > 4096 && self.dead > self.links.len() - self.dead
+        self.dead > 4096 && self.dead > self.nodes.len() - self.dead
     }
 
     /// Bytes held, approximately.
     pub fn bytes(&self) -> usize {
-        let links: usize = self
-            .links
+        let upper: usize = self
+            .upper
             .iter()
             .map(|layers| {
                 24 + layers
@@ -141,7 +152,10 @@ impl Graph {
                     .sum::<usize>()
             })
             .sum();
-        links + 4 * (self.node_row.len() + self.row_node.len() + self.norms.len())
+        4 * self.base.capacity()
+            + upper
+            + std::mem::size_of::<Node>() * self.nodes.capacity()
+            + 4 * self.row_node.capacity()
     }
 
     /// A row was appended to the collection (it is the last row of `codes`).
@@ -172,7 +186,7 @@ impl Graph {
             let moved = self.row_node[last];
             self.row_node[row] = moved;
             if moved != NONE {
-                self.node_row[moved as usize] = row as u32;
+                self.nodes[moved as usize].row = row as u32;
             }
         }
         self.row_node.pop();
@@ -201,13 +215,16 @@ impl Graph {
         self.is_complete()
     }
 
-    /// Up to `ef` rows near `query` that `accept` keeps, nearest first by the graph's estimated
-    /// distance. `accept` is asked only about rows the walk reaches.
+    /// Up to `keep` rows near `query` that `accept` keeps, nearest first by the graph's
+    /// estimated distance: the best `keep` of those a walk with a beam of `ef` scored (`keep`
+    /// above `ef` gives an exact ranking more of the rows the estimate may have misplaced, at
+    /// no cost to the walk). `accept` is asked only about rows the walk reaches.
     pub fn search<F: Fn(usize) -> bool>(
         &self,
         codes: &QuantizedRows,
         query: &[f32],
         ef: usize,
+        keep: usize,
         accept: F,
     ) -> Vec<usize> {
         let mut probe = Probe {
@@ -222,6 +239,7 @@ impl Graph {
             codes,
             probe,
             ef,
+            keep,
             accept,
         })
     }
@@ -232,6 +250,7 @@ impl Graph {
         codes: &QuantizedRows,
         probe: &Probe,
         ef: usize,
+        keep: usize,
         accept: impl Fn(usize) -> bool,
     ) -> Vec<usize> {
         if self.entry == NONE {
@@ -239,17 +258,51 @@ impl Graph {
         }
         let mut entry = vec![self.scored(codes, probe, self.entry)];
         for layer in (1..=self.top).rev() {
-            entry = self.search_layer(codes, probe, &entry, 1, layer, |_| true);
+            entry = self.search_layer(codes, probe, &entry, 1, 1, layer, |_| true);
         }
-        let accept = |node: u32| accept(self.node_row[node as usize] as usize);
-        self.search_layer(codes, probe, &entry, ef.max(1), 0, accept)
+        let accept = |node: u32| accept(self.nodes[node as usize].row as usize);
+        let ef = ef.max(1);
+        self.search_layer(codes, probe, &entry, ef, keep.max(ef), 0, accept)
             .into_iter()
-            .map(|s| self.node_row[s.node as usize] as usize)
+            .map(|s| self.nodes[s.node as usize].row as usize)
             .collect()
     }
 
     fn is_live(&self, node: u32) -> bool {
-        self.node_row[node as usize] != NONE
+        self.nodes[node as usize].row != NONE
+    }
+
+    /// The node's links on `layer`: none when it is dead or does not reach `layer`.
+    #[inline(always)]
+    fn links(&self, node: u32, layer: usize) -> &[u32] {
+        if layer == 0 {
+            let start = node as usize * STRIDE;
+            let count = self.base[start] as usize;
+            &self.base[start + 1..start + 1 + count]
+        } else {
+            self.upper[node as usize]
+                .get(layer - 1)
+                .map_or(&[], Vec::as_slice)
+        }
+    }
+
+    /// Whether the node is live and reaches `layer`.
+    fn reaches(&self, node: u32, layer: usize) -> bool {
+        self.is_live(node) && layer <= self.upper[node as usize].len()
+    }
+
+    /// Replaces the node's links on `layer` (which it reaches) by `links` (at most the layer's
+    /// capacity).
+    fn set_links(&mut self, node: u32, layer: usize, links: &[u32]) {
+        if layer == 0 {
+            let start = node as usize * STRIDE;
+            self.base[start] = links.len() as u32;
+            self.base[start + 1..start + 1 + links.len()].copy_from_slice(links);
+        } else {
+            let list = &mut self.upper[node as usize][layer - 1];
+            list.clear();
+            list.extend_from_slice(links);
+        }
     }
 
     /// The estimated distance for an estimated dot product between vectors of norms `a`, `b`.
@@ -267,24 +320,27 @@ impl Graph {
 
     #[inline(always)]
     fn scored(&self, codes: &QuantizedRows, probe: &Probe, node: u32) -> Scored {
-        let (x, scale) = codes.codes(self.node_row[node as usize] as usize);
-        let dot = probe.scale * scale * dot_i8(&probe.codes, x) as f32;
+        let info = self.nodes[node as usize];
+        let (x, _) = codes.codes(info.row as usize);
+        let dot = probe.scale * info.scale * dot_i8(&probe.codes, x) as f32;
         Scored {
-            distance: self.distance(dot, probe.norm, self.norms[node as usize]),
+            distance: self.distance(dot, probe.norm, info.norm),
             node,
         }
     }
 
     #[inline(always)]
     fn between(&self, codes: &QuantizedRows, a: u32, b: u32) -> f32 {
-        let (x, s) = codes.codes(self.node_row[a as usize] as usize);
-        let (y, t) = codes.codes(self.node_row[b as usize] as usize);
-        let dot = s * t * dot_i8(x, y) as f32;
-        self.distance(dot, self.norms[a as usize], self.norms[b as usize])
+        let (a, b) = (self.nodes[a as usize], self.nodes[b as usize]);
+        let (x, _) = codes.codes(a.row as usize);
+        let (y, _) = codes.codes(b.row as usize);
+        let dot = a.scale * b.scale * dot_i8(x, y) as f32;
+        self.distance(dot, a.norm, b.norm)
     }
 
-    /// The `ef` nearest nodes that `accept` keeps among those a best-first walk of `layer`
-    /// from `entry` reaches, ascending.
+    /// The `keep` nearest nodes that `accept` keeps among those a best-first walk of `layer`
+    /// from `entry` with a beam of `ef` (at most `keep`) scores, ascending.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn search_layer(
         &self,
@@ -292,19 +348,31 @@ impl Graph {
         probe: &Probe,
         entry: &[Scored],
         ef: usize,
+        keep: usize,
         layer: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Vec<Scored> {
         VISITED.with(|visited| {
             let mut visited = visited.borrow_mut();
-            visited.reset(self.links.len());
+            visited.reset(self.nodes.len());
             let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::new();
             let mut found: BinaryHeap<Scored> = BinaryHeap::new();
+            // The best `keep` scored, when that is more than the beam.
+            let mut kept: BinaryHeap<Scored> = BinaryHeap::new();
+            let offer = |kept: &mut BinaryHeap<Scored>, scored: Scored| {
+                if keep > ef {
+                    kept.push(scored);
+                    if kept.len() > keep {
+                        kept.pop();
+                    }
+                }
+            };
             for &start in entry {
                 if visited.insert(start.node) {
                     candidates.push(Reverse(start));
                     if accept(start.node) {
                         found.push(start);
+                        offer(&mut kept, start);
                     }
                 }
             }
@@ -319,10 +387,7 @@ impl Graph {
                 {
                     break;
                 }
-                let Some(neighbours) = self.links[nearest.node as usize].get(layer) else {
-                    continue;
-                };
-                for batch in neighbours.chunks(2 * M) {
+                for batch in self.links(nearest.node, layer).chunks(2 * M) {
                     // Read one byte of every cache line of the unseen neighbours' codes first,
                     // so that their misses overlap instead of stalling one distance at a time.
                     let mut fresh = [0_u32; 2 * M];
@@ -330,7 +395,7 @@ impl Graph {
                     let mut touched = 0_i8;
                     for &node in batch {
                         if self.is_live(node) && visited.insert(node) {
-                            let (row, _) = codes.codes(self.node_row[node as usize] as usize);
+                            let (row, _) = codes.codes(self.nodes[node as usize].row as usize);
                             touched ^= row.iter().step_by(64).fold(0, |a, b| a ^ b);
                             fresh[count] = node;
                             count += 1;
@@ -339,10 +404,14 @@ impl Graph {
                     std::hint::black_box(touched);
                     for &node in &fresh[..count] {
                         let scored = self.scored(codes, probe, node);
+                        let accepted = accept(node);
+                        if accepted {
+                            offer(&mut kept, scored);
+                        }
                         let worst = found.peek().map_or(f32::INFINITY, |w| w.distance);
                         if found.len() < ef || scored.distance < worst {
                             candidates.push(Reverse(scored));
-                            if accept(node) {
+                            if accepted {
                                 found.push(scored);
                                 if found.len() > ef {
                                     found.pop();
@@ -352,7 +421,7 @@ impl Graph {
                     }
                 }
             }
-            found.into_sorted_vec()
+            if keep > ef { kept } else { found }.into_sorted_vec()
         })
     }
 
@@ -397,7 +466,7 @@ impl Graph {
 
     #[inline(always)]
     fn insert_here(&mut self, codes: &QuantizedRows, row: usize) {
-        let node = self.links.len() as u32;
+        let node = self.nodes.len() as u32;
         let level = self.random_level();
         let (row_codes, scale) = codes.codes(row);
         let probe = Probe {
@@ -405,9 +474,13 @@ impl Graph {
             scale,
             norm: codes.norm(row) as f32,
         };
-        self.links.push(vec![Vec::new(); level + 1]);
-        self.node_row.push(row as u32);
-        self.norms.push(probe.norm);
+        self.base.resize(self.base.len() + STRIDE, 0);
+        self.upper.push(vec![Vec::new(); level]);
+        self.nodes.push(Node {
+            row: row as u32,
+            scale,
+            norm: probe.norm,
+        });
         self.row_node[row] = node;
         self.uncovered -= 1;
         if self.entry == NONE {
@@ -417,16 +490,16 @@ impl Graph {
         }
         let mut entry = vec![self.scored(codes, &probe, self.entry)];
         for layer in (level + 1..=self.top).rev() {
-            entry = self.search_layer(codes, &probe, &entry, 1, layer, |_| true);
+            entry = self.search_layer(codes, &probe, &entry, 1, 1, layer, |_| true);
         }
         for layer in (0..=level.min(self.top)).rev() {
-            let found =
-                self.search_layer(codes, &probe, &entry, EF_CONSTRUCTION, layer, |n| n != node);
+            let (ef, keep) = (EF_CONSTRUCTION, EF_CONSTRUCTION);
+            let found = self.search_layer(codes, &probe, &entry, ef, keep, layer, |n| n != node);
             let chosen = self.select(codes, &found, M);
             for &neighbour in &chosen {
                 self.link(codes, neighbour, node, layer);
             }
-            self.links[node as usize][layer] = chosen;
+            self.set_links(node, layer, &chosen);
             entry = found;
         }
         if level > self.top {
@@ -443,11 +516,19 @@ impl Graph {
     #[inline(always)]
     fn link(&mut self, codes: &QuantizedRows, from: u32, to: u32, layer: usize) {
         let cap = Self::capacity(layer);
-        let Some(list) = self.links[from as usize].get(layer) else {
+        if !self.reaches(from, layer) {
             return;
-        };
-        if list.len() < cap {
-            self.links[from as usize][layer].push(to);
+        }
+        let list = self.links(from, layer);
+        let count = list.len();
+        if count < cap {
+            if layer == 0 {
+                let start = from as usize * STRIDE;
+                self.base[start + 1 + count] = to;
+                self.base[start] += 1;
+            } else {
+                self.upper[from as usize][layer - 1].push(to);
+            }
             return;
         }
         let mut scored: Vec<Scored> = list
@@ -462,7 +543,7 @@ impl Graph {
             .collect();
         scored.sort_unstable();
         let kept = self.select(codes, &scored, cap);
-        self.links[from as usize][layer] = kept;
+        self.set_links(from, layer, &kept);
     }
 
     /// Kills `node` (its row is gone or has a new vector) and relinks its neighbours.
@@ -476,17 +557,17 @@ impl Graph {
 
     #[inline(always)]
     fn kill_here(&mut self, codes: &QuantizedRows, node: u32) {
-        let layers = std::mem::take(&mut self.links[node as usize]);
-        self.node_row[node as usize] = NONE;
+        let mut layers = vec![self.links(node, 0).to_vec()];
+        layers.append(&mut std::mem::take(&mut self.upper[node as usize]));
+        self.set_links(node, 0, &[]);
+        self.nodes[node as usize].row = NONE;
         self.dead += 1;
         for (layer, around) in layers.iter().enumerate() {
             for &neighbour in around {
-                if !self.is_live(neighbour) {
+                if !self.reaches(neighbour, layer) {
                     continue;
                 }
-                let Some(list) = self.links[neighbour as usize].get(layer) else {
-                    continue;
-                };
+                let list = self.links(neighbour, layer);
                 if !list.contains(&node) {
                     continue;
                 }
@@ -508,8 +589,8 @@ impl Graph {
                     .collect();
                 scored.sort_unstable();
                 scored.truncate(Self::capacity(layer));
-                self.links[neighbour as usize][layer] =
-                    scored.into_iter().map(|s| s.node).collect();
+                let kept: Vec<u32> = scored.into_iter().map(|s| s.node).collect();
+                self.set_links(neighbour, layer, &kept);
             }
         }
         if self.entry == node {
@@ -521,10 +602,10 @@ impl Graph {
     fn reenter(&mut self) {
         self.entry = NONE;
         self.top = 0;
-        for (node, layers) in self.links.iter().enumerate() {
-            if self.node_row[node] != NONE && (self.entry == NONE || layers.len() - 1 > self.top) {
+        for (node, layers) in self.upper.iter().enumerate() {
+            if self.nodes[node].row != NONE && (self.entry == NONE || layers.len() > self.top) {
                 self.entry = node as u32;
-                self.top = layers.len() - 1;
+                self.top = layers.len();
             }
         }
     }
@@ -545,6 +626,7 @@ struct SearchOp<'a, F> {
     codes: &'a QuantizedRows,
     probe: Probe,
     ef: usize,
+    keep: usize,
     accept: F,
 }
 
@@ -554,7 +636,7 @@ impl<F: Fn(usize) -> bool> WithSimd for SearchOp<'_, F> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) -> Vec<usize> {
         self.graph
-            .search_here(self.codes, &self.probe, self.ef, self.accept)
+            .search_here(self.codes, &self.probe, self.ef, self.keep, self.accept)
     }
 }
 

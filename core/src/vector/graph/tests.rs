@@ -68,7 +68,7 @@ fn recall(graph: &Graph, metric: Metric, data: &[f32], dim: usize, queries: &[f3
     for query in queries.chunks_exact(dim) {
         let truth = exact(metric, data, dim, query, k);
         let found: Vec<usize> = graph
-            .search(&codes, query, 128, |_| true)
+            .search(&codes, query, 128, 128, |_| true)
             .into_iter()
             .take(k)
             .collect();
@@ -104,7 +104,7 @@ fn it_catches_up_over_existing_rows() {
     let codes = quantized(&data, dim);
     let mut graph = Graph::new(Metric::Cosine, 3000);
     assert!(!graph.is_complete());
-    let none = graph.search(&codes, &queries[..dim], 10, |_| true);
+    let none = graph.search(&codes, &queries[..dim], 10, 10, |_| true);
     assert!(none.is_empty());
     let mut steps = 0;
     while !graph.catch_up(&codes, 500) {
@@ -141,14 +141,14 @@ fn removed_and_changed_rows_follow_the_collection() {
     assert!(graph.is_complete());
     assert_eq!(graph.row_node.len(), 2000);
     for (row, &node) in graph.row_node.iter().enumerate() {
-        assert_eq!(graph.node_row[node as usize], row as u32);
+        assert_eq!(graph.nodes[node as usize].row, row as u32);
     }
     let queries = source.rows(40, dim, 30);
     let recall = recall(&graph, Metric::L2, &data, dim, &queries);
     assert!(recall >= 0.9, "recall after churn {recall}");
     // Every row answered is a row of the collection.
     for query in queries.chunks_exact(dim) {
-        for row in graph.search(&codes, query, 32, |_| true) {
+        for row in graph.search(&codes, query, 32, 32, |_| true) {
             assert!(row < 2000);
         }
     }
@@ -158,11 +158,11 @@ fn removed_and_changed_rows_follow_the_collection() {
         codes.swap_remove(last);
         graph.swap_removed(&codes, last);
     }
-    let none = graph.search(&codes, &queries[..dim], 10, |_| true);
+    let none = graph.search(&codes, &queries[..dim], 10, 10, |_| true);
     assert!(none.is_empty());
     codes.push(&source.rows(1, dim, 1));
     graph.pushed(&codes);
-    let one = graph.search(&codes, &queries[..dim], 10, |_| true);
+    let one = graph.search(&codes, &queries[..dim], 10, 10, |_| true);
     assert_eq!(one, vec![0]);
 }
 
@@ -173,7 +173,7 @@ fn only_accepted_rows_are_answered() {
     let data = source.rows(2000, dim, 20);
     let (graph, codes) = appended(Metric::Cosine, &data, dim);
     let query = &data[..dim];
-    let found = graph.search(&codes, query, 50, |row| row % 3 == 0);
+    let found = graph.search(&codes, query, 50, 50, |row| row % 3 == 0);
     assert_eq!(found.len(), 50);
     assert!(found.iter().all(|row| row % 3 == 0));
     assert_eq!(found[0], 0, "the query's own row is nearest");
