@@ -73,12 +73,12 @@ for n in ${rows//,/ }; do
       echo "# p8fs (RocksDB)" >&2
       (cd "$root" && P8FS_BENCH_DATA="$data" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
     fi
-    for ef in ${efs//,/ }; do
-      echo "# FAISS HNSW, ef $ef" >&2
-      "$py" "$here/vector_anchors.py" faiss-hnsw "$data" --ef "$ef" | tag "$set_name" >> "$results"
-      echo "# p8fs HNSW (RocksDB), ef $ef" >&2
-      (cd "$root" && P8FS_BENCH_DATA="$data" P8FS_BENCH_EF="$ef" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
-    done
+    if [ -n "$efs" ]; then
+      echo "# FAISS HNSW, ef $efs" >&2
+      "$py" "$here/vector_anchors.py" faiss-hnsw "$data" --ef "$efs" | tag "$set_name" >> "$results"
+      echo "# p8fs HNSW (RocksDB), ef $efs" >&2
+      (cd "$root" && P8FS_BENCH_DATA="$data" P8FS_BENCH_EF="$efs" cargo bench --workspace --bench exact_search 2>/dev/null) | tag "$set_name" >> "$results"
+    fi
     rm -f "$data/base.f32"
   done
 done

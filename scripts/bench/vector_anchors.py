@@ -105,9 +105,10 @@ def run_faiss(args):
 
 
 def run_faiss_hnsw(args):
-    """IndexHNSWFlat with p8fs's graph parameters (M = 16, efConstruction = 100) and efSearch = ef:
-    build time (one thread, as p8fs builds), p50/p99 one query at a time on one thread, queries/s
-    with two threads over the batch, and the index's size."""
+    """IndexHNSWFlat with p8fs's graph parameters (M = 16, efConstruction = 100), built once, and
+    for each efSearch = ef of the comma-separated list: p50/p99 one query at a time on one
+    thread, queries/s with two threads over the batch; with the build time (one thread, as p8fs
+    builds) and the index's size."""
     import faiss
     import numpy as np
 
@@ -118,23 +119,26 @@ def run_faiss_hnsw(args):
     started = time.perf_counter()
     index.add(base)
     build = time.perf_counter() - started
-    index.hnsw.efSearch = args.ef
-    for q in query[:5]:
-        index.search(q[None, :], K)
-    times, ids = [], []
-    for q in query:
-        started = time.perf_counter()
-        _, found = index.search(q[None, :], K)
-        times.append(time.perf_counter() - started)
-        ids.append(found[0].tolist())
-    faiss.omp_set_num_threads(2)
-    started = time.perf_counter()
-    index.search(np.ascontiguousarray(query), K)
-    qps = len(query) / (time.perf_counter() - started)
     size = faiss.serialize_index(index).nbytes
-    print(json.dumps({"name": f"FAISS IndexHNSWFlat M=16 ef={args.ef}", **percentiles(times),
-                      "ids": ids, "build_s": build, "qps_2": qps,
-                      "graph_mib": (size - base.nbytes) / 2**20, "exact": exact_ids(base, query)}))
+    exact = exact_ids(base, query)
+    for ef in [int(ef) for ef in str(args.ef).split(",")]:
+        faiss.omp_set_num_threads(1)
+        index.hnsw.efSearch = ef
+        for q in query[:5]:
+            index.search(q[None, :], K)
+        times, ids = [], []
+        for q in query:
+            started = time.perf_counter()
+            _, found = index.search(q[None, :], K)
+            times.append(time.perf_counter() - started)
+            ids.append(found[0].tolist())
+        faiss.omp_set_num_threads(2)
+        started = time.perf_counter()
+        index.search(np.ascontiguousarray(query), K)
+        qps = len(query) / (time.perf_counter() - started)
+        print(json.dumps({"name": f"FAISS IndexHNSWFlat M=16 ef={ef}", **percentiles(times),
+                          "ids": ids, "build_s": build, "qps_2": qps,
+                          "graph_mib": (size - base.nbytes) / 2**20, "exact": exact}), flush=True)
 
 
 def run_numpy(args):
@@ -186,7 +190,9 @@ def table(args):
             if "load_s" in r:
                 print(f"|   (p8fs load {r['load_s']:.1f} s, {r['rows']} rows through upsert){'':<{max(0, 1)}}")
         if approximate:
-            hnsw = next((r for r in approximate if r["name"].startswith("FAISS")), None)
+            # Each run beside FAISS's with the same ef (the name ends "ef=N").
+            faiss_by_ef = {r["name"].rsplit("=", 1)[-1]: r for r in approximate
+                           if r["name"].startswith("FAISS")}
             print(f"\napproximate: {name}")
             print(f"| {'':<32} | {'p50 ms':>8} | {'p99 ms':>8} | {'q/s, 2 thr':>10} | {'/ FAISS':>8} | {'recall@10':>9} | {'build s':>8} | {'graph MiB':>9} |")
             print(f"|{'-' * 34}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 11}|")
@@ -195,6 +201,7 @@ def table(args):
                 if exact is not None:
                     hits = sum(len(set(a) & set(b)) for a, b in zip(r["ids"], exact))
                     recall = f"{hits / (K * len(exact)):.4f}"
+                hnsw = faiss_by_ef.get(r["name"].rsplit("=", 1)[-1])
                 ratio = f"{r['qps_2'] / hnsw['qps_2']:.2f}x" if hnsw else "-"
                 print(f"| {r['name']:<32} | {r['p50_ms']:>8.3f} | {r['p99_ms']:>8.3f} | {r['qps_2']:>10.0f} | {ratio:>8} | {recall:>9} | {r['build_s']:>8.1f} | {r['graph_mib']:>9.1f} |")
 
@@ -214,7 +221,7 @@ def main():
         sub.add_parser(name).add_argument("dir")
     h = sub.add_parser("faiss-hnsw")
     h.add_argument("dir")
-    h.add_argument("--ef", type=int, default=64)
+    h.add_argument("--ef", default="64", help="efSearch, or a comma-separated list")
     t = sub.add_parser("table")
     t.add_argument("results", nargs="+")
     args = parser.parse_args()

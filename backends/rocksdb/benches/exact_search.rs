@@ -2,20 +2,20 @@
 //! a `RocksBackend`), on a data set written by `scripts/bench/vector-anchors.sh`, which runs
 //! FAISS, numpy and a C bandwidth probe on the same files and prints them side by side.
 //!
-//! `P8FS_BENCH_DATA=<dir> [P8FS_BENCH_EF=<ef>] cargo bench --workspace --bench exact_search`
+//! `P8FS_BENCH_DATA=<dir> [P8FS_BENCH_EF=<ef>[,<ef>...]] cargo bench --workspace --bench exact_search`
 //!
-//! Exact by default; with `P8FS_BENCH_EF` the searches are approximate with that `ef`, after the
-//! collection's graph is built (its build time and size are reported), and queries/s with two
-//! searches at a time is measured too.
+//! Exact by default; with `P8FS_BENCH_EF` the searches are approximate with each `ef` in turn,
+//! after the collection's graph is built once (its build time and size are reported), and
+//! queries/s with two searches at a time is measured too.
 //!
 //! `<dir>` holds `meta.json` (`{"rows", "dim", "queries", "k", "metric"}`), `base.f32` (`rows ×
 //! dim` little-endian f32, row-major) and `queries.f32` (`queries × dim`). The records are
 //! upserted (ids `r0000000`…), a few queries warm up, then every query is searched once, one at a
-//! time, on a multi-threaded runtime as the server runs them. One JSON line goes to stdout:
+//! time, on a multi-threaded runtime as the server runs them. One JSON line a mode goes to stdout:
 //! `{"name", "rows", "dim", "k", "load_s", "p50_ms", "p99_ms", "mean_ms", "ids"}` (`ids`: each
 //! query's result rows, for the script's exactness check), plus `build_s`, `graph_mib` and
 //! `qps_2` when approximate. `P8FS_BENCH_RESULT=<file>` writes the
-//! line there too. Without `P8FS_BENCH_DATA` the benchmark says so and does nothing.
+//! lines there too. Without `P8FS_BENCH_DATA` the benchmark says so and does nothing.
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
@@ -54,10 +54,19 @@ fn main() {
     };
     let (rows, dim, queries, k) = (field("rows"), field("dim"), field("queries"), field("k"));
     let metric = Metric::parse(meta["metric"].as_str().unwrap_or("cosine")).expect("metric");
-    let ef = std::env::var("P8FS_BENCH_EF")
-        .ok()
-        .map(|ef| ef.parse::<u64>().expect("P8FS_BENCH_EF is a number"));
-    let mode = SearchMode::parse(ef.map(|_| "approximate"), ef).expect("P8FS_BENCH_EF");
+    // One exact run, or one approximate run for each `ef` of a comma-separated list, over
+    // one graph.
+    let modes: Vec<SearchMode> = match std::env::var("P8FS_BENCH_EF") {
+        Err(_) => vec![SearchMode::Exact],
+        Ok(list) => list
+            .split(',')
+            .map(|ef| {
+                let ef = ef.trim().parse::<u64>().expect("P8FS_BENCH_EF: numbers");
+                SearchMode::parse(Some("approximate"), Some(ef)).expect("P8FS_BENCH_EF")
+            })
+            .collect(),
+    };
+    let approximate = modes[0] != SearchMode::Exact;
     let base = floats(&data.join("base.f32"), rows * dim);
     let query_values = Arc::new(floats(&data.join("queries.f32"), queries * dim));
 
@@ -73,7 +82,7 @@ fn main() {
     let tenant = TenantId::new("bench").expect("tenant");
     let name = CollectionName::new("vectors").expect("collection");
     let base = Arc::new(base);
-    let report = runtime.block_on(async {
+    let reports = runtime.block_on(async {
         backend
             .create_collection(
                 &tenant,
@@ -109,7 +118,7 @@ fn main() {
         let load = started.elapsed();
         let limit = Limit::top_k(k as u64).expect("k");
         let mut extra = json!({});
-        if let SearchMode::Approximate { .. } = mode {
+        if approximate {
             // The first approximate search starts the graph; wait for it.
             let started = Instant::now();
             vector::search_with(
@@ -119,7 +128,7 @@ fn main() {
                 query_values[..dim].to_vec(),
                 limit,
                 &Filter::none(),
-                mode,
+                modes[0],
             )
             .await
             .expect("search");
@@ -132,82 +141,91 @@ fn main() {
                 "graph_mib": bytes as f64 / f64::from(1 << 20),
             });
         }
-        let search = {
-            let (backend, tenant, name) = (backend.clone(), tenant.clone(), name.clone());
-            let query_values = query_values.clone();
-            move |q: usize| {
+        let mut reports = Vec::new();
+        for &mode in &modes {
+            let search = {
                 let (backend, tenant, name) = (backend.clone(), tenant.clone(), name.clone());
-                let values = query_values[q * dim..(q + 1) * dim].to_vec();
-                async move {
-                    vector::search_with(
-                        backend.as_ref(),
-                        &tenant,
-                        &name,
-                        values,
-                        limit,
-                        &Filter::none(),
-                        mode,
-                    )
-                    .await
-                    .expect("search")
+                let query_values = query_values.clone();
+                move |q: usize| {
+                    let (backend, tenant, name) = (backend.clone(), tenant.clone(), name.clone());
+                    let values = query_values[q * dim..(q + 1) * dim].to_vec();
+                    async move {
+                        vector::search_with(
+                            backend.as_ref(),
+                            &tenant,
+                            &name,
+                            values,
+                            limit,
+                            &Filter::none(),
+                            mode,
+                        )
+                        .await
+                        .expect("search")
+                    }
                 }
+            };
+            for q in 0..WARMUP.min(queries) {
+                search(q).await;
             }
-        };
-        for q in 0..WARMUP.min(queries) {
-            search(q).await;
-        }
-        let mut times = Vec::with_capacity(queries);
-        let mut ids = Vec::with_capacity(queries);
-        for q in 0..queries {
-            let started = Instant::now();
-            let hits = search(q).await;
-            times.push(started.elapsed());
-            ids.push(hits.iter().map(row_of).collect::<Vec<usize>>());
-        }
-        let mean = times.iter().sum::<Duration>() / times.len().max(1) as u32;
-        times.sort();
-        if let SearchMode::Approximate { .. } = mode {
-            // Two searches at a time, each going through every query.
-            let started = Instant::now();
-            let runs: Vec<_> = (0..2)
-                .map(|_| {
-                    let search = search.clone();
-                    tokio::spawn(async move {
-                        for q in 0..queries {
-                            search(q).await;
-                        }
+            let mut times = Vec::with_capacity(queries);
+            let mut ids = Vec::with_capacity(queries);
+            for q in 0..queries {
+                let started = Instant::now();
+                let hits = search(q).await;
+                times.push(started.elapsed());
+                ids.push(hits.iter().map(row_of).collect::<Vec<usize>>());
+            }
+            let mean = times.iter().sum::<Duration>() / times.len().max(1) as u32;
+            times.sort();
+            if let SearchMode::Approximate { .. } = mode {
+                // Two searches at a time, each going through every query.
+                let started = Instant::now();
+                let runs: Vec<_> = (0..2)
+                    .map(|_| {
+                        let search = search.clone();
+                        tokio::spawn(async move {
+                            for q in 0..queries {
+                                search(q).await;
+                            }
+                        })
                     })
-                })
-                .collect();
-            for run in runs {
-                run.await.expect("search task");
+                    .collect();
+                for run in runs {
+                    run.await.expect("search task");
+                }
+                extra["qps_2"] = json!((2 * queries) as f64 / started.elapsed().as_secs_f64());
             }
-            extra["qps_2"] = json!((2 * queries) as f64 / started.elapsed().as_secs_f64());
+            let name = match mode {
+                SearchMode::Exact => "p8fs".to_string(),
+                SearchMode::Approximate { ef } => format!("p8fs HNSW M=16 ef={ef}"),
+            };
+            let mut report = json!({
+                "name": name,
+                "rows": rows,
+                "dim": dim,
+                "k": k,
+                "load_s": load.as_secs_f64(),
+                "p50_ms": ms(percentile(&times, 0.50)),
+                "p99_ms": ms(percentile(&times, 0.99)),
+                "mean_ms": ms(mean),
+                "ids": ids,
+            });
+            if let (Some(report), Some(extra)) = (report.as_object_mut(), extra.as_object()) {
+                report.extend(extra.clone());
+            }
+            reports.push(report);
         }
-        let name = match mode {
-            SearchMode::Exact => "p8fs".to_string(),
-            SearchMode::Approximate { ef } => format!("p8fs HNSW M=16 ef={ef}"),
-        };
-        let mut report = json!({
-            "name": name,
-            "rows": rows,
-            "dim": dim,
-            "k": k,
-            "load_s": load.as_secs_f64(),
-            "p50_ms": ms(percentile(&times, 0.50)),
-            "p99_ms": ms(percentile(&times, 0.99)),
-            "mean_ms": ms(mean),
-            "ids": ids,
-        });
-        if let (Some(report), Some(extra)) = (report.as_object_mut(), extra.as_object()) {
-            report.extend(extra.clone());
-        }
-        report
+        reports
     });
-    let line = report.to_string();
-    println!("{line}");
+    let mut lines = String::new();
+    for report in reports {
+        let line = report.to_string();
+        println!("{line}");
+        lines.push_str(&line);
+        lines.push('\n');
+    }
     if let Ok(path) = std::env::var("P8FS_BENCH_RESULT") {
-        std::fs::write(path, format!("{line}\n")).expect("write P8FS_BENCH_RESULT");
+        std::fs::write(path, lines).expect("write P8FS_BENCH_RESULT");
     }
 }
 
