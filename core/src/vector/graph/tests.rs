@@ -178,3 +178,23 @@ fn only_accepted_rows_are_answered() {
     assert!(found.iter().all(|row| row % 3 == 0));
     assert_eq!(found[0], 0, "the query's own row is nearest");
 }
+
+#[test]
+fn keeping_more_than_the_beam_extends_its_answer() {
+    let dim = 16;
+    let mut source = Data { state: 23 };
+    let data = source.rows(3000, dim, 10);
+    let (graph, codes) = appended(Metric::Cosine, &data, dim);
+    for query in source.rows(20, dim, 10).chunks_exact(dim) {
+        let beam = graph.search(&codes, query, 16, 16, |_| true);
+        let more = graph.search(&codes, query, 16, 48, |_| true);
+        assert_eq!(beam.len(), 16);
+        assert_eq!(more.len(), 48, "the walk scores far more than 48 rows");
+        // The same walk: its best 16 come first, then the next best it scored.
+        assert_eq!(&more[..16], &beam[..]);
+        let mut unique = more.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), more.len());
+    }
+}
