@@ -30,7 +30,7 @@
 
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -92,8 +92,9 @@ pub struct Graph {
     metric: Metric,
     /// Every node's layer-0 links, [`STRIDE`] words a node (see [`Graph::links`]); none when dead.
     base: Vec<u32>,
-    /// `upper[node][layer - 1]`: the node's links on layers 1 and up; empty for most nodes.
-    upper: Vec<Vec<Vec<u32>>>,
+    /// `upper[node][layer - 1]`: the links on layers 1 and up of the few live nodes (one in
+    /// `M`) that reach them.
+    upper: HashMap<u32, Vec<Vec<u32>>>,
     nodes: Vec<Node>,
     /// Each row's node; `NONE` for a row not inserted yet.
     row_node: Vec<u32>,
@@ -112,7 +113,7 @@ impl Graph {
         Self {
             metric,
             base: Vec::new(),
-            upper: Vec::new(),
+            upper: HashMap::new(),
             nodes: Vec::new(),
             row_node: vec![NONE; rows],
             entry: NONE,
@@ -144,9 +145,9 @@ impl Graph {
     pub fn bytes(&self) -> usize {
         let upper: usize = self
             .upper
-            .iter()
+            .values()
             .map(|layers| {
-                24 + layers
+                32 + layers
                     .iter()
                     .map(|list| 24 + 4 * list.capacity())
                     .sum::<usize>()
@@ -280,15 +281,17 @@ impl Graph {
             let count = self.base[start] as usize;
             &self.base[start + 1..start + 1 + count]
         } else {
-            self.upper[node as usize]
-                .get(layer - 1)
+            self.upper
+                .get(&node)
+                .and_then(|layers| layers.get(layer - 1))
                 .map_or(&[], Vec::as_slice)
         }
     }
 
     /// Whether the node is live and reaches `layer`.
     fn reaches(&self, node: u32, layer: usize) -> bool {
-        self.is_live(node) && layer <= self.upper[node as usize].len()
+        self.is_live(node)
+            && (layer == 0 || self.upper.get(&node).is_some_and(|l| layer <= l.len()))
     }
 
     /// Replaces the node's links on `layer` (which it reaches) by `links` (at most the layer's
@@ -299,9 +302,14 @@ impl Graph {
             self.base[start] = links.len() as u32;
             self.base[start + 1..start + 1 + links.len()].copy_from_slice(links);
         } else {
-            let list = &mut self.upper[node as usize][layer - 1];
-            list.clear();
-            list.extend_from_slice(links);
+            if let Some(list) = self
+                .upper
+                .get_mut(&node)
+                .and_then(|layers| layers.get_mut(layer - 1))
+            {
+                list.clear();
+                list.extend_from_slice(links);
+            }
         }
     }
 
@@ -475,7 +483,9 @@ impl Graph {
             norm: codes.norm(row) as f32,
         };
         self.base.resize(self.base.len() + STRIDE, 0);
-        self.upper.push(vec![Vec::new(); level]);
+        if level > 0 {
+            self.upper.insert(node, vec![Vec::new(); level]);
+        }
         self.nodes.push(Node {
             row: row as u32,
             scale,
@@ -527,7 +537,13 @@ impl Graph {
                 self.base[start + 1 + count] = to;
                 self.base[start] += 1;
             } else {
-                self.upper[from as usize][layer - 1].push(to);
+                if let Some(list) = self
+                    .upper
+                    .get_mut(&from)
+                    .and_then(|layers| layers.get_mut(layer - 1))
+                {
+                    list.push(to);
+                }
             }
             return;
         }
@@ -558,7 +574,7 @@ impl Graph {
     #[inline(always)]
     fn kill_here(&mut self, codes: &QuantizedRows, node: u32) {
         let mut layers = vec![self.links(node, 0).to_vec()];
-        layers.append(&mut std::mem::take(&mut self.upper[node as usize]));
+        layers.extend(self.upper.remove(&node).unwrap_or_default());
         self.set_links(node, 0, &[]);
         self.nodes[node as usize].row = NONE;
         self.dead += 1;
@@ -602,11 +618,18 @@ impl Graph {
     fn reenter(&mut self) {
         self.entry = NONE;
         self.top = 0;
-        for (node, layers) in self.upper.iter().enumerate() {
-            if self.nodes[node].row != NONE && (self.entry == NONE || layers.len() > self.top) {
-                self.entry = node as u32;
-                self.top = layers.len();
-            }
+        // The lowest node of the highest layer, so that the choice does not depend on the
+        // map's order; dead nodes have left the map.
+        let highest = self
+            .upper
+            .iter()
+            .map(|(&node, layers)| (layers.len(), Reverse(node)))
+            .max();
+        if let Some((top, Reverse(node))) = highest {
+            self.entry = node;
+            self.top = top;
+        } else if let Some(node) = self.nodes.iter().position(|n| n.row != NONE) {
+            self.entry = node as u32;
         }
     }
 }
