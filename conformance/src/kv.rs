@@ -228,6 +228,63 @@ pub async fn get_missing_is_none(h: &Harness) {
     assert_eq!(get(h, "ab ").await, None, "trailing spaces are significant");
 }
 
+/// `get_text` (the value as JSON text, for front-ends that answer without re-encoding it) is
+/// `get` with the value written out compactly by `serde_json`, byte for byte.
+pub async fn get_text_is_get_written_out(h: &Harness) {
+    let values = [
+        json!({"text": "héllo \u{1F600} \"quoted\"", "z": 1, "a": [1, 2.5, null, true]}),
+        json!({"nested": {"deep": {"x": -7, "y": 1e-7, "big": 12345678901234567_u64}}}),
+        json!(0.1),
+        json!("just a string"),
+        json!(null),
+        json!([]),
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        let k = key(&format!("text-{i}"));
+        let ttl = if i % 2 == 0 {
+            None
+        } else {
+            crate::support::ttl(3_600_000)
+        };
+        h.b()
+            .put(&h.tenant, &k, &value(v.clone()), ttl)
+            .await
+            .expect("put succeeds");
+        let entry = h
+            .b()
+            .get(&h.tenant, &k)
+            .await
+            .expect("get")
+            .expect("visible");
+        let text = h
+            .b()
+            .get_text(&h.tenant, &k)
+            .await
+            .expect("get_text succeeds")
+            .expect("visible to get_text too");
+        assert_eq!(
+            text.value.as_str(),
+            serde_json::to_string(&entry.value).expect("serialize"),
+            "the text is the value written out"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(text.value.as_str()).expect("parses"),
+            v,
+            "the text parses back to the value as written"
+        );
+        assert_eq!(text.version, entry.version, "the same version");
+        assert_eq!(text.expires_at, entry.expires_at, "the same expiry");
+    }
+    assert!(
+        h.b()
+            .get_text(&h.tenant, &key("never-written"))
+            .await
+            .expect("get_text succeeds")
+            .is_none(),
+        "a key never written is absent"
+    );
+}
+
 pub async fn delete_reports_whether_visible(h: &Harness) {
     let k = key("doomed");
     assert!(

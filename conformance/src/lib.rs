@@ -191,6 +191,7 @@ macro_rules! suite {
                     put_replaces_and_versions_increase,
                     versions_increase_across_delete_and_recreate,
                     get_missing_is_none,
+                    get_text_is_get_written_out,
                     delete_reports_whether_visible,
                     put_if_absent_creates_once,
                     compare_and_swap_semantics,

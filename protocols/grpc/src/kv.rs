@@ -34,15 +34,21 @@ impl Kv for KvService {
     ) -> Result<Response<pb::KvRecord>, Status> {
         let caller = self.0.caller(request.metadata(), Scope::KvRead).await?;
         let key = Key::new(request.into_inner().key).grpc()?;
+        // The stored text as it is: the same text `record` would write out, without a parse.
         let entry = self
             .0
             .backend
-            .get(&caller.tenant, &key)
+            .get_text(&caller.tenant, &key)
             .await
             .grpc()?
             .ok_or_else(|| Error::not_found(Resource::Key, &key))
             .grpc()?;
-        Ok(Response::new(record(entry)))
+        Ok(Response::new(pb::KvRecord {
+            key: key.into_string(),
+            value_json: entry.value.into_string(),
+            version: entry.version.0,
+            expires_at: entry.expires_at,
+        }))
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::Written>, Status> {
