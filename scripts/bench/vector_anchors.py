@@ -85,13 +85,8 @@ def exact_ids(base, query):
     return [[i for _, i in sorted(b, key=lambda t: (-t[0], t[1]))[:K]] for b in best]
 
 
-def run_faiss(args):
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    meta, base, query = load(args.dir)
-    index = faiss.IndexFlatIP(meta["dim"])
-    index.add(base)
+def one_at_a_time(index, query):
+    """Each query searched alone after five warm-up searches: the times and each one's top K."""
     for q in query[:5]:
         index.search(q[None, :], K)
     times, ids = [], []
@@ -100,6 +95,17 @@ def run_faiss(args):
         _, found = index.search(q[None, :], K)
         times.append(time.perf_counter() - started)
         ids.append(found[0].tolist())
+    return times, ids
+
+
+def run_faiss(args):
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    meta, base, query = load(args.dir)
+    index = faiss.IndexFlatIP(meta["dim"])
+    index.add(base)
+    times, ids = one_at_a_time(index, query)
     print(json.dumps({"name": "FAISS IndexFlatIP, 1 thread", **percentiles(times), "ids": ids,
                       "exact": exact_ids(base, query)}))
 
@@ -124,14 +130,7 @@ def run_faiss_hnsw(args):
     for ef in [int(ef) for ef in str(args.ef).split(",")]:
         faiss.omp_set_num_threads(1)
         index.hnsw.efSearch = ef
-        for q in query[:5]:
-            index.search(q[None, :], K)
-        times, ids = [], []
-        for q in query:
-            started = time.perf_counter()
-            _, found = index.search(q[None, :], K)
-            times.append(time.perf_counter() - started)
-            ids.append(found[0].tolist())
+        times, ids = one_at_a_time(index, query)
         faiss.omp_set_num_threads(2)
         started = time.perf_counter()
         index.search(np.ascontiguousarray(query), K)
