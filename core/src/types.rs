@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Milliseconds since the Unix epoch.
@@ -216,46 +217,55 @@ impl JsonValue {
 
 /// The text of one JSON value, checked to parse: a stored value handed on as it is, without
 /// building a [`Value`] only to write it out again (a REST read answers it unchanged).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct JsonText(String);
+#[derive(Clone, Debug)]
+pub struct JsonText(Box<RawValue>);
 
 impl JsonText {
     /// `text` if it is one JSON value; `Internal` naming `what` otherwise. For text read back
     /// from a store, which was valid when written: text that does not parse is corrupt.
     pub fn stored(text: String, what: &str) -> crate::error::Result<Self> {
         // A pass over the text that builds nothing.
-        match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-            Ok(_) => Ok(Self(text)),
-            Err(e) => Err(crate::error::Error::internal(
-                format!("a stored {what} is not JSON"),
-                Some(e.into()),
-            )),
-        }
+        RawValue::from_string(text).map(Self).map_err(|e| {
+            crate::error::Error::internal(format!("a stored {what} is not JSON"), Some(e.into()))
+        })
     }
 
     /// The compact text of `value`, as `serde_json` writes it.
     pub fn of(value: &Value) -> Self {
         // Writing a `Value` cannot fail: its object keys are strings.
-        Self(value.to_string())
+        Self(serde_json::value::to_raw_value(value).unwrap_or_else(|_| unreachable!()))
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text as `serde_json` writes it into a document, verbatim.
+    pub fn as_raw(&self) -> &RawValue {
         &self.0
     }
 
     /// The text, owned.
     pub fn into_string(self) -> String {
-        self.0
+        String::from(Box::<str>::from(self.0))
     }
 
     /// The value the text holds.
     pub fn parse(&self) -> crate::error::Result<Value> {
-        serde_json::from_str(&self.0).map_err(|e| {
+        serde_json::from_str(self.as_str()).map_err(|e| {
             crate::error::Error::internal("stored JSON does not parse", Some(e.into()))
         })
     }
 }
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for JsonText {}
 
 /// A JSON object admitted by the contract (metadata, properties): at most 64 KiB serialized.
 #[derive(Clone, PartialEq, Debug, Default)]

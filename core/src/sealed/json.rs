@@ -148,24 +148,34 @@ pub(crate) fn open(
     plain_ok: bool,
 ) -> Result<Value> {
     if !is_sealed(&stored) {
-        if plain_ok {
-            return Ok(stored);
-        }
-        return Err(Error::internal(
-            "a stored value is not sealed, in a store sealed since it was created",
-            None,
-        ));
+        return plain(stored, plain_ok);
     }
     let text = match stored.get(SEALED) {
         Some(Value::String(text)) => text,
         _ => return Err(Error::internal("a sealed value lost its ciphertext", None)),
     };
+    let plain = open_ciphertext(key, context, text)?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| Error::internal("a sealed value does not parse", Some(e.into())))
+}
+
+/// A stored value without the sealed shape: itself when `plain_ok`, refused otherwise.
+fn plain<T>(stored: T, plain_ok: bool) -> Result<T> {
+    if plain_ok {
+        return Ok(stored);
+    }
+    Err(Error::internal(
+        "a stored value is not sealed, in a store sealed since it was created",
+        None,
+    ))
+}
+
+/// The plaintext of a ciphertext in base64url.
+fn open_ciphertext(key: &DataKey, context: &Context<'_>, text: &str) -> Result<Vec<u8>> {
     let bytes = URL_SAFE_NO_PAD
         .decode(text.as_bytes())
         .map_err(|_| Error::internal("a sealed value is not base64url", None))?;
-    let plain = key.open_in(context, bytes, 0)?;
-    serde_json::from_slice(&plain)
-        .map_err(|e| Error::internal("a sealed value does not parse", Some(e.into())))
+    key.open_in(context, bytes, 0)
 }
 
 /// The sealed shape as text: an object of `s` (a string) and `t` (anything) or `s` alone, the
@@ -201,19 +211,9 @@ pub(crate) fn open_text(
     plain_ok: bool,
 ) -> Result<JsonText> {
     let Some(text) = ciphertext_text(stored.as_str()) else {
-        if plain_ok {
-            return Ok(stored);
-        }
-        return Err(Error::internal(
-            "a stored value is not sealed, in a store sealed since it was created",
-            None,
-        ));
+        return plain(stored, plain_ok);
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(text.as_bytes())
-        .map_err(|_| Error::internal("a sealed value is not base64url", None))?;
-    let plain = key.open_in(context, bytes, 0)?;
-    let plain = String::from_utf8(plain)
+    let plain = String::from_utf8(open_ciphertext(key, context, &text)?)
         .map_err(|_| Error::internal("a sealed value is not UTF-8", None))?;
     JsonText::stored(plain, "sealed value")
 }

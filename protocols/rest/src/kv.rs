@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use p8fs_auth::Scope;
 use p8fs_core::kv::{KvPage, KvText, find_by_field};
 use p8fs_core::{Error, JsonPath, JsonValue, Key, KeyPrefix, KvEntry, Limit, Ttl, Version};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, Problem, rename_field};
@@ -131,12 +132,32 @@ pub(crate) fn record(entry: KvEntry) -> KvRecord {
     }
 }
 
+/// A record as [`get_record`] answers it, borrowed from the store's answer: the same JSON as
+/// [`KvRecord`], the value written as the stored text, without parsing it.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    key: &'a str,
+    value: &'a RawValue,
+    #[serde(serialize_with = "as_text")]
+    version: Version,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+/// A version as a JSON string (`"42"`), as [`KvRecord::version`] holds it.
+fn as_text<S: serde::Serializer>(version: &Version, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(version)
+}
+
 /// A JSON body of about this many bytes or fewer is written without growing its buffer.
 const JSON_BODY_CAPACITY: usize = 512;
 
-/// `200 OK` with `body`, JSON already written, as `application/json` and the record's `ETag`:
-/// what `([(ETAG, etag)], Json(record))` answers.
-fn json_with_etag(bytes: Vec<u8>, version: Version) -> Response {
+/// `200 OK` with `body` as `application/json` and the record's `ETag`: what
+/// `([(ETAG, etag)], Json(body))` answers, serialized straight into one buffer.
+fn json_with_etag(body: &impl Serialize, version: Version) -> Result<Response, ApiError> {
+    let mut bytes = Vec::with_capacity(JSON_BODY_CAPACITY);
+    serde_json::to_writer(&mut bytes, body)
+        .map_err(|e| Error::internal(format!("cannot write the record as JSON: {e}"), None))?;
     let mut response = Response::new(axum::body::Body::from(bytes));
     let headers = response.headers_mut();
     headers.insert(
@@ -144,7 +165,7 @@ fn json_with_etag(bytes: Vec<u8>, version: Version) -> Response {
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::ETAG, etag(version));
-    response
+    Ok(response)
 }
 
 fn page(page: KvPage) -> KvRecordPage {
@@ -267,34 +288,16 @@ pub(crate) async fn get_record(
         .get_text(&caller.tenant, &key)
         .await?
         .ok_or_else(|| Error::not_found(p8fs_core::Resource::Key, &key))?;
-    Ok(json_with_etag(record_text(&key, &record), record.version))
+    json_with_etag(&view(&key, &record), record.version)
 }
 
-/// The JSON of [`KvRecord`] for `record` at `key`, its value written as the store's text: the
-/// bytes `serde_json` writes for the record with its value parsed (the text is the value as
-/// `serde_json` writes it), without parsing it.
-fn record_text(key: &Key, record: &KvText) -> Vec<u8> {
-    use std::io::Write;
-    let value = record.value.as_str();
-    let mut out = Vec::with_capacity(JSON_BODY_CAPACITY + value.len());
-    out.extend_from_slice(b"{\"key\":");
-    write_json_string(&mut out, key.as_str());
-    out.extend_from_slice(b",\"value\":");
-    out.extend_from_slice(value.as_bytes());
-    // Writing into a vector cannot fail.
-    let _ = write!(out, ",\"version\":\"{}\"", record.version);
-    if let Some(at) = record.expires_at {
-        let _ = write!(out, ",\"expires_at\":{at}");
+fn view<'a>(key: &'a Key, record: &'a KvText) -> RecordView<'a> {
+    RecordView {
+        key: key.as_str(),
+        value: record.value.as_raw(),
+        version: record.version,
+        expires_at: record.expires_at,
     }
-    out.push(b'}');
-    out
-}
-
-/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
-fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    let mut serializer = serde_json::Serializer::new(out);
-    // A string is always serializable.
-    let _ = serializer.serialize_str(text);
 }
 
 /// Stores the body as the record's value.
@@ -533,7 +536,7 @@ mod tests {
                 expires_at,
             };
             assert_eq!(
-                record_text(&Key::new(key).unwrap(), &record),
+                serde_json::to_vec(&view(&Key::new(key).unwrap(), &record)).unwrap(),
                 serde_json::to_vec(&owned).unwrap()
             );
         }
