@@ -1225,6 +1225,18 @@ async fn objects_over_rest_stream_list_range_and_condition() {
         "an empty cursor was never issued"
     );
     assert_eq!(page["field"], "cursor");
+    // A cursor decides where a page starts, but a malformed `start_after` beside it is still
+    // refused.
+    let (status, page) = server
+        .call(
+            reqwest::Method::GET,
+            "/v1/objects/notes?cursor=74&start_after=",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(page["field"], "start_after");
     // Another tenant sees no bucket; a token without s3:write cannot upload.
     let other = server.token("bob", "s3:read s3:write");
     let (status, _) = server

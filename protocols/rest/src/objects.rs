@@ -108,7 +108,8 @@ pub struct ListParams {
         pattern = "^[^\\u0000]*$"
     )]
     pub delimiter: Option<String>,
-    /// Only keys after this one: 1..=1024 bytes of UTF-8. Ignored with `cursor`.
+    /// Only keys after this one: 1..=1024 bytes of UTF-8. With `cursor` it is still checked, but
+    /// the cursor decides where the page starts.
     #[param(
         min_length = 1,
         max_length = 1024,
@@ -257,14 +258,17 @@ pub(crate) async fn list_objects(
     let name = BucketName::new(name)?;
     let prefix = ObjectPrefix::new(params.prefix.unwrap_or_default())?;
     let limit = Limit::new(params.limit.unwrap_or(DEFAULT_PAGE))?;
-    let from = match (params.cursor, params.start_after) {
+    // `start_after` is checked even when a cursor overrides it: a malformed parameter is an
+    // error wherever it appears.
+    let after = params
+        .start_after
+        .map(|after| ObjectKey::new(after).map_err(|e| rename_field(e, "start_after")))
+        .transpose()?;
+    let from = match (params.cursor, after) {
         (Some(cursor), _) => unhex(&cursor)
             .filter(|from| !from.is_empty())
             .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API issued"))?,
-        (None, Some(after)) => {
-            let after = ObjectKey::new(after).map_err(|e| rename_field(e, "start_after"))?;
-            from_after(after.as_str())
-        }
+        (None, Some(after)) => from_after(after.as_str()),
         (None, None) => Vec::new(),
     };
     let listing = list_objects_v2(
