@@ -126,7 +126,7 @@ mod edge {
         assert_eq!(keys, expected);
 
         // S3: a 96 MiB object up and down through the edge's S3 listener, compared by digest;
-        // the edge's peak memory shows it was streamed, not held.
+        // the edge's peak memory during the transfer shows it was streamed, not held.
         let (id, secret) = nodes[1].s3_key(&tenant);
         let s3 = s3_client(&format!("http://127.0.0.1:{}", edge.s3_port), &id, &secret);
         s3.create_bucket().bucket("big").send().await.unwrap();
@@ -139,6 +139,8 @@ mod edge {
         std::fs::write(&file, &data).unwrap();
         let digest = md5_hex(&data);
         drop(data);
+        let before = edge.resident_memory();
+        edge.reset_peak_memory();
         s3.put_object()
             .bucket("big")
             .key("object.bin")
@@ -167,9 +169,11 @@ mod edge {
         assert_eq!(received, size);
         assert_eq!(hex(&md5::Digest::finalize(context)), digest);
         let peak = edge.peak_memory();
+        eprintln!("edge resident before the transfer {before} bytes, peak during it {peak}");
         assert!(
-            peak < (size as u64) / 2,
-            "the edge's peak memory {peak} bytes: it must stream a {size}-byte object"
+            peak.saturating_sub(before) < (size as u64) / 4,
+            "the edge's resident memory grew from {before} to {peak} bytes: it must stream a \
+             {size}-byte object"
         );
     }
 

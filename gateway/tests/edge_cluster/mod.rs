@@ -269,8 +269,23 @@ impl Edge {
 
     /// The edge's peak resident memory (`VmHWM`), in bytes.
     pub(crate) fn peak_memory(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The edge's resident memory now, in bytes.
+    pub(crate) fn resident_memory(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// Starts the edge's peak resident memory over from what it holds now (Linux's
+    /// `clear_refs` 5), so a later [`Self::peak_memory`] measures one transfer.
+    pub(crate) fn reset_peak_memory(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
     }
