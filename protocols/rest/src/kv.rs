@@ -157,7 +157,7 @@ const JSON_BODY_CAPACITY: usize = 512;
 fn json_with_etag(body: &impl Serialize, version: Version) -> Result<Response, ApiError> {
     let mut bytes = Vec::with_capacity(JSON_BODY_CAPACITY);
     serde_json::to_writer(&mut bytes, body)
-        .map_err(|e| Error::internal(format!("cannot write the record as JSON: {e}"), None))?;
+        .map_err(|e| Error::internal("cannot write the record as JSON", Some(e.into())))?;
     let mut response = Response::new(axum::body::Body::from(bytes));
     let headers = response.headers_mut();
     headers.insert(
