@@ -2,16 +2,21 @@
 # Throughput and latency of `p8fs edge` beside nginx as the same reverse proxy (a keepalive pool
 # of HTTP/1.1 connections, round robin) and beside direct access to a node, in one run against
 # the same two `p8fs serve` nodes; and the cost of the edge's token verification (the edge with
-# `verify_tokens = true` and `false`). Each target is loaded with wrk in turn, alternating, for
-# ROUNDS rounds, on GET /healthz and on an authenticated GET /v1/kv/{key}; the table gives the
-# best round's req/s, p50 and p99 of each, req/s relative to nginx and p99 added over direct.
+# `verify_tokens = true` and `false`). Each target is loaded in turn, alternating, for ROUNDS
+# rounds, on GET /healthz and on an authenticated GET /v1/kv/{key}, twice:
+# - at saturation, with wrk (closed loop: CONNECTIONS requests always in flight): the best
+#   round's req/s, p50 and p99, req/s relative to nginx and p99 added over direct;
+# - at a fixed rate below every target's saturation, RATE req/s, with oha (open loop, latency
+#   counted from when each request was due, so a stall is not hidden by the requests it held
+#   back): the median round's p50, p99 and p99.9 and the p99 added over direct. This is the
+#   latency a proxy adds to a request, apart from how much it can carry.
 #
-#   scripts/bench/edge.sh            (env: ROUNDS=3 DURATION=10s CONNECTIONS=64 THREADS=2)
+#   scripts/bench/edge.sh     (env: ROUNDS=3 DURATION=10s CONNECTIONS=64 THREADS=2 RATE=10000)
 #
 # The nodes use RocksDB, one data directory each (the key is written to both), or one
 # PostgreSQL database when P8FS_TEST_POSTGRES_URL is set. Needs the release binary
-# (cargo build --release --workspace --bins), wrk (scripts/install-deps.sh) and nginx
-# (`apt-get install nginx-light`).
+# (cargo build --release --workspace --bins), wrk (scripts/install-deps.sh), nginx
+# (`apt-get install nginx-light`) and oha (`cargo install oha --locked`).
 # Client, proxies and nodes share this machine's cores: the numbers compare the proxies with
 # each other under that contention, not with a deployment where each has its own machine.
 set -euo pipefail
@@ -20,6 +25,8 @@ cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
 nginx="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$nginx" ] || { echo "nginx is missing: apt-get install nginx-light" >&2; exit 1; }
+command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 1; }
+rate="${RATE:-10000}"
 
 storage="rocksdb"
 storage_env=()
@@ -104,7 +111,39 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$results" "$(nproc)" <<'PY'
+# The same targets at a fixed rate: oha's summary as "req/s p50_ms p99_ms p99.9_ms errors".
+paced() { # URL [oha arguments...]
+  local url="$1"
+  shift
+  oha -z "$duration" -c "$connections" -q "$rate" --latency-correction --no-tui \
+    --output-format json "$@" "$url" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["latencyPercentiles"]
+ok = d["statusCodeDistribution"].get("200", 0)
+# Requests still in flight when the run ends are cut off by oha, not failed.
+errors = sum(d["statusCodeDistribution"].values()) - ok + sum(
+    n for what, n in d["errorDistribution"].items() if what != "aborted due to deadline")
+print(d["summary"]["requestsPerSec"], p["p50"] * 1e3, p["p99"] * 1e3, p["p99.9"] * 1e3, errors)'
+}
+echo "the same at $rate req/s, oha -c$connections -z$duration --latency-correction" >&2
+paced_results="$work/paced"
+: >"$paced_results"
+for round in $(seq 1 "$rounds"); do
+  for path in /healthz /v1/kv/bench; do
+    for name in "${targets[@]}"; do
+      if [ "$path" = /healthz ]; then
+        line="$(paced "${url[$name]}$path")"
+      else
+        line="$(paced "${url[$name]}$path" -H "Authorization: Bearer $token")"
+      fi
+      echo "round $round $path $name at $rate req/s: $line" >&2
+      echo "$path $name $line" >>"$paced_results"
+    done
+  done
+done
+
+python3 - "$results" "$(nproc)" "$paced_results" "$rate" <<'PY'
 import sys
 from collections import defaultdict
 rows = defaultdict(list)
@@ -126,6 +165,24 @@ for path in ("/healthz", "/v1/kv/bench"):
         added = "" if name == "direct" else f"{p99 - direct[2]:+.2f}"
         print(f"{path:<14}{name:<18}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}"
               f"{rps / nginx[0]:>9.2f}x{added:>9}{errors:>8}")
-print(f"\nAll on one machine with {sys.argv[2]} cores shared by wrk, the proxy and both nodes: "
-      "a proxy's added latency includes the CPU it takes from the nodes and the client.")
+paced = defaultdict(list)
+for line in open(sys.argv[3]):
+    path, name, rps, p50, p99, p999, errors = line.split()
+    paced[(path, name)].append((float(p99), float(p50), float(p999), float(rps), int(errors)))
+def median(path, name):
+    # The round with the median p99 (ROUNDS odd), with its own p50 and p99.9.
+    runs = sorted(paced[(path, name)])
+    return runs[(len(runs) - 1) // 2], sum(r[4] for r in runs)
+print(f"\nAt {sys.argv[4]} req/s (open loop), the median round:")
+print(f"{'path':<14}{'target':<18}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+      f"{'+p99 ms':>9}{'errors':>8}")
+for path in ("/healthz", "/v1/kv/bench"):
+    direct, _ = median(path, "direct")
+    for name in ("direct", "nginx", "edge-verify-on", "edge-verify-off"):
+        (p99, p50, p999, rps, _), errors = median(path, name)
+        added = "" if name == "direct" else f"{p99 - direct[0]:+.2f}"
+        print(f"{path:<14}{name:<18}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{p999:>10.2f}"
+              f"{added:>9}{errors:>8}")
+print(f"\nAll on one machine with {sys.argv[2]} cores shared by the client, the proxy and both "
+      "nodes: a proxy's added latency includes the CPU it takes from the nodes and the client.")
 PY
