@@ -38,7 +38,9 @@
 //!
 //! `P8FS_PROPTEST_CASES` sets the number of cases per test (default 256; zero or anything but a
 //! positive integer fails the test, so a misconfigured run cannot pass by generating nothing);
-//! `PROPTEST_RNG_SEED` fixes the random seed.
+//! `PROPTEST_RNG_SEED` fixes the random seed; without it a seed is drawn and a failure names it.
+//! A failing case is printed as soon as it fails, then shrunk for at most three minutes, so a
+//! failure on a slow SQL server is reported rather than lost to the test timeout.
 
 use std::any::Any;
 use std::cmp::Ordering;
@@ -48,7 +50,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use proptest::test_runner::{TestCaseError, TestCaseResult, TestError, TestRunner};
+use proptest::test_runner::{RngSeed, TestCaseError, TestCaseResult, TestError, TestRunner};
 use serde_json::{Value, json};
 
 use p8fs_core::graph::NodePage;
@@ -968,7 +970,11 @@ fn cases(setting: Option<&str>) -> Result<u32, String> {
     }
 }
 
-fn config() -> ProptestConfig {
+/// How long a failing case is shrunk (milliseconds).
+const SHRINK_TIME_MS: u32 = 180_000;
+
+/// The runner's configuration and the seed it draws cases from.
+fn config() -> (ProptestConfig, u64) {
     let setting = match std::env::var("P8FS_PROPTEST_CASES") {
         Ok(setting) => Some(setting),
         Err(std::env::VarError::NotPresent) => None,
@@ -977,13 +983,29 @@ fn config() -> ProptestConfig {
         }
     };
     let cases = cases(setting.as_deref()).unwrap_or_else(|problem| panic!("{problem}"));
-    ProptestConfig {
+    let defaults = ProptestConfig::default();
+    // A random seed is chosen here rather than inside proptest, so a failure can name it.
+    let seed = match defaults.rng_seed {
+        RngSeed::Fixed(seed) => seed,
+        RngSeed::Random => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        }
+    };
+    let config = ProptestConfig {
         cases,
+        rng_seed: RngSeed::Fixed(seed),
         failure_persistence: None,
         // The automatic limit (4 × cases) stops before sequences this long are minimal.
         max_shrink_iters: 20_000,
-        ..ProptestConfig::default()
-    }
+        // On a SQL server a step of shrinking takes tens of milliseconds: the test reports the
+        // smallest sequence found in this time rather than run into the test timeout.
+        max_shrink_time: SHRINK_TIME_MS,
+        ..defaults
+    };
+    (config, seed)
 }
 
 fn run(name: &str, factory: Factory, ops: impl Strategy<Value = Vec<Op>>) {
@@ -997,12 +1019,29 @@ fn run(name: &str, factory: Factory, ops: impl Strategy<Value = Vec<Op>>) {
     runtime.block_on(async {
         drop(crate::build(factory, Purging::Shared).await);
     });
-    let mut runner = TestRunner::new(config());
-    let result = runner.run(&ops, |ops| runtime.block_on(run_case(factory, &ops)));
+    let (config, seed) = config();
+    let mut runner = TestRunner::new(config);
+    // The first failure is printed before shrinking starts, so it is on record even when
+    // shrinking is cut short.
+    let reported = std::sync::atomic::AtomicBool::new(false);
+    let result = runner.run(&ops, |ops| {
+        let outcome = runtime.block_on(run_case(factory, &ops));
+        if let Err(TestCaseError::Fail(reason)) = &outcome
+            && !reported.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!(
+                "{name}: a case failed (PROPTEST_RNG_SEED={seed}), shrinking it: {reason}\n\
+                 the failing sequence ({} ops):\n{}",
+                ops.len(),
+                listing(&ops)
+            );
+        }
+        outcome
+    });
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, ops)) => panic!(
-            "{name}: {reason}\nminimal failing sequence ({} ops):\n{}",
+            "{name} (PROPTEST_RNG_SEED={seed}): {reason}\nminimal failing sequence ({} ops):\n{}",
             ops.len(),
             listing(&ops)
         ),

@@ -18,7 +18,10 @@
 //! may for a moment hold a write and not the one that took its cursors just before; a reader
 //! returns the changes before such a gap, or waits briefly for it to fill (see [`Page`]).
 //!
-//! Trimming: per tenant, a short transaction locks the head row (so no change of the tenant
+//! Trimming: the server picks the tenants with work (their oldest stored change was committed
+//! before the cutoff, or lies at or below the floor), a page of them per statement, so a trim
+//! costs round trips per tenant trimmed, not per tenant that ever wrote. Then per tenant, a short
+//! transaction locks the head row (so no change of the tenant
 //! commits meanwhile), finds the first change after the floor committed at or after the cutoff
 //! and raises the floor to just before it. Readers then never look at or below the floor, so the
 //! rows there are deleted afterwards in batches, outside any lock; a trim interrupted between
@@ -40,7 +43,7 @@ use crate::{TidbBackend, TxError, sql, transaction};
 
 /// Changes inserted per statement (a `delete_node` may remove many edges).
 const INSERT_BATCH: usize = 500;
-/// Tenants read per statement, and changes deleted per statement, when trimming.
+/// Tenants picked per statement, and changes deleted per statement, when trimming.
 const TRIM_BATCH: u64 = 1000;
 
 impl TidbBackend {
@@ -300,8 +303,8 @@ impl ChangeLog for TidbBackend {
                 .conn()
                 .await?
                 .exec(
-                    sql::CHANGE_TENANTS_PAGE,
-                    (Value::Bytes(after.clone()), TRIM_BATCH),
+                    sql::CHANGE_TENANTS_TRIMMABLE,
+                    (Value::Bytes(after.clone()), before, TRIM_BATCH),
                 )
                 .await
                 .map_err(classify)?;

@@ -284,9 +284,15 @@ pub(crate) const CHANGES_PAGE: &str =
     ORDER BY c.seq";
 /// Every tenant with a log and its head, tenants ascending by raw bytes.
 pub(crate) const CHANGE_HEADS: &str = "SELECT tenant, head FROM p8fs_change_heads ORDER BY tenant";
-/// Tenants with a log after one, ascending, for trimming. Params: after, limit.
-pub(crate) const CHANGE_TENANTS_PAGE: &str =
-    "SELECT tenant FROM p8fs_change_heads WHERE tenant > ? ORDER BY tenant LIMIT ?";
+/// Tenants after one, ascending, whose oldest stored change is at or below the floor (left by
+/// an interrupted trim) or was committed before a time: those a trim has work for, chosen by the
+/// server in one statement rather than one round trip per tenant. Params: after, before, limit.
+pub(crate) const CHANGE_TENANTS_TRIMMABLE: &str = "SELECT h.tenant FROM p8fs_change_heads h
+    WHERE h.tenant > ? AND (
+        SELECT c.seq <= h.floor OR c.committed_at < ? FROM p8fs_changes c
+        WHERE c.tenant = h.tenant ORDER BY c.seq LIMIT 1
+    )
+    ORDER BY h.tenant LIMIT ?";
 /// The tenant's floor and its oldest stored change (NULL when none is stored); no row when the
 /// tenant has no log. Params: tenant, tenant.
 pub(crate) const CHANGES_OLDEST: &str = "SELECT h.floor, c.seq, c.committed_at
