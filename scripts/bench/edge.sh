@@ -93,23 +93,29 @@ for name in "${targets[@]}"; do
   [ "$code" = 200 ] || { echo "$name: GET /v1/kv/bench answered $code" >&2; exit 1; }
 done
 
+# Loads every target on both paths with TOOL (measure or paced), alternating, ROUNDS times;
+# writes "path target summary" lines to FILE.
+load_rounds() { # TOOL FILE LABEL
+  local tool="$1" file="$2" label="$3" round path name line
+  : >"$file"
+  for round in $(seq 1 "$rounds"); do
+    for path in /healthz /v1/kv/bench; do
+      for name in "${targets[@]}"; do
+        if [ "$path" = /healthz ]; then
+          line="$("$tool" "${url[$name]}$path")"
+        else
+          line="$("$tool" "${url[$name]}$path" -H "Authorization: Bearer $token")"
+        fi
+        echo "round $round $path $name$label: $line" >&2
+        echo "$path $name $line" >>"$file"
+      done
+    done
+  done
+}
 echo "p8fs edge vs nginx vs direct: 2 nodes ($storage), wrk -t$threads -c$connections -d$duration," \
   "$rounds rounds alternating targets; $(nproc) cores shared by wrk, proxy and both nodes" >&2
 results="$work/results"
-: >"$results"
-for round in $(seq 1 "$rounds"); do
-  for path in /healthz /v1/kv/bench; do
-    for name in "${targets[@]}"; do
-      if [ "$path" = /healthz ]; then
-        line="$(measure "${url[$name]}$path")"
-      else
-        line="$(measure "${url[$name]}$path" -H "Authorization: Bearer $token")"
-      fi
-      echo "round $round $path $name: $line" >&2
-      echo "$path $name $line" >>"$results"
-    done
-  done
-done
+load_rounds measure "$results" ""
 
 # The same targets at a fixed rate: oha's summary as "req/s p50_ms p99_ms p99.9_ms errors".
 paced() { # URL [oha arguments...]
@@ -128,20 +134,7 @@ print(d["summary"]["requestsPerSec"], p["p50"] * 1e3, p["p99"] * 1e3, p["p99.9"]
 }
 echo "the same at $rate req/s, oha -c$connections -z$duration --latency-correction" >&2
 paced_results="$work/paced"
-: >"$paced_results"
-for round in $(seq 1 "$rounds"); do
-  for path in /healthz /v1/kv/bench; do
-    for name in "${targets[@]}"; do
-      if [ "$path" = /healthz ]; then
-        line="$(paced "${url[$name]}$path")"
-      else
-        line="$(paced "${url[$name]}$path" -H "Authorization: Bearer $token")"
-      fi
-      echo "round $round $path $name at $rate req/s: $line" >&2
-      echo "$path $name $line" >>"$paced_results"
-    done
-  done
-done
+load_rounds paced "$paced_results" " at $rate req/s"
 
 python3 - "$results" "$(nproc)" "$paced_results" "$rate" <<'PY'
 import sys
