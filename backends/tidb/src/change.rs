@@ -21,11 +21,11 @@
 //! Trimming: the server picks the tenants with work (their oldest stored change was committed
 //! before the cutoff, or lies at or below the floor), a page of them per statement, so a trim
 //! costs round trips per tenant trimmed, not per tenant that ever wrote. Then per tenant, a short
-//! transaction locks the head row (so no change of the tenant
-//! commits meanwhile), finds the first change after the floor committed at or after the cutoff
-//! and raises the floor to just before it. Readers then never look at or below the floor, so the
-//! rows there are deleted afterwards in batches, outside any lock; a trim interrupted between
-//! the two steps leaves rows that the next trim deletes.
+//! transaction locks the head row (so no change of the tenant commits meanwhile), finds the
+//! first change after the floor committed at or after the cutoff and raises the floor to just
+//! before it. Readers then never look at or below the floor, so the rows there are deleted
+//! afterwards in batches, outside any lock; a trim interrupted between the two steps leaves rows
+//! that the next trim deletes.
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
