@@ -293,14 +293,6 @@ pub(crate) const CHANGE_TENANTS_TRIMMABLE: &str = "SELECT h.tenant FROM p8fs_cha
         WHERE c.tenant = h.tenant ORDER BY c.seq LIMIT 1
     )
     ORDER BY h.tenant LIMIT ?";
-/// The tenant's floor and its oldest stored change (NULL when none is stored); no row when the
-/// tenant has no log. Params: tenant, tenant.
-pub(crate) const CHANGES_OLDEST: &str = "SELECT h.floor, c.seq, c.committed_at
-    FROM p8fs_change_heads h
-    LEFT JOIN (
-        SELECT seq, committed_at FROM p8fs_changes WHERE tenant = ? ORDER BY seq LIMIT 1
-    ) c ON 1 = 1
-    WHERE h.tenant = ?";
 /// Locks the tenant's head row, so no write of the tenant commits a change while a trim decides.
 /// Params: tenant.
 pub(crate) const CHANGE_HEAD_LOCK: &str =
